@@ -1,0 +1,72 @@
+"""Command-line interface: ``ptyanalysis <command> ...``.
+
+Each command lives in the module named after its concept; that module
+provides ``configure_parser(parser)`` and ``run_cli(args) -> int``. Modules
+are imported only when their command runs, so ``ptyanalysis --help`` is fast
+and a command does not pay for TensorFlow unless it needs it.
+
+Exit status: 0 done, 2 bad input (a :class:`~ptyanalysis.errors.PtyAnalysisError`,
+message on stderr, no traceback), 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from .errors import PtyAnalysisError
+
+#: command -> (module, one-line help)
+COMMANDS = {
+    "simulate": ("ptyanalysis.synth", "generate a synthetic dose/overlap study hub"),
+    "train": ("ptyanalysis.arms", "train the PtychoPINN and Baseline models and run the iterative arm on a hub"),
+    "demo": ("ptyanalysis.demo", "simulate, train and analyse the synthetic study end to end"),
+    "compare": ("ptyanalysis.compare", "compare the arms for one dose/view/split (per-job files)"),
+    "compare-splits": ("ptyanalysis.splits", "compare a model's inputs and outputs across two splits"),
+    "bisect": ("ptyanalysis.bisect", "find why a model fails on one input set and passes on another"),
+    "grid": ("ptyanalysis.grid", "run the per-job notebook over a study grid (papermill + Dask)"),
+    "phase-g": ("ptyanalysis.report", "aggregate per-job results into the Phase G artifacts and figures"),
+    "verify": ("ptyanalysis.verify", "verify a hub's Phase G artifacts"),
+}
+
+
+def build_parser(commands=COMMANDS) -> argparse.ArgumentParser:
+    """Return the top-level parser with one sub-parser per available command."""
+    parser = argparse.ArgumentParser(prog="ptyanalysis", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_) in commands.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(_module=module)
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                continue  # command not built yet in this checkout
+            raise
+        mod.configure_parser(p)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``ptyanalysis`` console script."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    commands = COMMANDS
+    if argv and argv[0] in COMMANDS:  # import only the module that runs
+        commands = {argv[0]: COMMANDS[argv[0]]}
+    parser = build_parser(commands)
+    args = parser.parse_args(argv)
+    mod = importlib.import_module(args._module)
+    try:
+        return int(mod.run_cli(args) or 0)
+    except PtyAnalysisError as exc:
+        print(f"ptyanalysis {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

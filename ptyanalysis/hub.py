@@ -1,0 +1,59 @@
+"""On-disk layout of a study hub (the PtychoPINN study's layout, kept exactly).
+
+::
+
+    HUB/
+      data/phase_c/dose_<D>/patched_{train,test}.npz          datasets
+      data/phase_e/dose_<D>/baseline/gs1/                     Baseline model
+      data/phase_e/dose_<D>/{dense,sparse}/gs2/               PtychoPINN models
+      data/phase_f/dose_<D>/<view>/<split>/ptychi_reconstruction.npz
+      analysis/dose_<D>/<view>/<split>/                       per-job comparisons
+      analysis/                                               Phase G artifacts
+
+A view of a split (dense, sparse) is a seeded subsample of the split's
+positions; its indices are stored in ``data/phase_c/dose_<D>/views.json``
+(ptyanalysis's addition; PtychoPINN hubs without it use all positions).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .conventions import dose_label
+
+
+def dataset_path(hub, dose, split: str) -> Path:
+    """``HUB/data/phase_c/dose_<D>/patched_<split>.npz``."""
+    return Path(hub) / "data" / "phase_c" / dose_label(dose) / f"patched_{split}.npz"
+
+
+def views_path(hub, dose) -> Path:
+    """``HUB/data/phase_c/dose_<D>/views.json``: indices of each view's subsample."""
+    return Path(hub) / "data" / "phase_c" / dose_label(dose) / "views.json"
+
+
+def model_dir(hub, dose, arm: str, view: str | None = None) -> Path:
+    """Model directory of an arm: ``baseline/gs1`` or ``<view>/gs2`` under ``data/phase_e/dose_<D>``."""
+    base = Path(hub) / "data" / "phase_e" / dose_label(dose)
+    if arm == "Baseline":
+        return base / "baseline" / "gs1"
+    if arm == "PtychoPINN":
+        if view is None:
+            raise ValueError("the PtychoPINN model directory depends on the view")
+        return base / view / "gs2"
+    raise ValueError(f"arm {arm!r} has no trained model directory")
+
+
+def ptychi_path(hub, dose, view: str, split: str) -> Path:
+    """``HUB/data/phase_f/dose_<D>/<view>/<split>/ptychi_reconstruction.npz``."""
+    return Path(hub) / "data" / "phase_f" / dose_label(dose) / view / split / "ptychi_reconstruction.npz"
+
+
+def analysis_dir(hub, dose, view: str, split: str) -> Path:
+    """``HUB/analysis/dose_<D>/<view>/<split>/``: one comparison job's outputs."""
+    return Path(hub) / "analysis" / dose_label(dose) / view / split
+
+
+def analysis_root(hub) -> Path:
+    """``HUB/analysis``: where Phase G writes its artifacts."""
+    return Path(hub) / "analysis"
