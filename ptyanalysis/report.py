@@ -1079,10 +1079,8 @@ def plot_reconstructions(job_dir, title: str | None = None):
     cols = ["GroundTruth"] + list(ARMS) + sorted(set(images) - set(ARMS) - {"GroundTruth"})
     fig = _new_figure((2.6 * len(cols) + 1, 5.4))
     axes = fig.subplots(2, len(cols), squeeze=False)
-    cmap = matplotlib.colormaps["gray"].copy()
-    cmap.set_bad("0.75")
-    pcmap = matplotlib.colormaps["twilight"].copy()
-    pcmap.set_bad("0.75")
+    cmap = matplotlib.colormaps["gray"].with_extremes(bad="0.75")
+    pcmap = matplotlib.colormaps["twilight"].with_extremes(bad="0.75")
     for r, (comp, fn, cm) in enumerate((("amplitude", np.abs, cmap), ("phase", np.angle, pcmap))):
         ref = [images["GroundTruth"]] if "GroundTruth" in images else list(images.values())
         pool = np.concatenate([_masked(fn(x), coverage).ravel() for x in ref]) if ref else np.array([])

@@ -1,0 +1,580 @@
+"""Verify a hub's Phase G artifacts: ``ptyanalysis verify HUB`` (exit 0 only when all pass).
+
+Writes ``HUB/analysis/verification_report.json`` in the study's schema::
+
+    {all_valid, n_checks, n_valid, n_invalid, validations: [{valid, path, description, error?}]}
+
+(``path`` is relative to the hub). The checks, in order:
+
+1.  comparison manifest: ``analysis/comparison_manifest.json`` has ``n_jobs,
+    n_success, n_failed, jobs`` and no failed job;
+2.  metrics summary JSON: ``n_jobs, n_success, n_failed, jobs,
+    aggregate_metrics, phase_c_metadata_compliance``;
+3.  metrics summary Markdown (``# Phase G Metrics Summary``);
+4.  aggregate highlights (non-empty, study title line);
+5.  metrics digest headings (``# Phase G Dense Metrics Digest``,
+    ``## Pipeline Summary``, ``## Highlights``);
+6.  delta summary JSON (``generated_at`` ending in ``Z``, ``source_metrics``
+    an existing hub file, ``deltas.vs_{Baseline,PtyChi}.{ms_ssim,mae}.{amplitude,phase}``
+    numeric or null);
+7.  delta highlights: exactly 4 lines with the study's prefixes;
+8.  SSIM grid summary, phase-only: no "amplitude" in it or in
+    ``metrics_delta_highlights_preview.txt``, which must be 4 lines with the
+    preview prefixes;
+9.  orchestrator logs: ``analysis/logs/grid_*.log`` exists and the newest ends
+    the run with ``SUCCESS: all cells completed`` (the grid runner's sentinel);
+10. artifact inventory: every line a POSIX relative path (no leading ``/``,
+    drive letter, backslash or ``..``) of an existing file, sorted, no
+    duplicates, and every hub file listed (``analysis/verification_report.json``
+    excepted: it is written after the check);
+
+and ptyanalysis's own:
+
+11. numbers agree: the aggregates of ``metrics_summary.json`` are the means of
+    its jobs, ``metrics_delta_summary.json`` is PtychoPINN minus each arm on
+    them, and every number in ``metrics_delta_highlights.txt``, the preview,
+    ``ssim_grid_summary.md`` and ``aggregate_highlights.txt`` is that delta
+    formatted (MS-SSIM 3 decimals, MAE 6, explicit sign, ``N/A`` when missing);
+12. figures: every figure Phase G draws for the hub's jobs, and every PNG under
+    ``analysis/figures``, exists and is a valid image (``PIL.Image.verify``);
+13. job files: every successful job of the manifest has its output folder, the
+    files listed in its ``outputs`` (default: ``comparison_metrics.csv``,
+    ``reconstructions.npz``, ``comparison_plot.png``, ``comparison.nc``), all
+    non-empty, the PNGs valid images, and its log.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import PtyAnalysisError
+from .fileutil import write_json
+from . import report as R
+
+#: Sentinel the grid runner writes as the last line of a fully successful run.
+GRID_SUCCESS_SENTINEL = "SUCCESS: all cells completed"
+#: Files every comparison job must produce when the manifest does not list them.
+DEFAULT_JOB_FILES = ("comparison_metrics.csv", "reconstructions.npz", "comparison_plot.png", "comparison.nc")
+#: Report file name under ``analysis/``.
+REPORT_NAME = "verification_report.json"
+#: Study prefixes of the 4 highlight lines (as the study's verifier compares them, stripped).
+STUDY_HIGHLIGHT_PREFIXES = tuple(p.rstrip(" :") for p in R.HIGHLIGHT_PREFIXES)
+#: Headings the digest must contain.
+DIGEST_HEADINGS = ("# Phase G Dense Metrics Digest", "## Pipeline Summary", "## Highlights")
+
+_NUM = re.compile(r"N/A|[+-]?\d+\.\d+")
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of :func:`verify_hub`.
+
+    Attributes
+    ----------
+    all_valid : bool
+    n_checks, n_valid, n_invalid : int
+    validations : tuple of dict
+        ``{valid, path, description, error?}`` per check.
+    report_path : Path or None
+        Where the JSON report was written.
+    """
+
+    all_valid: bool
+    n_checks: int
+    n_valid: int
+    n_invalid: int
+    validations: tuple
+    report_path: Path | None = None
+
+    def as_dict(self) -> dict:
+        """The report's JSON content."""
+        return {"all_valid": self.all_valid, "n_checks": self.n_checks, "n_valid": self.n_valid,
+                "n_invalid": self.n_invalid, "validations": list(self.validations)}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _rel(hub: Path, path: Path) -> str:
+    try:
+        return path.relative_to(hub).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _result(hub, path, description, error=None, **extra) -> dict:
+    r = {"valid": error is None, "path": _rel(hub, Path(path)), "description": description}
+    if error is not None:
+        r["error"] = error
+    r.update(extra)
+    return r
+
+
+def _load_json(path: Path):
+    """(data, error)"""
+    if not path.is_file():
+        return None, "File not found"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")), None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return None, f"Invalid JSON: {exc}"
+
+
+def _read_text(path: Path):
+    if not path.is_file():
+        return None, "File not found"
+    try:
+        return path.read_text(encoding="utf-8"), None
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 text: {exc}"
+
+
+def _image_error(path: Path) -> str | None:
+    from PIL import Image
+
+    if not path.is_file():
+        return "file not found"
+    if path.stat().st_size == 0:
+        return "empty file"
+    try:
+        with Image.open(path) as im:
+            im.verify()
+    except Exception as exc:
+        return f"not a valid image ({type(exc).__name__}: {exc})"
+    return None
+
+
+def _json_keys_check(hub, path, description, keys):
+    data, err = _load_json(path)
+    if err:
+        return _result(hub, path, description, err), data
+    if not isinstance(data, dict):
+        return _result(hub, path, description, "top level must be a JSON object"), None
+    missing = [k for k in keys if k not in data]
+    if missing:
+        return _result(hub, path, description, f"Missing required keys: {', '.join(missing)}"), data
+    return None, data
+
+
+# --------------------------------------------------------------------------- the checks
+
+
+def check_manifest(hub: Path) -> dict:
+    """Check 1: the grid's comparison manifest."""
+    path = hub / "analysis" / R.FILES["manifest"]
+    desc = "Phase G comparison manifest"
+    bad, data = _json_keys_check(hub, path, desc, ["n_jobs", "n_success", "n_failed", "jobs"])
+    if bad:
+        return bad
+    if not isinstance(data["jobs"], list) or len(data["jobs"]) != data["n_jobs"]:
+        return _result(hub, path, desc, f"n_jobs is {data['n_jobs']} but 'jobs' has "
+                       f"{len(data['jobs']) if isinstance(data['jobs'], list) else 'no list of'} entries")
+    if data["n_failed"]:
+        failed = [f"dose_{r.get('dose')}/{r.get('view')}/{r.get('split')}"
+                  for r in data.get("execution_results", []) if int(r.get("returncode", 1)) != 0]
+        return _result(hub, path, desc, f"{data['n_failed']} failed job(s): {', '.join(failed) or 'see manifest'}; "
+                       "rerun `ptyanalysis grid` (failed cells rerun, complete ones are skipped)")
+    return _result(hub, path, desc)
+
+
+def check_metrics_summary_json(hub: Path) -> dict:
+    """Check 2: ``metrics_summary.json`` keys."""
+    path = hub / "analysis" / R.FILES["metrics_summary_json"]
+    bad, _ = _json_keys_check(hub, path, "Phase G metrics summary JSON",
+                              ["n_jobs", "n_success", "n_failed", "jobs", "aggregate_metrics", "phase_c_metadata_compliance"])
+    return bad or _result(hub, path, "Phase G metrics summary JSON")
+
+
+def check_metrics_summary_md(hub: Path) -> dict:
+    """Check 3: ``metrics_summary.md``."""
+    path = hub / "analysis" / R.FILES["metrics_summary_md"]
+    text, err = _read_text(path)
+    if err is None and not text.startswith("# Phase G Metrics Summary"):
+        err = "does not start with '# Phase G Metrics Summary'"
+    return _result(hub, path, "Phase G metrics summary Markdown", err)
+
+
+def check_aggregate_highlights(hub: Path) -> dict:
+    """Check 4: ``aggregate_highlights.txt``."""
+    path = hub / "analysis" / R.FILES["aggregate_highlights"]
+    text, err = _read_text(path)
+    if err is None and not text.strip():
+        err = "file is empty"
+    elif err is None and not text.startswith("Phase G Dense Metrics — Highlights"):
+        err = "first line is not 'Phase G Dense Metrics — Highlights'"
+    return _result(hub, path, "Phase G aggregate highlights", err)
+
+
+def check_metrics_digest(hub: Path) -> dict:
+    """Check 5: digest headings."""
+    path = hub / "analysis" / R.FILES["metrics_digest"]
+    text, err = _read_text(path)
+    if err is None:
+        lines = {ln.rstrip() for ln in text.splitlines()}
+        missing = [h for h in DIGEST_HEADINGS if h not in lines]
+        if missing:
+            err = f"Missing sections: {', '.join(missing)}"
+    return _result(hub, path, "Metrics digest", err)
+
+
+def check_delta_summary(hub: Path) -> dict:
+    """Check 6: ``metrics_delta_summary.json`` structure and provenance."""
+    path = hub / "analysis" / R.FILES["delta_summary_json"]
+    desc = "Metrics delta summary JSON"
+    bad, data = _json_keys_check(hub, path, desc, ["generated_at", "source_metrics", "deltas"])
+    if bad:
+        return bad
+    ga = data["generated_at"]
+    if not isinstance(ga, str) or not ga.endswith("Z"):
+        return _result(hub, path, desc, f"generated_at must be an ISO-8601 UTC timestamp ending with Z, got: {ga!r}")
+    src = data["source_metrics"]
+    if not isinstance(src, str) or src.startswith("/") or not (hub / src).is_file():
+        return _result(hub, path, desc, f"source_metrics must be a hub-relative path of an existing file, got: {src!r}")
+    deltas = data["deltas"]
+    if not isinstance(deltas, dict):
+        return _result(hub, path, desc, "deltas must be an object")
+    for comp in ("vs_Baseline", "vs_PtyChi"):
+        for metric in ("ms_ssim", "mae"):
+            block = (deltas.get(comp) or {}).get(metric) if isinstance(deltas.get(comp), dict) else None
+            if not isinstance(block, dict):
+                return _result(hub, path, desc, f"deltas.{comp}.{metric} missing (expected {{amplitude, phase}})")
+            for c in ("amplitude", "phase"):
+                if c not in block:
+                    return _result(hub, path, desc, f"deltas.{comp}.{metric} missing component {c!r}")
+                v = block[c]
+                if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                    return _result(hub, path, desc, f"deltas.{comp}.{metric}.{c} must be numeric or null, got {v!r}")
+    return _result(hub, path, desc)
+
+
+def _lines(text: str) -> list[str]:
+    return [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+
+
+def check_delta_highlights(hub: Path) -> dict:
+    """Check 7: ``metrics_delta_highlights.txt`` has exactly the 4 prefixed lines."""
+    path = hub / "analysis" / R.FILES["delta_highlights"]
+    desc = "Metrics delta highlights"
+    text, err = _read_text(path)
+    if err:
+        return _result(hub, path, desc, err)
+    lines = _lines(text)
+    if len(lines) != 4:
+        return _result(hub, path, desc, f"Expected exactly 4 lines, got {len(lines)}")
+    for i, (ln, pre) in enumerate(zip(lines, STUDY_HIGHLIGHT_PREFIXES), start=1):
+        if not ln.startswith(pre):
+            return _result(hub, path, desc, f"Line {i} does not start with expected prefix: {pre}", invalid_line=ln)
+        if "amplitude" not in ln or "phase" not in ln:
+            return _result(hub, path, desc, f"Line {i} must give 'amplitude <delta>  phase <delta>'", invalid_line=ln)
+    return _result(hub, path, desc)
+
+
+def check_ssim_grid(hub: Path) -> dict:
+    """Check 8: phase-only SSIM grid summary and preview."""
+    path = hub / "analysis" / R.FILES["ssim_grid_summary"]
+    desc = "SSIM grid summary (phase-only)"
+    text, err = _read_text(path)
+    if err:
+        return _result(hub, path, desc, err)
+    if "amplitude" in text.lower():
+        bad = [f"line {i}" for i, ln in enumerate(text.splitlines(), 1) if "amplitude" in ln.lower()]
+        return _result(hub, path, desc, f"contains 'amplitude' ({', '.join(bad)}): the grid summary must be phase-only")
+    for needed in ("# SSIM Grid Summary (Phase-Only)", "| vs_Baseline |", "| vs_PtyChi"):
+        if needed not in text:
+            return _result(hub, path, desc, f"missing {needed!r} (expected the 2x2 phase-only delta tables)")
+    preview = hub / "analysis" / R.FILES["delta_preview"]
+    ptext, perr = _read_text(preview)
+    if perr:
+        return _result(hub, preview, desc, f"preview: {perr}")
+    plines = _lines(ptext)
+    amp = [f"line {i}" for i, ln in enumerate(ptext.splitlines(), 1) if "amplitude" in ln.lower()]
+    if amp:
+        return _result(hub, preview, desc, f"preview contains 'amplitude' ({', '.join(amp)}): it must be phase-only (PREVIEW-PHASE-001)")
+    if len(plines) != 4:
+        return _result(hub, preview, desc, f"preview: expected exactly 4 lines, got {len(plines)}")
+    for i, (ln, pre) in enumerate(zip(plines, R.PREVIEW_PREFIXES), start=1):
+        if not ln.startswith(pre.strip()):
+            return _result(hub, preview, desc, f"preview line {i} does not start with {pre.strip()!r}", invalid_line=ln)
+        if len(_NUM.findall(ln[len(pre.strip()):])) != 1:
+            return _result(hub, preview, desc, f"preview line {i} must hold exactly one delta", invalid_line=ln)
+    return _result(hub, path, desc)
+
+
+def check_orchestrator_logs(hub: Path) -> dict:
+    """Check 9: the grid runner's logs."""
+    logdir = hub / "analysis" / "logs"
+    desc = "Orchestrator logs (grid runner)"
+    logs = sorted(logdir.glob("grid_*.log")) if logdir.is_dir() else []
+    if not logs:
+        return _result(hub, logdir, desc, "no analysis/logs/grid_*.log: run the study grid with `ptyanalysis grid`")
+    newest = logs[-1]
+    text, err = _read_text(newest)
+    if err:
+        return _result(hub, newest, desc, err)
+    if GRID_SUCCESS_SENTINEL not in text:
+        return _result(hub, newest, desc, f"newest grid log lacks the sentinel {GRID_SUCCESS_SENTINEL!r} "
+                       "(the last grid run did not complete every cell)")
+    return _result(hub, newest, desc, found_logs=[_rel(hub, p) for p in logs])
+
+
+def _path_problem(line: str) -> str | None:
+    if line != line.strip():
+        return "leading/trailing whitespace"
+    if line.startswith("/") or re.match(r"^[A-Za-z]:", line):
+        return "absolute path (must be relative to the hub)"
+    if "\\" in line:
+        return "contains backslashes (must use POSIX forward slashes)"
+    if any(part in ("..", ".", "") for part in line.split("/")):
+        return "not a normalized relative path ('.', '..' or empty component)"
+    return None
+
+
+def check_inventory(hub: Path) -> dict:
+    """Check 10: ``artifact_inventory.txt`` lists exactly the hub's files."""
+    path = hub / "analysis" / R.FILES["inventory"]
+    desc = "Artifact inventory"
+    text, err = _read_text(path)
+    if err:
+        return _result(hub, path, desc, err)
+    lines = [ln for ln in text.split("\n") if ln != ""]
+    if not lines:
+        return _result(hub, path, desc, "artifact_inventory.txt is empty")
+    invalid = []
+    for i, ln in enumerate(lines, start=1):
+        prob = _path_problem(ln)
+        if prob is None and not (hub / ln).is_file():
+            prob = "referenced file not found"
+        if prob:
+            invalid.append({"line": i, "path": ln, "reason": prob})
+    if invalid:
+        first = invalid[0]
+        return _result(hub, path, desc, f"{len(invalid)} invalid entries; first: line {first['line']} "
+                       f"{first['path']!r}: {first['reason']}", invalid_entries=invalid[:50])
+    if lines != sorted(lines) or len(set(lines)) != len(lines):
+        return _result(hub, path, desc, "entries must be sorted and unique")
+    listed = set(lines)
+    unlisted = [p for p in R.list_hub_files(hub, exclude=R.POST_INVENTORY_FILES) if p not in listed]
+    if unlisted:
+        return _result(hub, path, desc, f"{len(unlisted)} hub file(s) not in the inventory, e.g. {unlisted[0]!r}; "
+                       "rerun `ptyanalysis phase-g` (it writes the inventory last)", unlisted=unlisted[:50])
+    return _result(hub, path, desc, line_count=len(lines))
+
+
+def _close(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def check_numbers(hub: Path) -> dict:
+    """Check 11: summary aggregates, deltas and every highlighted number agree."""
+    analysis = hub / "analysis"
+    desc = "Highlights, preview and grid numbers match the summary and deltas"
+    summary, err = _load_json(analysis / R.FILES["metrics_summary_json"])
+    if err:
+        return _result(hub, analysis / R.FILES["metrics_summary_json"], desc, err)
+    dsum, err = _load_json(analysis / R.FILES["delta_summary_json"])
+    if err:
+        return _result(hub, analysis / R.FILES["delta_summary_json"], desc, err)
+    try:
+        agg = summary["aggregate_metrics"]
+        # 1. aggregates are the means over the summary's own jobs
+        for model, metrics in agg.items():
+            for metric in R.AGGREGATE_METRICS:
+                if metric not in metrics:
+                    continue
+                amps, phs = [], []
+                for job in summary["jobs"]:
+                    row = next((m for m in job.get("metrics", []) if m.get("model") == model and m.get("metric") == metric), None)
+                    if row and row.get("amplitude") is not None and row.get("phase") is not None:
+                        amps.append(row["amplitude"])
+                        phs.append(row["phase"])
+                for comp, vals in (("amplitude", amps), ("phase", phs)):
+                    want = sum(vals) / len(vals) if vals else None
+                    got = metrics[metric].get(f"mean_{comp}")
+                    if not _close(want, got):
+                        return _result(hub, analysis / R.FILES["metrics_summary_json"], desc,
+                                       f"aggregate_metrics.{model}.{metric}.mean_{comp} is {got} but the mean of the jobs is {want}")
+        # 2. deltas are PtychoPINN minus each arm
+        want_d = R.compute_deltas(agg)
+        got_d = dsum["deltas"]
+        for other in R.DELTA_ARMS:
+            for metric in R.AGGREGATE_METRICS:
+                for comp in ("amplitude", "phase"):
+                    w, g = want_d[f"vs_{other}"][metric][comp], got_d[f"vs_{other}"][metric][comp]
+                    if not _close(w, g):
+                        return _result(hub, analysis / R.FILES["delta_summary_json"], desc,
+                                       f"deltas.vs_{other}.{metric}.{comp} is {g} but the summary gives {w}")
+    except (KeyError, TypeError, AttributeError) as exc:
+        return _result(hub, analysis / R.FILES["delta_summary_json"], desc, f"malformed summary or deltas: {exc!r}")
+
+    def fmt(other, metric, comp):
+        return R.format_delta(got_d[f"vs_{other}"][metric][comp], R.DELTA_DECIMALS[metric])
+
+    expected = {
+        R.FILES["delta_highlights"]: [[fmt(o, m, "amplitude"), fmt(o, m, "phase")] for m, o in R.HIGHLIGHT_ORDER],
+        R.FILES["delta_preview"]: [[fmt(o, m, "phase")] for m, o in R.HIGHLIGHT_ORDER],
+    }
+    for name, want_lines in expected.items():
+        text, err = _read_text(analysis / name)
+        if err:
+            return _result(hub, analysis / name, desc, err)
+        lines = _lines(text)
+        if len(lines) != len(want_lines):
+            return _result(hub, analysis / name, desc, f"expected {len(want_lines)} lines, got {len(lines)}")
+        for i, (ln, want) in enumerate(zip(lines, want_lines), start=1):
+            got = _NUM.findall(ln.split(":", 1)[1] if ":" in ln else ln)
+            if got != want:
+                return _result(hub, analysis / name, desc, f"line {i}: numbers {got} but the deltas give {want}", invalid_line=ln)
+    # ssim grid rows
+    text, err = _read_text(analysis / R.FILES["ssim_grid_summary"])
+    if err:
+        return _result(hub, analysis / R.FILES["ssim_grid_summary"], desc, err)
+    rows = [ln for ln in text.splitlines() if ln.startswith("| vs_")]
+    want_rows = [fmt(o, "ms_ssim", "phase") for o in R.DELTA_ARMS] + [fmt(o, "mae", "phase") for o in R.DELTA_ARMS]
+    got_rows = [(_NUM.findall(ln.split("|")[2]) or ["?"])[0] for ln in rows]
+    if got_rows != want_rows:
+        return _result(hub, analysis / R.FILES["ssim_grid_summary"], desc,
+                       f"table values {got_rows} but the deltas give {want_rows} (MS-SSIM vs Baseline, vs PtyChi, MAE ...)")
+    # aggregate highlights deltas
+    text, err = _read_text(analysis / R.FILES["aggregate_highlights"])
+    if err:
+        return _result(hub, analysis / R.FILES["aggregate_highlights"], desc, err)
+    block = None
+    for i, ln in enumerate(text.splitlines(), start=1):
+        m = re.match(r"(MS-SSIM|MAE) Deltas \(PtychoPINN - (\w+)\):", ln.strip())
+        if m:
+            block = ("ms_ssim" if m.group(1) == "MS-SSIM" else "mae", m.group(2))
+            continue
+        m = re.match(r"(Amplitude|Phase) \(mean\):\s*(\S+)", ln.strip())
+        if m and block and block[1] in R.DELTA_ARMS:
+            want = fmt(block[1], block[0], m.group(1).lower())
+            if m.group(2) != want:
+                return _result(hub, analysis / R.FILES["aggregate_highlights"], desc,
+                               f"line {i}: {m.group(2)} but the deltas give {want}", invalid_line=ln)
+    return _result(hub, analysis / R.FILES["delta_summary_json"], desc)
+
+
+def check_figures(hub: Path) -> dict:
+    """Check 12: every expected figure (and every PNG under ``analysis/figures``) is a valid image."""
+    figdir = hub / "analysis" / R.FIGURES_DIR
+    desc = "Figures exist and are valid images"
+    try:
+        jobs = R.collect_jobs(hub)
+    except PtyAnalysisError as exc:
+        return _result(hub, figdir, desc, f"cannot read the jobs: {exc}")
+    expected = {hub / "analysis" / p for p in R.expected_figures(jobs)}
+    present = set(figdir.glob("*.png")) if figdir.is_dir() else set()
+    bad = []
+    for p in sorted(expected | present):
+        e = _image_error(p)
+        if e:
+            bad.append(f"{_rel(hub, p)}: {e}")
+    if bad:
+        return _result(hub, figdir, desc, f"{len(bad)} figure problem(s): {'; '.join(bad[:5])}", problems=bad)
+    return _result(hub, figdir, desc, n_figures=len(expected | present))
+
+
+def check_job_files(hub: Path) -> dict:
+    """Check 13: every successful manifest job has its files and log."""
+    path = hub / "analysis" / R.FILES["manifest"]
+    desc = "Every manifest job has its output files"
+    data, err = _load_json(path)
+    if err:
+        return _result(hub, path, desc, err)
+    results = {(str(r.get("dose")), r.get("view"), r.get("split")): r for r in data.get("execution_results", [])}
+    problems = []
+    for job in data.get("jobs", []):
+        key = (str(job.get("dose")), job.get("view"), job.get("split"))
+        res = results.get(key)
+        if res is None or int(res.get("returncode", 1)) != 0:
+            continue  # failed jobs are reported by check 1
+        rel = job.get("output_dir") or f"dose_{job.get('dose')}/{job.get('view')}/{job.get('split')}"
+        out = hub / "analysis" / rel
+        if not out.is_dir():
+            problems.append(f"{rel}: output folder missing")
+            continue
+        for name in job.get("outputs") or DEFAULT_JOB_FILES:
+            f = out / name
+            if not f.is_file() or f.stat().st_size == 0:
+                problems.append(f"{rel}/{name}: missing or empty")
+            elif f.suffix.lower() == ".png":
+                e = _image_error(f)
+                if e:
+                    problems.append(f"{rel}/{name}: {e}")
+        log = res.get("log_path")
+        if log and not (hub / "analysis" / log).is_file():
+            problems.append(f"{log}: log missing")
+    if problems:
+        return _result(hub, path, desc, f"{len(problems)} problem(s): {'; '.join(problems[:5])}", problems=problems)
+    return _result(hub, path, desc)
+
+
+#: The checks, in report order.
+CHECKS = (check_manifest, check_metrics_summary_json, check_metrics_summary_md, check_aggregate_highlights,
+          check_metrics_digest, check_delta_summary, check_delta_highlights, check_ssim_grid,
+          check_orchestrator_logs, check_inventory, check_numbers, check_figures, check_job_files)
+
+
+def verify_hub(hub, report_path=None, write: bool = True) -> VerifyResult:
+    """Run every check on a hub and write the verification report.
+
+    Parameters
+    ----------
+    hub : str or Path
+        Study hub.
+    report_path : str or Path, optional
+        Report destination (default ``HUB/analysis/verification_report.json``).
+    write : bool
+        Write the report (atomically).
+
+    Returns
+    -------
+    VerifyResult
+
+    Raises
+    ------
+    PtyAnalysisError
+        If the hub does not exist.
+    """
+    hub = Path(hub).resolve()
+    if not hub.is_dir():
+        raise PtyAnalysisError(f"hub not found: {hub}")
+    validations = []
+    for check in CHECKS:
+        try:
+            validations.append(check(hub))
+        except Exception as exc:  # a check must never crash the report
+            validations.append(_result(hub, hub / "analysis", check.__doc__.splitlines()[0],
+                                       f"check crashed: {type(exc).__name__}: {exc}"))
+    n_valid = sum(v["valid"] for v in validations)
+    res = VerifyResult(all_valid=n_valid == len(validations), n_checks=len(validations), n_valid=n_valid,
+                       n_invalid=len(validations) - n_valid, validations=tuple(validations))
+    if write:
+        out = Path(report_path) if report_path else hub / "analysis" / REPORT_NAME
+        write_json(out, res.as_dict())
+        res = VerifyResult(**{**res.__dict__, "report_path": out})
+    return res
+
+
+def configure_parser(parser) -> None:
+    """Add the ``verify`` command's options to ``parser``."""
+    parser.add_argument("hub", help="study hub")
+    parser.add_argument("--report", default=None, help="report path (default HUB/analysis/verification_report.json)")
+
+
+def run_cli(args) -> int:
+    """Run ``ptyanalysis verify``: print each check; exit 0 only when all pass."""
+    res = verify_hub(args.hub, report_path=args.report)
+    for v in res.validations:
+        mark = "ok  " if v["valid"] else "FAIL"
+        line = f"[{mark}] {v['description']} ({v['path']})"
+        if not v["valid"]:
+            line += f": {v.get('error', 'unknown error')}"
+        print(line)
+    print(f"{res.n_valid}/{res.n_checks} checks passed; report: {res.report_path}")
+    return 0 if res.all_valid else 1
