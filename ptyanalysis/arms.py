@@ -1,0 +1,325 @@
+"""Training the network arms and running the iterative arm on a study hub.
+
+* **PtychoPINN** (gridsize 2): trained *without ground truth* through the
+  physics forward model (:func:`ptyanalysis.models.build_models`' autoencoder:
+  merge the group's patches, re-extract each member's view, illuminate by the
+  probe, far-field amplitude, Poisson negative log-likelihood).
+* **Baseline** (gridsize 1): supervised on the ground-truth patches ``Y``
+  (amplitude and phase, mean absolute error), with the study's inference
+  interface and all-zero local offsets, as the real one was trained.
+* **PtyChi**: pty-chi when it is installed, else the reference rPIE of
+  :mod:`ptyanalysis.iterative`, labelled as such in every file.
+
+Each trained model is saved as ``model.keras`` plus ``params.json`` (the
+sidecar: arm, N, gridsize, intensity_scale, nphotons, grouping K, training
+input statistics, training history, software versions) and
+``reference_inputs.npz`` (a seeded sample of inputs drawn exactly like the
+training inputs: what the diagnosis tools use as the *reference* set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import hub as _hub
+from .conventions import SPLITS, VIEWS
+from .errors import PtyAnalysisError
+from .fileutil import atomic_dir, atomic_path, write_json
+from .provenance import software_versions, utc_now
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training budget and options (one per study size).
+
+    Attributes
+    ----------
+    baseline_steps, pinn_steps : int
+        Optimiser steps for each network (epochs = steps / batches per epoch).
+    batch_size : int
+    learning_rate : float
+    filters : tuple of int
+        Encoder widths of the patch network.
+    K : int
+        Nearest neighbours a training group is drawn from (the study: 4).
+    phase_weight : float
+        Weight of the phase term in the Baseline's supervised loss.
+    iterations : int
+        Passes of the iterative arm.
+    reference_samples : int
+        Size of the saved reference input sample.
+    seed : int
+    """
+
+    baseline_steps: int = 300
+    pinn_steps: int = 200
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    filters: tuple = (16, 32, 64)
+    K: int = 4
+    phase_weight: float = 4.0
+    iterations: int = 20
+    reference_samples: int = 64
+    seed: int = 0
+
+
+#: Budgets per study size.
+TRAIN_CONFIGS = {
+    "ci": TrainConfig(baseline_steps=60, pinn_steps=40, filters=(8, 16, 32), iterations=10),
+    "demo": TrainConfig(),
+    "study": TrainConfig(baseline_steps=4000, pinn_steps=4000, batch_size=32, filters=(32, 64, 128),
+                         iterations=100),
+}
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A trained inference model and its sidecar parameters."""
+
+    model: object
+    sidecar: dict
+    reference_inputs: dict
+
+
+def input_statistics(arr, sample: int = 200_000, seed: int = 0) -> dict:
+    """Summary statistics of an input array (on a seeded sample of at most ``sample`` values)."""
+    a = np.asarray(arr, dtype=np.float64).ravel()
+    if a.size > sample:
+        a = a[np.random.default_rng(seed).choice(a.size, sample, replace=False)]
+    q = np.quantile(a, [0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99]) if a.size else [np.nan] * 7
+    return {
+        "shape": list(np.shape(arr)), "mean": float(a.mean()), "std": float(a.std()),
+        "min": float(a.min()), "max": float(a.max()), "nonzero_fraction": float(np.mean(a != 0)),
+        "quantiles": dict(zip(["q01", "q05", "q25", "q50", "q75", "q95", "q99"], map(float, q))),
+    }
+
+
+class _EpochProgress:
+    """Keras callback: a tqdm bar over epochs on a terminal, plain lines otherwise."""
+
+    def __new__(cls, total: int, desc: str, stream=None):
+        import keras
+        from tqdm.auto import tqdm
+
+        stream = stream or sys.stderr
+
+        class Cb(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                self.t0 = time.perf_counter()
+                self.tty = hasattr(stream, "isatty") and stream.isatty()
+                self.bar = tqdm(total=total, desc=desc, unit="epoch", file=stream) if self.tty else None
+
+            def on_epoch_end(self, epoch, logs=None):
+                loss = (logs or {}).get("loss", float("nan"))
+                if self.bar is not None:
+                    self.bar.set_postfix(loss=f"{loss:.4g}")
+                    self.bar.update(1)
+                else:
+                    print(f"{desc}: epoch {epoch + 1}/{total} loss {loss:.4g} "
+                          f"({time.perf_counter() - self.t0:.1f} s)", file=stream, flush=True)
+
+            def on_train_end(self, logs=None):
+                if self.bar is not None:
+                    self.bar.close()
+
+        return Cb()
+
+
+def _fit(model, x, y, steps: int, config: TrainConfig, desc: str, loss, loss_weights=None):
+    import keras
+
+    n = len(x[0]) if isinstance(x, list) else len(x)
+    per_epoch = max(1, math.ceil(n / config.batch_size))
+    epochs = max(1, math.ceil(steps / per_epoch))
+    keras.utils.set_random_seed(config.seed)
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss, loss_weights=loss_weights)
+    t0 = time.perf_counter()
+    hist = model.fit(x, y, epochs=epochs, batch_size=config.batch_size, shuffle=True, verbose=0,
+                     callbacks=[_EpochProgress(epochs, desc)])
+    return {"epochs": epochs, "steps": epochs * per_epoch, "batch_size": config.batch_size,
+            "loss": [float(v) for v in hist.history["loss"]], "elapsed_s": time.perf_counter() - t0,
+            "n_samples": int(n), "learning_rate": config.learning_rate, "seed": config.seed}
+
+
+def _sidecar(arm, data, gridsize, intensity_scale, nphotons, inputs, history, config, extra=None) -> dict:
+    return {
+        "arm": arm, "N": int(data.N), "gridsize": gridsize, "C": gridsize * gridsize,
+        "intensity_scale": float(intensity_scale), "nphotons": float(nphotons),
+        "input_names": ["input", "input_positions"],
+        "input_normalization": "input = diffraction * sqrt((N/2)^2 / mean_total(diffraction^2)) * intensity_scale",
+        "training_inputs": {k: input_statistics(v, seed=config.seed) for k, v in inputs.items()},
+        "training": history, "config": asdict(config), "created": utc_now(),
+        "software": software_versions(), **(extra or {}),
+    }
+
+
+def _reference_sample(inputs: dict, k: int, seed: int) -> dict:
+    n = len(next(iter(inputs.values())))
+    idx = np.sort(np.random.default_rng(seed).choice(n, size=min(k, n), replace=False))
+    return {name: np.asarray(v[idx]) for name, v in inputs.items()}
+
+
+def train_baseline(data, nphotons: float, config: TrainConfig = TrainConfig(), desc="Baseline") -> TrainedModel:
+    """Train the gridsize-1 Baseline on ``data`` (supervised on ``Y``, zero offsets).
+
+    Parameters
+    ----------
+    data : PtychoData
+        Training split; needs ground-truth patches ``Y``.
+    nphotons : float
+        Dose of the data (sets ``intensity_scale``).
+    config : TrainConfig
+    desc : str
+        Progress label.
+    """
+    from . import models
+
+    if data.Y is None:
+        raise PtyAnalysisError(f"{data.path or 'dataset'}: key 'Y' (ground-truth patches) is needed to train the Baseline")
+    isc = models.intensity_scale_for(nphotons, data.N)
+    x = models.scale_diffraction(data.diffraction, isc)[..., None]
+    inputs = {"input": x, "input_positions": np.zeros((len(x), 1, 2, 1), np.float32)}
+    rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+    built = models.build_models(data.N, 1, rms, filters=tuple(config.filters))
+    Y = np.asarray(data.Y)
+    hist = _fit(built["patch_network"], x, [np.abs(Y)[..., None], np.angle(Y)[..., None]],
+                config.baseline_steps, config, desc, loss=["mae", "mae"], loss_weights=[1.0, config.phase_weight])
+    side = _sidecar("Baseline", data, 1, isc, nphotons, inputs, hist, config,
+                    {"training_mode": "supervised on Y (amplitude, phase MAE), all-zero local offsets",
+                     "input_rms": rms})
+    return TrainedModel(built["diffraction_to_obj"], side, _reference_sample(inputs, config.reference_samples, config.seed))
+
+
+def train_pinn(data, nphotons: float, config: TrainConfig = TrainConfig(), gridsize: int = 2,
+               desc="PtychoPINN") -> TrainedModel:
+    """Train the PtychoPINN-like model (gridsize 2) through the physics forward model.
+
+    No ground truth is used: the loss is the Poisson negative log-likelihood of
+    the measured amplitudes given the far field of the merged object patch
+    illuminated by ``data.probe``.
+    """
+    from . import models
+
+    isc = models.intensity_scale_for(nphotons, data.N)
+    inputs, _, _ = models.group_inputs(data, gridsize, isc, K=config.K, seed=config.seed)
+    x = inputs["input"]
+    rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+    probe = np.asarray(data.probe)
+    # initial photon scale: |O| ~ 0.7 and sum |F(P O)|^2 = sum |P O|^2 (orthonormal FFT)
+    mean_total = float(np.mean(np.sum(x.astype(np.float64) ** 2, axis=(1, 2))))
+    log_k = 0.5 * math.log(mean_total / (0.5 * float(np.sum(np.abs(probe) ** 2))))
+    built = models.build_models(data.N, gridsize, rms, probe=probe, log_scale=log_k, filters=tuple(config.filters))
+    hist = _fit(built["autoencoder"], [x, inputs["input_positions"]], x, config.pinn_steps, config, desc,
+                loss=models.poisson_nll)
+    side = _sidecar("PtychoPINN", data, gridsize, isc, nphotons, inputs, hist, config,
+                    {"training_mode": "self-supervised: Poisson NLL through the physics forward model",
+                     "K": config.K, "K_inference": 7, "input_rms": rms})
+    return TrainedModel(built["diffraction_to_obj"], side, _reference_sample(inputs, config.reference_samples, config.seed))
+
+
+def save_trained(trained: TrainedModel, directory) -> Path:
+    """Write ``model.keras``, ``params.json`` and ``reference_inputs.npz`` into ``directory`` atomically."""
+    directory = Path(directory)
+    with atomic_dir(directory) as tmp:
+        trained.model.save(tmp / "model.keras")
+        write_json(tmp / "params.json", trained.sidecar)
+        np.savez(tmp / "reference_inputs.npz", **trained.reference_inputs)
+    return directory
+
+
+def run_iterative(data, iterations: int = 20, seed: int = 0):
+    """Reconstruct a split with the iterative arm (reference rPIE; pty-chi is not wired in yet)."""
+    from . import iterative
+
+    return iterative.rpie(data.diffraction, data.positions, data.probe,
+                         iterative.RPIEConfig(iterations=iterations, seed=seed))
+
+
+def save_reconstruction(rec, path) -> Path:
+    """Write an iterative reconstruction as ``ptychi_reconstruction.npz`` (atomically)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **rec.to_npz_dict())
+    return Path(path)
+
+
+def train_study(hub, config: TrainConfig = TrainConfig(), doses=None, views=VIEWS, force: bool = False,
+                say=print) -> dict:
+    """Train every model and run the iterative arm for every job of a synthetic hub.
+
+    Models go to ``data/phase_e/dose_<D>/{baseline/gs1, <view>/gs2}``; the
+    iterative arm to ``data/phase_f/dose_<D>/<view>/<split>/``. Existing
+    outputs are kept unless ``force``.
+
+    Returns
+    -------
+    dict
+        Timings per step (also written to ``HUB/data/phase_e/training_summary.json``).
+    """
+    from . import synth
+
+    hub = Path(hub)
+    if doses is None:
+        doses = sorted({float(p.name.split("_", 1)[1]) for p in (hub / "data" / "phase_c").glob("dose_*")})
+    if not doses:
+        raise PtyAnalysisError(f"{hub}: no datasets under data/phase_c/dose_*; run 'ptyanalysis simulate {hub}' first")
+    summary = {"doses": list(doses), "steps": []}
+    for dose in doses:
+        base_dir = _hub.model_dir(hub, dose, "Baseline")
+        if force or not (base_dir / "model.keras").exists():
+            train = synth.load_view(hub, dose, "dense", "train")
+            t0 = time.perf_counter()
+            save_trained(train_baseline(train, dose, config, desc=f"Baseline dose {dose:g}"), base_dir)
+            summary["steps"].append({"step": f"train Baseline dose {dose:g}", "elapsed_s": time.perf_counter() - t0})
+        for view in views:
+            d = _hub.model_dir(hub, dose, "PtychoPINN", view)
+            if force or not (d / "model.keras").exists():
+                train = synth.load_view(hub, dose, view, "train")
+                t0 = time.perf_counter()
+                save_trained(train_pinn(train, dose, config, desc=f"PtychoPINN {view} dose {dose:g}"), d)
+                summary["steps"].append({"step": f"train PtychoPINN {view} dose {dose:g}",
+                                         "elapsed_s": time.perf_counter() - t0})
+            for split in SPLITS:
+                out = _hub.ptychi_path(hub, dose, view, split)
+                if force or not out.exists():
+                    data = synth.load_view(hub, dose, view, split)
+                    t0 = time.perf_counter()
+                    save_reconstruction(run_iterative(data, config.iterations, config.seed), out)
+                    dt = time.perf_counter() - t0
+                    summary["steps"].append({"step": f"iterative {view} {split} dose {dose:g}", "elapsed_s": dt})
+                    say(f"iterative arm (rPIE) dose {dose:g} {view} {split}: {data.n} positions, {dt:.1f} s")
+    write_json(hub / "data" / "phase_e" / "training_summary.json", summary)
+    return summary
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of ``ptyanalysis train``."""
+    parser.add_argument("hub", type=Path, help="study hub (from 'ptyanalysis simulate')")
+    parser.add_argument("--budget", choices=sorted(TRAIN_CONFIGS), default=None,
+                        help="training budget preset (default: the hub's simulation size)")
+    parser.add_argument("--doses", type=float, nargs="+", help="only these doses")
+    parser.add_argument("--force", action="store_true", help="retrain even if models exist")
+
+
+def _hub_size(hub: Path) -> str:
+    import json
+
+    try:
+        return json.loads((hub / "study.json").read_text())["config"]["size"]["name"].split("-")[0]
+    except (OSError, ValueError, KeyError):
+        return "demo"
+
+
+def run_cli(args) -> int:
+    """Run ``ptyanalysis train``."""
+    budget = args.budget or _hub_size(args.hub)
+    train_study(args.hub, TRAIN_CONFIGS.get(budget, TrainConfig()), doses=args.doses, force=args.force)
+    print(f"models under {args.hub / 'data' / 'phase_e'}; iterative arm under {args.hub / 'data' / 'phase_f'}")
+    return 0

@@ -1,0 +1,366 @@
+"""The study's networks, rebuilt small: PtychoPINN-like (gridsize 2) and Baseline (gridsize 1).
+
+Both arms share one interface, the study's ``diffraction_to_obj`` inference
+model (contract section 3):
+
+* inputs ``input`` ``(B, N, N, C)`` float32: normalized diffraction amplitude
+  times ``intensity_scale`` (:func:`scale_diffraction`), and
+  ``input_positions`` ``(B, 1, 2, C)``: the group's *local* offsets as [x, y],
+  stored negated (:func:`ptyanalysis.conventions.ptychopinn_offsets`);
+* output ``(B, N, N, 1)`` complex64: one object patch per group, centred on
+  the group's global offset.
+
+Inside the model, :class:`MergePatches` translates each member's patch by its
+offset onto a small padded canvas (``N + 2 * pad``, 138 px at N = 128 as in
+the study), sums, divides by the translated mask count + 0.001 and keeps the
+central ``N x N``. The Baseline (C = 1) was trained with all-zero offsets; the
+study's comparison script fed it absolute global positions instead, which
+push the patch off the small canvas: the output is exactly zero
+(:func:`study_model_inputs` reproduces both ways of feeding it).
+
+The custom layers are registered with Keras under the package name
+``ptyanalysis``, so ``keras.saving.load_model`` resolves them once this
+module is imported (``ptyanalysis.inference.load_model`` does that).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .conventions import ptychopinn_offsets, xy_from_positions
+from .errors import PtyAnalysisError
+
+# TensorFlow/Keras are imported at module level here: this module *is* the models.
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+_PKG = "ptyanalysis"
+
+
+def canvas_pad(N: int) -> int:
+    """Padding of the in-model merge canvas: ``ceil(5 N / 128)`` (138 px canvas at N = 128)."""
+    return int(math.ceil(5 * N / 128))
+
+
+def _translate(images, shifts):
+    """Translate ``images`` (B, H, W, C) float by ``shifts`` (B, 2) = (dy, dx), bilinear, zero fill.
+
+    Content moves towards larger indices for positive shifts (the
+    :mod:`ptyanalysis.conventions` sign).
+    """
+    shifts = tf.cast(shifts, tf.float32)
+    b = tf.shape(images)[0]
+    one = tf.ones((b,), tf.float32)
+    zero = tf.zeros((b,), tf.float32)
+    transforms = tf.stack([one, zero, -shifts[:, 1], zero, one, -shifts[:, 0], zero, zero], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
+        fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT",
+    )
+
+
+def _offsets_to_shifts(offsets):
+    """(B, 1, 2, C) negated local offsets [x, y] -> (B*C, 2) member shifts (dy, dx) = member - global."""
+    o = tf.transpose(offsets[:, 0, :, :], (0, 2, 1))  # (B, C, 2) [x, y]
+    o = tf.reshape(o, (-1, 2))
+    return -tf.stack([o[:, 1], o[:, 0]], axis=1)
+
+
+def _to_channels_first_batch(x):
+    """(B, H, W, C) -> (B*C, H, W, 1)."""
+    s = tf.shape(x)
+    x = tf.transpose(x, (0, 3, 1, 2))
+    return tf.reshape(x, (s[0] * s[3], s[1], s[2], 1))
+
+
+@keras.saving.register_keras_serializable(package=_PKG)
+class CombineComplex(keras.layers.Layer):
+    """(amplitude, phase) -> amplitude * exp(i phase), complex64."""
+
+    def call(self, amplitude, phase):
+        return tf.complex(amplitude * tf.cos(phase), amplitude * tf.sin(phase))
+
+    def compute_output_spec(self, amplitude, phase):
+        return keras.KerasTensor(amplitude.shape, dtype="complex64")
+
+
+@keras.saving.register_keras_serializable(package=_PKG)
+class StackMembers(keras.layers.Layer):
+    """(B, N, N, C) -> (B*C, N, N, 1): run the patch network once per group member."""
+
+    def call(self, x):
+        return _to_channels_first_batch(x)
+
+    def compute_output_spec(self, x):
+        return keras.KerasTensor((None, x.shape[1], x.shape[2], 1), dtype=x.dtype)
+
+
+@keras.saving.register_keras_serializable(package=_PKG)
+class MergePatches(keras.layers.Layer):
+    """Merge a group's member patches into one patch centred on the group.
+
+    Inputs: member patches ``(B*C, N, N, 1)`` complex (member-major, as
+    :class:`StackMembers` orders them) and offsets ``(B, 1, 2, C)`` (negated
+    local offsets [x, y]). Each patch is padded to ``N + 2 pad``, translated by
+    ``member - global``, summed over members and divided by the translated
+    mask count + 0.001; the central ``N x N`` is returned, ``(B, N, N, 1)``
+    complex64.
+    """
+
+    def __init__(self, pad: int, eps: float = 1e-3, **kwargs):
+        super().__init__(**kwargs)
+        self.pad = int(pad)
+        self.eps = float(eps)
+
+    def get_config(self):
+        return {**super().get_config(), "pad": self.pad, "eps": self.eps}
+
+    def call(self, patches, offsets):
+        p = self.pad
+        n_members = tf.shape(offsets)[3]
+        re_im = tf.concat([tf.math.real(patches), tf.math.imag(patches), tf.ones_like(tf.math.real(patches))], -1)
+        re_im = tf.pad(re_im, [[0, 0], [p, p], [p, p], [0, 0]])
+        moved = _translate(re_im, _offsets_to_shifts(offsets))
+        s = tf.shape(moved)
+        moved = tf.reshape(moved, (-1, n_members, s[1], s[2], 3))
+        total = tf.reduce_sum(moved, axis=1)
+        total = total[:, p:s[1] - p, p:s[2] - p, :]
+        count = total[..., 2:3] + self.eps
+        return tf.complex(total[..., 0:1] / count, total[..., 1:2] / count)
+
+    def compute_output_spec(self, patches, offsets):
+        return keras.KerasTensor((None, patches.shape[1], patches.shape[2], 1), dtype="complex64")
+
+
+@keras.saving.register_keras_serializable(package=_PKG)
+class ExtractMembers(keras.layers.Layer):
+    """Inverse of :class:`MergePatches`: the object patch seen by each member.
+
+    Inputs: merged object ``(B, N, N, 1)`` complex and offsets ``(B, 1, 2, C)``;
+    output ``(B*C, N, N, 1)`` complex, each translated by ``global - member``.
+    """
+
+    def call(self, obj, offsets):
+        n_members = tf.shape(offsets)[3]
+        ri = tf.concat([tf.math.real(obj), tf.math.imag(obj)], -1)
+        ri = tf.repeat(ri, n_members, axis=0)
+        moved = _translate(ri, -_offsets_to_shifts(offsets))
+        return tf.complex(moved[..., 0:1], moved[..., 1:2])
+
+    def compute_output_spec(self, obj, offsets):
+        return keras.KerasTensor((None, obj.shape[1], obj.shape[2], 1), dtype="complex64")
+
+
+@keras.saving.register_keras_serializable(package=_PKG)
+class FarFieldAmplitude(keras.layers.Layer):
+    """Predicted diffraction amplitude ``k |FFT2_ortho(P O)|`` (fftshifted), back as (B, N, N, C).
+
+    The probe is a fixed (non-trainable) weight; ``log k`` is trainable, so
+    the photon scale is learned from the data.
+    """
+
+    def __init__(self, probe=None, n_members: int = 1, log_scale: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self._probe_init = None if probe is None else np.asarray(probe, np.complex64)
+        self.n_members = int(n_members)
+        self.log_scale_init = float(log_scale)
+
+    def build(self, input_shape):
+        N = input_shape[1]
+        init = self._probe_init if self._probe_init is not None else np.ones((N, N), np.complex64)
+        self.probe_re = self.add_weight(shape=(N, N), initializer=keras.initializers.Constant(init.real),
+                                        trainable=False, name="probe_re")
+        self.probe_im = self.add_weight(shape=(N, N), initializer=keras.initializers.Constant(init.imag),
+                                        trainable=False, name="probe_im")
+        self.log_scale = self.add_weight(shape=(), initializer=keras.initializers.Constant(self.log_scale_init),
+                                         trainable=True, name="log_scale")
+
+    def get_config(self):
+        return {**super().get_config(), "n_members": self.n_members, "log_scale": self.log_scale_init}
+
+    def call(self, obj):
+        probe = tf.complex(self.probe_re, self.probe_im)
+        exit_wave = obj[..., 0] * probe
+        n = tf.cast(tf.shape(exit_wave)[-1], tf.float32)
+        far = tf.signal.fftshift(tf.signal.fft2d(exit_wave), axes=(-2, -1))
+        amp = tf.abs(far) / n * tf.exp(self.log_scale)
+        s = tf.shape(amp)
+        amp = tf.reshape(amp, (-1, self.n_members, s[1], s[2]))
+        return tf.transpose(amp, (0, 2, 3, 1))
+
+    def compute_output_spec(self, obj):
+        return keras.KerasTensor((None, obj.shape[1], obj.shape[2], self.n_members), dtype="float32")
+
+
+@keras.saving.register_keras_serializable(package=_PKG)
+def poisson_nll(y_true, y_pred):
+    """Poisson negative log-likelihood of observed amplitudes ``y_true`` given predicted ``y_pred``.
+
+    Counts are the squared amplitudes: ``mean(I_pred - I_obs log I_pred)``.
+    """
+    i_obs = tf.square(y_true)
+    i_pred = tf.square(y_pred) + 1e-6
+    return tf.reduce_mean(i_pred - i_obs * tf.math.log(i_pred), axis=(1, 2, 3))
+
+
+def build_patch_network(N: int, input_rms: float, filters=(16, 32, 64), name="patch_net") -> keras.Model:
+    """Encoder-decoder from one diffraction amplitude (N, N, 1) to object (amplitude, phase).
+
+    Amplitude via a sigmoid (0..1), phase via ``pi * tanh``. The input is
+    divided by ``input_rms`` (a fixed statistic of the training inputs, saved
+    in the model) so the network sees unit-scale numbers at every dose.
+    """
+    if N % 8:
+        raise PtyAnalysisError(f"N must be a multiple of 8, got {N}")
+    x_in = keras.Input((N, N, 1), name="pattern")
+    x = keras.layers.Rescaling(1.0 / float(input_rms))(x_in)
+    for f in filters:
+        x = keras.layers.Conv2D(f, 3, strides=2, padding="same", activation="relu")(x)
+        x = keras.layers.Conv2D(f, 3, padding="same", activation="relu")(x)
+    bottleneck = N // 2 ** len(filters)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(bottleneck * bottleneck * filters[-1] // 4, activation="relu")(x)
+    x = keras.layers.Reshape((bottleneck, bottleneck, filters[-1] // 4))(x)
+    for f in reversed(filters):
+        x = keras.layers.Conv2DTranspose(f, 3, strides=2, padding="same", activation="relu")(x)
+        x = keras.layers.Conv2D(f, 3, padding="same", activation="relu")(x)
+    amp = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid", name="amplitude")(x)
+    ph = keras.layers.Conv2D(1, 3, padding="same", activation="tanh")(x)
+    ph = keras.layers.Rescaling(np.pi, name="phase")(ph)
+    return keras.Model(x_in, [amp, ph], name=name)
+
+
+def build_models(N: int, gridsize: int, input_rms: float, probe=None, log_scale: float = 0.0,
+                 filters=(16, 32, 64)) -> dict:
+    """Build the study-like models sharing one patch network.
+
+    Parameters
+    ----------
+    N : int
+        Patch size.
+    gridsize : int
+        1 (Baseline) or 2 (PtychoPINN); the group has ``C = gridsize**2`` members.
+    input_rms : float
+        RMS of the training inputs (normalises the network's input).
+    probe : (N, N) complex, optional
+        Probe for the physics head (needed to train the PINN).
+    log_scale : float
+        Initial ``log k`` of the physics head.
+
+    Returns
+    -------
+    dict
+        ``diffraction_to_obj`` (inference model, the study's interface),
+        ``patch_network`` (amplitude/phase of one pattern), ``supervised``
+        (one pattern -> [amplitude, phase], for supervised training) and, when
+        a probe is given, ``autoencoder`` (physics model -> predicted
+        amplitudes, trained with :func:`poisson_nll`).
+    """
+    C = gridsize * gridsize
+    net = build_patch_network(N, input_rms, filters)
+    x_in = keras.Input((N, N, C), name="input")
+    pos_in = keras.Input((1, 2, C), name="input_positions")
+    members = StackMembers(name="stack_members")(x_in)
+    amp, ph = net(members)
+    patches = CombineComplex(name="member_patches")(amp, ph)
+    merged = MergePatches(canvas_pad(N), name="merge_patches")(patches, pos_in)
+    out = {"diffraction_to_obj": keras.Model([x_in, pos_in], merged, name="diffraction_to_obj"),
+           "patch_network": net}
+    if probe is not None:
+        seen = ExtractMembers(name="extract_members")(merged, pos_in)
+        pred_amp = FarFieldAmplitude(probe, n_members=C, log_scale=log_scale, name="far_field")(seen)
+        out["autoencoder"] = keras.Model([x_in, pos_in], pred_amp, name="autoencoder")
+    return out
+
+
+def scale_diffraction(diffraction, intensity_scale: float) -> np.ndarray:
+    """The network input the study's loader builds from a dataset's ``diffraction``.
+
+    The loader rescales the amplitudes so the mean total intensity per pattern
+    is ``(N/2)^2``, then multiplies by ``intensity_scale`` (``sqrt(nphotons) /
+    (N/2)`` for a model trained at that dose): the result's squares are counts.
+    Returns float32 ``(n, N, N)``.
+    """
+    d = np.asarray(diffraction, dtype=np.float32)
+    N = d.shape[-1]
+    mean_total = float(np.mean(np.sum(d.astype(np.float64) ** 2, axis=(-2, -1))))
+    if not np.isfinite(mean_total) or mean_total <= 0:
+        raise PtyAnalysisError("diffraction has no positive finite intensity: cannot normalise it")
+    return (d * np.float32(math.sqrt((N / 2) ** 2 / mean_total) * intensity_scale)).astype(np.float32)
+
+
+def intensity_scale_for(nphotons: float, N: int) -> float:
+    """``sqrt(nphotons) / (N/2)``: the study's intensity scale."""
+    return float(math.sqrt(nphotons) / (N / 2))
+
+
+def group_members(positions, gridsize: int, K: int, rng) -> np.ndarray:
+    """Groups for gridsize ``g``: each position seeds a group of ``C = g*g`` members.
+
+    Members are drawn (seeded, without replacement) from the seed's ``K + 1``
+    nearest positions, the seed included. For ``g = 1`` each group is its own
+    position. Returns member indices, shape (n, C).
+    """
+    from scipy.spatial import cKDTree
+
+    p = np.asarray(positions, dtype=np.float64)
+    C = gridsize * gridsize
+    if C == 1:
+        return np.arange(len(p))[:, None]
+    k = min(K + 1, len(p))
+    if k < C:
+        raise PtyAnalysisError(f"{len(p)} positions cannot form groups of {C}")
+    _, nn = cKDTree(p).query(p, k=k)
+    pick = np.argsort(rng.random((len(p), k)), axis=1)[:, :C]
+    return np.take_along_axis(nn, pick, axis=1)
+
+
+def group_inputs(data, gridsize: int, intensity_scale: float, K: int = 7, seed: int = 0):
+    """Model inputs for a dataset grouped for ``gridsize``.
+
+    Returns ``(inputs, global_positions, members)``: ``inputs`` a dict for
+    ``diffraction_to_obj`` (``input`` (n, N, N, C), ``input_positions``
+    (n, 1, 2, C) negated local offsets), the (n, 2) (row, col) centre of each
+    group's output patch, and the member indices (n, C).
+    """
+    rng = np.random.default_rng(seed)
+    members = group_members(data.positions, gridsize, K, rng)
+    x = scale_diffraction(data.diffraction, intensity_scale)
+    x = np.transpose(x[members], (0, 2, 3, 1))
+    glob, local = ptychopinn_offsets(data.positions[members])
+    centres = np.stack([glob[:, 0, 1, 0], glob[:, 0, 0, 0]], axis=1).astype(np.float64)
+    return {"input": np.ascontiguousarray(x), "input_positions": local}, centres, members
+
+
+def study_model_inputs(data, sidecar: dict, mode: str = "trained") -> dict:
+    """Map a study dataset to the Baseline's (gridsize 1) inputs.
+
+    Parameters
+    ----------
+    data : PtychoData
+        A split.
+    sidecar : dict
+        The model's parameters (needs ``intensity_scale``).
+    mode : {"trained", "study"}
+        ``"trained"`` feeds what the model was trained with: all-zero local
+        offsets. ``"study"`` does what the study's comparison script did: feed
+        the absolute global scan positions [x, y] as ``input_positions``.
+
+    Returns
+    -------
+    dict
+        ``{"input": (n, N, N, 1) float32, "input_positions": (n, 1, 2, 1) float32}``.
+    """
+    if "intensity_scale" not in sidecar:
+        raise PtyAnalysisError("model sidecar has no 'intensity_scale': cannot build the model input")
+    x = scale_diffraction(data.diffraction, float(sidecar["intensity_scale"]))[..., None]
+    if mode == "trained":
+        pos = np.zeros((data.n, 1, 2, 1), np.float32)
+    elif mode == "study":
+        xc, yc = xy_from_positions(data.positions)
+        pos = np.stack([xc, yc], axis=1)[:, None, :, None].astype(np.float32)
+    else:
+        raise PtyAnalysisError(f"mode must be 'trained' or 'study', got {mode!r}")
+    return {"input": x, "input_positions": pos}
