@@ -1,0 +1,1192 @@
+"""Find why a model fails on one input set and passes on another.
+
+:func:`bisect` runs controlled experiments, each one model call on one input
+set (an *evaluation*), and reports which change restores how much of the
+reference health (:mod:`ptyanalysis.health`):
+
+1. **Reproduce** on the whole sets: the failing set must fail and the passing
+   set pass under the criterion; otherwise the verdict is ``none`` (or
+   ``model`` when every set, the reference included, fails).
+2. **Runtime** (on a seeded subsample of at most 256 failing samples): batch
+   size 1, an odd batch size (partial last batch), the whole subsample as one
+   batch, ``jit_compile``, eager execution, input dtype float64/float32/float16,
+   other devices. A factor *flips* the outcome when the failing subsample
+   passes under it (and the passing set still passes under it).
+3. **Inputs**: each input swapped between the sets (both directions; values are
+   resampled, seeded, to the other set's size), and interventions on the
+   failing set's input: centre it, match the passing set's mean and std,
+   replace it by the reference distribution, replace non-finite values, cast
+   it to the passing set's dtype. With several inputs, Zeller's ``ddmin`` finds
+   the minimal combination of inputs whose failing values still make the
+   model fail when every other input takes passing values.
+4. **Samples**: the failing set split into 4 random chunks; if every chunk
+   fails the failure is *global*; otherwise ``ddmin`` over samples finds a
+   1-minimal failing subset (repeated until the rest passes); a subset cause
+   needs the rest of the set to pass and to be small (at most 5 % of it).
+5. **Layers**: a multi-output probe over the functional graph finds the first
+   layer whose activations are all zero (or non-finite) on the failing set but
+   not on the passing set, with per-layer zero fractions for both
+   (skipped, with the reason, for subclassed models).
+
+Each candidate cause gets ``restores`` in [0, 1] (share of the health lost on
+the failing set that its change brings back). Causes are ranked by
+``restores``; among causes within 0.05 of the best the more specific wins:
+a small sample subset, then a runtime factor (no data changed), then an input.
+For sets larger than ``max_samples`` the experiments run on seeded subsamples
+(always including samples with non-finite values) and the winning fix is
+confirmed on the whole failing set.
+
+CLI: ``ptyanalysis bisect --model PATH --failing F.npz --passing P.npz
+[--reference R.npz] [--criterion ...] [--study-inputs] [--max-samples 2000]
+[--seed 0] --out DIR`` writes ``DIR/bisection.json``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .errors import PtyAnalysisError
+from .health import (DEGRADED_HEALTH, degraded, health_score, outputs_stats, parse_criterion,
+                     restores as _restores, sample_health)
+
+#: Causes within this much of the best ``restores`` are ranked by specificity.
+TIE_TOLERANCE = 0.05
+#: Largest sample subset (fraction of the working set) reported as a "samples" cause.
+MAX_SUBSET_FRACTION = 0.05
+#: Samples used for the runtime experiments and the layer probe.
+RUNTIME_SAMPLES = 256
+PROBE_SAMPLES = 128
+#: Interventions tried on an input (in this order).
+INTERVENTIONS = ("swap", "centre", "match_passing", "reference", "replace_nonfinite", "cast_dtype")
+_SPECIFICITY = {"samples": 0, "runtime": 1, "input": 2, "model": 3}
+
+
+class _BudgetSpent(Exception):
+    pass
+
+
+# ----------------------------------------------------------------------------- records
+@dataclass(frozen=True)
+class Experiment:
+    """One experiment: a model call on one (modified) input set.
+
+    Attributes
+    ----------
+    id : int
+    stage : str
+        ``reproduce``, ``runtime``, ``input``, ``combination``, ``samples``, ``layers``, ``confirm``.
+    name : str
+        Short name, e.g. ``"swap:input_positions"``, ``"batch_size=1"``.
+    target : str
+        Set the change is applied to (``failing``, ``passing``, ``reference``).
+    change : str
+        Plain-language description.
+    n_samples : int
+    fails : bool or None
+        Criterion outcome (None: not run or error).
+    health : float
+        Health against the reference statistics.
+    restores : float or None
+        Share of the failing set's lost health brought back (failing-set experiments).
+    nonzero_fraction, finite_fraction : float
+        Of the first output.
+    error : str or None
+    elapsed_s : float
+    details : dict
+    """
+
+    id: int
+    stage: str
+    name: str
+    target: str
+    change: str
+    n_samples: int
+    fails: bool | None
+    health: float
+    restores: float | None
+    nonzero_fraction: float
+    finite_fraction: float
+    error: str | None = None
+    elapsed_s: float = 0.0
+    details: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-friendly dict."""
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Cause:
+    """A candidate cause and how much of the reference health its change restores.
+
+    Attributes
+    ----------
+    kind : str
+        ``input``, ``samples``, ``runtime`` or ``model``.
+    name : object
+        Input name (``"a+b"`` for a combination), runtime factor, sample indices, model name.
+    restores : float
+    evidence : dict
+    """
+
+    kind: str
+    name: object
+    restores: float
+    evidence: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-friendly dict."""
+        return {"kind": self.kind, "name": self.name, "restores": self.restores, "evidence": self.evidence}
+
+
+@dataclass(frozen=True)
+class BisectionResult:
+    """Everything :func:`bisect` found.
+
+    Attributes
+    ----------
+    reproduced : bool
+    criterion : dict
+    health : dict
+        ``failing``, ``passing``, ``reference`` health, the reference source,
+        ``*_degraded`` flags and per-set output statistics.
+    causes : tuple of Cause
+        Ranked, best first.
+    verdict : dict
+        ``kind``, ``name``, ``summary``.
+    fix : str
+    evaluations : int
+    elapsed_s : float
+    experiments : tuple of Experiment
+    layers : dict
+        Layer probe: ``status``, ``first_dead``, ``first_nonfinite``, ``rows``.
+    inputs : dict
+        Per-input comparison of the failing and passing sets (drift, dtype, non-finite).
+    settings : dict
+    """
+
+    reproduced: bool
+    criterion: dict
+    health: dict
+    causes: tuple
+    verdict: dict
+    fix: str
+    evaluations: int
+    elapsed_s: float
+    experiments: tuple
+    layers: dict = field(default_factory=dict)
+    inputs: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-friendly dict (what ``bisection.json`` holds)."""
+        return {
+            "reproduced": self.reproduced, "criterion": self.criterion, "health": self.health,
+            "causes": [c.to_dict() for c in self.causes], "verdict": self.verdict, "fix": self.fix,
+            "evaluations": self.evaluations, "elapsed_s": self.elapsed_s,
+            "experiments": [e.to_dict() for e in self.experiments], "layers": self.layers,
+            "inputs": self.inputs, "settings": self.settings,
+        }
+
+    def experiments_table(self):
+        """Every experiment as a row (pandas DataFrame)."""
+        import pandas as pd
+
+        cols = ["id", "stage", "name", "target", "n_samples", "fails", "health", "restores",
+                "nonzero_fraction", "finite_fraction", "error", "elapsed_s", "change"]
+        return pd.DataFrame([{c: getattr(e, c) for c in cols} for e in self.experiments], columns=cols)
+
+    def layer_table(self):
+        """Per-layer zero / non-finite fractions on the failing and passing sets (DataFrame)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.layers.get("rows", []))
+
+    def causes_table(self):
+        """Ranked causes (DataFrame)."""
+        import pandas as pd
+
+        return pd.DataFrame([{"kind": c.kind, "name": str(c.name), "restores": c.restores}
+                             for c in self.causes])
+
+    def to_xarray(self):
+        """Experiments (dim ``experiment``) and layer statistics (dims ``layer``, ``set``)."""
+        import xarray as xr
+
+        ex = self.experiments
+        ds = xr.Dataset(
+            {"health": ("experiment", [e.health for e in ex]),
+             "restores": ("experiment", [np.nan if e.restores is None else e.restores for e in ex]),
+             "fails": ("experiment", [np.nan if e.fails is None else float(e.fails) for e in ex]),
+             "n_samples": ("experiment", [e.n_samples for e in ex]),
+             "stage": ("experiment", [e.stage for e in ex])},
+            coords={"experiment": [e.name for e in ex]},
+            attrs={"verdict_kind": self.verdict.get("kind"), "verdict_name": str(self.verdict.get("name")),
+                   "fix": self.fix, "reproduced": int(self.reproduced)})
+        rows = self.layers.get("rows", [])
+        if rows:
+            ds["layer_zero_fraction"] = (("layer", "set"), [[r["zero_fraction_failing"], r["zero_fraction_passing"]]
+                                                            for r in rows])
+            ds["layer_nonfinite_fraction"] = (("layer", "set"), [[r["nonfinite_fraction_failing"],
+                                                                  r["nonfinite_fraction_passing"]] for r in rows])
+            ds = ds.assign_coords(layer=[r["layer"] for r in rows], set=["failing", "passing"])
+        return ds
+
+
+# ----------------------------------------------------------------------------- input sets
+def _n(s: dict) -> int:
+    return int(next(iter(s.values())).shape[0])
+
+
+def _take(s: dict, idx) -> dict:
+    return {k: v[idx] for k, v in s.items()}
+
+
+def _normalise_set(x, names: list, label: str) -> dict:
+    if x is None:
+        return None
+    if isinstance(x, dict):
+        d = {str(k): np.asarray(v) for k, v in x.items()}
+        if names and set(d) != set(names):
+            raise PtyAnalysisError(
+                f"{label} set holds inputs [{', '.join(sorted(d))}] but the model's inputs are "
+                f"[{', '.join(names)}]: name them exactly like the model's input layers")
+        if names:
+            d = {k: d[k] for k in names}
+    elif isinstance(x, (list, tuple)):
+        if names and len(x) != len(names):
+            raise PtyAnalysisError(
+                f"{label} set has {len(x)} arrays but the model takes {len(names)} inputs [{', '.join(names)}]")
+        keys = names or [f"input_{i}" for i in range(len(x))]
+        d = {k: np.asarray(v) for k, v in zip(keys, x)}
+    else:
+        if names and len(names) != 1:
+            raise PtyAnalysisError(
+                f"{label} set is one array but the model takes {len(names)} inputs [{', '.join(names)}]")
+        d = {(names[0] if names else "input_0"): np.asarray(x)}
+    counts = {k: (v.shape[0] if v.ndim else 0) for k, v in d.items()}
+    if len(set(counts.values())) > 1:
+        raise PtyAnalysisError(
+            f"{label} set: inputs have different sample counts "
+            + ", ".join(f"{k}={v}" for k, v in counts.items()) + "; every input needs one row per sample")
+    if min(counts.values()) == 0:
+        raise PtyAnalysisError(f"{label} set holds no samples")
+    return d
+
+
+def _nonfinite_rows(s: dict) -> np.ndarray:
+    bad = np.zeros(_n(s), dtype=bool)
+    for v in s.values():
+        if v.dtype.kind in "fc":
+            bad |= ~np.isfinite(v.reshape(v.shape[0], -1)).all(axis=1)
+    return np.flatnonzero(bad)
+
+
+def _subsample_idx(s: dict, k: int, rng) -> np.ndarray:
+    """Seeded sorted subsample of k indices, always including rows with non-finite values."""
+    n = _n(s)
+    if n <= k:
+        return np.arange(n)
+    bad = _nonfinite_rows(s)[: max(1, k // 10)]
+    rest = np.setdiff1d(np.arange(n), bad)
+    pick = rng.choice(rest, k - len(bad), replace=False)
+    return np.sort(np.concatenate([bad, pick]))
+
+
+def _resample(x: np.ndarray, n: int, rng) -> np.ndarray:
+    if x.shape[0] == n:
+        return x
+    return x[np.sort(rng.choice(x.shape[0], n, replace=x.shape[0] < n))]
+
+
+def _feature_axes(x: np.ndarray):
+    per = int(np.prod(x.shape[1:])) if x.ndim > 1 else 1
+    return 0 if per <= 16 else None  # per-feature statistics for vector-like inputs, else global
+
+
+def _moments(x: np.ndarray):
+    v = np.asarray(x, dtype=np.float64)
+    v = np.where(np.isfinite(v), v, np.nan)
+    ax = _feature_axes(x)
+    with np.errstate(all="ignore"):
+        m = np.nanmean(v, axis=ax, keepdims=ax is not None)
+        s = np.nanstd(v, axis=ax, keepdims=ax is not None)
+    return np.nan_to_num(m), np.nan_to_num(s)
+
+
+def _cast_like(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    return y.astype(x.dtype) if x.dtype.kind in "fc" else y.astype(np.float32)
+
+
+def intervene(kind: str, x: np.ndarray, passing: np.ndarray, reference: np.ndarray | None, rng):
+    """Apply one input intervention to the failing set's values of one input.
+
+    Parameters
+    ----------
+    kind : str
+        One of :data:`INTERVENTIONS`: ``swap`` (passing values, resampled),
+        ``centre`` (subtract the mean: per feature for inputs of at most 16 values
+        per sample, else one scalar), ``match_passing`` (match the passing set's
+        mean and std, same rule), ``reference`` (reference values, resampled),
+        ``replace_nonfinite`` (NaN -> 0, +-Inf -> the passing set's finite max/min),
+        ``cast_dtype`` (cast to the passing set's dtype).
+    x, passing : ndarray
+        Failing and passing values of the input.
+    reference : ndarray or None
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    ndarray or None
+        The new values (same sample count as ``x``; dtype kept except for
+        ``swap``/``reference``/``cast_dtype``), or None when the intervention
+        does not apply (no reference, nothing non-finite, same dtype).
+    """
+    n = x.shape[0]
+    if kind == "swap":
+        return _resample(passing, n, rng)
+    if kind == "reference":
+        return None if reference is None else _resample(reference, n, rng)
+    if kind == "cast_dtype":
+        return None if x.dtype == passing.dtype else x.astype(passing.dtype)
+    if kind == "replace_nonfinite":
+        if x.dtype.kind not in "fc" or np.isfinite(x).all():
+            return None
+        pf = passing[np.isfinite(passing)] if passing.dtype.kind in "fc" else passing.ravel()
+        hi = float(pf.max()) if pf.size else 0.0
+        lo = float(pf.min()) if pf.size else 0.0
+        return _cast_like(np.nan_to_num(x.astype(np.float64), nan=0.0, posinf=hi, neginf=lo), x)
+    mx, sx = _moments(x)
+    if kind == "centre":
+        if np.all(np.abs(mx) <= 1e-12 * np.maximum(sx, 1)):
+            return None
+        return _cast_like(x.astype(np.float64) - mx, x)
+    if kind == "match_passing":
+        mp, sp = _moments(passing)
+        z = np.where(sx > 0, (x.astype(np.float64) - mx) / np.where(sx > 0, sx, 1), 0.0)
+        return _cast_like(z * sp + mp, x)
+    raise PtyAnalysisError(f"unknown intervention {kind!r}: expected one of {', '.join(INTERVENTIONS)}")
+
+
+# ----------------------------------------------------------------------------- ddmin
+def ddmin(items, test, max_tests: int | None = None):
+    """Zeller's ddmin: a 1-minimal subset of ``items`` for which ``test`` still fails.
+
+    Parameters
+    ----------
+    items : sequence
+        The failing configuration (``test(items)`` is assumed to fail).
+    test : callable
+        ``test(subset) -> True`` (fails), ``False`` (passes) or ``None`` (unresolved).
+    max_tests : int, optional
+        Stop after this many calls of ``test`` (the result is then not minimal).
+
+    Returns
+    -------
+    subset : list
+    minimal : bool
+        False when the budget ran out first.
+    """
+    c = list(items)
+    n = 2
+    calls = 0
+
+    def t(sub):
+        nonlocal calls
+        if max_tests is not None and calls >= max_tests:
+            raise _BudgetSpent
+        calls += 1
+        return test(sub)
+
+    try:
+        while len(c) >= 2:
+            n = min(n, len(c))
+            chunks = [list(ch) for ch in np.array_split(np.arange(len(c)), n)]
+            subsets = [[c[i] for i in ch] for ch in chunks]
+            reduced = False
+            for sub in subsets:
+                if t(sub) is True:
+                    c, n, reduced = sub, 2, True
+                    break
+            if not reduced and n > 2:
+                for i in range(n):
+                    comp = [x for j, sub in enumerate(subsets) if j != i for x in sub]
+                    if t(comp) is True:
+                        c, n, reduced = comp, max(n - 1, 2), True
+                        break
+            if not reduced:
+                if n >= len(c):
+                    break
+                n = min(len(c), 2 * n)
+    except _BudgetSpent:
+        return c, False
+    return c, True
+
+
+# ----------------------------------------------------------------------------- runner
+class _Runner:
+    """Runs and records experiments for one bisection (no state outside it)."""
+
+    def __init__(self, loaded, names, criterion, runtime, max_evaluations):
+        self.loaded, self.names, self.criterion = loaded, names, criterion
+        self.runtime, self.max_evaluations = runtime, max_evaluations
+        self.evaluations = 0
+        self.experiments: list[Experiment] = []
+        self.ref_stats = None
+        self.h_fail = None
+
+    def outputs(self, s: dict, runtime=None):
+        from .inference import predict
+
+        if self.evaluations >= self.max_evaluations:
+            raise _BudgetSpent
+        self.evaluations += 1
+        return predict(self.loaded, [s[k] for k in self.names], runtime or self.runtime)
+
+    def run(self, stage, name, target, s, change="", runtime=None, details=None, keep=False):
+        t0 = time.perf_counter()
+        details = dict(details or {})
+        try:
+            outs = self.outputs(s, runtime)
+        except _BudgetSpent:
+            e = Experiment(len(self.experiments), stage, name, target, change, _n(s), None, np.nan, None,
+                           np.nan, np.nan, "skipped: evaluation budget spent", 0.0, details)
+            self.experiments.append(e)
+            return e, None
+        except PtyAnalysisError:
+            raise
+        except Exception as exc:  # an experiment that cannot run is recorded, not fatal
+            e = Experiment(len(self.experiments), stage, name, target, change, _n(s), None, np.nan, None,
+                           np.nan, np.nan, f"{type(exc).__name__}: {str(exc)[:300]}",
+                           time.perf_counter() - t0, details)
+            self.experiments.append(e)
+            return e, None
+        st = outputs_stats(outs)
+        try:
+            fails = bool(self.criterion.fails(outs, st))
+        except Exception as exc:
+            fails = None
+            details["criterion_error"] = f"{type(exc).__name__}: {exc}"
+        h = health_score(st, self.ref_stats) if self.ref_stats is not None else np.nan
+        r = None
+        if target == "failing" and self.h_fail is not None and stage not in ("reproduce",):
+            r = _restores(self.h_fail, h)
+        e = Experiment(len(self.experiments), stage, name, target, change, _n(s), fails, h, r,
+                       st[0].nonzero_fraction, st[0].finite_fraction, None, time.perf_counter() - t0, details)
+        self.experiments.append(e)
+        return e, ((outs, st) if keep else st)
+
+
+# ----------------------------------------------------------------------------- layer probe
+def layer_probe(model):
+    """Build a multi-output model exposing every layer's output of a functional model.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A functional or Sequential Keras model.
+
+    Returns
+    -------
+    probe : keras.Model or None
+    layer_names : list of str
+        One per probe output (``"layer[i]"`` for the i-th output of a multi-output layer).
+    reason : str or None
+        Why there is no probe (subclassed model, no graph), else None.
+    """
+    import keras
+
+    try:
+        inputs = model.inputs
+    except Exception:
+        inputs = None
+    if not inputs:
+        return None, [], "the model has no functional graph (subclassed or unbuilt): layer probe skipped"
+    outs, names = [], []
+    for layer in getattr(model, "layers", []):
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        try:
+            o = layer.output
+        except Exception:  # layer used several times: no single output
+            continue
+        flat = keras.tree.flatten(o)
+        for j, t in enumerate(flat):
+            outs.append(t)
+            names.append(layer.name if len(flat) == 1 else f"{layer.name}[{j}]")
+    if not outs:
+        return None, [], "no layer outputs to probe"
+    try:
+        probe = keras.Model(inputs, outs, name=f"{model.name}_probe")
+    except Exception as exc:
+        return None, [], f"could not build a probe model ({type(exc).__name__}: {exc})"
+    return probe, names, None
+
+
+def _layer_stats(arrays):
+    rows = []
+    for a in arrays:
+        a = np.asarray(a)
+        if np.iscomplexobj(a):
+            a = np.abs(a)
+        if a.dtype.kind not in "fiub":
+            rows.append((np.nan, np.nan, np.nan))
+            continue
+        fin = np.isfinite(a) if a.dtype.kind == "f" else np.ones(a.shape, bool)
+        nfin = int(fin.sum())
+        zero = float(np.count_nonzero((a == 0) & fin)) / max(nfin, 1) if nfin else 1.0
+        r = a.reshape(a.shape[0], -1) if a.ndim else a.reshape(1, 1)
+        allzero = float(np.mean(~np.any((r != 0) & np.isfinite(r), axis=1))) if r.size else np.nan
+        rows.append((zero, 1.0 - nfin / max(a.size, 1), allzero))
+    return rows
+
+
+def _run_layers(runner: _Runner, F: dict, P: dict | None, rng) -> dict:
+    kmodel = getattr(runner.loaded, "model", None)
+    probe, lnames, reason = layer_probe(kmodel) if kmodel is not None else (None, [], "no Keras model")
+    if probe is None:
+        return {"status": "skipped", "reason": reason, "rows": [], "first_dead": None, "first_nonfinite": None}
+    from .inference import load_model, predict
+
+    lp = load_model(probe)
+    res = {}
+    for label, s in (("failing", F), ("passing", P)):
+        if s is None:
+            continue
+        sub = _take(s, _subsample_idx(s, PROBE_SAMPLES, rng))
+        t0 = time.perf_counter()
+        if runner.evaluations >= runner.max_evaluations:
+            runner.experiments.append(Experiment(len(runner.experiments), "layers", f"probe:{label}", label,
+                                                 "per-layer activations", _n(sub), None, np.nan, None,
+                                                 np.nan, np.nan, "skipped: evaluation budget spent"))
+            return {"status": "skipped", "reason": "evaluation budget spent", "rows": [],
+                    "first_dead": None, "first_nonfinite": None}
+        runner.evaluations += 1
+        try:
+            acts = predict(lp, [sub[k] for k in runner.names], runner.runtime)
+        except Exception as exc:
+            runner.experiments.append(Experiment(len(runner.experiments), "layers", f"probe:{label}", label,
+                                                 "per-layer activations", _n(sub), None, np.nan, None,
+                                                 np.nan, np.nan, f"{type(exc).__name__}: {str(exc)[:300]}",
+                                                 time.perf_counter() - t0))
+            return {"status": "error", "reason": str(exc)[:300], "rows": [], "first_dead": None,
+                    "first_nonfinite": None}
+        res[label] = _layer_stats(acts)
+        last = res[label][-1] if res[label] else (np.nan, np.nan, np.nan)
+        runner.experiments.append(Experiment(len(runner.experiments), "layers", f"probe:{label}", label,
+                                             "per-layer activations (multi-output probe)", _n(sub), None,
+                                             np.nan, None, 1 - last[0], 1 - last[1], None,
+                                             time.perf_counter() - t0, {"layers": len(lnames)}))
+    rows, first_dead, first_nf = [], None, None
+    for i, ln in enumerate(lnames):
+        f = res["failing"][i]
+        p = res.get("passing", [(np.nan,) * 3] * len(lnames))[i]
+        rows.append({"layer": ln, "zero_fraction_failing": f[0], "zero_fraction_passing": p[0],
+                     "nonfinite_fraction_failing": f[1], "nonfinite_fraction_passing": p[1],
+                     "all_zero_sample_rate_failing": f[2], "all_zero_sample_rate_passing": p[2]})
+        dead_f = f[0] == 1.0
+        dead_p = p[0] == 1.0 if np.isfinite(p[0]) else False
+        if first_dead is None and dead_f and not dead_p:
+            first_dead = ln
+        if first_nf is None and f[1] > 0 and not (np.isfinite(p[1]) and p[1] > 0):
+            first_nf = ln
+    return {"status": "done", "reason": None, "rows": rows, "first_dead": first_dead,
+            "first_nonfinite": first_nf, "n_samples": PROBE_SAMPLES}
+
+
+# ----------------------------------------------------------------------------- stages
+def _runtime_factors(runtime, F: dict, n: int) -> list:
+    """(factor, value, RuntimeConfig) alternatives to the default runtime."""
+    out = []
+    for bs in sorted({1, 7, n}):
+        if bs != runtime.batch_size and bs <= max(n, 1):
+            out.append(("batch_size", bs, replace(runtime, batch_size=bs)))
+    if not runtime.run_eagerly:
+        out.append(("jit_compile", not runtime.jit_compile, replace(runtime, jit_compile=not runtime.jit_compile)))
+        out.append(("run_eagerly", True, replace(runtime, run_eagerly=True, jit_compile=False)))
+    else:
+        out.append(("run_eagerly", False, replace(runtime, run_eagerly=False)))
+    dts = {str(v.dtype) for v in F.values() if v.dtype.kind == "f"}
+    for dt in ("float64", "float32", "float16"):
+        if dt != runtime.dtype and not (dts == {dt} and runtime.dtype is None):
+            out.append(("dtype", dt, replace(runtime, dtype=dt)))
+    try:
+        import tensorflow as tf
+
+        devs = [d.name for d in tf.config.list_logical_devices() if d.device_type in ("CPU", "GPU")]
+    except Exception:
+        devs = []
+    if len(devs) > 1:
+        for d in devs:
+            if d != runtime.device:
+                out.append(("device", d, replace(runtime, device=d)))
+    return out
+
+
+def _stage_runtime(runner, F, P, rng, causes, appliers):
+    idx = _subsample_idx(F, RUNTIME_SAMPLES, rng)
+    Fr = _take(F, idx)
+    e0, _ = runner.run("runtime", "default", "failing", Fr, f"default runtime on {len(idx)} failing samples",
+                       details={"runtime": runner.runtime.to_dict() if hasattr(runner.runtime, "to_dict") else {}})
+    if e0.fails is not True:
+        Fr = F
+        e0, _ = runner.run("runtime", "default:whole", "failing", F, "default runtime on the working failing set")
+        if e0.fails is not True:
+            return {"status": "skipped", "reason": "the failing subsample does not fail under the default runtime"}
+    h0 = e0.health
+    Pr = _take(P, _subsample_idx(P, RUNTIME_SAMPLES, rng))
+    flips = []
+    for factor, value, rt in _runtime_factors(runner.runtime, Fr, _n(Fr)):
+        e, _ = runner.run("runtime", f"{factor}={value}", "failing", Fr, f"failing subsample with {factor}={value}",
+                          runtime=rt, details={"factor": factor, "value": value})
+        if e.fails is False:
+            flips.append((factor, value, rt, e))
+    found = []
+    for factor, value, rt, e in flips:
+        ep, _ = runner.run("runtime", f"{factor}={value}:passing", "passing", Pr,
+                           f"passing subsample with {factor}={value} (must still pass)", runtime=rt)
+        ok = ep.fails is False
+        r = _restores(h0, e.health)
+        found.append({"factor": factor, "value": value, "restores": r, "passing_still_passes": ok})
+        if ok:
+            causes.append(Cause("runtime", factor, r, {
+                "value": value, "failing_health_default": h0, "failing_health_with_factor": e.health,
+                "experiment": e.id, "n_samples": e.n_samples}))
+            appliers[("runtime", factor)] = (lambda s, rt=rt: (s, rt), f"run with {factor}={value}")
+    return {"status": "done", "flips": found, "n_samples": _n(Fr)}
+
+
+def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info):
+    from .splits import drift_measures
+
+    names = runner.names
+    per = {k: {} for k in names}
+    # swaps first (they also seed the ddmin cache)
+    cache = {frozenset(names): True}
+
+    def config(keep_failing):
+        return {k: (F[k] if k in keep_failing else _resample(P[k], _n(F), np.random.default_rng(7)))
+                for k in names}
+
+    for k in names:
+        d = drift_measures(F[k], P[k], seed=0)
+        info = {"drift_failing_vs_passing": d, "dtype_failing": str(F[k].dtype), "dtype_passing": str(P[k].dtype),
+                "nonfinite_failing": int((~np.isfinite(F[k])).sum()) if F[k].dtype.kind == "f" else 0,
+                "nonfinite_passing": int((~np.isfinite(P[k])).sum()) if P[k].dtype.kind == "f" else 0}
+        if R is not None:
+            info["drift_failing_vs_reference"] = drift_measures(R[k], F[k], seed=0)
+            info["drift_passing_vs_reference"] = drift_measures(R[k], P[k], seed=0)
+        input_info[k] = info
+    for k in names:
+        s = dict(F)
+        s[k] = config(set(names) - {k})[k]
+        e, _ = runner.run("input", f"swap:{k}", "failing", s, f"failing set with {k} taken from the passing set")
+        per[k]["swap"] = e
+        cache[frozenset(set(names) - {k})] = e.fails
+    for k in names:
+        s = dict(P)
+        s[k] = _resample(F[k], _n(P), np.random.default_rng(11))
+        e, _ = runner.run("input", f"reverse_swap:{k}", "passing", s,
+                          f"passing set with {k} taken from the failing set (does it now fail?)")
+        input_info[k]["reverse_swap_fails"] = e.fails
+    # interventions on the most suspect inputs
+    def suspicion(k):
+        sw = per[k]["swap"].restores or 0.0
+        return (sw, input_info[k]["drift_failing_vs_passing"]["drift_score"])
+    order = sorted(names, key=suspicion, reverse=True)
+    suspects = [k for k in order if (per[k]["swap"].restores or 0) > 0.01
+                or input_info[k]["drift_failing_vs_passing"]["drifted"]
+                or input_info[k]["nonfinite_failing"] > 0 or F[k].dtype != P[k].dtype][:3]
+    if not suspects:
+        suspects = order[:1]
+    for k in suspects:
+        for kind in INTERVENTIONS[1:]:
+            new = intervene(kind, F[k], P[k], None if R is None else R[k], np.random.default_rng(13))
+            if new is None:
+                continue
+            s = dict(F)
+            s[k] = new
+            e, _ = runner.run("input", f"{kind}:{k}", "failing", s, f"failing set with {k}: {kind}")
+            per[k][kind] = e
+    # ddmin over inputs (the minimal set of inputs whose failing values still fail)
+    combo = None
+    if len(names) > 1:
+        def test(keep):
+            key = frozenset(keep)
+            if key not in cache:
+                e, _ = runner.run("combination", "keep_failing:" + "+".join(sorted(keep)), "failing",
+                                  config(set(keep)), "inputs " + ", ".join(sorted(keep))
+                                  + " from the failing set, the others from the passing set")
+                cache[key] = e.fails
+            return cache[key]
+        try:
+            minimal, complete = ddmin(names, test, max_tests=12)
+        except _BudgetSpent:
+            minimal, complete = None, False
+        if minimal is not None and len(minimal) < len(names):
+            combo = {"inputs": sorted(minimal), "minimal": complete}
+            if len(minimal) > 1:
+                key = frozenset(set(names) - set(minimal))
+                s = config(key)
+                e, _ = runner.run("combination", "swap:" + "+".join(sorted(minimal)), "failing", s,
+                                  "failing set with " + ", ".join(sorted(minimal)) + " taken from the passing set")
+                causes.append(Cause("input", "+".join(sorted(minimal)), e.restores or 0.0,
+                                    {"ddmin": combo, "experiment": e.id}))
+                appliers[("input", "+".join(sorted(minimal)))] = (
+                    lambda s2, mm=tuple(minimal): ({k: (_resample(P[k], _n(s2), np.random.default_rng(7))
+                                                        if k in mm else v) for k, v in s2.items()}, None),
+                    "replace " + ", ".join(sorted(minimal)) + " by values like the passing set's")
+    for k in names:
+        exps = {kind: e for kind, e in per[k].items() if e.restores is not None}
+        if not exps:
+            continue
+        best_kind = max(exps, key=lambda kd: (exps[kd].restores, -INTERVENTIONS.index(kd)))
+        best = exps[best_kind].restores
+        in_combo = combo is not None and combo["inputs"] == [k]
+        if best < 0.05 and not in_combo:
+            continue
+        ev = {"restores_by_intervention": {kd: e.restores for kd, e in exps.items()},
+              "best_intervention": best_kind, "experiments": {kd: e.id for kd, e in exps.items()},
+              "drift_score": input_info[k]["drift_failing_vs_passing"]["drift_score"],
+              "smd": input_info[k]["drift_failing_vs_passing"]["smd"],
+              "reverse_swap_fails": input_info[k].get("reverse_swap_fails"),
+              "ddmin_minimal": in_combo}
+        if F[k].dtype != P[k].dtype:
+            ev["dtype"] = {"failing": str(F[k].dtype), "passing": str(P[k].dtype)}
+        causes.append(Cause("input", k, best, ev))
+
+        def apply(s2, k=k, kind=best_kind):
+            new = intervene(kind, s2[k], P[k], None if R is None else R[k], np.random.default_rng(13))
+            out = dict(s2)
+            if new is not None:
+                out[k] = new
+            return out, None
+        appliers[("input", k)] = (apply, _fix_text_input(k, best_kind, F[k], P[k], R))
+    return {"status": "done", "suspects": suspects, "ddmin": combo}
+
+
+def _fix_text_input(k, kind, f, p, R):
+    if kind == "reference":
+        hint = ""
+        if R is not None:
+            rv = R[k]
+            if rv.dtype.kind == "f" and np.all(rv == 0):
+                hint = " (all zeros, as in training)"
+        return f"feed {k!r} with values distributed like the reference/training inputs{hint}"
+    if kind == "match_passing":
+        _, sf = _moments(f)
+        _, sp = _moments(p)
+        ratio = float(np.mean(sf)) / max(float(np.mean(sp)), 1e-30)
+        return (f"rescale/shift {k!r} to the passing set's mean and std (the failing set's spread is "
+                f"{ratio:.3g} x the passing set's: check its units or normalisation)")
+    if kind == "centre":
+        return f"centre {k!r} (subtract its mean) before feeding the model"
+    if kind == "replace_nonfinite":
+        return f"replace or drop the non-finite values of {k!r}"
+    if kind == "cast_dtype":
+        return f"cast {k!r} to {p.dtype} (the failing set holds it as {f.dtype})"
+    return f"feed {k!r} with values like the passing set's"
+
+
+def _stage_samples(runner, F, rng, causes, appliers, index_map, max_tests=24):
+    n = _n(F)
+    if n < 2:
+        return {"status": "skipped", "reason": "fewer than 2 samples"}
+    perm = rng.permutation(n)
+    chunks = [np.sort(c) for c in np.array_split(perm, min(4, n))]
+    cache, exps = {}, {}
+
+    def test(sub):
+        key = tuple(sorted(int(i) for i in sub))
+        if key not in cache:
+            e, _ = runner.run("samples", f"subset[{len(key)}]", "failing", _take(F, np.array(key)),
+                              f"failing samples subset of {len(key)}",
+                              details={"indices": [int(index_map[i]) for i in key]} if len(key) <= 16 else {})
+            cache[key], exps[key] = e.fails, e
+        return cache[key]
+
+    outcomes = [test(c) for c in chunks]
+    if all(o is True for o in outcomes):
+        return {"status": "done", "scope": "global", "chunk_fails": outcomes,
+                "summary": "every quarter of the failing set fails on its own: the failure is global"}
+    failing_chunks = [c for c, o in zip(chunks, outcomes) if o is True]
+    if not failing_chunks:
+        return {"status": "done", "scope": "collective", "chunk_fails": outcomes,
+                "summary": "no quarter of the failing set fails on its own: the failure needs many samples "
+                           "together (batch composition or size)"}
+    found: list[int] = []
+    remaining = np.setdiff1d(np.arange(n), [])
+    budget = max_tests
+    rest_passes = False
+    for _ in range(3):
+        start = [int(i) for i in np.concatenate(failing_chunks) if int(i) not in set(found)]
+        if not start or test(start) is not True:
+            break
+        before = len(runner.experiments)
+        sub, complete = ddmin(start, test, max_tests=budget)
+        budget -= len(runner.experiments) - before
+        found.extend(int(i) for i in sub)
+        remaining = np.setdiff1d(np.arange(n), found)
+        if len(remaining) == 0:
+            break
+        rest_passes = test(list(remaining)) is False
+        if rest_passes or budget <= 0:
+            break
+        failing_chunks = [np.setdiff1d(c, found) for c in failing_chunks]
+    orig = sorted(int(index_map[i]) for i in found)
+    small = 0 < len(found) <= max(1, int(MAX_SUBSET_FRACTION * n))
+    out = {"status": "done", "scope": "subset" if (small and rest_passes) else "unclear",
+           "chunk_fails": outcomes, "subset": orig, "rest_passes": rest_passes}
+    if small and rest_passes:
+        key = tuple(sorted(int(i) for i in remaining))
+        e = exps[key]
+        ev = {"n_samples_working_set": n, "rest_health": e.health, "experiment": e.id}
+        nf = {k: [int(index_map[i]) for i in found if v.dtype.kind == "f" and not np.isfinite(v[i]).all()]
+              for k, v in F.items()}
+        nf = {k: v for k, v in nf.items() if v}
+        if nf:
+            ev["nonfinite_inputs"] = nf
+        causes.append(Cause("samples", orig, e.restores or 0.0, ev))
+        appliers[("samples", tuple(orig))] = (None, f"drop or repair samples {orig} of the failing set")
+    return out
+
+
+def _rank(causes: list) -> list:
+    if not causes:
+        return []
+    best = max(c.restores for c in causes)
+    top = [c for c in causes if c.restores >= best - TIE_TOLERANCE and c.restores > 0]
+    rest = [c for c in causes if c not in top]
+    top.sort(key=lambda c: (_SPECIFICITY.get(c.kind, 9), -c.restores))
+    rest.sort(key=lambda c: -c.restores)
+    return top + rest
+
+
+# ----------------------------------------------------------------------------- main
+def bisect(model, failing, passing, reference=None, criterion="all-zero", *, runtime=None,
+           max_samples: int = 2000, max_evaluations: int = 58, seed: int = 0,
+           probe_layers: bool = True) -> BisectionResult:
+    """Find why ``model`` fails on ``failing`` and passes on ``passing``.
+
+    Parameters
+    ----------
+    model : LoadedModel, keras.Model or str
+        The model (a spec is loaded with :func:`ptyanalysis.inference.load_model`).
+    failing, passing : dict, list or ndarray
+        Input sets: ``{input name: array}`` named like the model's inputs, a
+        list in input order, or one array for a one-input model.
+    reference : same, optional
+        Inputs drawn like the model's training inputs: health is measured
+        against the model's outputs on them (else against the passing set's).
+    criterion : str, callable or Criterion
+        ``"all-zero"`` (default), ``"non-finite"``, ``"collapsed[:tol]"``,
+        ``"module:function"`` or a predicate ``f(outputs) -> bool`` (True = fails).
+    runtime : RuntimeConfig, optional
+        The default runtime the failure is observed under.
+    max_samples : int
+        Work on seeded subsamples of at most this many samples per set
+        (confirming the fix on the whole failing set).
+    max_evaluations : int
+        Budget of model calls; experiments beyond it are recorded as skipped.
+    seed : int
+    probe_layers : bool
+        Run the per-layer probe.
+
+    Returns
+    -------
+    BisectionResult
+
+    Raises
+    ------
+    PtyAnalysisError
+        Input names that do not match the model's, sample counts that differ
+        inside a set, empty sets, unknown criterion.
+    """
+    from .inference import RuntimeConfig, load_model
+
+    t0 = time.perf_counter()
+    loaded = load_model(model)
+    runtime = runtime or RuntimeConfig()
+    crit = parse_criterion(criterion)
+    names = list(loaded.input_names)
+    F0 = _normalise_set(failing, names, "failing")
+    names = names or list(F0)
+    P0 = _normalise_set(passing, names, "passing")
+    R0 = _normalise_set(reference, names, "reference") if reference is not None else None
+    runner = _Runner(loaded, names, crit, runtime, int(max_evaluations))
+    rng = np.random.default_rng(seed)
+    causes: list[Cause] = []
+    appliers: dict = {}
+    settings = {"max_samples": max_samples, "max_evaluations": max_evaluations, "seed": seed,
+                "runtime": runtime.to_dict() if hasattr(runtime, "to_dict") else str(runtime),
+                "n_failing": _n(F0), "n_passing": _n(P0), "n_reference": None if R0 is None else _n(R0),
+                "inputs": names, "model": getattr(loaded, "source", None)}
+
+    # 1. reproduce on the whole sets
+    stats = {}
+    for label, s in (("reference", R0), ("passing", P0), ("failing", F0)):
+        if s is None:
+            continue
+        e, st = runner.run("reproduce", label, label, s, f"{label} set as given")
+        stats[label] = (e, st)
+    ref_ok = "reference" in stats and stats["reference"][0].fails is False
+    if ref_ok:
+        runner.ref_stats, ref_source = stats["reference"][1], "reference set"
+    elif stats["passing"][0].fails is False:
+        runner.ref_stats, ref_source = stats["passing"][1], "passing set (no healthy reference)"
+    else:
+        runner.ref_stats = stats.get("reference", stats["passing"])[1]
+        ref_source = "reference set (fails itself)" if "reference" in stats else "passing set (fails itself)"
+    hs = {}
+    for label, (e, st) in stats.items():
+        h = health_score(st, runner.ref_stats) if st is not None else np.nan
+        hs[label] = h
+        runner.experiments[e.id] = replace(e, health=h)
+    fail_fails = stats["failing"][0].fails is True
+    pass_fails = stats["passing"][0].fails is True
+    health = {"failing": hs.get("failing"), "passing": hs.get("passing"), "reference": hs.get("reference"),
+              "reference_source": ref_source, "degraded_threshold": DEGRADED_HEALTH,
+              "failing_degraded": degraded(hs.get("failing", np.nan)),
+              "passing_degraded": degraded(hs.get("passing", np.nan)) if ref_ok else False,
+              "outputs": {lbl: [o.to_dict() for o in st] for lbl, (e, st) in stats.items() if st is not None}}
+    input_info: dict = {}
+    layers: dict = {"status": "not run", "rows": []}
+
+    def finish(reproduced, verdict, fix, ranked):
+        res = BisectionResult(
+            reproduced=reproduced, criterion=crit.to_dict(), health=health, causes=tuple(ranked),
+            verdict=verdict, fix=fix, evaluations=runner.evaluations, elapsed_s=time.perf_counter() - t0,
+            experiments=tuple(runner.experiments), layers=layers, inputs=input_info, settings=settings)
+        return res
+
+    if any(st is None for _, st in stats.values()):
+        bad = [lbl for lbl, (e, st) in stats.items() if st is None]
+        err = "; ".join(f"{lbl}: {stats[lbl][0].error}" for lbl in bad)
+        return finish(False, {"kind": "none", "name": None,
+                              "summary": f"the model could not be run on the {', '.join(bad)} set ({err})"},
+                      "make the model run on every set first", [])
+    if not fail_fails:
+        return finish(False, {"kind": "none", "name": None, "summary": (
+            f"not reproduced: the failing set does not fail under the {crit.label!r} criterion "
+            f"(health {hs['failing']:.3f} against the {ref_source}); nothing to bisect")},
+            "none needed under this criterion (try another criterion if the outputs still look wrong)", [])
+    if pass_fails:
+        ref_fails = stats["reference"][0].fails if "reference" in stats else None
+        if ref_fails is not False:
+            # model fault: does any runtime factor rescue it?
+            rt = _stage_runtime(runner, F0, P0, rng, causes, appliers)
+            if probe_layers:
+                layers = _run_layers(runner, F0, None, rng)
+            rescued = [c for c in causes if c.kind == "runtime" and c.restores > 0.5]
+            if rescued:
+                c = rescued[0]
+                return finish(False, {"kind": "runtime", "name": c.name, "summary": (
+                    f"every set fails under the default runtime, but {c.name}={c.evidence['value']} rescues "
+                    "the failing set: a runtime fault, not the data")}, appliers[("runtime", c.name)][1],
+                    _rank(causes))
+            where = layers.get("rows", [])
+            first = next((r["layer"] for r in where if r["zero_fraction_failing"] == 1.0), None)
+            mname = getattr(loaded.model, "name", None) or "model"
+            causes = [Cause("model", mname, 0.0, {"runtime": rt, "first_all_zero_layer": first,
+                                                  "reference_given": "reference" in stats})]
+            note = "" if "reference" in stats else " (no reference set was given to confirm it)"
+            return finish(False, {"kind": "model", "name": mname, "summary": (
+                f"the model fails on every set{note} -- failing, passing"
+                + (", reference" if "reference" in stats else "")
+                + f" -- under the {crit.label!r} criterion, and no runtime factor rescues it"
+                + (f"; activations are already all zero at layer {first!r}" if first else "")
+                + ": the model itself is at fault (e.g. untrained or dead weights saved)")},
+                "check that the trained weights were saved and loaded (retrain or reload the model)", causes)
+        return finish(False, {"kind": "none", "name": None, "summary": (
+            "not reproduced: the passing set fails too, while the reference passes; rerun with the "
+            "reference as the passing set to bisect against it")}, "rerun with --passing set to the reference", [])
+
+    # 2. working subsamples
+    idxF = _subsample_idx(F0, max_samples, rng)
+    idxP = _subsample_idx(P0, max_samples, rng)
+    F, P = _take(F0, idxF), _take(P0, idxP)
+    R = _take(R0, _subsample_idx(R0, max_samples, rng)) if R0 is not None else None
+    subsampled = len(idxF) < _n(F0) or len(idxP) < _n(P0)
+    runner.h_fail = hs["failing"]
+    if subsampled:
+        ef, _ = runner.run("reproduce", "failing:subsample", "failing", F, f"seeded subsample of {len(idxF)}")
+        if ef.fails is not True:
+            F, idxF = F0, np.arange(_n(F0))
+        else:
+            runner.h_fail = ef.health
+    settings["working_samples"] = {"failing": _n(F), "passing": _n(P)}
+
+    rt_info = _stage_runtime(runner, F, P, rng, causes, appliers)
+    in_info = _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info)
+    sm_info = _stage_samples(runner, F, rng, causes, appliers, idxF)
+    if probe_layers:
+        layers = _run_layers(runner, F, P, rng)
+    settings["stages"] = {"runtime": rt_info, "inputs": in_info, "samples": sm_info}
+
+    ranked = _rank(causes)
+    top = ranked[0] if ranked and ranked[0].restores > 0 else None
+    confirmed = None
+    if top is not None and subsampled:
+        key = (top.kind, tuple(top.name) if isinstance(top.name, list) else top.name)
+        if top.kind == "samples":
+            keep = np.setdiff1d(np.arange(_n(F0)), top.name)
+            e, _ = runner.run("confirm", "confirm:drop_samples", "failing", _take(F0, keep),
+                              "whole failing set without the subset")
+        else:
+            fn = appliers.get(key, (None,))[0]
+            if fn is not None:
+                s2, rt2 = fn(F0)
+                e, _ = runner.run("confirm", f"confirm:{top.kind}:{top.name}", "failing", s2,
+                                  "fix applied to the whole failing set", runtime=rt2)
+            else:
+                e = None
+        if e is not None and e.fails is not None:
+            confirmed = {"fails": e.fails, "restores": _restores(hs["failing"], e.health), "experiment": e.id}
+            settings["confirmation"] = confirmed
+    verdict, fix = _verdict(top, ranked, appliers, health, layers, sm_info, crit)
+    if confirmed is not None:
+        verdict["confirmed_on_whole_set"] = not confirmed["fails"]
+    return finish(True, verdict, fix, ranked)
+
+
+def _verdict(top, ranked, appliers, health, layers, sm_info, crit):
+    deg = ""
+    if health.get("passing_degraded"):
+        deg = (f" Note: the passing set is itself degraded (health {health['passing']:.3f} against the "
+               f"{health['reference_source']}): it passes the criterion but is far from healthy.")
+    where = ""
+    if layers.get("first_dead"):
+        where = f" Activations first die at layer {layers['first_dead']!r}."
+    elif layers.get("first_nonfinite"):
+        where = f" Activations first go non-finite at layer {layers['first_nonfinite']!r}."
+    if top is None:
+        summary = ("reproduced, but no single experiment restored the outputs: the cause is outside the "
+                   "factors tried (inputs, samples, runtime)." + where + deg)
+        return {"kind": "unknown", "name": None, "summary": summary, "passing_degraded":
+                bool(health.get("passing_degraded"))}, "no fix found among the experiments; see the experiments"
+    key = (top.kind, tuple(top.name) if isinstance(top.name, list) else top.name)
+    fix = appliers.get(key, (None, ""))[1]
+    others = [c for c in ranked[1:4] if c.restores > 0]
+    also = ""
+    if others:
+        also = " Other changes that help: " + "; ".join(f"{c.kind} {c.name} ({100 * c.restores:.0f} %)"
+                                                      for c in others) + "."
+    if top.kind == "input":
+        ev = top.evidence.get("restores_by_intervention", {})
+        parts = ", ".join(f"{k} {100 * v:.0f} %" for k, v in sorted(ev.items(), key=lambda kv: -kv[1]))
+        summary = (f"input {top.name!r} is at fault: changing it alone restores "
+                   f"{100 * top.restores:.0f} % of the reference health ({parts}).")
+    elif top.kind == "samples":
+        nf = top.evidence.get("nonfinite_inputs")
+        summary = (f"{len(top.name)} sample(s) {top.name} cause the failure: the rest of the set passes "
+                   f"(restores {100 * top.restores:.0f} %)"
+                   + (f"; they hold non-finite values in {', '.join(nf)}" if nf else "")
+                   + ". A batch-level operation spreads them to their whole batch.")
+    elif top.kind == "runtime":
+        summary = (f"runtime factor {top.name!r} flips the outcome: with {top.name}="
+                   f"{top.evidence.get('value')} the failing set passes (restores {100 * top.restores:.0f} %)"
+                   f" and the passing set still passes.")
+    else:
+        summary = f"{top.kind} {top.name}: restores {100 * top.restores:.0f} %."
+    summary += where + also + deg
+    return {"kind": top.kind, "name": top.name, "summary": summary,
+            "passing_degraded": bool(health.get("passing_degraded"))}, fix
+
+
+# ----------------------------------------------------------------------------- output
+def write_bisection(result: BisectionResult, out_dir) -> Path:
+    """Write ``bisection.json`` atomically into ``out_dir``; return its path.
+
+    Parameters
+    ----------
+    result : BisectionResult
+    out_dir : str or Path
+    """
+    from .fileutil import write_json
+    from .provenance import software_versions, utc_now
+
+    d = result.to_dict()
+    d.update(generated_at=utc_now(), versions=software_versions(("ptyanalysis", "numpy", "tensorflow", "keras")))
+    return write_json(Path(out_dir) / "bisection.json", d)
+
+
+def plot_bisection(result: BisectionResult):
+    """Figure: ``restores`` per failing-set experiment and per-layer zero fractions.
+
+    Parameters
+    ----------
+    result : BisectionResult
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    ex = [e for e in result.experiments if e.restores is not None]
+    rows = result.layers.get("rows", [])
+    fig, axes = plt.subplots(1, 2 if rows else 1, figsize=(11 if rows else 6, max(3, 0.25 * len(ex) + 1)),
+                             squeeze=False)
+    ax = axes[0, 0]
+    ax.barh([e.name for e in ex][::-1], [e.restores for e in ex][::-1],
+            color=["C2" if e.fails is False else "C3" for e in ex][::-1])
+    ax.set_xlim(0, 1.05)
+    ax.set_xlabel("share of reference health restored")
+    ax.set_title(f"verdict: {result.verdict.get('kind')} {result.verdict.get('name')}", fontsize=9)
+    if rows:
+        ax = axes[0, 1]
+        y = np.arange(len(rows))
+        ax.plot([r["zero_fraction_failing"] for r in rows], y, "o-", label="failing")
+        ax.plot([r["zero_fraction_passing"] for r in rows], y, "s-", label="passing")
+        ax.set_yticks(y, [r["layer"] for r in rows])
+        ax.invert_yaxis()
+        ax.set_xlabel("zero fraction of activations")
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- CLI
+def configure_parser(parser) -> None:
+    """Add the ``bisect`` options to ``parser``."""
+    parser.add_argument("--model", required=True, help="model spec (see ptyanalysis.inference.load_model)")
+    parser.add_argument("--failing", required=True, help="NPZ of the failing inputs (one array per model input)")
+    parser.add_argument("--passing", required=True, help="NPZ of the passing inputs")
+    parser.add_argument("--reference", default=None, help="NPZ of inputs drawn like the training inputs")
+    parser.add_argument("--criterion", default="all-zero",
+                        help="all-zero (default), non-finite, collapsed[:tol] or module:function")
+    parser.add_argument("--study-inputs", action="store_true",
+                        help="the NPZs are study datasets, mapped as the study did (models.study_model_inputs)")
+    parser.add_argument("--max-samples", type=int, default=2000)
+    parser.add_argument("--max-evaluations", type=int, default=58)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, help="output directory")
+
+
+def run_cli(args) -> int:
+    """Run ``ptyanalysis bisect``; return the exit status (0 whatever the verdict)."""
+    from .inference import load_model
+    from .splits import load_input_sets
+
+    crit = parse_criterion(args.criterion)
+    if args.max_samples < 2:
+        raise PtyAnalysisError(f"--max-samples must be at least 2, got {args.max_samples}")
+    loaded = load_model(args.model)
+    sets, datasets = load_input_sets(loaded, {"failing": args.failing, "passing": args.passing,
+                                              "reference": args.reference}, study_inputs=args.study_inputs)
+    reference = sets.get("reference")
+    if args.study_inputs and reference is None and loaded.sidecar:
+        from .models import study_model_inputs
+
+        reference = study_model_inputs(datasets["passing"], loaded.sidecar, mode="trained")
+    res = bisect(loaded, sets["failing"], sets["passing"], reference, crit, max_samples=args.max_samples,
+                 max_evaluations=args.max_evaluations, seed=args.seed)
+    path = write_bisection(res, args.out)
+    print(f"wrote {path}")
+    print(f"verdict: {res.verdict['kind']} {res.verdict.get('name')}: {res.verdict['summary']}")
+    print(f"fix: {res.fix}")
+    return 0

@@ -1,0 +1,375 @@
+"""Output health and failure criteria shared by split comparison and bisection.
+
+A model's outputs on an input set are summarised by :class:`OutputStats`
+(nonzero fraction, finite fraction, mean, std, non-finite count; complex
+outputs are scored on their modulus). Two questions are asked of them:
+
+* **Does the set fail?** -- a :class:`Criterion`, a yes/no rule:
+
+  ``all-zero`` (default)
+      every finite output value of every output is exactly 0 (non-finite
+      values count as "not healthy" too, so a set whose outputs are only zeros
+      and NaNs also fails).
+  ``non-finite``
+      at least one output value is NaN or +-Inf.
+  ``collapsed[:tol]``
+      the standard deviation of the finite output values of some output is
+      below ``tol`` (default ``1e-6``) times ``max(1, |mean|)`` -- a constant
+      output, e.g. an untrained model -- or all of its values are non-finite.
+  ``module:function``
+      a user predicate ``f(outputs: list[np.ndarray]) -> bool`` (True = fails).
+
+* **How healthy is it?** -- :func:`health_score`, a continuous score in
+  [0, 1] measured against *reference* output statistics (the model's outputs
+  on inputs drawn like its training inputs, ground truth, or, failing those,
+  the passing set's outputs). Per output ``k``::
+
+      h_k = f_k * ratio(nz_k, nz_ref_k) * ratio(s_k, s_ref_k)
+      ratio(a, b) = min(a, b) / max(a, b)   (1 when both are 0)
+
+  where ``f`` is the finite fraction, ``nz`` the nonzero fraction of the finite
+  values and ``s`` their standard deviation. The score is the mean of ``h_k``
+  over outputs. It is 1 for outputs that look like the reference, 0 for all
+  zeros, all non-finite or a constant output, and it moves continuously in
+  between, so a partial repair (e.g. 10 % of the reference's nonzero pixels
+  come back) scores partially. Both too few and too many nonzero values, and
+  both a collapsed and an exploded spread, lower the score.
+
+``restores(h_fail, h_exp, h_ref)`` = ``(h_exp - h_fail) / (h_ref - h_fail)``
+clipped to [0, 1] is the share of the lost health an experiment brings back.
+
+Thresholds (module constants): a set whose health is below
+:data:`DEGRADED_HEALTH` (0.5) is flagged *degraded* even when it does not meet
+the failure criterion (e.g. a "passing" split that is 99 % zeros).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .errors import PtyAnalysisError
+
+#: Health below this is flagged "degraded" (also for a set that passes the criterion).
+DEGRADED_HEALTH = 0.5
+#: Default tolerance of the ``collapsed`` criterion (relative std).
+COLLAPSE_TOL = 1e-6
+#: Criterion names understood by :func:`parse_criterion`.
+CRITERIA = ("all-zero", "non-finite", "collapsed")
+
+
+# --------------------------------------------------------------------------- stats
+@dataclass(frozen=True)
+class OutputStats:
+    """Summary statistics of one model output array (complex: modulus).
+
+    Attributes
+    ----------
+    n_values : int
+        Number of values.
+    n_samples : int
+        Leading (sample) dimension.
+    finite_fraction : float
+        Share of finite values.
+    nonzero_fraction : float
+        Share of finite values that are not exactly 0 (0 when none is finite).
+    mean, std, min, max : float
+        Of the finite values (NaN when none is finite).
+    nonfinite_count : int
+        NaN plus +-Inf values.
+    """
+
+    n_values: int
+    n_samples: int
+    finite_fraction: float
+    nonzero_fraction: float
+    mean: float
+    std: float
+    min: float
+    max: float
+    nonfinite_count: int
+
+    def to_dict(self) -> dict:
+        """Return the statistics as a plain dict."""
+        return dict(self.__dict__)
+
+
+def _real(a) -> np.ndarray:
+    a = np.asarray(a)
+    if np.iscomplexobj(a):
+        return np.abs(a)
+    if a.dtype.kind in "biu":
+        return a.astype(np.float64)
+    if a.dtype.kind == "b":
+        return a.astype(np.float64)
+    return a
+
+
+def output_stats(array) -> OutputStats:
+    """Summarise one output array.
+
+    Parameters
+    ----------
+    array : array_like
+        Model output, samples first. Complex values are scored on ``|z|``.
+
+    Returns
+    -------
+    OutputStats
+    """
+    a = _real(array)
+    n = int(a.size)
+    ns = int(a.shape[0]) if a.ndim else 1
+    if n == 0:
+        return OutputStats(0, ns, 1.0, 0.0, float("nan"), float("nan"), float("nan"),
+                           float("nan"), 0)
+    fin = np.isfinite(a)
+    nfin = int(fin.sum())
+    if nfin == n:
+        v = a.reshape(-1)
+    else:
+        v = a[fin]
+    if nfin:
+        v64 = v.astype(np.float64, copy=False)
+        mean = float(v64.mean())
+        std = float(v64.std())
+        mn, mx = float(v64.min()), float(v64.max())
+        nz = float(np.count_nonzero(v)) / nfin
+    else:
+        mean = std = mn = mx = float("nan")
+        nz = 0.0
+    return OutputStats(n, ns, nfin / n, nz, mean, std, mn, mx, n - nfin)
+
+
+def outputs_stats(outputs) -> list[OutputStats]:
+    """:func:`output_stats` of each array of a list of model outputs."""
+    return [output_stats(o) for o in _as_list(outputs)]
+
+
+def _as_list(outputs) -> list:
+    if isinstance(outputs, dict):
+        return list(outputs.values())
+    if isinstance(outputs, (list, tuple)):
+        return list(outputs)
+    return [outputs]
+
+
+def sample_health(outputs) -> dict:
+    """Per-sample health flags of a list of model outputs.
+
+    Parameters
+    ----------
+    outputs : list of ndarray
+        Model outputs, samples first, all with the same number of samples.
+
+    Returns
+    -------
+    dict
+        ``all_zero`` (bool per sample: every finite value of every output is 0),
+        ``nonfinite`` (bool per sample: some value is NaN/Inf),
+        ``nonzero_fraction`` (float per sample, over all outputs).
+    """
+    outs = [_real(o) for o in _as_list(outputs)]
+    n = outs[0].shape[0]
+    nonzero = np.zeros(n)
+    total = np.zeros(n)
+    nonfin = np.zeros(n, dtype=bool)
+    for o in outs:
+        r = o.reshape(n, -1)
+        fin = np.isfinite(r)
+        nonfin |= ~fin.all(axis=1)
+        nonzero += np.count_nonzero(np.where(fin, r, 0), axis=1)
+        total += r.shape[1]
+    frac = nonzero / np.maximum(total, 1)
+    return {"all_zero": nonzero == 0, "nonfinite": nonfin, "nonzero_fraction": frac}
+
+
+# --------------------------------------------------------------------------- score
+def _ratio(a: float, b: float) -> float:
+    a = 0.0 if not np.isfinite(a) else abs(float(a))
+    b = 0.0 if not np.isfinite(b) else abs(float(b))
+    if a == 0 and b == 0:
+        return 1.0
+    return min(a, b) / max(a, b)
+
+
+def health_score(stats, reference) -> float:
+    """Continuous health in [0, 1] of output statistics against reference statistics.
+
+    Parameters
+    ----------
+    stats : list of OutputStats
+        Statistics of the outputs to score (:func:`outputs_stats`).
+    reference : list of OutputStats
+        Statistics of healthy outputs (same number of outputs).
+
+    Returns
+    -------
+    float
+        Mean over outputs of ``finite_fraction * ratio(nonzero fraction)
+        * ratio(std)`` with ``ratio(a, b) = min/max`` (see the module docstring).
+    """
+    stats = list(stats)
+    reference = list(reference)
+    if len(stats) != len(reference):
+        raise PtyAnalysisError(
+            f"health_score: {len(stats)} outputs to score but {len(reference)} reference "
+            "outputs: they must come from the same model"
+        )
+    if not stats:
+        return float("nan")
+    hs = []
+    for s, r in zip(stats, reference):
+        h = s.finite_fraction * _ratio(s.nonzero_fraction, r.nonzero_fraction) * _ratio(s.std, r.std)
+        hs.append(float(np.clip(h, 0.0, 1.0)))
+    return float(np.mean(hs))
+
+
+def restores(h_fail: float, h_exp: float, h_ref: float = 1.0) -> float:
+    """Share of the lost health an experiment brings back, clipped to [0, 1].
+
+    Parameters
+    ----------
+    h_fail : float
+        Health of the failing set.
+    h_exp : float
+        Health after the experiment's change.
+    h_ref : float
+        Health to restore to (1 = the reference).
+
+    Returns
+    -------
+    float
+        ``(h_exp - h_fail) / (h_ref - h_fail)``; 1 when nothing was lost and the
+        experiment is as healthy.
+    """
+    gap = h_ref - h_fail
+    if not np.isfinite(h_exp):
+        return 0.0
+    if gap <= 1e-12:
+        return 1.0 if h_exp >= h_ref - 1e-12 else 0.0
+    return float(np.clip((h_exp - h_fail) / gap, 0.0, 1.0))
+
+
+# --------------------------------------------------------------------------- criteria
+@dataclass(frozen=True)
+class Criterion:
+    """A failure rule applied to a model's outputs on one input set.
+
+    Attributes
+    ----------
+    kind : str
+        ``"all-zero"``, ``"non-finite"``, ``"collapsed"`` or ``"predicate"``.
+    tol : float
+        Relative std tolerance of ``collapsed``.
+    predicate : callable or None
+        ``f(outputs) -> bool`` (True = fails) for ``kind == "predicate"``.
+    label : str
+        Text form (what the CLI accepts).
+    """
+
+    kind: str = "all-zero"
+    tol: float = COLLAPSE_TOL
+    predicate: Callable | None = field(default=None, compare=False)
+    label: str = "all-zero"
+
+    def fails(self, outputs, stats: list[OutputStats] | None = None) -> bool:
+        """Return True when ``outputs`` meet the failure rule.
+
+        Parameters
+        ----------
+        outputs : list of ndarray
+            Model outputs on one input set.
+        stats : list of OutputStats, optional
+            Precomputed :func:`outputs_stats` of ``outputs``.
+        """
+        if self.kind == "predicate":
+            return bool(self.predicate(list(_as_list(outputs))))
+        st = stats if stats is not None else outputs_stats(outputs)
+        if self.kind == "all-zero":
+            return all(s.nonzero_fraction == 0 for s in st)
+        if self.kind == "non-finite":
+            return any(s.nonfinite_count > 0 for s in st)
+        if self.kind == "collapsed":
+            return any(
+                s.finite_fraction == 0 or s.std <= self.tol * max(1.0, abs(s.mean)) for s in st
+            )
+        raise PtyAnalysisError(f"unknown criterion kind {self.kind!r}")
+
+    def to_dict(self) -> dict:
+        """JSON-friendly description."""
+        d = {"kind": self.kind, "label": self.label}
+        if self.kind == "collapsed":
+            d["tol"] = self.tol
+        return d
+
+
+def parse_criterion(spec) -> Criterion:
+    """Build a :class:`Criterion` from its text form, a callable or a Criterion.
+
+    Parameters
+    ----------
+    spec : str, callable or Criterion
+        ``"all-zero"``, ``"non-finite"``, ``"collapsed"``, ``"collapsed:1e-4"``,
+        ``"package.module:function"`` (a predicate ``f(outputs) -> bool``, True
+        = fails), a callable predicate, or a Criterion (returned as is).
+
+    Returns
+    -------
+    Criterion
+
+    Raises
+    ------
+    PtyAnalysisError
+        For an unknown name, a bad tolerance or a predicate that cannot be imported.
+    """
+    if isinstance(spec, Criterion):
+        return spec
+    if spec is None:
+        return Criterion()
+    if callable(spec):
+        name = getattr(spec, "__qualname__", repr(spec))
+        mod = getattr(spec, "__module__", "")
+        return Criterion("predicate", predicate=spec, label=f"{mod}:{name}" if mod else name)
+    s = str(spec).strip()
+    if s in ("all-zero", "non-finite"):
+        return Criterion(s, label=s)
+    if s == "collapsed" or s.startswith("collapsed:"):
+        tol = COLLAPSE_TOL
+        if ":" in s:
+            try:
+                tol = float(s.split(":", 1)[1])
+            except ValueError:
+                raise PtyAnalysisError(
+                    f"criterion {s!r}: the tolerance after 'collapsed:' must be a number, "
+                    "e.g. collapsed:1e-4"
+                ) from None
+            if not (tol >= 0):
+                raise PtyAnalysisError(f"criterion {s!r}: the tolerance must be >= 0")
+        return Criterion("collapsed", tol=tol, label=f"collapsed:{tol:g}")
+    if ":" in s:
+        mod_name, fn_name = s.rsplit(":", 1)
+        try:
+            mod = importlib.import_module(mod_name)
+            fn = getattr(mod, fn_name)
+        except (ImportError, AttributeError) as exc:
+            raise PtyAnalysisError(
+                f"criterion {s!r}: cannot import predicate {fn_name!r} from module "
+                f"{mod_name!r} ({exc}); give an importable 'module:function' whose function "
+                "takes the list of output arrays and returns True when they fail"
+            ) from None
+        if not callable(fn):
+            raise PtyAnalysisError(f"criterion {s!r}: {fn_name!r} in {mod_name!r} is not callable")
+        return Criterion("predicate", predicate=fn, label=s)
+    raise PtyAnalysisError(
+        f"unknown criterion {s!r}: expected one of all-zero, non-finite, collapsed[:tol] "
+        "or module:function"
+    )
+
+
+def degraded(h: float) -> bool:
+    """True when a health score is below :data:`DEGRADED_HEALTH` (or not finite)."""
+    return not (np.isfinite(h) and h >= DEGRADED_HEALTH)

@@ -1,0 +1,694 @@
+"""Compare a model's inputs and outputs across two data splits.
+
+For each model input and each split: summary statistics; two-sample drift
+measures with stated thresholds; inputs ranked by drift; per-pattern summaries
+for image-like inputs and scan-map values for positions-like inputs. Then the
+model's outputs on each split, scored for health (:mod:`ptyanalysis.health`)
+against a reference: ground truth when given, else the model's output on
+inputs drawn like its training inputs (a reference file, or inputs built from
+the sidecar's training statistics). A split whose health is below
+:data:`~ptyanalysis.health.DEGRADED_HEALTH` is flagged *degraded* even when
+the other split is worse.
+
+Drift measures (each between a baseline sample ``a`` -- the reference when
+there is one, else the first split -- and ``b``), computed on the finite
+values, flattened:
+
+``ks``
+    Kolmogorov-Smirnov statistic D (``scipy.stats.ks_2samp``) on seeded
+    subsamples of at most :data:`DRIFT_SUBSAMPLE` values per side. Flag at
+    ``D >= 0.2`` (:data:`KS_THRESHOLD`, the Deepchecks default). The p-value is
+    reported but not used (on large data it flags everything).
+``wasserstein``
+    1-Wasserstein distance on the same subsamples divided by
+    ``max(std(a), 1e-3)`` (Evidently's normed distance). Flag at ``>= 0.1``
+    (:data:`W1_THRESHOLD`): a pure mean shift of 0.1 sigma trips it.
+``smd``
+    Standardised mean difference ``(mean(b) - mean(a)) / sqrt((var a + var b) / 2)``
+    on all finite values (denominator floored at 1e-3). Flag at ``|smd| >= 0.2``
+    (:data:`SMD_THRESHOLD`, a small effect in Cohen's terms).
+
+``drift_score`` = max of each measure divided by its threshold; an input is
+flagged *drifted* when ``drift_score >= 1``, and inputs are ranked by it.
+
+CLI: ``ptyanalysis compare-splits --model PATH --a A.npz --b B.npz
+[--reference R.npz] [--names train,test] [--study-inputs] --out DIR`` writes
+``DIR/split_comparison.json`` and ``DIR/split_comparison.nc``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import PtyAnalysisError
+from .health import DEGRADED_HEALTH, degraded, health_score, outputs_stats
+
+#: KS statistic threshold.
+KS_THRESHOLD = 0.2
+#: Normed Wasserstein threshold (units of the baseline std).
+W1_THRESHOLD = 0.1
+#: |Standardised mean difference| threshold.
+SMD_THRESHOLD = 0.2
+#: Values per side used for the KS and Wasserstein measures and the quantiles.
+DRIFT_SUBSAMPLE = 20_000
+QUANTILE_SUBSAMPLE = 1_000_000
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+STATS = ("mean", "std", "min", "max") + tuple(f"q{int(q * 100):02d}" for q in QUANTILES) + (
+    "nonzero_fraction", "nan_count", "inf_count", "n_values")
+MEASURES = ("ks", "ks_pvalue", "wasserstein", "smd", "drift_score")
+HEALTH_STATS = ("nonzero_fraction", "mean", "std", "nonfinite_count", "finite_fraction", "health")
+
+
+# ----------------------------------------------------------------------------- statistics
+def _finite_flat(x) -> np.ndarray:
+    v = np.asarray(x)
+    if np.iscomplexobj(v):
+        v = np.abs(v)
+    v = v.reshape(-1)
+    if v.dtype.kind == "f" and not np.isfinite(v).all():
+        v = v[np.isfinite(v)]
+    return v
+
+
+def _subsample(v: np.ndarray, k: int, rng) -> np.ndarray:
+    if v.size <= k:
+        return v
+    return v[rng.choice(v.size, k, replace=False)]
+
+
+def summary_stats(x, *, seed: int = 0) -> dict:
+    """Summary statistics of one input array (all values, flattened).
+
+    Parameters
+    ----------
+    x : array_like
+        Values (complex: modulus).
+    seed : int
+        Seed of the subsample (at most :data:`QUANTILE_SUBSAMPLE` values) the
+        quantiles are computed on.
+
+    Returns
+    -------
+    dict
+        Keys :data:`STATS`; mean/std/min/max/nonzero fraction over the finite values.
+    """
+    a = np.asarray(x)
+    if np.iscomplexobj(a):
+        a = np.abs(a)
+    n = int(a.size)
+    nan = int(np.isnan(a).sum()) if a.dtype.kind == "f" else 0
+    inf = int(np.isinf(a).sum()) if a.dtype.kind == "f" else 0
+    v = _finite_flat(a)
+    out = {"n_values": n, "nan_count": nan, "inf_count": inf}
+    if v.size:
+        v64 = v.astype(np.float64, copy=False)
+        out.update(mean=float(v64.mean()), std=float(v64.std()), min=float(v64.min()),
+                   max=float(v64.max()), nonzero_fraction=float(np.count_nonzero(v)) / v.size)
+        qs = np.quantile(_subsample(v64, QUANTILE_SUBSAMPLE, np.random.default_rng(seed)), QUANTILES)
+    else:
+        out.update(mean=np.nan, std=np.nan, min=np.nan, max=np.nan, nonzero_fraction=0.0)
+        qs = [np.nan] * len(QUANTILES)
+    for q, val in zip(QUANTILES, qs):
+        out[f"q{int(q * 100):02d}"] = float(val)
+    return out
+
+
+def drift_measures(a, b, *, seed: int = 0, n_sub: int = DRIFT_SUBSAMPLE) -> dict:
+    """Two-sample drift measures of ``b`` against the baseline ``a``.
+
+    Parameters
+    ----------
+    a, b : array_like
+        Values (flattened; non-finite values dropped; complex: modulus).
+    seed : int
+        Seed of the subsamples used by KS and Wasserstein.
+    n_sub : int
+        Values per side for KS and Wasserstein.
+
+    Returns
+    -------
+    dict
+        ``ks``, ``ks_pvalue``, ``wasserstein`` (normed), ``smd``, ``drift_score``,
+        ``drifted`` (bool) and ``flags`` (``{measure: bool}``), thresholds in
+        ``thresholds``.
+    """
+    from scipy import stats as sst
+
+    rng = np.random.default_rng(seed)
+    va, vb = _finite_flat(a), _finite_flat(b)
+    res = {"thresholds": {"ks": KS_THRESHOLD, "wasserstein": W1_THRESHOLD, "smd": SMD_THRESHOLD}}
+    if va.size == 0 or vb.size == 0:
+        res.update(ks=np.nan, ks_pvalue=np.nan, wasserstein=np.nan, smd=np.nan, drift_score=np.inf,
+                   drifted=True, flags={"ks": True, "wasserstein": True, "smd": True},
+                   note="one side has no finite values")
+        return res
+    sa = _subsample(va, n_sub, rng).astype(np.float64)
+    sb = _subsample(vb, n_sub, rng).astype(np.float64)
+    ks = sst.ks_2samp(sa, sb)
+    ma, mb = float(va.astype(np.float64).mean()), float(vb.astype(np.float64).mean())
+    sda, sdb = float(va.astype(np.float64).std()), float(vb.astype(np.float64).std())
+    w = float(sst.wasserstein_distance(sa, sb)) / max(sda, 1e-3)
+    smd = (mb - ma) / max(np.sqrt((sda ** 2 + sdb ** 2) / 2), 1e-3)
+    flags = {"ks": bool(ks.statistic >= KS_THRESHOLD), "wasserstein": bool(w >= W1_THRESHOLD),
+             "smd": bool(abs(smd) >= SMD_THRESHOLD)}
+    score = max(ks.statistic / KS_THRESHOLD, w / W1_THRESHOLD, abs(smd) / SMD_THRESHOLD)
+    res.update(ks=float(ks.statistic), ks_pvalue=float(ks.pvalue), wasserstein=w, smd=float(smd),
+               drift_score=float(score), drifted=bool(score >= 1), flags=flags)
+    return res
+
+
+def is_image_like(x) -> bool:
+    """True for (n, H, W[, C]) inputs with H, W >= 8 (diffraction patterns)."""
+    s = np.shape(x)
+    return len(s) >= 3 and s[1] >= 8 and s[2] >= 8
+
+
+def is_positions_like(x) -> bool:
+    """True when each sample holds a multiple of 2 values, at most 16 (offsets [x, y])."""
+    s = np.shape(x)
+    per = int(np.prod(s[1:])) if len(s) > 1 else 1
+    return 2 <= per <= 16 and 2 in s[1:]
+
+
+def pattern_summary(x) -> dict:
+    """Per-pattern summaries of an image-like input.
+
+    Parameters
+    ----------
+    x : array_like, shape (n, H, W[, C])
+
+    Returns
+    -------
+    dict
+        ``total`` (sum per pattern), ``total_intensity`` (sum of squares per
+        pattern: counts for amplitudes), ``mean_pattern`` (H, W), ``radial_profile``
+        (mean of the mean pattern over integer radii about ``(H//2, W//2)``).
+    """
+    a = np.asarray(x)
+    if np.iscomplexobj(a):
+        a = np.abs(a)
+    a = a.reshape(a.shape[0], a.shape[1], a.shape[2], -1).astype(np.float64)
+    a = np.where(np.isfinite(a), a, 0.0)
+    total = a.sum(axis=(1, 2, 3))
+    inten = (a * a).sum(axis=(1, 2, 3))
+    mean = a.mean(axis=(0, 3))
+    h, w = mean.shape
+    yy, xx = np.indices((h, w))
+    r = np.hypot(yy - h // 2, xx - w // 2).astype(int)
+    prof = np.bincount(r.ravel(), mean.ravel()) / np.maximum(np.bincount(r.ravel()), 1)
+    return {"total": total, "total_intensity": inten, "mean_pattern": mean, "radial_profile": prof}
+
+
+def positions_values(x) -> np.ndarray:
+    """Scan-map values of a positions-like input as (m, 2) [x, y] (each member a row)."""
+    a = np.asarray(x, dtype=np.float64)
+    n = a.shape[0]
+    if a.ndim == 4 and a.shape[2] == 2:  # (B, 1, 2, C) study layout
+        return np.transpose(a[:, 0], (0, 2, 1)).reshape(-1, 2)
+    return a.reshape(n, -1)[:, :2] if a.reshape(n, -1).shape[1] >= 2 else a.reshape(n, 1)
+
+
+# ----------------------------------------------------------------------------- result
+@dataclass(frozen=True)
+class SplitComparison:
+    """Result of :func:`compare_splits`.
+
+    Attributes
+    ----------
+    names : tuple of str
+        Split names (the reference, when given, is called ``"reference"``).
+    dataset : xarray.Dataset
+        ``input_stats`` (input, split, stat), ``drift`` (input, pair, measure),
+        ``output_health`` (output, split, hstat), per-pattern ``mean_pattern__*``
+        and ``radial_profile__*``.
+    ranking : tuple of str
+        Inputs ordered by drift score (worst first).
+    drift : dict
+        ``{input: {pair: drift_measures(...)}}``.
+    health : dict
+        ``{split: {"health": float, "degraded": bool, "outputs": [stats...]}}``.
+    reference_source : str
+        What the output health is measured against.
+    patterns, positions : dict
+        Per-pattern summaries and scan-map values per image-/positions-like input.
+    flags : tuple of str
+        Plain-language warnings.
+    elapsed_s : float
+    """
+
+    names: tuple
+    dataset: object
+    ranking: tuple
+    drift: dict
+    health: dict
+    reference_source: str
+    patterns: dict = field(repr=False, default_factory=dict)
+    positions: dict = field(repr=False, default_factory=dict)
+    flags: tuple = ()
+    elapsed_s: float = 0.0
+
+    def to_xarray(self):
+        """Return the :class:`xarray.Dataset`."""
+        return self.dataset
+
+    def to_dict(self) -> dict:
+        """JSON-friendly summary (statistics, drift, ranking, health, flags)."""
+        ds = self.dataset
+        stats = {}
+        for inp in ds["input"].values:
+            stats[str(inp)] = {str(sp): {str(st): float(ds["input_stats"].sel(input=inp, split=sp, stat=st))
+                                         for st in ds["stat"].values} for sp in ds["split"].values}
+        return {
+            "splits": list(self.names), "ranking": list(self.ranking), "input_stats": stats,
+            "drift": self.drift, "thresholds": {"ks": KS_THRESHOLD, "wasserstein": W1_THRESHOLD,
+                                                "smd": SMD_THRESHOLD, "degraded_health": DEGRADED_HEALTH},
+            "output_health": self.health, "reference_source": self.reference_source,
+            "flags": list(self.flags), "elapsed_s": self.elapsed_s,
+            "pattern_totals": {k: {s: {"mean": float(np.mean(v["total"])), "std": float(np.std(v["total"]))}
+                                   for s, v in d.items()} for k, d in self.patterns.items()},
+        }
+
+    def summary_table(self):
+        """One row per (input, pair): drift measures and flags (pandas DataFrame)."""
+        import pandas as pd
+
+        rows = []
+        for inp in self.ranking:
+            for pair, d in self.drift[inp].items():
+                rows.append({"input": inp, "pair": pair, "ks": d["ks"], "wasserstein": d["wasserstein"],
+                             "smd": d["smd"], "drift_score": d["drift_score"], "drifted": d["drifted"]})
+        return pd.DataFrame(rows)
+
+    def health_table(self):
+        """One row per split: output health and degraded flag (pandas DataFrame)."""
+        import pandas as pd
+
+        return pd.DataFrame([{"split": s, "health": h["health"], "degraded": h["degraded"],
+                              "nonzero_fraction": h["outputs"][0]["nonzero_fraction"],
+                              "nonfinite_count": sum(o["nonfinite_count"] for o in h["outputs"])}
+                             for s, h in self.health.items()])
+
+
+def _named_inputs(x, names, label):
+    if isinstance(x, dict):
+        d = {str(k): np.asarray(v) for k, v in x.items()}
+    elif isinstance(x, (list, tuple)):
+        d = {str(n): np.asarray(v) for n, v in zip(names, x)}
+    else:
+        d = {str(names[0]) if names else "input": np.asarray(x)}
+    if names and set(d) != set(names):
+        raise PtyAnalysisError(
+            f"split {label!r} holds inputs [{', '.join(sorted(d))}] but the model's inputs are "
+            f"[{', '.join(names)}]: name the arrays exactly like the model's input layers"
+        )
+    counts = {k: v.shape[0] if v.ndim else 0 for k, v in d.items()}
+    if len(set(counts.values())) > 1:
+        raise PtyAnalysisError(
+            f"split {label!r}: inputs have different sample counts "
+            + ", ".join(f"{k}={v}" for k, v in counts.items()) + "; every input needs one row per sample"
+        )
+    return {n: d[n] for n in (names or list(d))}
+
+
+def reference_from_sidecar(sidecar: dict, like: dict, *, seed: int = 0) -> dict | None:
+    """Draw reference inputs from a sidecar's training input statistics.
+
+    Parameters
+    ----------
+    sidecar : dict or None
+        Model parameters; uses ``training_inputs`` / ``input_stats`` /
+        ``training_input_stats``: ``{input name: {"mean": m, "std": s}}``
+        (``std`` 0 gives a constant, e.g. all-zero offsets).
+    like : dict
+        An input set giving names, shapes and dtypes (and the sample count).
+    seed : int
+
+    Returns
+    -------
+    dict or None
+        ``{name: array}`` drawn as N(mean, std) per value, or None when the
+        sidecar has no such statistics for every input.
+    """
+    if not sidecar:
+        return None
+    st = None
+    for key in ("training_inputs", "input_stats", "training_input_stats", "train_input_stats"):
+        if isinstance(sidecar.get(key), dict):
+            st = sidecar[key]
+            break
+    if st is None or not all(k in st and isinstance(st[k], dict) for k in like):
+        return None
+    rng = np.random.default_rng(seed)
+    out = {}
+    for k, v in like.items():
+        m, s = float(st[k].get("mean", 0.0)), float(st[k].get("std", 0.0))
+        arr = m + s * rng.standard_normal(v.shape) if s > 0 else np.full(v.shape, m)
+        out[k] = arr.astype(v.dtype if v.dtype.kind == "f" else np.float32)
+    return out
+
+
+def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("train", "test"),
+                   runtime=None, seed: int = 0, max_output_samples: int | None = None) -> SplitComparison:
+    """Compare a model's inputs and outputs across two splits.
+
+    Parameters
+    ----------
+    model : LoadedModel, keras.Model or str
+        The model (a spec is loaded with :func:`ptyanalysis.inference.load_model`).
+    a, b : dict
+        Input sets ``{input name: array}`` (or lists in the model's input order).
+    reference : dict, optional
+        Inputs drawn like the training inputs. If None, built from the model
+        sidecar's training statistics when it has them.
+    ground_truth : dict, optional
+        ``{split name: list of arrays}`` (or one array) of true outputs per split;
+        when given, output health is scored against the ground truth of the
+        same split instead of the reference outputs.
+    names : tuple of str
+        Names of the two splits.
+    runtime : RuntimeConfig, optional
+    seed : int
+        Seed of every subsample.
+    max_output_samples : int, optional
+        Run the model on at most this many (seeded) samples per split.
+
+    Returns
+    -------
+    SplitComparison
+    """
+    import xarray as xr
+
+    from .inference import RuntimeConfig, load_model, predict
+
+    t0 = time.perf_counter()
+    loaded = load_model(model)
+    runtime = runtime or RuntimeConfig()
+    in_names = list(loaded.input_names)
+    names = tuple(str(n) for n in names)
+    if len(names) != 2 or names[0] == names[1]:
+        raise PtyAnalysisError(f"names must be two different split names, got {names!r}")
+    sets = {names[0]: _named_inputs(a, in_names, names[0]), names[1]: _named_inputs(b, in_names, names[1])}
+    in_names = in_names or list(sets[names[0]])
+    ref_source = "none: absolute checks only (all-zero, non-finite, collapsed)"
+    if reference is None:
+        reference = reference_from_sidecar(loaded.sidecar, sets[names[0]], seed=seed)
+        if reference is not None:
+            ref_source = "inputs drawn from the sidecar's training input statistics"
+    else:
+        ref_source = "reference input set"
+    if reference is not None:
+        sets["reference"] = _named_inputs(reference, in_names, "reference")
+    splits = list(sets)
+    base = "reference" if "reference" in sets else names[0]
+
+    # inputs: statistics and drift
+    stat_arr = np.full((len(in_names), len(splits), len(STATS)), np.nan)
+    pairs = [(base, s) for s in splits if s != base]
+    if base == "reference":
+        pairs.append((names[0], names[1]))
+    pair_names = [f"{p}->{q}" for p, q in pairs]
+    drift_arr = np.full((len(in_names), len(pairs), len(MEASURES)), np.nan)
+    drift, patterns, positions = {}, {}, {}
+    data_vars = {}
+    for i, inp in enumerate(in_names):
+        for j, sp in enumerate(splits):
+            st = summary_stats(sets[sp][inp], seed=seed)
+            stat_arr[i, j] = [st[k] for k in STATS]
+        drift[inp] = {}
+        for k, (p, q) in enumerate(pairs):
+            d = drift_measures(sets[p][inp], sets[q][inp], seed=seed)
+            drift[inp][pair_names[k]] = d
+            drift_arr[i, k] = [d[m] for m in MEASURES]
+        x0 = sets[names[0]][inp]
+        if is_image_like(x0):
+            patterns[inp] = {sp: pattern_summary(sets[sp][inp]) for sp in splits}
+            mp = np.stack([patterns[inp][sp]["mean_pattern"] for sp in splits])
+            data_vars[f"mean_pattern__{inp}"] = (("split", f"{inp}_y", f"{inp}_x"), mp)
+            rl = max(len(patterns[inp][sp]["radial_profile"]) for sp in splits)
+            rp = np.full((len(splits), rl), np.nan)
+            for j, sp in enumerate(splits):
+                prof = patterns[inp][sp]["radial_profile"]
+                rp[j, :len(prof)] = prof
+            data_vars[f"radial_profile__{inp}"] = (("split", f"{inp}_radius"), rp)
+            for pair, (p, q) in zip(pair_names, pairs):
+                drift[inp][pair]["pattern_total"] = drift_measures(
+                    patterns[inp][p]["total"], patterns[inp][q]["total"], seed=seed)
+        elif is_positions_like(x0):
+            positions[inp] = {sp: positions_values(sets[sp][inp]) for sp in splits}
+    score = {inp: max(drift[inp][pn]["drift_score"] for pn in pair_names) for inp in in_names}
+    ranking = tuple(sorted(in_names, key=lambda k: -np.nan_to_num(score[k], nan=np.inf)))
+
+    # outputs: health
+    rng = np.random.default_rng(seed)
+    outs, ostats = {}, {}
+    for sp in splits:
+        s = sets[sp]
+        n = next(iter(s.values())).shape[0]
+        if max_output_samples and n > max_output_samples:
+            idx = np.sort(rng.choice(n, max_output_samples, replace=False))
+            s = {k: v[idx] for k, v in s.items()}
+        outs[sp] = predict(loaded, [s[k] for k in in_names], runtime)
+        ostats[sp] = outputs_stats(outs[sp])
+    gt_stats = None
+    if ground_truth is not None:
+        gt_stats = {k: outputs_stats(v if isinstance(v, (list, tuple)) else [v])
+                    for k, v in ground_truth.items()}
+        ref_source = "ground truth of each split"
+    health, flags = {}, []
+    refst = ostats.get("reference")
+    for sp in splits:
+        if gt_stats is not None and sp in gt_stats:
+            rs = gt_stats[sp]
+            if len(rs) != len(ostats[sp]):
+                rs = [rs[0]] * len(ostats[sp])
+        else:
+            rs = refst
+        h = health_score(ostats[sp], rs) if rs is not None else np.nan
+        abs_bad = any(o.nonzero_fraction == 0 or o.finite_fraction < 1 or o.std == 0 for o in ostats[sp])
+        deg = bool(degraded(h)) if rs is not None else bool(abs_bad)
+        health[sp] = {"health": h, "degraded": deg, "outputs": [o.to_dict() for o in ostats[sp]]}
+        if deg and sp != "reference":
+            o = ostats[sp][0]
+            flags.append(f"split {sp!r} is degraded: health {h:.3f} (nonzero fraction "
+                         f"{o.nonzero_fraction:.4f}, {o.nonfinite_count} non-finite) against {ref_source}")
+    if "reference" in health and health["reference"]["degraded"]:
+        flags.append("the reference outputs are themselves unhealthy: the model may be at fault")
+    for inp in ranking:
+        if score[inp] >= 1:
+            flags.append(f"input {inp!r} drifted (score {score[inp]:.2f}; "
+                         + ", ".join(f"{pn}: KS {drift[inp][pn]['ks']:.2f}, W1/sd {drift[inp][pn]['wasserstein']:.2f},"
+                                     f" SMD {drift[inp][pn]['smd']:.2f}" for pn in pair_names) + ")")
+
+    ostat_names = [f"output_{k}" for k in range(len(ostats[splits[0]]))]
+    if loaded.output_names and len(loaded.output_names) == len(ostat_names):
+        ostat_names = list(loaded.output_names)
+    harr = np.full((len(ostat_names), len(splits), len(HEALTH_STATS)), np.nan)
+    for j, sp in enumerate(splits):
+        for k, o in enumerate(ostats[sp]):
+            harr[k, j] = [o.nonzero_fraction, o.mean, o.std, o.nonfinite_count, o.finite_fraction,
+                          health[sp]["health"]]
+    data_vars.update(
+        input_stats=(("input", "split", "stat"), stat_arr),
+        drift=(("input", "pair", "measure"), drift_arr),
+        output_health=(("output", "split", "hstat"), harr),
+    )
+    ds = xr.Dataset(data_vars, coords={"input": in_names, "split": splits, "stat": list(STATS),
+                                       "pair": pair_names, "measure": list(MEASURES),
+                                       "output": ostat_names, "hstat": list(HEALTH_STATS)},
+                    attrs={"reference_source": ref_source, "ks_threshold": KS_THRESHOLD,
+                           "wasserstein_threshold": W1_THRESHOLD, "smd_threshold": SMD_THRESHOLD,
+                           "degraded_health": DEGRADED_HEALTH})
+    return SplitComparison(names=tuple(splits), dataset=ds, ranking=ranking, drift=drift, health=health,
+                           reference_source=ref_source, patterns=patterns, positions=positions,
+                           flags=tuple(flags), elapsed_s=time.perf_counter() - t0)
+
+
+def write_split_comparison(result: SplitComparison, out_dir) -> dict:
+    """Write ``split_comparison.json`` (and ``split_comparison.nc``) atomically.
+
+    Parameters
+    ----------
+    result : SplitComparison
+    out_dir : str or Path
+
+    Returns
+    -------
+    dict
+        ``{"json": path, "netcdf": path or None}``.
+    """
+    from .fileutil import atomic_path, write_json
+    from .provenance import software_versions, utc_now
+
+    out = Path(out_dir)
+    d = result.to_dict()
+    d.update(generated_at=utc_now(), versions=software_versions())
+    pj = write_json(out / "split_comparison.json", d)
+    pn = None
+    try:
+        with atomic_path(out / "split_comparison.nc") as tmp:
+            result.dataset.to_netcdf(tmp, engine="h5netcdf")
+        pn = out / "split_comparison.nc"
+    except Exception:  # netCDF is a convenience; the JSON is the record
+        pn = None
+    return {"json": pj, "netcdf": pn}
+
+
+def plot_split_comparison(result: SplitComparison):
+    """Figure: drift score per input, output health per split, pattern totals / scan maps.
+
+    Parameters
+    ----------
+    result : SplitComparison
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    extra = list(result.patterns) + list(result.positions)
+    ncol = 2 + len(extra)
+    fig, axes = plt.subplots(1, ncol, figsize=(4 * ncol, 3.5), squeeze=False)
+    ax = axes[0, 0]
+    sc = [max(d["drift_score"] for d in result.drift[i].values()) for i in result.ranking]
+    ax.barh(list(result.ranking)[::-1], sc[::-1])
+    ax.axvline(1.0, color="r", ls="--", lw=1)
+    ax.set_xlabel("drift score (1 = threshold)")
+    ax.set_title("input drift")
+    ax = axes[0, 1]
+    sp = list(result.health)
+    hv = [result.health[s]["health"] for s in sp]
+    ax.bar(sp, np.nan_to_num(hv), color=["C3" if result.health[s]["degraded"] else "C2" for s in sp])
+    ax.axhline(DEGRADED_HEALTH, color="k", ls=":", lw=1)
+    ax.set_ylim(0, 1.05)
+    ax.set_title("output health")
+    k = 2
+    for inp in result.patterns:
+        ax = axes[0, k]
+        for s, v in result.patterns[inp].items():
+            ax.hist(v["total"], bins=40, histtype="step", label=s)
+        ax.set_title(f"{inp}: total per pattern")
+        ax.legend(fontsize=7)
+        k += 1
+    for inp in result.positions:
+        ax = axes[0, k]
+        for s, v in result.positions[inp].items():
+            ax.scatter(v[:, 0], v[:, 1] if v.shape[1] > 1 else np.zeros(len(v)), s=2, label=s)
+        ax.set_title(f"{inp}: scan map [x, y]")
+        ax.legend(fontsize=7)
+        k += 1
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- CLI
+def configure_parser(parser) -> None:
+    """Add the ``compare-splits`` options to ``parser``."""
+    parser.add_argument("--model", required=True, help="model spec (see ptyanalysis.inference.load_model)")
+    parser.add_argument("--a", required=True, help="first split NPZ (arrays named like the model inputs)")
+    parser.add_argument("--b", required=True, help="second split NPZ")
+    parser.add_argument("--reference", default=None, help="NPZ of inputs drawn like the training inputs")
+    parser.add_argument("--names", default="train,test", help="names of the two splits (default train,test)")
+    parser.add_argument("--study-inputs", action="store_true",
+                        help="the NPZs are study datasets; map them to the model inputs as the study did")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, help="output directory")
+
+
+def load_input_sets(loaded, paths: dict, *, study_inputs: bool = False, allow_nonfinite: bool = True) -> tuple:
+    """Load input sets for a model from NPZ files.
+
+    Parameters
+    ----------
+    loaded : LoadedModel
+    paths : dict
+        ``{label: path}``; a None path is skipped.
+    study_inputs : bool
+        Treat the files as study datasets (:func:`ptyanalysis.io.load_dataset`)
+        mapped by :func:`ptyanalysis.models.study_model_inputs` (mode ``"study"``).
+    allow_nonfinite : bool
+        Passed to the dataset loader.
+
+    Returns
+    -------
+    sets : dict
+        ``{label: {input name: array}}``.
+    datasets : dict
+        ``{label: PtychoData}`` for study inputs, else empty.
+    """
+    names = list(loaded.input_names)
+    sets, datasets = {}, {}
+    for label, p in paths.items():
+        if p is None:
+            continue
+        path = Path(p)
+        if not path.is_file():
+            raise PtyAnalysisError(f"{label} file not found: {path}; give an existing .npz")
+        if study_inputs:
+            from .io import load_dataset
+            from .models import study_model_inputs
+
+            data = load_dataset(path, allow_nonfinite=allow_nonfinite)
+            if not loaded.sidecar:
+                raise PtyAnalysisError(
+                    f"--study-inputs needs the model's sidecar parameters (intensity_scale) but "
+                    f"{loaded.source} has none: put a <model>.json or params.json next to it")
+            datasets[label] = data
+            sets[label] = study_model_inputs(data, loaded.sidecar, mode="study")
+            continue
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except Exception as exc:
+            raise PtyAnalysisError(f"{label} file {path} is not a readable .npz ({exc})") from None
+        if names:
+            if set(arrays) != set(names):
+                if len(names) == 1 and len(arrays) == 1:
+                    arrays = {names[0]: next(iter(arrays.values()))}
+                else:
+                    raise PtyAnalysisError(
+                        f"{label} file {path} holds arrays [{', '.join(sorted(arrays))}] but the model's "
+                        f"inputs are [{', '.join(names)}]: save one array per model input, named like "
+                        "the model's input layers (or pass --study-inputs for study datasets)")
+            arrays = {k: arrays[k] for k in names}
+        counts = {k: (v.shape[0] if v.ndim else 0) for k, v in arrays.items()}
+        if len(set(counts.values())) > 1:
+            raise PtyAnalysisError(
+                f"{label} file {path}: arrays have different sample counts "
+                + ", ".join(f"{k}={v}" for k, v in counts.items())
+                + "; every input needs one row per sample")
+        sets[label] = arrays
+    return sets, datasets
+
+
+def run_cli(args) -> int:
+    """Run ``ptyanalysis compare-splits``; return the exit status."""
+    from .inference import load_model
+
+    names = tuple(s.strip() for s in str(args.names).split(","))
+    if len(names) != 2 or not all(names) or names[0] == names[1]:
+        raise PtyAnalysisError(f"--names must be two different names separated by a comma, got {args.names!r}")
+    loaded = load_model(args.model)
+    sets, datasets = load_input_sets(loaded, {"a": args.a, "b": args.b, "reference": args.reference},
+                                     study_inputs=args.study_inputs)
+    reference = sets.get("reference")
+    gt = None
+    if args.study_inputs:
+        if reference is None and loaded.sidecar:
+            from .models import study_model_inputs
+
+            reference = study_model_inputs(datasets["a"], loaded.sidecar, mode="trained")
+        ys = {nm: datasets[k].Y for nm, k in zip(names, ("a", "b")) if getattr(datasets[k], "Y", None) is not None}
+        if len(ys) == 2:
+            gt = ys
+    res = compare_splits(loaded, sets["a"], sets["b"], reference=reference, ground_truth=gt,
+                         names=names, seed=args.seed)
+    paths = write_split_comparison(res, args.out)
+    print(f"wrote {paths['json']}")
+    for f in res.flags:
+        print(f"  - {f}")
+    return 0

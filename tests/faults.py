@@ -1,0 +1,312 @@
+"""Fault suite: tiny Keras models with known, injected causes of failure.
+
+Each builder returns a :class:`FaultCase`: a model, a failing and a passing
+input set (dicts keyed by the model's input names), optionally a reference set
+(inputs drawn like the training inputs) and the cause the bisection should
+name. Weights are set by hand (no training), so the builders are fast and
+deterministic. The custom layers are registered with Keras, so the models can
+be saved to ``.keras`` and loaded back in this process (CLI tests).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import keras
+import tensorflow as tf
+
+PKG = "ptyanalysis_faults"
+
+
+@dataclass(frozen=True)
+class FaultCase:
+    """One injected fault and what the bisection should conclude.
+
+    Attributes
+    ----------
+    name : str
+        Case name.
+    model : keras.Model
+    failing, passing : dict
+        Input sets ``{input name: array}``.
+    reference : dict or None
+        Inputs drawn like the training inputs.
+    expected_kind : str
+        ``input``, ``samples``, ``runtime``, ``model`` or ``none``.
+    expected_name : object
+        Input name, runtime factor, or list of sample indices (None for model/none).
+    criterion : str
+        Failure criterion to use.
+    notes : dict
+        Extra expectations (e.g. ``passing_degraded``).
+    """
+
+    name: str
+    model: object
+    failing: dict
+    passing: dict
+    reference: dict | None
+    expected_kind: str
+    expected_name: object
+    criterion: str = "all-zero"
+    notes: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- layers
+@keras.saving.register_keras_serializable(package=PKG)
+class Translate(keras.layers.Layer):
+    """Translate images (B, N, N, 1) by positions (B, 1, 2, 1) = [x, y], bilinear, zero fill."""
+
+    def call(self, inputs):
+        images, positions = inputs
+        pos = tf.cast(positions[:, 0, :, 0], tf.float32)
+        b = tf.shape(images)[0]
+        one = tf.ones((b,), tf.float32)
+        zero = tf.zeros((b,), tf.float32)
+        tr = tf.stack([one, zero, -pos[:, 0], zero, one, -pos[:, 1], zero, zero], axis=1)
+        return tf.raw_ops.ImageProjectiveTransformV3(
+            images=images, transforms=tr, output_shape=tf.shape(images)[1:3],
+            fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")
+
+    def compute_output_spec(self, inputs):
+        return keras.KerasTensor(inputs[0].shape, inputs[0].dtype)
+
+
+@keras.saving.register_keras_serializable(package=PKG)
+class BatchOverflowGuard(keras.layers.Layer):
+    """Zero the whole batch when its largest |value| is not <= limit (NaN fails the test)."""
+
+    def __init__(self, limit=1e6, **kw):
+        super().__init__(**kw)
+        self.limit = float(limit)
+
+    def get_config(self):
+        return {**super().get_config(), "limit": self.limit}
+
+    def call(self, x):
+        keep = tf.cast(tf.reduce_max(tf.abs(x)) <= self.limit, x.dtype)
+        return x * keep
+
+
+@keras.saving.register_keras_serializable(package=PKG)
+class BatchSizeGate(keras.layers.Layer):
+    """Zero the batch when it holds more than ``max_batch`` samples (a batch-size bug)."""
+
+    def __init__(self, max_batch=32, **kw):
+        super().__init__(**kw)
+        self.max_batch = int(max_batch)
+
+    def get_config(self):
+        return {**super().get_config(), "max_batch": self.max_batch}
+
+    def call(self, x):
+        keep = tf.cast(tf.shape(x)[0] <= self.max_batch, x.dtype)
+        return x * keep
+
+
+class L2NormNet(keras.Model):
+    """Subclassed model that L2-normalises each sample *in the input's dtype* (no autocast)."""
+
+    def __init__(self, d_in=16, d_out=8, seed=0, **kw):
+        super().__init__(autocast=False, **kw)
+        self.dense = keras.layers.Dense(d_out, activation="relu", use_bias=False)
+        self.dense.build((None, d_in))
+        w = np.abs(np.random.default_rng(seed).normal(size=(d_in, d_out))).astype("float32")
+        self.dense.set_weights([w])
+
+    def call(self, x, training=False):
+        n = tf.sqrt(tf.reduce_sum(x * x, axis=-1, keepdims=True))
+        y = x / n  # float16: x*x overflows to inf -> y = 0
+        y = tf.where(tf.math.is_finite(y), y, tf.zeros_like(y))
+        return self.dense(tf.cast(y, "float32"))
+
+
+# ----------------------------------------------------------------------------- helpers
+def _rng(seed):
+    return np.random.default_rng(seed)
+
+
+def _set_dense(layer, rng, scale=1.0, positive=False, bias=None):
+    w = layer.get_weights()
+    k = rng.normal(size=w[0].shape) * scale
+    if positive:
+        k = np.abs(k)
+    new = [k.astype("float32")]
+    if len(w) > 1:
+        new.append((np.zeros(w[1].shape) if bias is None else np.full(w[1].shape, bias)).astype("float32"))
+    layer.set_weights(new)
+
+
+# ----------------------------------------------------------------------------- cases
+def shift_one_input(n=300, seed=0) -> FaultCase:
+    """Three inputs; ``b`` is shifted by +5 sigma on the failing set (kills a ReLU); ``c`` drifts harmlessly."""
+    rng = _rng(seed)
+    a, b, c = keras.Input((8,), name="a"), keras.Input((4,), name="b"), keras.Input((4,), name="c")
+    x = keras.layers.Concatenate(name="concat")([a, b, c])
+    h = keras.layers.Dense(16, activation="relu", name="hidden")(x)
+    out = keras.layers.Dense(4, use_bias=False, name="out")(h)
+    m = keras.Model([a, b, c], out, name="shift_one_input")
+    hid = m.get_layer("hidden")
+    k = rng.normal(size=(16, 16)) * 0.5
+    k[8:12, :] = -3.0  # b pushes every hidden unit negative when b is large
+    k[12:16, :] = rng.normal(size=(4, 16)) * 0.1
+    hid.set_weights([k.astype("float32"), np.full(16, 1.0, "float32")])
+    _set_dense(m.get_layer("out"), rng, positive=True)
+
+    def draw(n, b_mean, c_mean, s):
+        r = _rng(s)
+        return {"a": r.normal(size=(n, 8)).astype("float32"),
+                "b": (r.normal(size=(n, 4)) * 0.3 + b_mean).astype("float32"),
+                "c": (r.normal(size=(n, 4)) + c_mean).astype("float32")}
+
+    return FaultCase("shift_one_input", m, draw(n, 5.0, 3.0, seed + 1), draw(n, 0.0, 0.0, seed + 2),
+                     draw(n, 0.0, 0.0, seed + 3), "input", "b")
+
+
+def wrong_units(n=200, N=16, seed=0) -> FaultCase:
+    """Image input expected as amplitudes O(1); the failing set holds counts (x 1000)."""
+    rng = _rng(seed)
+    inp = keras.Input((N, N, 1), name="input")
+    h = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inp)
+    g = keras.layers.Conv2D(1, 1, activation="relu", name="saturate")(h)
+    m = keras.Model(inp, g, name="wrong_units")
+    conv = m.get_layer("conv")
+    conv.set_weights([np.abs(rng.normal(size=(3, 3, 1, 4))).astype("float32") * 0.2,
+                      np.zeros(4, "float32")])
+    m.get_layer("saturate").set_weights([np.full((1, 1, 4, 1), -1.0, "float32"),
+                                         np.full(1, 4.0, "float32")])
+
+    def amp(s):
+        return np.abs(_rng(s).normal(size=(n, N, N, 1))).astype("float32")
+
+    return FaultCase("wrong_units", m, {"input": amp(seed + 1) * 1000.0}, {"input": amp(seed + 2)},
+                     {"input": amp(seed + 3)}, "input", "input")
+
+
+def poisoned_sample(n=200, seed=0, index=137) -> FaultCase:
+    """One NaN sample zeroes its whole batch through a batch-level overflow guard."""
+    rng = _rng(seed)
+    inp = keras.Input((16,), name="x")
+    h = keras.layers.Dense(8, name="dense")(inp)
+    g = BatchOverflowGuard(1e6, name="batch_guard")(h)
+    r = keras.layers.ReLU(name="relu")(g)
+    out = keras.layers.Dense(4, use_bias=False, name="out")(r)
+    m = keras.Model(inp, out, name="poisoned_sample")
+    _set_dense(m.get_layer("dense"), rng, bias=0.5)
+    _set_dense(m.get_layer("out"), rng, positive=True)
+    fail = _rng(seed + 1).normal(size=(n, 16)).astype("float32")
+    fail[index, 3] = np.nan
+    return FaultCase("poisoned_sample", m, {"x": fail},
+                     {"x": _rng(seed + 2).normal(size=(n, 16)).astype("float32")},
+                     None, "samples", [index])
+
+
+def batch_size_dependent(n_fail=300, n_pass=24, seed=0) -> FaultCase:
+    """Outputs are zeroed for batches of more than 32 samples."""
+    rng = _rng(seed)
+    inp = keras.Input((16,), name="x")
+    h = keras.layers.Dense(8, activation="relu", name="dense")(inp)
+    g = BatchSizeGate(32, name="batch_gate")(h)
+    out = keras.layers.Dense(4, use_bias=False, name="out")(g)
+    m = keras.Model(inp, out, name="batch_size_dependent")
+    _set_dense(m.get_layer("dense"), rng, bias=0.5)
+    _set_dense(m.get_layer("out"), rng, positive=True)
+    return FaultCase("batch_size_dependent", m,
+                     {"x": _rng(seed + 1).normal(size=(n_fail, 16)).astype("float32")},
+                     {"x": _rng(seed + 2).normal(size=(n_pass, 16)).astype("float32")},
+                     None, "runtime", "batch_size")
+
+
+def dtype_dependent(n=200, seed=0) -> FaultCase:
+    """Subclassed model computing in its input's dtype; the failing set arrives as float16."""
+    m = L2NormNet(16, 8, seed=seed)
+    x = (np.abs(_rng(seed + 1).normal(size=(n, 16))) * 10 + 100).astype("float32")
+    xp = (np.abs(_rng(seed + 2).normal(size=(n, 16))) * 10 + 100).astype("float32")
+    return FaultCase("dtype_dependent", m, {"x": x.astype("float16")}, {"x": xp}, None,
+                     "runtime", "dtype")
+
+
+def dead_model(n=200, seed=0) -> FaultCase:
+    """All weights zero (an untrained/dead model saved): zero outputs on every set."""
+    inp = keras.Input((16,), name="x")
+    h = keras.layers.Dense(8, activation="relu", name="dense")(inp)
+    out = keras.layers.Dense(4, name="out")(h)
+    m = keras.Model(inp, out, name="dead_model")
+    for lay in m.layers[1:]:
+        lay.set_weights([np.zeros_like(w) for w in lay.get_weights()])
+    sets = [{"x": _rng(seed + i).normal(size=(n, 16)).astype("float32")} for i in (1, 2, 3)]
+    return FaultCase("dead_model", m, sets[0], sets[1], sets[2], "model", None)
+
+
+def flat_model(n=200, seed=0) -> FaultCase:
+    """Untrained model with a constant 0.5 output (collapsed) on every set."""
+    inp = keras.Input((16,), name="x")
+    out = keras.layers.Dense(4, name="out", kernel_initializer="zeros",
+                             bias_initializer=keras.initializers.Constant(0.5))(inp)
+    m = keras.Model(inp, out, name="flat_model")
+    sets = [{"x": _rng(seed + i).normal(size=(n, 16)).astype("float32")} for i in (1, 2, 3)]
+    return FaultCase("flat_model", m, sets[0], sets[1], sets[2], "model", None,
+                     criterion="collapsed")
+
+
+def healthy(n=200, seed=0) -> FaultCase:
+    """A healthy model on both splits: nothing to find."""
+    rng = _rng(seed)
+    inp = keras.Input((16,), name="x")
+    h = keras.layers.Dense(8, activation="relu", name="dense")(inp)
+    out = keras.layers.Dense(4, use_bias=False, name="out")(h)
+    m = keras.Model(inp, out, name="healthy")
+    _set_dense(m.get_layer("dense"), rng, bias=0.5)
+    _set_dense(m.get_layer("out"), rng)
+    return FaultCase("healthy", m, {"x": _rng(seed + 1).normal(size=(n, 16)).astype("float32")},
+                     {"x": _rng(seed + 2).normal(size=(n, 16)).astype("float32") + 0.3}, None,
+                     "none", None)
+
+
+def build_incident_model(N=16, seed=0) -> keras.Model:
+    """Tiny analogue of the study's Baseline: conv net, then translation by ``input_positions``."""
+    rng = _rng(seed)
+    inp = keras.Input((N, N, 1), name="input")
+    pos = keras.Input((1, 2, 1), name="input_positions")
+    h = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv1")(inp)
+    p = keras.layers.Conv2D(1, 3, padding="same", activation="relu", name="conv2")(h)
+    t = Translate(name="translate")([p, pos])
+    m = keras.Model([inp, pos], t, name="incident_baseline")
+    m.get_layer("conv1").set_weights([rng.normal(size=(3, 3, 1, 4)).astype("float32") * 0.5,
+                                      np.full(4, 0.1, "float32")])
+    m.get_layer("conv2").set_weights([np.abs(rng.normal(size=(3, 3, 4, 1))).astype("float32") * 0.3,
+                                      np.zeros(1, "float32")])
+    return m
+
+
+def incident_sets(n=300, N=16, seed=0):
+    """Study-like sets: (test, train, reference) input dicts for :func:`build_incident_model`.
+
+    Test positions are absolute global positions of 100+ px (all off the canvas);
+    train positions are mostly large with a few small ones; the reference has
+    the all-zero offsets the model was trained with.
+    """
+    def diff(s, m):
+        return np.abs(_rng(s).normal(size=(m, N, N, 1))).astype("float32")
+
+    r = _rng(seed)
+    test_pos = r.uniform(100, 160, size=(n, 1, 2, 1)).astype("float32")
+    train_pos = r.uniform(40, 100, size=(n, 1, 2, 1)).astype("float32")
+    small = r.random(n) < 0.1
+    train_pos[small] = r.uniform(-3, 3, size=(int(small.sum()), 1, 2, 1))
+    return ({"input": diff(seed + 1, n), "input_positions": test_pos},
+            {"input": diff(seed + 2, n), "input_positions": train_pos},
+            {"input": diff(seed + 3, n), "input_positions": np.zeros((n, 1, 2, 1), "float32")})
+
+
+def incident(n=300, N=16, seed=0) -> FaultCase:
+    """The synthetic incident: absolute positions fed to a model trained with zero offsets."""
+    test, train, ref = incident_sets(n, N, seed)
+    return FaultCase("incident", build_incident_model(N, seed), test, train, ref, "input",
+                     "input_positions", notes={"passing_degraded": True})
+
+
+ALL_CASES = (shift_one_input, wrong_units, poisoned_sample, batch_size_dependent, dtype_dependent,
+             dead_model, flat_model, healthy, incident)
