@@ -1,0 +1,259 @@
+"""Stitching: round trips with extract, chunking, the study's reassembly, bad input."""
+
+import numpy as np
+import pytest
+
+from ptyanalysis.errors import PtyAnalysisError
+from ptyanalysis.stitching import (
+    METHODS,
+    Stitcher,
+    _naive_reassemble,
+    extract,
+    ptychopinn_reassemble,
+    scan_frame,
+    stitch,
+)
+
+
+def _complex_obj(shape=(160, 170), seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex128)
+
+
+def _smooth_obj(shape=(160, 170)):
+    y, x = np.indices(shape, dtype=np.float64)
+    amp = 1.0 + 0.3 * np.sin(2 * np.pi * x / 37.0) * np.cos(2 * np.pi * y / 29.0)
+    ph = 0.8 * np.sin(2 * np.pi * (x + 0.5 * y) / 41.0)
+    return amp * np.exp(1j * ph)
+
+
+def _frame(obj, res):
+    (r0, c0), (H, W) = res.origin, res.shape
+    return obj[r0:r0 + H, c0:c0 + W]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_integer_round_trip_is_exact(method):
+    obj = _complex_obj()
+    rng = np.random.default_rng(1)
+    pos = rng.integers(20, 140, size=(150, 2)).astype(float)
+    N = 24
+    patches = extract(obj, pos, N, method=method)
+    # the convention: patch at integer (r, c) is obj[r - N//2 : ..., c - N//2 : ...]
+    r, c = (int(v) for v in pos[0])
+    np.testing.assert_array_equal(patches[0], obj[r - N // 2:r - N // 2 + N, c - N // 2:c - N // 2 + N])
+    res = stitch(patches, pos, method=method, backend="numpy", dtype=np.complex128)
+    assert res.origin == scan_frame(pos, N, method=method)[0]
+    m = res.coverage > 0
+    np.testing.assert_allclose(res.image[m], _frame(obj, res)[m], rtol=0, atol=1e-12)
+    assert np.all(res.image[~m] == 0)
+    # integer coverage: a count of patches per pixel
+    np.testing.assert_array_equal(res.coverage, np.round(res.coverage))
+
+
+def test_single_patch_lands_where_the_convention_says():
+    N = 8
+    p = np.arange(N * N, dtype=np.float32).reshape(1, N, N)
+    res = stitch(p, [[10, 20]], canvas_shape=(32, 32), origin=(0, 0), method="nearest", backend="numpy")
+    np.testing.assert_array_equal(res.image[10 - N // 2:10 - N // 2 + N, 20 - N // 2:20 - N // 2 + N], p[0])
+    assert res.coverage.sum() == N * N
+    # derived canvas: bounding box starting at the patch corner
+    res2 = stitch(p, [[10, 20]], method="nearest", backend="numpy")
+    assert res2.origin == (10 - N // 2, 20 - N // 2) and res2.shape == (N, N)
+
+
+@pytest.mark.parametrize("method,tol,mean_tol", [("bilinear", 0.1, 0.02), ("fourier", 1e-9, 1e-10)])
+def test_subpixel_round_trip(method, tol, mean_tol):
+    # bilinear: interpolating then splatting smooths twice (error ~ f'' / 4 on this object);
+    # fourier: the shift and its inverse are exact on each patch
+    obj = _smooth_obj()
+    rng = np.random.default_rng(2)
+    pos = rng.uniform(25, 135, size=(200, 2))
+    patches = extract(obj, pos, 24, method=method)
+    res = stitch(patches, pos, method=method, backend="numpy", dtype=np.complex128)
+    m = res.coverage > 0.5
+    err = np.abs(res.image[m] - _frame(obj, res)[m])
+    assert err.max() < tol and err.mean() < mean_tol, (err.max(), err.mean())
+
+
+def test_bilinear_subpixel_moves_content():
+    # a delta patch at a fractional position splits over 4 pixels with bilinear weights
+    p = np.zeros((1, 5, 5), np.float64)
+    p[0, 2, 2] = 1.0
+    res = stitch(p, [[10.25, 20.5]], canvas_shape=(30, 30), origin=(0, 0), backend="numpy")
+    total = res.image * res.coverage  # undo normalisation -> raw weighted sum
+    np.testing.assert_allclose(total[10:12, 20:22], [[0.75 * 0.5, 0.75 * 0.5], [0.25 * 0.5, 0.25 * 0.5]])
+    assert res.coverage.sum() == pytest.approx(25.0)
+
+
+def test_chunked_equals_one_shot():
+    obj = _complex_obj()
+    rng = np.random.default_rng(3)
+    pos = rng.uniform(20, 140, size=(300, 2))
+    patches = extract(obj, pos, 16, method="bilinear").astype(np.complex64)
+    for method in METHODS:
+        one = stitch(patches, pos, method=method, backend="numpy", chunk_size=10_000)
+        st = Stitcher(one.shape, one.origin, 16, method=method)
+        for s in range(0, 300, 37):
+            st.add(patches[s:s + 37], pos[s:s + 37])
+        many = st.result()
+        np.testing.assert_allclose(many.image, one.image, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(many.coverage, one.coverage, rtol=0, atol=1e-9)
+
+
+def test_crop_keeps_the_central_part():
+    obj = _complex_obj()
+    pos = np.array([[50.0, 60.0], [70.0, 64.0]])
+    full = extract(obj, pos, 32, method="nearest")
+    res = stitch(full, pos, crop=10, method="nearest", backend="numpy")
+    small = stitch(extract(obj, pos, 10, method="nearest"), pos, method="nearest", backend="numpy")
+    assert res.origin == small.origin and res.shape == small.shape
+    np.testing.assert_allclose(res.image, small.image)
+
+
+def test_canvas_clipping_counts_patches():
+    p = np.ones((3, 8, 8), np.float32)
+    res = stitch(p, [[10, 10], [2, 2], [100, 100]], canvas_shape=(20, 20), origin=(0, 0), backend="numpy")
+    assert res.n_clipped == 2
+    assert res.coverage[0, 0] == 1.0 and res.coverage.max() == 1.0
+
+
+def test_tensorflow_backend_matches_numpy():
+    pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(4)
+    pos = rng.uniform(10, 50, size=(120, 2))
+    patches = (rng.standard_normal((120, 12, 12)) + 1j * rng.standard_normal((120, 12, 12))).astype(np.complex64)
+    for method in METHODS:
+        a = stitch(patches, pos, method=method, backend="numpy")
+        b = stitch(patches, pos, method=method, backend="tensorflow", chunk_size=50)
+        np.testing.assert_allclose(b.image, a.image, rtol=0, atol=2e-5)
+        np.testing.assert_allclose(b.coverage, a.coverage, atol=1e-9)
+    a = stitch(patches.real, pos, canvas_shape=(30, 40), origin=(5, 5), backend="numpy")
+    b = stitch(patches.real, pos, canvas_shape=(30, 40), origin=(5, 5), backend="tensorflow")
+    np.testing.assert_allclose(b.image, a.image, atol=2e-5)
+
+
+# --------------------------------------------------------------------------- #
+# the study's reassemble_position
+# --------------------------------------------------------------------------- #
+def _offsets(rc):
+    rc = np.asarray(rc, dtype=np.float64)
+    return np.stack([rc[:, 1], rc[:, 0]], axis=1)[:, None, :, None]  # (n, 1, 2, 1) [x, y]
+
+
+def test_ptychopinn_reassemble_hand_example():
+    # two 4x4 patches, M = 2: the central crop is rows/cols 1..2
+    p = np.zeros((2, 4, 4), np.complex64)
+    p[0, 1:3, 1:3] = [[1, 2], [3, 4]]
+    p[1, 1:3, 1:3] = [[10, 20], [30, 40]]
+    # offsets (row, col): (0, 0) and (0, 1) -> mean (0, 0.5) -> adjusted (0, -0.5), (0, 0.5)
+    # pad = ceil(0.5) = 1 -> even 2; canvas side = 2 + 2*2 = 6
+    res = ptychopinn_reassemble(p, _offsets([[0, 0], [0, 1]]), M=2)
+    assert res.image.shape == (6, 6)
+    # crop pixel (i, j) of patch k sits at canvas (pad + i + dy, pad + j + dx), split bilinearly
+    expected_sum = np.zeros((6, 6))
+    expected_cnt = np.zeros((6, 6))
+    for crop, dx in ((np.array([[1, 2], [3, 4]]), -0.5), (np.array([[10, 20], [30, 40]]), 0.5)):
+        for i in range(2):
+            for j in range(2):
+                x = 2 + j + dx
+                x0 = int(np.floor(x))
+                f = x - x0
+                for xx, w in ((x0, 1 - f), (x0 + 1, f)):
+                    expected_sum[2 + i, xx] += w * crop[i, j]
+                    expected_cnt[2 + i, xx] += w
+    expected = expected_sum / (expected_cnt + 1e-9)
+    np.testing.assert_allclose(res.image.real, expected, rtol=1e-6, atol=1e-6)
+    # by hand, row 2: crop values land at x = 1.5, 2.5 (patch 0) and 2.5, 3.5 (patch 1), each split 50/50
+    # col 1: 0.5*1 / 0.5; col 2: (0.5*1 + 0.5*2 + 0.5*10) / 1.5; col 3: (0.5*2 + 0.5*10 + 0.5*20) / 1.5;
+    # col 4: 0.5*20 / 0.5; col 5: nothing
+    np.testing.assert_allclose(res.image.real[2, 1:6], [1.0, 6.5 / 1.5, 16.0 / 1.5, 20.0, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(res.coverage[2], [0, 0.5, 1.5, 1.5, 0.5, 0])
+    assert np.all(res.image[[0, 1, 4, 5]] == 0)
+
+
+def test_ptychopinn_reassemble_constant_shift_invariance_and_naive_agreement():
+    rng = np.random.default_rng(5)
+    rc = rng.uniform(100, 160, size=(60, 2))
+    p = (rng.standard_normal((60, 32, 32)) + 1j * rng.standard_normal((60, 32, 32))).astype(np.complex64)
+    a = ptychopinn_reassemble(p, _offsets(rc), M=20)
+    b = ptychopinn_reassemble(p, _offsets(rc + [123.0, -57.0]), M=20)
+    np.testing.assert_allclose(a.image, b.image, atol=1e-5)
+    ref = _naive_reassemble(p, _offsets(rc), M=20)
+    m = a.coverage > 0.05
+    np.testing.assert_allclose(a.image[m], ref[m], atol=1e-4)
+    assert np.all(ref[a.coverage == 0] == 0)
+
+
+def test_ptychopinn_reassemble_accepts_trailing_channel():
+    rng = np.random.default_rng(6)
+    p = rng.standard_normal((5, 16, 16, 1)).astype(np.complex64)
+    res = ptychopinn_reassemble(p, _offsets(rng.uniform(0, 9, (5, 2))), M=8)
+    assert res.image.ndim == 2
+
+
+# --------------------------------------------------------------------------- #
+# bad input
+# --------------------------------------------------------------------------- #
+def test_count_mismatch_raises():
+    p = np.zeros((5, 8, 8), np.float32)
+    with pytest.raises(PtyAnalysisError, match="counts must match"):
+        stitch(p, np.zeros((4, 2)))
+    with pytest.raises(PtyAnalysisError):
+        ptychopinn_reassemble(p, _offsets(np.zeros((163, 2))), M=4)
+    st = Stitcher((20, 20), (0, 0), 8)
+    with pytest.raises(PtyAnalysisError):
+        st.add(p, np.zeros((6, 2)))
+
+
+@pytest.mark.parametrize(
+    "patches,positions",
+    [
+        (np.zeros((3, 8, 9)), np.zeros((3, 2))),  # not square
+        (np.zeros((8, 8)), np.zeros((1, 2))),  # not a stack
+        (np.zeros((3, 8, 8)), np.zeros((3, 3))),  # positions not (n, 2)
+        (np.zeros((2, 8, 8)), np.array([[1.0, np.nan], [2.0, 3.0]])),  # NaN
+        (np.zeros((2, 8, 8)), np.array([[1.0, np.inf], [2.0, 3.0]])),  # Inf
+        (np.zeros((0, 8, 8)), np.zeros((0, 2))),  # empty
+    ],
+)
+def test_bad_input_raises(patches, positions):
+    with pytest.raises(PtyAnalysisError):
+        stitch(patches, positions)
+
+
+def test_bad_options_raise():
+    p = np.zeros((2, 8, 8))
+    pos = np.zeros((2, 2)) + 10
+    for kw in ({"method": "cubic"}, {"crop": 9}, {"crop": 0}, {"backend": "torch"}, {"chunk_size": 0},
+               {"canvas_shape": (0, 5)}, {"canvas_shape": (10, 10), "origin": (0.5, 0)}):
+        with pytest.raises(PtyAnalysisError):
+            stitch(p, pos, **kw)
+    with pytest.raises(PtyAnalysisError):
+        Stitcher((10, 10), (0, 0), 8, dtype=np.int32)
+    with pytest.raises(PtyAnalysisError):
+        Stitcher((10, 10), (0, 0), 8, dtype=np.float32).add(np.ones((1, 8, 8), np.complex64), [[5, 5]])
+    with pytest.raises(PtyAnalysisError):
+        Stitcher((10, 10), (0, 0), 8).add(np.ones((1, 6, 6)), [[5, 5]])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_extract_outside_image_raises(method):
+    img = np.zeros((40, 40))
+    with pytest.raises(PtyAnalysisError, match="outside"):
+        extract(img, [[3, 20]], 8, method=method)
+    with pytest.raises(PtyAnalysisError, match="outside"):
+        extract(img, [[20, 37]], 8, method=method)
+    extract(img, [[4, 4]], 8, method=method)  # exactly fits
+
+
+def test_extract_bad_input_raises():
+    with pytest.raises(PtyAnalysisError):
+        extract(np.zeros((4, 4, 4)), [[2, 2]], 2)
+    with pytest.raises(PtyAnalysisError):
+        extract(np.zeros((40, 40)), [[np.nan, 2]], 2)
+    with pytest.raises(PtyAnalysisError):
+        extract(np.zeros((40, 40)), [[20, 20]], 0)
+    # bilinear needs one more row/col at a fractional position
+    with pytest.raises(PtyAnalysisError):
+        extract(np.zeros((40, 40)), [[20, 36.5]], 8, method="bilinear")
