@@ -1,0 +1,498 @@
+"""One comparison job: every arm on one dose / view / split, stitched, aligned and scored.
+
+:func:`compare_job` is what the study's ``compare_models`` did, done so that
+nothing is implicit:
+
+1. load the split (restricted to the view's positions) and each arm: the
+   PtychoPINN model (``data/phase_e/dose_<D>/<view>/gs2``), the Baseline
+   (``.../baseline/gs1``) and the iterative reconstruction
+   (``data/phase_f/.../ptychi_reconstruction.npz``);
+2. stream each network's inference (:func:`ptyanalysis.inference.run_inference`)
+   straight into a :class:`~ptyanalysis.stitching.Stitcher` on the ground
+   truth's frame, in chunks, so memory does not grow with the split;
+3. find the region every arm covers, register each arm to the ground truth
+   (sub-pixel, :func:`ptyanalysis.align.register`), and score amplitude and
+   phase with **both** metric conventions (:func:`ptyanalysis.metrics.score`);
+4. write the study's per-job files under ``analysis/dose_<D>/<view>/<split>/``
+   (``comparison_metrics.csv``, ``reconstructions.npz``,
+   ``reconstructions_aligned.npz``, ``<arm>_frc_curves.csv``,
+   ``comparison_plot.png``) plus ``comparison.nc``, an ``xarray.Dataset`` with
+   dims (convention, arm, metric, component), its parameters and the software
+   versions.
+
+How the Baseline is fed is explicit: ``baseline_positions="trained"`` gives it
+what it was trained with (all-zero local offsets); ``"study"`` reproduces the
+study's comparison script (absolute global positions), i.e. the incident.
+An arm whose files are missing, or whose output is all zero, is kept in
+every table with empty values and a status, never dropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import hub as _hub
+from .conventions import ARMS, canonical_arm
+from .errors import PtyAnalysisError
+from .fileutil import atomic_path, write_text
+from .provenance import software_versions, utc_now
+
+#: Metrics written per arm (amplitude and phase).
+PAIR_METRICS = ("mae", "mse", "psnr", "ssim", "ms_ssim", "frc50")
+#: Conventions scored in every job.
+CONVENTIONS = ("ptychopinn", "ptyanalysis")
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """Options of a comparison job.
+
+    Attributes
+    ----------
+    arms : tuple of str
+        Arms to compare (canonical names).
+    baseline_positions : {"trained", "study"}
+        What the Baseline's ``input_positions`` gets (module docstring).
+    crop : int or None
+        Central crop M of each network patch when stitching; ``None`` = N // 2.
+    method : str
+        Sub-pixel placement for stitching (bilinear, fourier, nearest).
+    register : {"all", "ptychi", "none"}
+        Which arms are registered to the ground truth (the study registered
+        only PtyChi).
+    upsample_factor : int
+        Registration precision (1/upsample px).
+    border : int
+        Pixels trimmed from each border before scoring.
+    csv_convention : str
+        Metric convention written to ``comparison_metrics.csv`` (the study's
+        file; default its own convention so numbers compare with theirs).
+        ``comparison.nc`` holds both.
+    batch_size : int
+        Inference batch size.
+    chunk : int
+        Groups prepared and streamed at a time (bounds memory).
+    K : int or None
+        Neighbours a PtychoPINN group is drawn from (None: the model's
+        ``K_inference``, else 7 as the study's comparison did).
+    seed : int
+        Grouping seed.
+    """
+
+    arms: tuple = ARMS
+    baseline_positions: str = "trained"
+    crop: int | None = None
+    method: str = "bilinear"
+    register: str = "all"
+    upsample_factor: int = 50
+    border: int = 2
+    csv_convention: str = "ptychopinn"
+    batch_size: int = 256
+    chunk: int = 4096
+    K: int | None = None
+    seed: int = 0
+
+
+@dataclass
+class ArmResult:
+    """One arm's stitched reconstruction on the ground truth's frame."""
+
+    arm: str
+    status: str                      # "ok", "missing", "zero", "failed"
+    image: np.ndarray | None = None
+    coverage: np.ndarray | None = None
+    elapsed_s: float = float("nan")
+    detail: dict = field(default_factory=dict)
+
+
+def _frame(data):
+    from .stitching import scan_frame
+
+    if data.obj is not None:
+        return (0, 0), tuple(data.obj.shape)
+    return scan_frame(data.positions, data.N)
+
+
+def network_inputs(arm: str, data, sidecar: dict, config: CompareConfig):
+    """Inputs and output-patch centres of a network arm on a dataset.
+
+    Returns ``(inputs, centres)``: ``inputs`` a dict for the model's two inputs and
+    ``centres`` the (n, 2) (row, col) position of each output patch.
+    """
+    from . import models
+
+    gridsize = int(sidecar.get("gridsize", 1 if arm == "Baseline" else 2))
+    if gridsize == 1:
+        return models.study_model_inputs(data, sidecar, config.baseline_positions), data.positions
+    K = config.K or int(sidecar.get("K_inference", 7))
+    inputs, centres, _ = models.group_inputs(data, gridsize, float(sidecar["intensity_scale"]), K=K, seed=config.seed)
+    return inputs, centres
+
+
+def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig) -> ArmResult:
+    """Stream a network arm's inference into a stitcher on ``frame``.
+
+    Parameters
+    ----------
+    arm : str
+        ``"PtychoPINN"`` or ``"Baseline"``.
+    model_dir : path
+        The model directory (``model.keras`` + ``params.json``).
+    data : PtychoData
+    frame : (origin, shape)
+        Canvas frame (the ground truth's).
+    config : CompareConfig
+    """
+    from .inference import RuntimeConfig, load_model, run_inference
+    from .stitching import Stitcher
+
+    model_dir = Path(model_dir)
+    if not model_dir.exists():
+        return ArmResult(arm, "missing", detail={"error": f"{model_dir} does not exist"})
+    t0 = time.perf_counter()
+    loaded = load_model(model_dir)
+    sidecar = loaded.sidecar or {}
+    if "intensity_scale" not in sidecar:
+        raise PtyAnalysisError(f"{model_dir}: no params.json with 'intensity_scale' next to the model")
+    M = config.crop or data.N // 2
+    origin, shape = frame
+    st = Stitcher(shape, origin, data.N, dtype=np.complex64, method=config.method, crop=M)
+    stats, runtimes = [], []
+    for s in range(0, data.n, config.chunk):
+        part = data.subset(np.arange(s, min(s + config.chunk, data.n)))
+        inputs, centres = network_inputs(arm, part, sidecar, config)
+
+        def consume(outs, start, centres=centres):
+            st.add(outs[0][..., 0], centres[start:start + len(outs[0])])
+
+        res = run_inference(loaded, inputs, RuntimeConfig(batch_size=config.batch_size),
+                            consumers=[consume], progress=False)
+        stats.append({k: v.to_dict() for k, v in (res.stats or {}).items()})
+        runtimes.append(res.runtime)
+    out = st.result()
+    total = {"nonzero": sum(next(iter(s.values()))["nonzero"] for s in stats),
+             "size": sum(next(iter(s.values()))["size"] for s in stats)}
+    status = "zero" if total["nonzero"] == 0 else "ok"
+    return ArmResult(arm, status, out.image, out.coverage, time.perf_counter() - t0,
+                     {"model": str(model_dir), "output_stats": total, "runtime": runtimes[-1] if runtimes else {},
+                      "crop": M, "baseline_positions": config.baseline_positions if arm == "Baseline" else None,
+                      "sidecar": {k: sidecar.get(k) for k in ("arm", "gridsize", "N", "intensity_scale", "nphotons")}})
+
+
+def load_iterative_arm(path, frame) -> ArmResult:
+    """Place an iterative reconstruction (``ptychi_reconstruction.npz``) on ``frame``."""
+    path = Path(path)
+    if not path.exists():
+        return ArmResult("PtyChi", "missing", detail={"error": f"{path} does not exist"})
+    t0 = time.perf_counter()
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            obj = np.asarray(z["reconstructed_object"])
+            origin = tuple(int(v) for v in z["origin"]) if "origin" in z else (0, 0)
+            cov = np.asarray(z["coverage"]) if "coverage" in z else np.ones(obj.shape, np.float32)
+            algorithm = str(z["algorithm"]) if "algorithm" in z else "unknown"
+    except (OSError, ValueError, KeyError) as exc:
+        raise PtyAnalysisError(f"{path}: cannot read the iterative reconstruction "
+                               f"(expected keys reconstructed_object, origin, coverage): {exc}") from exc
+    if obj.ndim != 2:
+        raise PtyAnalysisError(f"{path}: key 'reconstructed_object' must be 2-D, got shape {obj.shape}")
+    (fr, fc), (H, W) = frame
+    img = np.zeros((H, W), np.complex64)
+    coverage = np.zeros((H, W), np.float32)
+    r0, c0 = origin[0] - fr, origin[1] - fc
+    rs, cs = max(r0, 0), max(c0, 0)
+    re, ce = min(r0 + obj.shape[0], H), min(c0 + obj.shape[1], W)
+    if rs < re and cs < ce:
+        img[rs:re, cs:ce] = obj[rs - r0:re - r0, cs - c0:ce - c0]
+        coverage[rs:re, cs:ce] = cov[rs - r0:re - r0, cs - c0:ce - c0]
+    # count a pixel as covered where the probe delivered at least 10 % of its peak dose
+    coverage = np.where(coverage > 0.1 * max(float(coverage.max()), 1e-30), coverage, 0)
+    return ArmResult("PtyChi", "ok", img, coverage, time.perf_counter() - t0,
+                     {"reconstruction": str(path), "algorithm": algorithm})
+
+
+def covered_box(mask, min_fraction: float = 0.995):
+    """Largest-ish axis-aligned box inside ``mask``: shrink the bounding box edge by edge.
+
+    Starting from the bounding box of ``mask``, the edge row or column with the
+    lowest covered fraction is removed until every edge is at least
+    ``min_fraction`` covered. Returns ``(slice_rows, slice_cols)`` or ``None``.
+    """
+    m = np.asarray(mask, bool)
+    if not m.any():
+        return None
+    rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    while r1 - r0 > 8 and c1 - c0 > 8:
+        sub = m[r0:r1, c0:c1]
+        edges = {"top": sub[0].mean(), "bottom": sub[-1].mean(), "left": sub[:, 0].mean(), "right": sub[:, -1].mean()}
+        worst = min(edges, key=edges.get)
+        if edges[worst] >= min_fraction:
+            break
+        if worst == "top":
+            r0 += 1
+        elif worst == "bottom":
+            r1 -= 1
+        elif worst == "left":
+            c0 += 1
+        else:
+            c1 -= 1
+    return slice(int(r0), int(r1)), slice(int(c0), int(c1))
+
+
+def _metrics_rows(arm, status, scores, reg, elapsed):
+    rows = []
+    for metric in PAIR_METRICS:
+        a = scores["amplitude"].get(metric) if scores else None
+        p = scores["phase"].get(metric) if scores else None
+        rows.append((arm, metric, a, p, None))
+    rows.append((arm, "registration_offset_dy", None, None, reg[0] if reg else None))
+    rows.append((arm, "registration_offset_dx", None, None, reg[1] if reg else None))
+    rows.append((arm, "computation_time_s", None, None, elapsed))
+    return rows
+
+
+def _fmt(v):
+    if v is None:
+        return ""
+    v = float(v)
+    return "" if not np.isfinite(v) else f"{v:.6f}"
+
+
+def write_metrics_csv(path, rows) -> Path:
+    """Write ``comparison_metrics.csv`` in the study's format (``%.6f``, NaN empty)."""
+    lines = ["model,metric,amplitude,phase,value"]
+    lines += [f"{m},{k},{_fmt(a)},{_fmt(p)},{_fmt(v)}" for m, k, a, p, v in rows]
+    return write_text(path, "\n".join(lines) + "\n")
+
+
+def write_frc_csv(path, arm, curves) -> Path:
+    """Write ``<arm>_frc_curves.csv`` (``model, frequency_bin, amplitude_frc, phase_frc``)."""
+    a = np.asarray(curves["amplitude"], float)
+    p = np.asarray(curves["phase"], float)
+    n = min(len(a), len(p))
+    lines = ["model,frequency_bin,amplitude_frc,phase_frc"]
+    lines += [f"{arm},{i},{_fmt(a[i])},{_fmt(p[i])}" for i in range(n)]
+    return write_text(path, "\n".join(lines) + "\n")
+
+
+def plot_comparison(images: dict, mask=None, title: str = ""):
+    """The study's comparison plot: rows phase and amplitude, columns the arms and ground truth.
+
+    Colour limits are shared per row: the 10-90 percentile of the ground truth
+    (where covered), so every arm is judged on the same scale.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    names = [k for k in images if k != "GroundTruth"] + ["GroundTruth"]
+    fig, axes = plt.subplots(2, len(names), figsize=(3.2 * len(names), 6.2), squeeze=False)
+    gt = images["GroundTruth"]
+    sel = mask if mask is not None else np.ones(gt.shape, bool)
+    for row, (label, fn) in enumerate((("phase", np.angle), ("amplitude", np.abs))):
+        lo, hi = np.percentile(fn(gt)[sel], [10, 90]) if sel.any() else (0, 1)
+        for col, name in enumerate(names):
+            ax = axes[row, col]
+            img = images[name]
+            if img is None:
+                ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes)
+            else:
+                shown = np.where(sel, fn(img), np.nan)
+                im = ax.imshow(shown, vmin=lo, vmax=hi, cmap="gray" if label == "amplitude" else "viridis")
+                fig.colorbar(im, ax=ax, fraction=0.046)
+            ax.set_title(f"{name} {label}", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def compare_job(hub, dose, view: str, split: str, config: CompareConfig = CompareConfig(), out_dir=None,
+                write: bool = True):
+    """Run one comparison job and (by default) write its files.
+
+    Parameters
+    ----------
+    hub : path
+        Study hub.
+    dose : float
+        Photons per pattern.
+    view, split : str
+    config : CompareConfig
+    out_dir : path, optional
+        Default ``analysis/dose_<D>/<view>/<split>/``.
+    write : bool
+        Write the per-job files.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``metrics`` (convention, arm, metric, component), ``registration``
+        (arm, axis), ``elapsed_s`` (arm), ``status`` (arm); attrs: job,
+        parameters, software versions, per-arm details (JSON).
+    """
+    import xarray as xr
+
+    from . import metrics as _metrics
+    from .align import apply_shift, register, remove_phase_offset
+    from .synth import load_view
+
+    hub = Path(hub)
+    arms = tuple(canonical_arm(a) for a in config.arms)
+    data = load_view(hub, dose, view, split)
+    if data.obj is None:
+        raise PtyAnalysisError(f"{_hub.dataset_path(hub, dose, split)}: key 'objectGuess' (ground truth) "
+                               "is needed to score the arms")
+    frame = _frame(data)
+    results = {}
+    for arm in arms:
+        if arm == "PtyChi":
+            results[arm] = load_iterative_arm(_hub.ptychi_path(hub, dose, view, split), frame)
+        else:
+            results[arm] = run_network_arm(arm, _hub.model_dir(hub, dose, arm, view), data, frame, config)
+    gt_full = np.asarray(data.obj, np.complex64)
+    usable = [r for r in results.values() if r.status == "ok"]
+    mask = np.ones(gt_full.shape, bool)
+    for r in usable:
+        mask &= r.coverage > 0
+    if not usable:  # nothing to align to: evaluate on the scanned area
+        from .stitching import scan_frame
+
+        (o0, o1), (h, w) = scan_frame(data.positions, data.N, crop=config.crop or data.N // 2)
+        mask[:] = False
+        mask[max(o0, 0):o0 + h, max(o1, 0):o1 + w] = True
+    box = covered_box(mask)
+    if box is None:
+        raise PtyAnalysisError(f"dose {dose:g} {view} {split}: the arms cover no common region")
+    gt = gt_full[box]
+    scores = {c: {} for c in CONVENTIONS}
+    regs, aligned = {}, {"GroundTruth": gt}
+    for arm in arms:
+        r = results[arm]
+        if r.status != "ok":
+            aligned[arm] = None
+            regs[arm] = None
+            continue
+        img = r.image[box]
+        if config.register == "all" or (config.register == "ptychi" and arm == "PtyChi"):
+            reg = register(gt, img, upsample_factor=config.upsample_factor, on="amplitude", normalization=None)
+            regs[arm] = (float(reg.shift[0]), float(reg.shift[1]))
+            img = apply_shift(img, reg.shift)
+        else:
+            regs[arm] = (0.0, 0.0)
+        aligned[arm] = remove_phase_offset(img, gt)  # for display and the aligned NPZ
+        for conv in CONVENTIONS:
+            scores[conv][arm] = _metrics.score(img, gt, convention=conv, border=config.border)
+    job = {"dose": float(dose), "view": view, "split": split}
+    ds = _to_dataset(job, arms, results, scores, regs, config, box)
+    if write:
+        out = Path(out_dir) if out_dir is not None else _hub.analysis_dir(hub, dose, view, split)
+        _write_job(out, job, arms, results, scores, regs, aligned, gt_full, mask, box, config, ds)
+    return ds
+
+
+def _to_dataset(job, arms, results, scores, regs, config, box):
+    import xarray as xr
+
+    comps = ("amplitude", "phase")
+    vals = np.full((len(CONVENTIONS), len(arms), len(PAIR_METRICS), 2), np.nan)
+    for i, conv in enumerate(CONVENTIONS):
+        for j, arm in enumerate(arms):
+            s = scores[conv].get(arm)
+            if s is None:
+                continue
+            for k, m in enumerate(PAIR_METRICS):
+                for c, comp in enumerate(comps):
+                    v = s[comp].get(m)
+                    vals[i, j, k, c] = np.nan if v is None else float(v)
+    reg = np.array([regs.get(a) or (np.nan, np.nan) for a in arms], float)
+    ds = xr.Dataset(
+        {
+            "metrics": (("convention", "arm", "metric", "component"), vals),
+            "registration_offset": (("arm", "axis"), reg),
+            "elapsed_s": (("arm",), np.array([results[a].elapsed_s for a in arms], float)),
+            "status": (("arm",), np.array([results[a].status for a in arms], dtype=str)),
+        },
+        coords={"convention": list(CONVENTIONS), "arm": list(arms), "metric": list(PAIR_METRICS),
+                "component": list(comps), "axis": ["dy", "dx"],
+                "dose": job["dose"], "view": job["view"], "split": job["split"]},
+        attrs={
+            "title": f"ptyanalysis comparison dose {job['dose']:g} {job['view']} {job['split']}",
+            "parameters": json.dumps(asdict(config)),
+            "evaluation_box": json.dumps([[box[0].start, box[0].stop], [box[1].start, box[1].stop]]),
+            "arm_details": json.dumps({a: {"status": results[a].status, **results[a].detail} for a in arms},
+                                      default=str),
+            "frc_units": json.dumps({"ptychopinn": "ring index", "ptyanalysis": "cycles/pixel"}),
+            "software_versions": json.dumps(software_versions()),
+            "created": utc_now(),
+        },
+    )
+    return ds
+
+
+def _write_job(out, job, arms, results, scores, regs, aligned, gt_full, mask, box, config, ds):
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    conv = config.csv_convention
+    rows = []
+    for arm in arms:
+        rows += _metrics_rows(arm, results[arm].status, scores[conv].get(arm), regs.get(arm), results[arm].elapsed_s)
+    write_metrics_csv(out / "comparison_metrics.csv", rows)
+    for arm in arms:
+        s = scores[conv].get(arm)
+        if s is not None and s.get("frc_curves"):
+            write_frc_csv(out / f"{arm}_frc_curves.csv", arm, s["frc_curves"])
+    raw = {"ground_truth": gt_full, "coverage": mask.astype(np.float32)}
+    for arm in arms:
+        if results[arm].image is not None:
+            raw[arm] = results[arm].image
+            raw[f"coverage_{arm}"] = results[arm].coverage.astype(np.float32)
+    _savez(out / "reconstructions.npz", raw)
+    al = {"ground_truth": aligned["GroundTruth"], "coverage": mask[box].astype(np.float32)}
+    al.update({a: v for a, v in aligned.items() if a != "GroundTruth" and v is not None})
+    _savez(out / "reconstructions_aligned.npz", al)
+    fig = plot_comparison({**{a: aligned[a] for a in arms}, "GroundTruth": aligned["GroundTruth"]},
+                          mask[box], f"dose {job['dose']:g}, {job['view']}, {job['split']}")
+    with atomic_path(out / "comparison_plot.png") as tmp:
+        fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    with atomic_path(out / "comparison.nc") as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf")
+
+
+def _savez(path, arrays):
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of ``ptyanalysis compare``."""
+    parser.add_argument("hub", type=Path)
+    parser.add_argument("--dose", type=float, required=True)
+    parser.add_argument("--view", required=True)
+    parser.add_argument("--split", required=True)
+    parser.add_argument("--baseline-positions", choices=("trained", "study"), default="trained",
+                        help="'study' feeds absolute positions as the study's script did (reproduces the incident)")
+    parser.add_argument("--register", choices=("all", "ptychi", "none"), default="all")
+    parser.add_argument("--out", type=Path, help="output folder (default analysis/dose_<D>/<view>/<split>)")
+
+
+def run_cli(args) -> int:
+    """Run ``ptyanalysis compare``."""
+    cfg = CompareConfig(baseline_positions=args.baseline_positions, register=args.register)
+    ds = compare_job(args.hub, args.dose, args.view, args.split, cfg, out_dir=args.out)
+    table = ds["metrics"].sel(convention="ptychopinn", metric=["ssim", "ms_ssim"]).to_dataframe().unstack("component")
+    print(table["metrics"].round(4).to_string())
+    return 0
