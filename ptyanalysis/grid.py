@@ -766,7 +766,11 @@ def _run_dask(cells, settings, scheduler, workers, log):
         client = Client(scheduler)
         backend = f"dask scheduler {scheduler}"
     else:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        import dask
+
+        # the workers only wait on kernels: no statistical profiler (it samples every 10 ms)
+        with dask.config.set({"distributed.worker.profile.enabled": False}):
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
         backend = f"dask LocalCluster ({workers} worker(s) x 1 thread)"
     log(f"backend: {backend}")

@@ -198,3 +198,17 @@ def test_dask_local_cluster_two_workers(tmp_path):
     m = json.loads((s.hub / "analysis" / "comparison_manifest.json").read_text())
     assert m["backend"] == res.backend and m["n_success"] == 2
     assert "dose" in res.table() and "2/2 complete" in res.table()
+
+
+def test_end_to_end_grid_phase_g_verify(tmp_path):
+    """Grid (stand-in comparison notebook) -> Phase G -> verify: all checks pass."""
+    from ptyanalysis import report as R
+
+    fixture = Path(__file__).parent / "data" / "phase_g_fixture.py"
+    s = spec(tmp_path, notebook=NB / "grid_fake_compare.ipynb", parameters={"fixture": str(fixture)},
+             outputs=["comparison_metrics.csv", "reconstructions.npz", "comparison_plot.png", "comparison.nc"])
+    res = G.run_grid(s, serial=True)
+    assert res.ok, res.table()
+    R.phase_g(s.hub, html=False)
+    v = V.verify_hub(s.hub)
+    assert v.all_valid, [x for x in v.validations if not x["valid"]]

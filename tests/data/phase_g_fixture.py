@@ -52,8 +52,12 @@ def metric_rows(arm, dose, view, split, empty=False):
     return rows
 
 
-def write_job(job_dir, dose, view, split, empty_arms=(), absent_arms=(), labels=None, size=48):
-    """Write one job's files; ``labels`` maps canonical arm -> label written in the files."""
+def write_job(job_dir, dose, view, split, empty_arms=(), absent_arms=(), labels=None, size=48, runner_files=True):
+    """Write one job's files; ``labels`` maps canonical arm -> label written in the files.
+
+    ``runner_files``: also write the executed notebook and ``run.log`` the grid runner would leave
+    (False when this runs inside a notebook executed by the grid runner).
+    """
     from PIL import Image
 
     job_dir = Path(job_dir)
@@ -98,6 +102,8 @@ def write_job(job_dir, dose, view, split, empty_arms=(), absent_arms=(), labels=
         xr.Dataset({"amplitude": (("y", "x"), np.abs(gt))}).to_netcdf(job_dir / "comparison.nc", engine="h5netcdf")
     except Exception:  # pragma: no cover - xarray/h5netcdf are pinned dependencies
         (job_dir / "comparison.nc").write_bytes(b"CDF")
+    if not runner_files:
+        return
     (job_dir / "00_compare_arms.ipynb").write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
     (job_dir / "run.log").write_text("ok\n")
 
