@@ -43,14 +43,16 @@ class TrainConfig:
     ----------
     baseline_steps, pinn_steps : int
         Optimiser steps for each network (epochs = steps / batches per epoch).
-    batch_size : int
+    batch_size, baseline_batch_size : int
+        Groups per step (PtychoPINN) and patterns per step (Baseline).
     learning_rate : float
     filters : tuple of int
         Encoder widths of the patch network.
     K : int
         Nearest neighbours a training group is drawn from (the study: 4).
     phase_weight : float
-        Weight of the phase term in the Baseline's supervised loss.
+        Weight of the phase term (mean squared error) in the Baseline's
+        supervised loss (the amplitude term is the mean absolute error).
     iterations : int
         Passes of the iterative arm.
     reference_samples : int
@@ -58,13 +60,14 @@ class TrainConfig:
     seed : int
     """
 
-    baseline_steps: int = 300
-    pinn_steps: int = 200
+    baseline_steps: int = 150
+    pinn_steps: int = 80
     batch_size: int = 16
-    learning_rate: float = 2e-3
+    baseline_batch_size: int = 32
+    learning_rate: float = 1e-3
     filters: tuple = (16, 32, 64)
     K: int = 4
-    phase_weight: float = 4.0
+    phase_weight: float = 1.0
     iterations: int = 20
     reference_samples: int = 64
     seed: int = 0
@@ -132,18 +135,19 @@ class _EpochProgress:
         return Cb()
 
 
-def _fit(model, x, y, steps: int, config: TrainConfig, desc: str, loss, loss_weights=None):
+def _fit(model, x, y, steps: int, config: TrainConfig, desc: str, loss, loss_weights=None, batch_size=None):
     import keras
 
     n = len(x[0]) if isinstance(x, list) else len(x)
-    per_epoch = max(1, math.ceil(n / config.batch_size))
+    batch_size = batch_size or config.batch_size
+    per_epoch = max(1, math.ceil(n / batch_size))
     epochs = max(1, math.ceil(steps / per_epoch))
     keras.utils.set_random_seed(config.seed)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss, loss_weights=loss_weights)
     t0 = time.perf_counter()
-    hist = model.fit(x, y, epochs=epochs, batch_size=config.batch_size, shuffle=True, verbose=0,
+    hist = model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0,
                      callbacks=[_EpochProgress(epochs, desc)])
-    return {"epochs": epochs, "steps": epochs * per_epoch, "batch_size": config.batch_size,
+    return {"epochs": epochs, "steps": epochs * per_epoch, "batch_size": batch_size,
             "loss": [float(v) for v in hist.history["loss"]], "elapsed_s": time.perf_counter() - t0,
             "n_samples": int(n), "learning_rate": config.learning_rate, "seed": config.seed}
 
@@ -190,9 +194,10 @@ def train_baseline(data, nphotons: float, config: TrainConfig = TrainConfig(), d
     built = models.build_models(data.N, 1, rms, filters=tuple(config.filters))
     Y = np.asarray(data.Y)
     hist = _fit(built["patch_network"], x, [np.abs(Y)[..., None], np.angle(Y)[..., None]],
-                config.baseline_steps, config, desc, loss=["mae", "mae"], loss_weights=[1.0, config.phase_weight])
+                config.baseline_steps, config, desc, loss=["mae", "mse"], loss_weights=[1.0, config.phase_weight],
+                batch_size=config.baseline_batch_size)
     side = _sidecar("Baseline", data, 1, isc, nphotons, inputs, hist, config,
-                    {"training_mode": "supervised on Y (amplitude, phase MAE), all-zero local offsets",
+                    {"training_mode": "supervised on Y (amplitude MAE + phase MSE), all-zero local offsets",
                      "input_rms": rms})
     return TrainedModel(built["diffraction_to_obj"], side, _reference_sample(inputs, config.reference_samples, config.seed))
 

@@ -223,9 +223,11 @@ def build_patch_network(N: int, input_rms: float, filters=(16, 32, 64), name="pa
     x = keras.layers.Flatten()(x)
     x = keras.layers.Dense(bottleneck * bottleneck * filters[-1] // 4, activation="relu")(x)
     x = keras.layers.Reshape((bottleneck, bottleneck, filters[-1] // 4))(x)
-    for f in reversed(filters):
+    for i, f in enumerate(reversed(filters)):
+        f = max(f // 2, 4)  # a lighter decoder: most of the cost is at high resolution
         x = keras.layers.Conv2DTranspose(f, 3, strides=2, padding="same", activation="relu")(x)
-        x = keras.layers.Conv2D(f, 3, padding="same", activation="relu")(x)
+        if i < len(filters) - 1:  # no extra full-resolution conv: the heads follow (speed)
+            x = keras.layers.Conv2D(f, 3, padding="same", activation="relu")(x)
     amp = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid", name="amplitude")(x)
     ph = keras.layers.Conv2D(1, 3, padding="same", activation="tanh")(x)
     ph = keras.layers.Rescaling(np.pi, name="phase")(ph)

@@ -6,7 +6,7 @@ The generator writes a hub in the study's layout (see :mod:`ptyanalysis.hub`):
   propagated out of focus by a quadratic (Fresnel) defocus phase, so it has
   the ring structure and phase curvature of a real defocused X-ray probe;
 * a complex **object** whose amplitude and phase come from images that
-  scikit-image ships (``camera`` amplitude, ``brick`` phase by default);
+  scikit-image ships (``camera`` amplitude, ``coins`` phase by default);
 * **uniform random scan positions** (seeded, integer object pixels) in
   ``[N/2, H - N/2]^2``, split at the mid-range of y into ``train`` (smaller y)
   and ``test``, so the two splits cover different parts of the object and
@@ -103,7 +103,7 @@ class SimulationConfig:
     views: dict = field(default_factory=lambda: dict(VIEW_FRACTIONS))
     seed: int = 42
     amplitude_image: str = "camera"
-    phase_image: str = "brick"
+    phase_image: str = "coins"
     amplitude_range: tuple = (0.4, 1.0)
     phase_range: float = 1.6 * np.pi / 2
     overlap_k: int = 4
@@ -154,7 +154,7 @@ def probe_radius(probe, fraction: float = 0.9) -> float:
     return float(r[order][np.searchsorted(cum, fraction * cum[-1])])
 
 
-def make_object(size: int, amplitude_image: str = "camera", phase_image: str = "brick",
+def make_object(size: int, amplitude_image: str = "camera", phase_image: str = "coins",
                 amplitude_range=(0.4, 1.0), phase_range: float = 1.6 * np.pi / 2) -> np.ndarray:
     """Complex object from two images shipped with scikit-image.
 

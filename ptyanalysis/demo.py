@@ -1,0 +1,182 @@
+"""The synthetic study end to end: what ``make demo`` runs.
+
+1. simulate the study (:mod:`ptyanalysis.synth`) and train its arms
+   (:mod:`ptyanalysis.arms`), skipping what already exists;
+2. run the per-job comparison notebook over the grid dose x view x split
+   (:mod:`ptyanalysis.grid`, papermill on a Dask LocalCluster);
+3. run the split-comparison and zero-prediction-bisection notebooks on the
+   reproduced incident (the Baseline fed as the study fed it), with their
+   parameter files from ``params/``;
+4. Phase G: artifacts, figures and the HTML report (:mod:`ptyanalysis.report`);
+5. verification (:mod:`ptyanalysis.verify`);
+
+then prints where everything is, the timings, and each arm's reconstruction
+quality.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from .conventions import DOSES, SPLITS, VIEWS
+from .errors import PtyAnalysisError
+
+#: The repository root (notebooks/ and params/ live there; the package is installed editable).
+ROOT = Path(__file__).resolve().parents[1]
+#: Files every comparison cell must leave.
+JOB_OUTPUTS = ("comparison_metrics.csv", "reconstructions.npz", "comparison_plot.png", "comparison.nc")
+#: The diagnosis notebooks and their parameter files (``params/<size>_<name>.yaml``).
+DIAGNOSIS_NOTEBOOKS = ("01_split_comparison", "02_zero_prediction_bisection")
+
+
+def ensure_study(hub, size: str = "ci", doses=None, say=print) -> Path:
+    """Make sure ``hub`` holds a simulated, trained synthetic study of ``size``.
+
+    Simulates when ``HUB/study.json`` is absent and trains whatever model or
+    iterative reconstruction is missing; an existing complete hub is left as is.
+    """
+    from . import arms, synth
+
+    hub = Path(hub)
+    if size not in synth.SIZES:
+        raise PtyAnalysisError(f"unknown study size {size!r}; choose one of {sorted(synth.SIZES)}")
+    if not (hub / "study.json").exists():
+        say(f"simulating the {size} study in {hub}")
+        cfg = synth.SimulationConfig(size=synth.SIZES[size], doses=tuple(doses or DOSES))
+        synth.simulate_study(hub, cfg, progress=say)
+    arms.train_study(hub, arms.TRAIN_CONFIGS[size], say=say)
+    return hub
+
+
+def grid_spec(hub, workers=None):
+    """The comparison grid of a synthetic hub (every dose x view x split)."""
+    from . import grid
+
+    doses = json.loads((Path(hub) / "study.json").read_text())["config"]["doses"]
+    return grid.spec_from_dict({
+        "hub": str(hub), "notebook": str(ROOT / "notebooks" / "00_compare_arms.ipynb"),
+        "doses": [int(d) for d in doses], "views": list(VIEWS), "splits": list(SPLITS),
+        "parameters": {"ensure_synthetic": None}, "outputs": list(JOB_OUTPUTS), "retries": 1,
+        **({"workers": workers} if workers else {}),
+    }, source="ptyanalysis.demo")
+
+
+def diagnosis_parameters(hub, name: str, dose: float) -> dict:
+    """Parameters of a diagnosis notebook on the incident of a synthetic hub (absolute paths)."""
+    from . import hub as _hub
+
+    hub = Path(hub).resolve()
+    model = _hub.model_dir(hub, dose, "Baseline")
+    common = {"model": str(model), "reference": str(model / "reference_inputs.npz"),
+              "study_inputs": True, "ensure_synthetic": None,
+              "output_dir": str(hub / "analysis" / "diagnosis" / name)}
+    train, test = (str(_hub.dataset_path(hub, dose, s)) for s in ("train", "test"))
+    if name == "01_split_comparison":
+        return {**common, "split_a": train, "split_b": test, "names": ["train", "test"]}
+    return {**common, "failing": test, "passing": train, "criterion": "all-zero"}
+
+
+def run_demo(hub, size: str = "demo", workers=None, say=print) -> dict:
+    """Run the whole synthetic study; returns timings, paths and the verification result."""
+    from . import grid, report, verify
+    from . import notebook as nbk
+
+    hub = Path(hub).resolve()
+    t = {}
+    t0 = time.perf_counter()
+    ensure_study(hub, size, say=say)
+    t["simulate+train"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    say("running the comparison grid (papermill on Dask)")
+    res = grid.run_grid(grid_spec(hub, workers))
+    say(res.table() if hasattr(res, "table") else str(res))
+    t["grid"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    lowest = min(json.loads((hub / "study.json").read_text())["config"]["doses"])
+    diag = {}
+    for name in DIAGNOSIS_NOTEBOOKS:
+        params = diagnosis_parameters(hub, name, lowest)
+        out = hub / "analysis" / "diagnosis" / f"{name}.ipynb"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        say(f"running {name} on the reproduced incident (dose {lowest:g})")
+        nbk.execute(ROOT / "notebooks" / f"{name}.ipynb", out, params, cwd=ROOT)
+        diag[name] = out
+    t["diagnosis"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    say("Phase G: artifacts, figures, HTML report")
+    pg = report.phase_g(hub, notebook=ROOT / "notebooks" / "03_phase_g_figures.ipynb")
+    t["phase_g"] = time.perf_counter() - t0
+    vr = verify.verify_hub(hub)
+    bis = json.loads((hub / "analysis" / "diagnosis" / "02_zero_prediction_bisection" / "bisection.json").read_text())
+    summary = {"hub": str(hub), "timings_s": t, "grid_ok": res.ok, "html": str(pg.files.get("html", "")),
+               "verification": f"{vr.n_valid}/{vr.n_checks}" if hasattr(vr, "n_valid") else str(vr),
+               "bisection_verdict": bis.get("verdict"), "diagnosis_notebooks": {k: str(v) for k, v in diag.items()}}
+    return summary
+
+
+def quality_table(hub):
+    """Mean SSIM / MS-SSIM (ptyanalysis convention) of each arm over the hub's jobs, as a DataFrame."""
+    import xarray as xr
+
+    rows = []
+    for nc in sorted(Path(hub).glob("analysis/dose_*/*/*/comparison.nc")):
+        with xr.open_dataset(nc, engine="h5netcdf") as ds:
+            m = ds["metrics"].sel(convention="ptyanalysis", metric=["ssim", "ms_ssim"]).load()
+        for arm in m["arm"].values:
+            for metric in ("ssim", "ms_ssim"):
+                for comp in ("amplitude", "phase"):
+                    rows.append({"arm": str(arm), "metric": metric, "component": comp,
+                                 "value": float(m.sel(arm=arm, metric=metric, component=comp))})
+    import pandas as pd
+
+    if not rows:
+        return pd.DataFrame()
+    df = pd.DataFrame(rows)
+    return df.pivot_table(index="arm", columns=["metric", "component"], values="value", aggfunc="mean")
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of ``ptyanalysis demo``."""
+    parser.add_argument("--hub", type=Path, default=Path("demo_hub"), help="where the study goes (default demo_hub)")
+    parser.add_argument("--size", default="demo", help="study size: ci, demo or study (default demo)")
+    parser.add_argument("--workers", type=int, help="grid workers (default: one per core)")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="only simulate and train (and run the grid with --grid)")
+    parser.add_argument("--grid", action="store_true", help="with --prepare-only: also run the comparison grid")
+
+
+def run_cli(args) -> int:
+    """Run ``ptyanalysis demo``."""
+    t0 = time.perf_counter()
+    if args.prepare_only:
+        ensure_study(args.hub, args.size)
+        if args.grid:
+            from . import grid
+
+            res = grid.run_grid(grid_spec(args.hub.resolve(), args.workers))
+            if not res.ok:
+                return 1
+        return 0
+    s = run_demo(args.hub, args.size, args.workers)
+    print()
+    print("=" * 72)
+    print(f"ptyanalysis demo finished in {time.perf_counter() - t0:.0f} s "
+          f"({', '.join(f'{k} {v:.0f} s' for k, v in s['timings_s'].items())})")
+    print(f"  hub:                 {s['hub']}")
+    print(f"  HTML report:         {s['html']}")
+    print(f"  per-job results:     {s['hub']}/analysis/dose_<D>/<view>/<split>/")
+    print(f"  diagnosis notebooks: {', '.join(s['diagnosis_notebooks'].values())}")
+    print(f"  verification:        {s['verification']} checks passed")
+    v = s["bisection_verdict"] or {}
+    print(f"  bisection verdict:   {v.get('kind')} {v.get('name')}: {v.get('summary')}")
+    q = quality_table(s["hub"])
+    if len(q):
+        print("  mean reconstruction quality per arm (ptyanalysis convention):")
+        print(q.round(3).to_string())
+    return 0 if s["grid_ok"] else 1
