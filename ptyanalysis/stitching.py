@@ -471,46 +471,60 @@ class Stitcher:
         -------
         StitchResult
         """
-        total = self.weighted_sum()
         cov = self.coverage()
+        if self.backend == "numpy":
+            total = self._acc
+        else:
+            total = self._tf_result()
         if normalise:
             img = np.zeros_like(total)
-            m = cov > 0
-            img[m] = total[m] / cov[m].astype(self._rdtype)
+            covr = cov.astype(self._rdtype)
+            np.divide(total, covr, out=img, where=covr > 0)
+            del covr
         else:
-            img = total
+            img = total.copy() if total is self._acc else total
         return StitchResult(img, cov, self.origin, self.method, self.n_clipped)
 
     def weighted_sum(self) -> np.ndarray:
-        """The raw accumulated sum of weighted patches, shape (H, W)."""
+        """The raw accumulated sum of weighted patches, shape (H, W) (a copy)."""
         if self.backend == "numpy":
             return self._acc.copy()
         return self._tf_result()
 
     def coverage(self) -> np.ndarray:
-        """Sum of weights at each pixel (float64, exact), shape (H, W)."""
+        """Sum of weights at each pixel (float64), shape (H, W); exactly 0 where no patch lands."""
         H, W = self.canvas_shape
         M = self.M
-        # Box-sum of the point masses over an M x M window (integral image, exact).
+        # Box-sum of the point masses over an M x M window via an integral image. Canvas pixel i
+        # collects placements t with i - M + 1 <= t <= i, i.e. rows i + 1 .. i + M of the point
+        # array (offset M), i.e. ii[i + M + 1] - ii[i + 1].
         ii = np.zeros((H + M + 2, W + M + 2), np.float64)
-        np.cumsum(np.cumsum(self._points, axis=0), axis=1, out=ii[1:, 1:])
-        # canvas pixel i collects placements t with i - M + 1 <= t <= i, i.e. rows
-        # i + 1 .. i + M of the point array (offset M).
-        cov = self._box(ii)
-        # the same box sum of integer placement counts marks the covered pixels exactly
-        np.cumsum(np.cumsum(self._counts, axis=0, dtype=np.int64), axis=1, out=ii[1:, 1:])
-        cov[self._box(ii) == 0] = 0.0
+        np.cumsum(self._points, axis=0, out=ii[1:, 1:])
+        np.cumsum(ii[1:, 1:], axis=1, out=ii[1:, 1:])
+        cov = np.empty((H, W), np.float64)
+        self._box(ii, cov)
+        # The same box sum of the integer placement counts marks the uncovered pixels exactly
+        # (the float sums above may leave ~1e-16 there). Reuses the buffer, in row strips.
+        ic = ii.view(np.int64)
+        ic[...] = 0
+        np.cumsum(self._counts, axis=0, dtype=np.int64, out=ic[1:, 1:])
+        np.cumsum(ic[1:, 1:], axis=1, out=ic[1:, 1:])
+        for r in range(0, H, 256):
+            t = np.empty((min(256, H - r), W), np.int64)
+            self._box(ic, t, r)
+            cov[r:r + t.shape[0]][t == 0] = 0.0
         return cov
 
-    def _box(self, ii):
-        H, W = self.canvas_shape
+    def _box(self, ii, out, r0: int = 0):
+        """out[:] = box sums of rows r0 .. r0 + len(out) from integral image ii."""
         M = self.M
-        hi_r, hi_c = slice(M + 1, M + 1 + H), slice(M + 1, M + 1 + W)
-        lo_r, lo_c = slice(1, 1 + H), slice(1, 1 + W)
-        box = ii[hi_r, hi_c] - ii[lo_r, hi_c]
-        box -= ii[hi_r, lo_c]
-        box += ii[lo_r, lo_c]
-        return box
+        h, W = out.shape
+        hi_r, hi_c = slice(r0 + M + 1, r0 + M + 1 + h), slice(M + 1, M + 1 + W)
+        lo_r, lo_c = slice(r0 + 1, r0 + 1 + h), slice(1, 1 + W)
+        np.subtract(ii[hi_r, hi_c], ii[lo_r, hi_c], out=out)
+        out -= ii[hi_r, lo_c]
+        out += ii[lo_r, lo_c]
+        return out
 
     # -- internals -----------------------------------------------------------
     def _add_points(self, tl, frac):
