@@ -4,15 +4,17 @@
 set (an *evaluation*), and reports which change restores how much of the
 reference health (:mod:`ptyanalysis.health`):
 
-1. **Reproduce** on the whole sets: the failing set must fail and the passing
-   set pass under the criterion; otherwise the verdict is ``none`` (or
-   ``model`` when every set, the reference included, fails).
+1. **Reproduce** on seeded subsamples of at most ``max_samples`` samples (the
+   whole sets when smaller, or when a subsample does not show the reported
+   outcome): the failing set must fail and the passing set pass under the
+   criterion; otherwise the verdict is ``none`` (or ``model`` when every set,
+   the reference included, fails and no runtime factor rescues it).
 2. **Runtime** (on a seeded subsample of at most 256 failing samples): batch
    size 1, an odd batch size (partial last batch), the whole subsample as one
    batch, ``jit_compile``, eager execution, input dtype float64/float32/float16,
    other devices. A factor *flips* the outcome when the failing subsample
    passes under it (and the passing set still passes under it).
-3. **Inputs**: each input swapped between the sets (both directions; values are
+3. **Inputs** (on at most 512 failing samples): each input swapped between the sets (both directions; values are
    resampled, seeded, to the other set's size), and interventions on the
    failing set's input: centre it, match the passing set's mean and std,
    replace it by the reference distribution, replace non-finite values, cast
@@ -58,8 +60,10 @@ TIE_TOLERANCE = 0.05
 #: Largest sample subset (fraction of the working set) reported as a "samples" cause.
 MAX_SUBSET_FRACTION = 0.05
 #: Samples used for the runtime experiments and the layer probe.
-RUNTIME_SAMPLES = 256
+RUNTIME_SAMPLES = 128
 PROBE_SAMPLES = 128
+#: Failing samples the input experiments run on.
+SCREEN_SAMPLES = 512
 #: Interventions tried on an input (in this order).
 INTERVENTIONS = ("swap", "centre", "match_passing", "reference", "replace_nonfinite", "cast_dtype")
 _SPECIFICITY = {"samples": 0, "runtime": 1, "input": 2, "model": 3}
@@ -649,14 +653,33 @@ def _stage_runtime(runner, F, P, rng, causes, appliers):
     for factor, value, rt, e in flips:
         ep, _ = runner.run("runtime", f"{factor}={value}:passing", "passing", Pr,
                            f"passing subsample with {factor}={value} (must still pass)", runtime=rt)
-        ok = ep.fails is False
-        r = _restores(h0, e.health)
-        found.append({"factor": factor, "value": value, "restores": r, "passing_still_passes": ok})
-        if ok:
-            causes.append(Cause("runtime", factor, r, {
-                "value": value, "failing_health_default": h0, "failing_health_with_factor": e.health,
-                "experiment": e.id, "n_samples": e.n_samples}))
-            appliers[("runtime", factor)] = (lambda s, rt=rt: (s, rt), f"run with {factor}={value}")
+        found.append({"factor": factor, "value": value, "restores": _restores(h0, e.health),
+                      "passing_still_passes": ep.fails is False, "experiment": e.id, "rt": rt})
+    tried = {}
+    for ex in runner.experiments:
+        if ex.stage == "runtime" and "factor" in ex.details:
+            tried.setdefault(ex.details["factor"], []).append(
+                {"value": ex.details["value"], "fails": ex.fails, "error": ex.error})
+    for factor in dict.fromkeys(f["factor"] for f in found):
+        good = [f for f in found if f["factor"] == factor and f["passing_still_passes"]]
+        if not good:
+            continue
+        # best restoration; among equals prefer the largest batch size / float32 / graph mode
+        def pref(f):
+            v = f["value"]
+            tie = v if isinstance(v, (int, float)) and not isinstance(v, bool) else (1 if v == "float32" else 0)
+            return (round(f["restores"], 2), tie)
+        b = max(good, key=pref)
+        causes.append(Cause("runtime", factor, b["restores"], {
+            "value": b["value"], "passing_values": [f["value"] for f in good],
+            "tried": tried.get(factor, []), "default": getattr(runner.runtime, factor, None),
+            "failing_health_default": h0, "experiment": b["experiment"], "n_samples": _n(Fr)}))
+        ok_vals = ", ".join(str(f["value"]) for f in good)
+        appliers[("runtime", factor)] = (lambda s, rt=b["rt"]: (s, rt),
+                                         f"run with {factor}={b['value']} (the failing set passes with: {ok_vals};"
+                                         f" default {getattr(runner.runtime, factor, None)})")
+    for f in found:
+        f.pop("rt", None)
     return {"status": "done", "flips": found, "n_samples": _n(Fr)}
 
 
@@ -687,9 +710,10 @@ def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info):
         e, _ = runner.run("input", f"swap:{k}", "failing", s, f"failing set with {k} taken from the passing set")
         per[k]["swap"] = e
         cache[frozenset(set(names) - {k})] = e.fails
+    Ps = _take(P, _subsample_idx(P, SCREEN_SAMPLES, np.random.default_rng(5)))
     for k in names:
-        s = dict(P)
-        s[k] = _resample(F[k], _n(P), np.random.default_rng(11))
+        s = dict(Ps)
+        s[k] = _resample(F[k], _n(Ps), np.random.default_rng(11))
         e, _ = runner.run("input", f"reverse_swap:{k}", "passing", s,
                           f"passing set with {k} taken from the failing set (does it now fail?)")
         input_info[k]["reverse_swap_fails"] = e.fails
@@ -926,13 +950,31 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
                 "n_failing": _n(F0), "n_passing": _n(P0), "n_reference": None if R0 is None else _n(R0),
                 "inputs": names, "model": getattr(loaded, "source", None)}
 
-    # 1. reproduce on the whole sets
+    # 1. reproduce, on seeded working subsamples of at most max_samples (whole sets when smaller)
+    idx = {"failing": _subsample_idx(F0, max_samples, rng), "passing": _subsample_idx(P0, max_samples, rng)}
+    if R0 is not None:
+        idx["reference"] = _subsample_idx(R0, max_samples, rng)
+    whole = {"failing": F0, "passing": P0, "reference": R0}
+    work = {k: (whole[k] if len(v) == _n(whole[k]) else _take(whole[k], v)) for k, v in idx.items()}
     stats = {}
-    for label, s in (("reference", R0), ("passing", P0), ("failing", F0)):
-        if s is None:
+    for label in ("reference", "passing", "failing"):
+        if label not in work:
             continue
-        e, st = runner.run("reproduce", label, label, s, f"{label} set as given")
+        s = work[label]
+        sub = _n(s) < _n(whole[label])
+        e, st = runner.run("reproduce", label + (":subsample" if sub else ""), label, s,
+                           f"{label} set as given" + (f" (seeded subsample of {_n(s)})" if sub else ""))
+        want = label == "failing"  # the outcome the set should show
+        if sub and e.fails is not None and e.fails != want:
+            # the subsample does not show what the set is said to show: use the whole set
+            idx[label] = np.arange(_n(whole[label]))
+            work[label] = whole[label]
+            e, st = runner.run("reproduce", label, label, whole[label], f"whole {label} set")
         stats[label] = (e, st)
+    F, P, R = work["failing"], work["passing"], work.get("reference")
+    idxF = idx["failing"]
+    subsampled = _n(F) < _n(F0)
+    settings["working_samples"] = {k: _n(v) for k, v in work.items()}
     ref_ok = "reference" in stats and stats["reference"][0].fails is False
     if ref_ok:
         runner.ref_stats, ref_source = stats["reference"][1], "reference set"
@@ -978,9 +1020,9 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
         ref_fails = stats["reference"][0].fails if "reference" in stats else None
         if ref_fails is not False:
             # model fault: does any runtime factor rescue it?
-            rt = _stage_runtime(runner, F0, P0, rng, causes, appliers)
+            rt = _stage_runtime(runner, F, P, rng, causes, appliers)
             if probe_layers:
-                layers = _run_layers(runner, F0, None, rng)
+                layers = _run_layers(runner, F, None, rng)
             rescued = [c for c in causes if c.kind == "runtime" and c.restores > 0.5]
             if rescued:
                 c = rescued[0]
@@ -1005,23 +1047,11 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
             "not reproduced: the passing set fails too, while the reference passes; rerun with the "
             "reference as the passing set to bisect against it")}, "rerun with --passing set to the reference", [])
 
-    # 2. working subsamples
-    idxF = _subsample_idx(F0, max_samples, rng)
-    idxP = _subsample_idx(P0, max_samples, rng)
-    F, P = _take(F0, idxF), _take(P0, idxP)
-    R = _take(R0, _subsample_idx(R0, max_samples, rng)) if R0 is not None else None
-    subsampled = len(idxF) < _n(F0) or len(idxP) < _n(P0)
+    # 2. experiments (screening subsamples inside the stages)
     runner.h_fail = hs["failing"]
-    if subsampled:
-        ef, _ = runner.run("reproduce", "failing:subsample", "failing", F, f"seeded subsample of {len(idxF)}")
-        if ef.fails is not True:
-            F, idxF = F0, np.arange(_n(F0))
-        else:
-            runner.h_fail = ef.health
-    settings["working_samples"] = {"failing": _n(F), "passing": _n(P)}
-
     rt_info = _stage_runtime(runner, F, P, rng, causes, appliers)
-    in_info = _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info)
+    iS = _subsample_idx(F, SCREEN_SAMPLES, rng)
+    in_info = _stage_inputs(runner, _take(F, iS), P, R, rng, causes, appliers, input_info)
     sm_info = _stage_samples(runner, F, rng, causes, appliers, idxF)
     if probe_layers:
         layers = _run_layers(runner, F, P, rng)

@@ -25,7 +25,7 @@ outputs are scored on their modulus). Two questions are asked of them:
   the passing set's outputs). Per output ``k``::
 
       h_k = f_k * ratio(nz_k, nz_ref_k) * ratio(s_k, s_ref_k)
-      ratio(a, b) = min(a, b) / max(a, b)   (1 when both are 0)
+      ratio(a, b) = min(1, (min(a, b) / max(a, b)) / (1 - RATIO_TOL))   (1 when both are 0)
 
   where ``f`` is the finite fraction, ``nz`` the nonzero fraction of the finite
   values and ``s`` their standard deviation. The score is the mean of ``h_k``
@@ -33,7 +33,9 @@ outputs are scored on their modulus). Two questions are asked of them:
   zeros, all non-finite or a constant output, and it moves continuously in
   between, so a partial repair (e.g. 10 % of the reference's nonzero pixels
   come back) scores partially. Both too few and too many nonzero values, and
-  both a collapsed and an exploded spread, lower the score.
+  both a collapsed and an exploded spread, lower the score. Differences
+  within :data:`RATIO_TOL` (20 %) count as healthy, so that sampling noise
+  between two healthy sets (a few hundred samples) does not read as damage.
 
 ``restores(h_fail, h_exp, h_ref)`` = ``(h_exp - h_fail) / (h_ref - h_fail)``
 clipped to [0, 1] is the share of the lost health an experiment brings back.
@@ -55,6 +57,8 @@ from .errors import PtyAnalysisError
 
 #: Health below this is flagged "degraded" (also for a set that passes the criterion).
 DEGRADED_HEALTH = 0.5
+#: Relative deviation from the reference tolerated by :func:`health_score`.
+RATIO_TOL = 0.2
 #: Default tolerance of the ``collapsed`` criterion (relative std).
 COLLAPSE_TOL = 1e-6
 #: Criterion names understood by :func:`parse_criterion`.
@@ -193,7 +197,7 @@ def _ratio(a: float, b: float) -> float:
     b = 0.0 if not np.isfinite(b) else abs(float(b))
     if a == 0 and b == 0:
         return 1.0
-    return min(a, b) / max(a, b)
+    return min(1.0, (min(a, b) / max(a, b)) / (1.0 - RATIO_TOL))
 
 
 def health_score(stats, reference) -> float:
@@ -210,7 +214,8 @@ def health_score(stats, reference) -> float:
     -------
     float
         Mean over outputs of ``finite_fraction * ratio(nonzero fraction)
-        * ratio(std)`` with ``ratio(a, b) = min/max`` (see the module docstring).
+        * ratio(std)`` with ``ratio(a, b) = min(1, (min/max) / 0.8)`` (see the
+        module docstring).
     """
     stats = list(stats)
     reference = list(reference)
