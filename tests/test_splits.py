@@ -1,0 +1,78 @@
+"""Split comparison: statistics, drift, output health, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+import faults
+from ptyanalysis.cli import main
+from ptyanalysis.splits import (compare_splits, drift_measures, pattern_summary, plot_split_comparison,
+                                summary_stats)
+
+
+def test_drift_measures_flag_a_mean_shift_only():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=5000)
+    same = drift_measures(a, rng.normal(size=5000))
+    assert not same["drifted"] and same["ks"] < 0.05
+    shifted = drift_measures(a, rng.normal(size=5000) + 0.5)
+    assert shifted["drifted"] and shifted["flags"]["smd"] and shifted["flags"]["wasserstein"]
+    assert shifted["smd"] == pytest.approx(0.5, abs=0.1)
+
+
+def test_summary_stats_counts_nonfinite():
+    x = np.array([0.0, 1.0, np.nan, np.inf, 3.0])
+    st = summary_stats(x)
+    assert st["nan_count"] == 1 and st["inf_count"] == 1 and st["nonzero_fraction"] == pytest.approx(2 / 3)
+    assert st["max"] == 3.0
+
+
+def test_pattern_summary_radial_profile():
+    x = np.ones((3, 16, 16, 1))
+    ps = pattern_summary(x)
+    assert ps["total"].shape == (3,) and ps["mean_pattern"].shape == (16, 16)
+    np.testing.assert_allclose(ps["radial_profile"], 1.0)
+
+
+def test_incident_splits_flag_positions_and_both_degraded_splits():
+    case = faults.incident(n=300)
+    res = compare_splits(case.model, case.passing, case.failing, reference=case.reference)
+    assert res.ranking[0] == "input_positions"
+    assert res.health["train"]["degraded"] and res.health["test"]["degraded"]
+    assert res.health["train"]["health"] > res.health["test"]["health"]
+    assert not res.health["reference"]["degraded"]
+    assert any("'train' is degraded" in f for f in res.flags)
+    ds = res.to_xarray()
+    assert {"input", "split", "stat"} <= set(ds["input_stats"].dims)
+    assert "mean_pattern__input" in ds and "input_positions" in res.positions
+    assert res.positions["input_positions"]["test"].shape == (300, 2)
+    assert len(res.summary_table()) == 2 * 3  # 2 inputs x 3 pairs
+    assert list(res.health_table()["split"]) == ["train", "test", "reference"]
+    assert plot_split_comparison(res).axes
+
+
+def test_healthy_splits_not_flagged():
+    case = faults.healthy()
+    res = compare_splits(case.model, case.passing, case.failing, reference=case.passing)
+    assert not res.health["train"]["degraded"] and not res.health["test"]["degraded"]
+
+
+def test_cli_compare_splits(tmp_path):
+    case = faults.incident(n=100)
+    model = tmp_path / "m.keras"
+    case.model.save(model)
+    paths = {}
+    for label in ("failing", "passing", "reference"):
+        paths[label] = tmp_path / f"{label}.npz"
+        np.savez(paths[label], **getattr(case, label))
+    out = tmp_path / "out"
+    rc = main(["compare-splits", "--model", str(model), "--a", str(paths["passing"]), "--b", str(paths["failing"]),
+               "--reference", str(paths["reference"]), "--out", str(out)])
+    assert rc == 0
+    d = json.loads((out / "split_comparison.json").read_text())
+    assert d["ranking"][0] == "input_positions"
+    assert d["output_health"]["test"]["degraded"] is True
+    assert d["thresholds"]["ks"] == 0.2
+    assert main(["compare-splits", "--model", str(model), "--a", str(tmp_path / "nope.npz"), "--b",
+                 str(paths["failing"]), "--out", str(out)]) == 2
