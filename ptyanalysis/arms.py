@@ -75,7 +75,7 @@ class TrainConfig:
 
 #: Budgets per study size.
 TRAIN_CONFIGS = {
-    "ci": TrainConfig(baseline_steps=60, pinn_steps=40, filters=(8, 16, 32), iterations=10),
+    "ci": TrainConfig(baseline_steps=250, pinn_steps=120, iterations=10),
     "demo": TrainConfig(),
     "study": TrainConfig(baseline_steps=4000, pinn_steps=4000, batch_size=32, filters=(32, 64, 128),
                          iterations=100),
