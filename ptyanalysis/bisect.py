@@ -514,11 +514,23 @@ def layer_probe(model):
     for layer in getattr(model, "layers", []):
         if isinstance(layer, keras.layers.InputLayer):
             continue
-        try:
-            o = layer.output
-        except Exception:  # layer used several times: no single output
-            continue
-        flat = keras.tree.flatten(o)
+        # outputs of the layer's nodes in *this* graph (a nested model's own
+        # ``.output`` lives in its inner graph), keeping those connected to the inputs
+        cands = []
+        for node in getattr(layer, "_inbound_nodes", []) or []:
+            cands.extend(keras.tree.flatten(getattr(node, "output_tensors", []) or []))
+        if not cands:
+            try:
+                cands = keras.tree.flatten(layer.output)
+            except Exception:
+                continue
+        flat = []
+        for t in cands:
+            try:
+                keras.Model(inputs, t)
+            except Exception:
+                continue
+            flat.append(t)
         for j, t in enumerate(flat):
             outs.append(t)
             names.append(layer.name if len(flat) == 1 else f"{layer.name}[{j}]")
