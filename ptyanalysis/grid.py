@@ -758,22 +758,48 @@ def _skipped_result(cell: GridCell) -> CellResult:
                       float(m.get("elapsed_s", 0.0)), float(m.get("papermill_s", 0.0)))
 
 
-def _run_dask(cells, settings, scheduler, workers, log):
-    from dask.distributed import Client, LocalCluster, as_completed
+def _start_local_cluster(workers: int):
+    """A LocalCluster of ``workers`` single-threaded worker processes."""
+    import dask
+    from dask.distributed import LocalCluster
+
+    # the workers only wait on kernels: no statistical profiler (it samples every 10 ms)
+    with dask.config.set({"distributed.worker.profile.enabled": False}):
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+
+
+def _fast_parameter_names(notebook: Path):
+    """Names assigned in the first ``parameters``-tagged cell, read with json + ast (no papermill import).
+
+    Only used to decide early whether a cluster will be needed; ``None`` when unsure.
+    """
+    try:
+        nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
+        cell = next(c for c in nb["cells"] if "parameters" in (c.get("metadata", {}).get("tags") or []))
+        src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        names = set()
+        for node in ast.parse(src).body:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+            names.update(t.id for t in targets if isinstance(t, ast.Name))
+        return names
+    except (OSError, ValueError, KeyError, StopIteration, SyntaxError, TypeError):
+        return None
+
+
+def _run_dask(cells, settings, scheduler, workers, log, cluster_future=None):
+    from dask.distributed import Client, as_completed
 
     cluster = None
+    t0 = time.perf_counter()
     if scheduler:
         client = Client(scheduler)
         backend = f"dask scheduler {scheduler}"
     else:
-        import dask
-
-        # the workers only wait on kernels: no statistical profiler (it samples every 10 ms)
-        with dask.config.set({"distributed.worker.profile.enabled": False}):
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        cluster = cluster_future.result() if cluster_future is not None else _start_local_cluster(workers)
+        workers = len(cluster.workers)
         client = Client(cluster)
         backend = f"dask LocalCluster ({workers} worker(s) x 1 thread)"
-    log(f"backend: {backend}")
+    log(f"backend: {backend} (ready in {time.perf_counter() - t0:.1f} s)")
     results = {}
     try:
         futures = {}
@@ -790,9 +816,11 @@ def _run_dask(cells, settings, scheduler, workers, log):
             log(f"{c.label}: {r.status} after {r.attempts} attempt(s), {r.elapsed_s:.1f} s"
                 + (f" - {r.error_name}: {r.error_value}" if r.error_name else ""))
     finally:
+        t1 = time.perf_counter()
         client.close()
         if cluster is not None:
             cluster.close()
+        log(f"dask client{' and cluster' if cluster is not None else ''} closed in {time.perf_counter() - t1:.1f} s")
     return results, backend
 
 
@@ -865,6 +893,28 @@ def run_grid(spec: GridSpec, scheduler: str | None = None, workers: int | None =
         if retries < 0:
             raise PtyAnalysisError(f"--retries must be >= 0, got {retries}")
         spec = replace(spec, retries=retries)
+    # Start the LocalCluster early, in a thread, when cells will run: the workers' start-up (and their
+    # papermill import) then overlaps the parameter validation below.
+    cluster_future, pool = None, None
+    names = None if (dry_run or serial or scheduler) else _fast_parameter_names(spec.notebook)
+    if names is not None:
+        pre = expand(spec, dict.fromkeys(names))
+        n_pre = len(pre) if force else sum(not cell_status(c)[0] for c in pre)
+        if n_pre:
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = ThreadPoolExecutor(1)
+            cluster_future = pool.submit(_start_local_cluster, min(workers or spec.workers or default_workers(n_pre), n_pre))
+    try:
+        return _run_grid(spec, t0, scheduler, workers, force, dry_run, serial, echo, cluster_future)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+            if cluster_future.exception() is None and cluster_future.result().status.name != "closed":
+                cluster_future.result().close()  # not used (validation failed or nothing to run)
+
+
+def _run_grid(spec, t0, scheduler, workers, force, dry_run, serial, echo, cluster_future) -> GridResult:
     declared = validate_parameters(spec)
     cells = expand(spec, declared)
     status = {c.label: ((False, "forced") if force else cell_status(c)) for c in cells}
@@ -891,7 +941,7 @@ def run_grid(spec: GridSpec, scheduler: str | None = None, workers: int | None =
                 + (f" - {r.error_name}: {r.error_value}" if r.error_name else ""))
     else:
         n = workers or spec.workers or default_workers(len(todo))
-        got, backend = _run_dask(todo, settings, scheduler, min(n, len(todo)), log)
+        got, backend = _run_dask(todo, settings, scheduler, min(n, len(todo)), log, cluster_future)
         results.update(got)
     wall = time.perf_counter() - t0
     manifest_path = write_json(spec.hub / "analysis" / "comparison_manifest.json",
@@ -914,9 +964,10 @@ def _write_work_notebook(path: Path) -> Path:
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [
-        nbformat.v4.new_code_cell("dose = 1000\nview = 'dense'\nsplit = 'train'\nwork_s = 5.0",
+        nbformat.v4.new_code_cell("dose = 1000\nview = 'dense'\nsplit = 'train'\nwork_s = 5.0\nkind = 'cpu'",
                                   metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell("import time\nt = time.perf_counter()\nx = 0\n"
+                                  "if kind == 'sleep':\n    time.sleep(work_s)\n"
                                   "while time.perf_counter() - t < work_s:\n    x += sum(range(2000))\n"
                                   "open('result.txt', 'w').write(str(x))"),
     ]
@@ -925,13 +976,17 @@ def _write_work_notebook(path: Path) -> Path:
     return path
 
 
-def bench_grid(work_s: float = 5.0, n_cells: int = 4, workers: int = 2, root=None) -> dict:
-    """Time a grid of CPU-busy cells sequentially and on a 2-worker LocalCluster.
+def bench_grid(work_s: float = 5.0, n_cells: int = 4, workers: int = 2, kind: str = "cpu", root=None) -> dict:
+    """Time a grid of busy cells sequentially and on a LocalCluster.
 
     Parameters
     ----------
     work_s : float
-        CPU-bound work per cell (a pure-Python loop), seconds.
+        Work per cell, seconds.
+    kind : str
+        ``"cpu"``: a pure-Python loop (needs one free core per worker to
+        scale); ``"sleep"``: ``time.sleep`` (measures the runner's concurrency
+        alone, meaningful on a machine busy with other work).
     n_cells : int
         Cells (doses x 1 view x 1 split).
     workers : int
@@ -956,7 +1011,7 @@ def bench_grid(work_s: float = 5.0, n_cells: int = 4, workers: int = 2, root=Non
         tmp.mkdir(parents=True, exist_ok=True)
         nb = _write_work_notebook(tmp / "work.ipynb")
         spec = spec_from_dict({"hub": str(tmp / "hub"), "notebook": str(nb), "doses": [1000 * (i + 1) for i in range(n_cells)],
-                               "views": ["dense"], "splits": ["train"], "parameters": {"work_s": float(work_s)},
+                               "views": ["dense"], "splits": ["train"], "parameters": {"work_s": float(work_s), "kind": kind},
                                "outputs": ["result.txt"], "retries": 0}, source="bench_grid")
         seq = run_grid(spec, serial=True, force=True)
         par = run_grid(spec, workers=workers, force=True)
@@ -965,7 +1020,9 @@ def bench_grid(work_s: float = 5.0, n_cells: int = 4, workers: int = 2, root=Non
         resume_s = time.perf_counter() - t
         assert seq.ok and par.ok and again.n_skipped == n_cells, (seq.table(), par.table(), again.table())
         over = [r.overhead_s for r in seq.results + par.results]
-        return {"n_cells": n_cells, "work_s": work_s, "workers": workers, "cpu_count": os.cpu_count(),
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+        return {"n_cells": n_cells, "work_s": work_s, "kind": kind, "workers": workers, "cpu_count": os.cpu_count(),
+                "load_avg_1min": load,
                 "sequential_s": round(seq.wall_s, 2), "parallel_s": round(par.wall_s, 2),
                 "ratio": round(par.wall_s / seq.wall_s, 3),
                 "overhead_s_mean": round(sum(over) / len(over), 3), "overhead_s_max": round(max(over), 3),
