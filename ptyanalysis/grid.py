@@ -114,7 +114,7 @@ from pathlib import Path
 
 from .conventions import dose_label
 from .errors import PtyAnalysisError
-from .fileutil import write_json, write_text
+from .fileutil import write_json
 from .provenance import software_versions, utc_now
 
 #: Keys a grid YAML file may contain.

@@ -1317,7 +1317,10 @@ def phase_g(hub, notebook=None, html: bool = True, figures: bool = True,
     notebook : str or Path, optional
         Phase G notebook to execute and render as ``analysis/phase_g_report.html``
         (default :func:`default_notebook`; skipped when there is none or
-        ``html`` is False).
+        ``html`` is False). It runs after the artifacts, the netCDF file and
+        the figures are written, with the parameter ``hub``; it should read
+        them (:func:`load_results`, the ``plot_*`` functions) and must not
+        call :func:`phase_g` itself.
     html : bool
         Execute and render the notebook.
     figures : bool
