@@ -21,9 +21,15 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(BIN)/ptyanalysis demo --hub $(DEMO_HUB)
 
+CI_HUB := build/ci_hub
+NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
+
+# The whole suite: prepare the ci-size study (simulate, train, comparison grid; reused when
+# complete), then pytest on tests/ and nbval on the committed notebooks.
 # pytest exit code 5 (nothing collected) is not a failure.
 test: venv
-	@set -o pipefail; TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest tests notebooks $(PYTEST_ARGS); rc=$$?; \
+	TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/ptyanalysis demo --size ci --hub $(CI_HUB) --prepare-only --grid
+	@TF_CPP_MIN_LOG_LEVEL=3 PTYANALYSIS_CI_HUB=$(CI_HUB) $(BIN)/python -m pytest tests notebooks $(NBVAL) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected (exit 5), treated as success"; rc=0; fi; exit $$rc
 
 bench: venv
@@ -31,7 +37,8 @@ bench: venv
 
 # Re-execute the committed notebooks on the ci-size study (their stored outputs are what nbval checks).
 notebooks: venv
-	$(BIN)/python -m ptyanalysis.notebooks
+	TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/ptyanalysis demo --size ci --hub $(CI_HUB) --prepare-only --grid
+	$(BIN)/python tools/build_notebooks.py
 
 clean:
-	rm -rf $(DEMO_HUB) .pytest_cache
+	rm -rf $(DEMO_HUB) build .pytest_cache

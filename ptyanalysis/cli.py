@@ -51,7 +51,7 @@ def build_parser(commands=COMMANDS) -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Entry point of the ``ptyanalysis`` console script."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow C++ log: errors only via Python
     argv = sys.argv[1:] if argv is None else list(argv)
     commands = COMMANDS
     if argv and argv[0] in COMMANDS:  # import only the module that runs

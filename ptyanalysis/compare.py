@@ -197,6 +197,7 @@ def load_iterative_arm(path, frame) -> ArmResult:
             origin = tuple(int(v) for v in z["origin"]) if "origin" in z else (0, 0)
             cov = np.asarray(z["coverage"]) if "coverage" in z else np.ones(obj.shape, np.float32)
             algorithm = str(z["algorithm"]) if "algorithm" in z else "unknown"
+            probe = np.asarray(z["reconstructed_probe"]) if "reconstructed_probe" in z else None
     except (OSError, ValueError, KeyError) as exc:
         raise PtyAnalysisError(f"{path}: cannot read the iterative reconstruction "
                                f"(expected keys reconstructed_object, origin, coverage): {exc}") from exc
@@ -211,39 +212,52 @@ def load_iterative_arm(path, frame) -> ArmResult:
     if rs < re and cs < ce:
         img[rs:re, cs:ce] = obj[rs - r0:re - r0, cs - c0:ce - c0]
         coverage[rs:re, cs:ce] = cov[rs - r0:re - r0, cs - c0:ce - c0]
-    # count a pixel as covered where the probe delivered at least 10 % of its peak dose
-    coverage = np.where(coverage > 0.1 * max(float(coverage.max()), 1e-30), coverage, 0)
+    # a pixel is covered (reconstructable) where the summed illumination reaches 10 % of the
+    # probe's peak intensity, i.e. at least one position lit it well
+    peak = float(np.max(np.abs(probe)) ** 2) if probe is not None else float(coverage.max())
+    coverage = np.where(coverage > 0.1 * max(peak, 1e-30), coverage, 0)
     return ArmResult("PtyChi", "ok", img, coverage, time.perf_counter() - t0,
                      {"reconstruction": str(path), "algorithm": algorithm})
 
 
-def covered_box(mask, min_fraction: float = 0.995):
-    """Largest-ish axis-aligned box inside ``mask``: shrink the bounding box edge by edge.
+def covered_box(mask, min_side: int = 8):
+    """The largest axis-aligned rectangle of covered pixels (every pixel inside is covered).
 
-    Starting from the bounding box of ``mask``, the edge row or column with the
-    lowest covered fraction is removed until every edge is at least
-    ``min_fraction`` covered. Returns ``(slice_rows, slice_cols)`` or ``None``.
+    Uses the classic row-by-row histogram / monotonic-stack search (O(H W)).
+    Holes of a single pixel are closed first (binary closing, 3 x 3), so one
+    unlucky pixel does not split the region.
+
+    Returns ``(slice_rows, slice_cols)``, or ``None`` when no rectangle of at
+    least ``min_side`` pixels on each side exists.
     """
+    from scipy.ndimage import binary_closing
+
     m = np.asarray(mask, bool)
     if not m.any():
         return None
-    rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
-    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    while r1 - r0 > 8 and c1 - c0 > 8:
-        sub = m[r0:r1, c0:c1]
-        edges = {"top": sub[0].mean(), "bottom": sub[-1].mean(), "left": sub[:, 0].mean(), "right": sub[:, -1].mean()}
-        worst = min(edges, key=edges.get)
-        if edges[worst] >= min_fraction:
-            break
-        if worst == "top":
-            r0 += 1
-        elif worst == "bottom":
-            r1 -= 1
-        elif worst == "left":
-            c0 += 1
-        else:
-            c1 -= 1
-    return slice(int(r0), int(r1)), slice(int(c0), int(c1))
+    m = m | (binary_closing(m, np.ones((3, 3), bool)) & ~_border(m.shape))
+    H, W = m.shape
+    heights = np.zeros(W + 1, np.int64)
+    best, best_box = 0, None
+    for r in range(H):
+        heights[:W] = np.where(m[r], heights[:W] + 1, 0)
+        stack = []
+        for c in range(W + 1):
+            start = c
+            while stack and heights[stack[-1][1]] >= heights[c] if stack else False:
+                start, top = stack.pop()
+                h = heights[top]
+                w = c - start
+                if h >= min_side and w >= min_side and h * w > best:
+                    best, best_box = h * w, (slice(int(r - h + 1), int(r + 1)), slice(int(start), int(c)))
+            stack.append((start, c))
+    return best_box
+
+
+def _border(shape):
+    b = np.zeros(shape, bool)
+    b[0, :] = b[-1, :] = b[:, 0] = b[:, -1] = True
+    return b
 
 
 def _metrics_rows(arm, status, scores, reg, elapsed):
@@ -371,9 +385,13 @@ def compare_job(hub, dose, view: str, split: str, config: CompareConfig = Compar
         (o0, o1), (h, w) = scan_frame(data.positions, data.N, crop=config.crop or data.N // 2)
         mask[:] = False
         mask[max(o0, 0):o0 + h, max(o1, 0):o1 + w] = True
-    box = covered_box(mask)
+    min_side = 16 + 2 * config.border  # room for the SSIM / MS-SSIM windows after the border trim
+    box = covered_box(mask, min_side=min_side)
     if box is None:
-        raise PtyAnalysisError(f"dose {dose:g} {view} {split}: the arms cover no common region")
+        raise PtyAnalysisError(
+            f"dose {dose:g} {view} {split}: the arms' covered regions share no rectangle of "
+            f"{min_side} x {min_side} pixels; the scan is too sparse for image metrics "
+            "(use a larger crop, or a denser view)")
     gt = gt_full[box]
     scores = {c: {} for c in CONVENTIONS}
     regs, aligned = {}, {"GroundTruth": gt}

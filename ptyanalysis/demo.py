@@ -59,7 +59,7 @@ def grid_spec(hub, workers=None):
     return grid.spec_from_dict({
         "hub": str(hub), "notebook": str(ROOT / "notebooks" / "00_compare_arms.ipynb"),
         "doses": [int(d) for d in doses], "views": list(VIEWS), "splits": list(SPLITS),
-        "parameters": {"ensure_synthetic": None}, "outputs": list(JOB_OUTPUTS), "retries": 1,
+        "outputs": list(JOB_OUTPUTS), "retries": 1,
         **({"workers": workers} if workers else {}),
     }, source="ptyanalysis.demo")
 

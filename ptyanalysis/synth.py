@@ -68,7 +68,7 @@ class StudySize:
 
 #: Predefined sizes.
 SIZES = {
-    "ci": StudySize("ci", N=32, object_size=128, n_positions=600),
+    "ci": StudySize("ci", N=32, object_size=128, n_positions=1000),
     "demo": StudySize("demo", N=64, object_size=256, n_positions=1600),
     "study": StudySize("study", N=128, object_size=464, n_positions=10304),
 }

@@ -26,3 +26,7 @@ def ci_hub(tmp_path_factory):
     root = tmp_path_factory.mktemp("ci_hub")
     demo.ensure_study(root, size="ci", doses=(1e3,), say=lambda *a: None)
     return root
+
+
+# Test notebooks and fixtures used by the grid/report tests are data, not tests to collect with nbval.
+collect_ignore = ["notebooks", "data"]

@@ -24,6 +24,8 @@ PARAMS = ROOT / "params"
 CHECK = "# NBVAL_CHECK_OUTPUT\n"
 SETUP = (
     "%matplotlib inline\n"
+    "import os\n"
+    "os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')  # keep TensorFlow's C++ log out of the outputs\n"
     "import warnings\n"
     "warnings.filterwarnings('ignore')\n"
     "import pandas as pd\n"
@@ -71,7 +73,7 @@ split = "test"                   # train | test
 baseline_positions = "trained"   # trained (zeros, as trained) | study (absolute positions)
 register = "all"                 # all | ptychi | none
 output_dir = None                # default: HUB/analysis/dose_<D>/<view>/<split>
-ensure_synthetic = "ci"          # build this synthetic study size if the hub is missing; None for real hubs
+ensure_synthetic = None           # e.g. "ci": build this synthetic study if the hub is missing
 """),
         CHECK_PARAMS,
         code("""
@@ -113,8 +115,9 @@ split_b = "../build/ci_hub/data/phase_c/dose_1000/patched_test.npz"
 reference = "../build/ci_hub/data/phase_e/dose_1000/baseline/gs1/reference_inputs.npz"  # or None
 names = ["train", "test"]
 study_inputs = True       # the split files are study datasets, fed as the study's script did
+max_output_samples = 2000 # run the model on at most this many (seeded) samples per split
 output_dir = "../build/ci_hub/analysis/diagnosis/split_comparison"
-ensure_synthetic = "ci"
+ensure_synthetic = None           # e.g. "ci": build this synthetic study if the hub is missing
 """),
         CHECK_PARAMS,
         code("""
@@ -124,14 +127,17 @@ if ensure_synthetic:
 loaded = inference.load_model(model)
 sets, truth = splits.load_input_sets(loaded, {names[0]: split_a, names[1]: split_b}, study_inputs=study_inputs)
 ref = splits.load_input_sets(loaded, {'reference': reference})[0].get('reference') if reference else None
-result = splits.compare_splits(loaded, sets[names[0]], sets[names[1]], reference=ref, names=tuple(names))
+result = splits.compare_splits(loaded, sets[names[0]], sets[names[1]], reference=ref, names=tuple(names),
+                               max_output_samples=max_output_samples)
 written = splits.write_split_comparison(result, output_dir)
 """),
         md("## Inputs ranked by drift"),
-        code("result.drift_table().round(3)"),
+        code(CHECK + "# most drifted input first\nlist(result.ranking)"),
+        code("result.summary_table().round(3)"),
         md("## Output health against the reference"),
-        code(CHECK + "result.health_flags()"),
-        code("result.summary_table().round(4)"),
+        code(CHECK + "result.health_table()[['split', 'degraded']]"),
+        code("result.health_table().round(3)"),
+        code("for f in result.flags:\n    print('-', f)"),
         code("fig = splits.plot_split_comparison(result)"),
     ],
     "02_zero_prediction_bisection": [
@@ -151,7 +157,7 @@ reference = "../build/ci_hub/data/phase_e/dose_1000/baseline/gs1/reference_input
 criterion = "all-zero"     # all-zero | non-finite | collapsed[:tol] | module:function
 study_inputs = True        # failing/passing are study datasets, mapped as the study's script did
 output_dir = "../build/ci_hub/analysis/diagnosis/bisection"
-ensure_synthetic = "ci"
+ensure_synthetic = None           # e.g. "ci": build this synthetic study if the hub is missing
 """),
         CHECK_PARAMS,
         code("""
@@ -190,7 +196,7 @@ hub = "../build/ci_hub"
 """),
         CHECK_PARAMS,
         code("res = report.phase_g(hub, html=False)"),
-        code(CHECK + "# artifacts written (relative to the hub)\nsorted(str(Path(p).relative_to(Path(hub).resolve())) if Path(p).is_absolute() else str(p) for p in res.artifacts)[:12]"),
+        code(CHECK + "# Phase G artifacts written (keys), and jobs shown as missing\nprint(sorted(res.files))\nprint('missing:', list(res.missing))"),
         md("## MS-SSIM grid (amplitude and phase, every arm, dose x view x split)"),
         code("ds = report.load_results(hub)\nfig = report.plot_metric_grid(ds, 'ms_ssim')"),
         md("## SSIM grid"),
