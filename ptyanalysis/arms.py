@@ -73,6 +73,9 @@ class TrainConfig:
     seed: int = 0
 
 
+#: Epochs above which a small training set is repeated within an epoch.
+MAX_EPOCHS = 4
+
 #: Budgets per study size.
 TRAIN_CONFIGS = {
     "ci": TrainConfig(baseline_steps=250, pinn_steps=120, iterations=10),
@@ -142,6 +145,13 @@ def _fit(model, x, y, steps: int, config: TrainConfig, desc: str, loss, loss_wei
     batch_size = batch_size or config.batch_size
     per_epoch = max(1, math.ceil(n / batch_size))
     epochs = max(1, math.ceil(steps / per_epoch))
+    if epochs > MAX_EPOCHS:  # small sets: repeat the samples so an epoch is long (Keras pays per epoch)
+        reps = math.ceil(epochs / MAX_EPOCHS)
+        idx = np.tile(np.arange(n), reps)
+        x = [a[idx] for a in x] if isinstance(x, list) else x[idx]
+        y = [a[idx] for a in y] if isinstance(y, list) else y[idx]
+        per_epoch = max(1, math.ceil(len(idx) / batch_size))
+        epochs = max(1, math.ceil(steps / per_epoch))
     keras.utils.set_random_seed(config.seed)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss, loss_weights=loss_weights)
     t0 = time.perf_counter()

@@ -396,6 +396,63 @@ def load_view(hub, dose, view: str, split: str):
     return data.subset(views[view][split])
 
 
+def plot_study(hub, dose=None):
+    """Figure of a synthetic study: object amplitude and phase, probe, and the scan of each split and view.
+
+    Parameters
+    ----------
+    hub : path
+        Hub written by :func:`simulate_study`.
+    dose : float, optional
+        Which dose's files to read (default: the lowest).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    from . import io
+
+    desc = json.loads((Path(hub) / "study.json").read_text())
+    dose = dose or min(desc["config"]["doses"])
+    data = {s: io.load_dataset(_hub.dataset_path(hub, dose, s)) for s in SPLITS}
+    views = load_views(hub, dose)
+    obj, probe = data["test"].obj, data["test"].probe
+    fig, ax = plt.subplots(1, 5, figsize=(19, 3.9))
+    im = ax[0].imshow(np.abs(obj), cmap="gray")
+    ax[0].set_title("object amplitude (skimage camera)")
+    fig.colorbar(im, ax=ax[0], fraction=0.046)
+    im = ax[1].imshow(np.angle(obj), cmap="viridis")
+    ax[1].set_title("object phase (skimage coins), rad")
+    fig.colorbar(im, ax=ax[1], fraction=0.046)
+    im = ax[2].imshow(np.abs(probe), cmap="magma")
+    ax[2].set_title(f"probe amplitude (N = {probe.shape[0]})")
+    fig.colorbar(im, ax=ax[2], fraction=0.046)
+    lit = np.abs(probe) > 0.15 * np.abs(probe).max()
+    im = ax[3].imshow(np.where(lit, np.angle(probe), np.nan), cmap="twilight")
+    ax[3].set_title("probe phase (defocus), rad")
+    fig.colorbar(im, ax=ax[3], fraction=0.046)
+    ax[4].imshow(np.abs(obj), cmap="gray", alpha=0.35)
+    colours = {"train": "tab:blue", "test": "tab:orange"}
+    for s in SPLITS:
+        p = data[s].positions
+        ax[4].scatter(p[:, 1], p[:, 0], s=3, c=colours[s], alpha=0.35, label=f"{s}: all {len(p)}")
+        if "sparse" in views:
+            q = p[views["sparse"][s]]
+            ax[4].scatter(q[:, 1], q[:, 0], s=10, c=colours[s], marker="x",
+                          label=f"{s}: sparse view {len(q)}")
+    ax[4].set_title(f"scan positions (train = smaller y), dose {dose:g}")
+    ax[4].legend(fontsize=7, loc="lower right")
+    ax[4].set_xlim(0, obj.shape[1])
+    ax[4].set_ylim(obj.shape[0], 0)
+    for a in ax:
+        a.set_xticks([])
+        a.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
 def _jsonable(obj):
     if isinstance(obj, dict):
         return {k: _jsonable(v) for k, v in obj.items()}
@@ -441,6 +498,6 @@ def run_cli(args) -> int:
 __all__ = [
     "SIZES", "StudySize", "SimulationConfig", "make_probe", "make_object", "make_positions",
     "split_positions", "view_indices", "disc_overlap", "overlap_metrics", "probe_radius",
-    "simulate_counts", "simulate_study", "load_views", "load_view", "extract_patches",
+    "simulate_counts", "simulate_study", "load_views", "load_view", "extract_patches", "plot_study",
 ]
 

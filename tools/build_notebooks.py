@@ -95,7 +95,7 @@ from ptyanalysis import hub as hublib
 job_dir = Path(output_dir) if output_dir else hublib.analysis_dir(hub, dose, view, split)
 display(Image(filename=str(job_dir / 'comparison_plot.png')))
 """),
-        code("fig = report.plot_frc_curves(job_dir, title=f'FRC, dose {dose:g} {view} {split}')"),
+        code("report.plot_frc_curves(job_dir, title=f'FRC, dose {dose:g} {view} {split}')"),
     ],
     "01_split_comparison": [
         md("""
@@ -138,7 +138,7 @@ written = splits.write_split_comparison(result, output_dir)
         code(CHECK + "result.health_table()[['split', 'degraded']]"),
         code("result.health_table().round(3)"),
         code("for f in result.flags:\n    print('-', f)"),
-        code("fig = splits.plot_split_comparison(result)"),
+        code("splits.plot_split_comparison(result);"),
     ],
     "02_zero_prediction_bisection": [
         md("""
@@ -179,7 +179,7 @@ path = bisect.write_bisection(result, output_dir)
         code("result.experiments_table()"),
         md("## Layers: zero fraction per layer on both sets"),
         code("result.layer_table()"),
-        code("fig = bisect.plot_bisection(result)"),
+        code("bisect.plot_bisection(result);"),
     ],
     "03_phase_g_figures": [
         md("""
@@ -190,7 +190,7 @@ and draws: heat-map grids of MS-SSIM and SSIM (amplitude and phase) per arm over
 reconstruction panels, FRC curves with thresholds, and metrics against dose. A missing arm or failed
 job is shown as missing, never dropped.
 """),
-        code(SETUP + "from ptyanalysis import report\nfrom pathlib import Path"),
+        code(SETUP + "from ptyanalysis import report\nfrom pathlib import Path\nfrom IPython.display import display"),
         params_cell("""
 hub = "../build/ci_hub"
 """),
@@ -198,18 +198,18 @@ hub = "../build/ci_hub"
         code("res = report.phase_g(hub, html=False)"),
         code(CHECK + "# Phase G artifacts written (keys), and jobs shown as missing\nprint(sorted(res.files))\nprint('missing:', list(res.missing))"),
         md("## MS-SSIM grid (amplitude and phase, every arm, dose x view x split)"),
-        code("ds = report.load_results(hub)\nfig = report.plot_metric_grid(ds, 'ms_ssim')"),
+        code("ds = report.load_results(hub)\nreport.plot_metric_grid(ds, 'ms_ssim')"),
         md("## SSIM grid"),
-        code("fig = report.plot_metric_grid(ds, 'ssim')"),
+        code("report.plot_metric_grid(ds, 'ssim')"),
         md("## Metrics against dose"),
-        code("fig = report.plot_metrics_vs_dose(ds)"),
+        code("report.plot_metrics_vs_dose(ds)"),
         md("## Reconstructions and FRC, one job per dose (test split, dense view)"),
         code("""
 for d in sorted(float(x) for x in ds['dose'].values):
     job = Path(hub) / 'analysis' / f'dose_{int(d)}' / 'dense' / 'test'
     if (job / 'reconstructions.npz').exists():
-        report.plot_reconstructions(job, title=f'dose {d:g}, dense, test')
-        report.plot_frc_curves(job, title=f'FRC dose {d:g}, dense, test')
+        display(report.plot_reconstructions(job, title=f'dose {d:g}, dense, test'))
+        display(report.plot_frc_curves(job, title=f'FRC dose {d:g}, dense, test'))
 """),
         md("## Study text artifacts"),
         code("print((Path(hub) / 'analysis' / 'metrics_delta_highlights.txt').read_text())"),
