@@ -1,6 +1,6 @@
 """Output health and failure criteria shared by split comparison and bisection.
 
-A model's outputs on an input set are summarised by :class:`OutputStats`
+A model's outputs on an input set are summarised by :class:`OutputHealth`
 (nonzero fraction, finite fraction, mean, std, non-finite count; complex
 outputs are scored on their modulus). Two questions are asked of them:
 
@@ -67,8 +67,10 @@ CRITERIA = ("all-zero", "non-finite", "collapsed")
 
 # --------------------------------------------------------------------------- stats
 @dataclass(frozen=True)
-class OutputStats:
-    """Summary statistics of one model output array (complex: modulus).
+class OutputHealth:
+    """Health statistics of one model output array (complex: modulus).
+
+    (The streaming per-chunk counterpart is :class:`ptyanalysis.inference.OutputStats`.)
 
     Attributes
     ----------
@@ -112,7 +114,7 @@ def _real(a) -> np.ndarray:
     return a
 
 
-def output_stats(array) -> OutputStats:
+def output_stats(array) -> OutputHealth:
     """Summarise one output array.
 
     Parameters
@@ -122,13 +124,13 @@ def output_stats(array) -> OutputStats:
 
     Returns
     -------
-    OutputStats
+    OutputHealth
     """
     a = _real(array)
     n = int(a.size)
     ns = int(a.shape[0]) if a.ndim else 1
     if n == 0:
-        return OutputStats(0, ns, 1.0, 0.0, float("nan"), float("nan"), float("nan"),
+        return OutputHealth(0, ns, 1.0, 0.0, float("nan"), float("nan"), float("nan"),
                            float("nan"), 0)
     fin = np.isfinite(a)
     nfin = int(fin.sum())
@@ -145,10 +147,10 @@ def output_stats(array) -> OutputStats:
     else:
         mean = std = mn = mx = float("nan")
         nz = 0.0
-    return OutputStats(n, ns, nfin / n, nz, mean, std, mn, mx, n - nfin)
+    return OutputHealth(n, ns, nfin / n, nz, mean, std, mn, mx, n - nfin)
 
 
-def outputs_stats(outputs) -> list[OutputStats]:
+def outputs_stats(outputs) -> list[OutputHealth]:
     """:func:`output_stats` of each array of a list of model outputs."""
     return [output_stats(o) for o in _as_list(outputs)]
 
@@ -205,9 +207,9 @@ def health_score(stats, reference) -> float:
 
     Parameters
     ----------
-    stats : list of OutputStats
+    stats : list of OutputHealth
         Statistics of the outputs to score (:func:`outputs_stats`).
-    reference : list of OutputStats
+    reference : list of OutputHealth
         Statistics of healthy outputs (same number of outputs).
 
     Returns
@@ -281,14 +283,14 @@ class Criterion:
     predicate: Callable | None = field(default=None, compare=False)
     label: str = "all-zero"
 
-    def fails(self, outputs, stats: list[OutputStats] | None = None) -> bool:
+    def fails(self, outputs, stats: list[OutputHealth] | None = None) -> bool:
         """Return True when ``outputs`` meet the failure rule.
 
         Parameters
         ----------
         outputs : list of ndarray
             Model outputs on one input set.
-        stats : list of OutputStats, optional
+        stats : list of OutputHealth, optional
             Precomputed :func:`outputs_stats` of ``outputs``.
         """
         if self.kind == "predicate":
