@@ -352,7 +352,7 @@ def reference_from_sidecar(sidecar: dict, like: dict, *, seed: int = 0) -> dict 
 
 
 def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("train", "test"),
-                   runtime=None, seed: int = 0, max_output_samples: int | None = None) -> SplitComparison:
+                   runtime=None, seed: int = 0, max_output_samples: int | None = 2000) -> SplitComparison:
     """Compare a model's inputs and outputs across two splits.
 
     Parameters
@@ -373,8 +373,11 @@ def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("tr
     runtime : RuntimeConfig, optional
     seed : int
         Seed of every subsample.
-    max_output_samples : int, optional
-        Run the model on at most this many (seeded) samples per split.
+    max_output_samples : int or None
+        Run the model on at most this many (seeded) samples per split
+        (default 2000, which keeps two 5,000-sample N = 64 splits under 30 s
+        on 2 cores; None runs every sample). Input statistics and drift always
+        use every sample.
 
     Returns
     -------
