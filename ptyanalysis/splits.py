@@ -376,8 +376,8 @@ def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("tr
     max_output_samples : int or None
         Run the model on at most this many (seeded) samples per split
         (default 2000, which keeps two 5,000-sample N = 64 splits under 30 s
-        on 2 cores; None runs every sample). Input statistics and drift always
-        use every sample.
+        on 2 cores; None runs every sample). The input statistics do not
+        depend on it.
 
     Returns
     -------
