@@ -18,6 +18,12 @@ Sections
     peak extra memory from
     ``tracemalloc`` (numpy allocations during the stitch, excluding the input
     patches), measured in a separate run from the timing.
+``inference``
+    :func:`~ptyanalysis.inference.run_inference` streaming a ``.npy`` split
+    from disk through a small conv encoder-decoder (64 x 64 x 1) against
+    ``model.predict`` on the same 20,000 samples in memory (throughput ratio,
+    target >= 0.9), then a ~4 GB split written chunk-wise to a temp dir with
+    the process's peak RSS (psutil, sampled in a thread; target < 1.5 GB).
 """
 
 from __future__ import annotations
@@ -160,8 +166,164 @@ def bench_stitching(sizes=(1000, 20000, 80000), N: int = 64, quick: bool = False
     return rows
 
 
+def _bench_model(N: int = 64):
+    """A small conv encoder-decoder on N x N x 1 inputs (Baseline-like shape)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input((N, N, 1), name="input")
+    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(x)
+    h = keras.layers.MaxPooling2D()(h)
+    h = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(h)
+    h = keras.layers.MaxPooling2D()(h)
+    h = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(h)
+    h = keras.layers.UpSampling2D()(h)
+    h = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(h)
+    h = keras.layers.UpSampling2D()(h)
+    return keras.Model(x, keras.layers.Conv2D(1, 3, padding="same", name="amplitude")(h))
+
+
+def _write_npy_chunked(path, n: int, N: int, chunk: int = 4096, seed: int = 0) -> None:
+    """Write an (n, N, N, 1) float32 .npy chunk by chunk (never the whole array in memory)."""
+    rng = np.random.default_rng(seed)
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_1_0(
+            fh, {"descr": "<f4", "fortran_order": False, "shape": (n, N, N, 1)})
+        for s in range(0, n, chunk):
+            rng.random((min(chunk, n - s), N, N, 1), dtype=np.float32).tofile(fh)
+
+
+def _peak_rss(fn, interval: float = 0.02):
+    """Run ``fn()``; return (result, peak RSS bytes sampled every ``interval`` s in a thread)."""
+    import threading
+
+    import psutil
+
+    proc, peak, done = psutil.Process(), [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            done.wait(interval)
+
+    t = threading.Thread(target=sample, daemon=True)
+    peak[0] = proc.memory_info().rss
+    t.start()
+    try:
+        out = fn()
+    finally:
+        done.set()
+        t.join()
+    return out, max(peak[0], proc.memory_info().rss)
+
+
+def _inference_child(path: str, N: int, batch_size: int) -> dict:
+    """Stream ``path`` through the bench model in this (fresh) process; time it and sample RSS."""
+    import psutil
+
+    from .inference import RuntimeConfig, run_inference
+
+    model = _bench_model(N)
+    rt = RuntimeConfig(batch_size=batch_size)
+    run_inference(model, np.zeros((batch_size + 7, N, N, 1), np.float32), rt,
+                  consumers=[lambda o, s: None], progress=False)  # trace both batch shapes
+    base = psutil.Process().memory_info().rss
+    (_, dt), peak = _peak_rss(
+        lambda: _timed(run_inference, model, path, rt, consumers=[lambda o, s: None], progress=False))
+    return {"seconds": dt, "peak_rss": peak, "base_rss": base, "load": os.getloadavg()[0]}
+
+
+def bench_inference(quick: bool = False, N: int = 64, batch_size: int = 256,
+                    n_mem: int = 20000, big_bytes: float = 4e9, repeats: int = 2) -> list:
+    """Streaming inference (:func:`ptyanalysis.inference.run_inference`) against ``model.predict``.
+
+    Parameters
+    ----------
+    quick : bool
+        Small sizes (2,000 in memory, a 128 MiB split), one repeat.
+    N : int
+        Input size (N x N x 1 float32).
+    batch_size : int
+        Batch size of both paths.
+    n_mem : int
+        Samples of the in-memory comparison (``model.predict`` on an array vs
+        streaming the same samples from a ``.npy`` on disk, stats on, outputs
+        to a consumer that drops them); best of ``repeats`` each, interleaved.
+    big_bytes : float
+        Size of the large split (float32 inputs, written chunk-wise to a temp
+        dir); streamed once, with peak RSS sampled by psutil every 20 ms in a
+        thread (target < 1.5 GB).
+    repeats : int
+
+    Returns
+    -------
+    list of dict
+        Rows as in :func:`bench_stitching`; ``patches_per_s`` holds samples/s
+        and ``peak_extra_mib`` the peak RSS of the process (MiB) where measured.
+    """
+    import tempfile
+    from pathlib import Path
+
+    import tensorflow as tf
+
+    from .inference import RuntimeConfig, run_inference
+
+    if quick:
+        n_mem, big_bytes, repeats = 2000, 2**27, 1
+    per = N * N * 4
+    n_big = int(big_bytes // per)
+    model = _bench_model(N)
+    rt = RuntimeConfig(batch_size=batch_size)
+    dev = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+    rows = []
+
+    def drop(outs, start):
+        pass
+
+    with tempfile.TemporaryDirectory(prefix="ptyanalysis-bench-") as tmp:
+        small = Path(tmp) / "split_small.npy"
+        big = Path(tmp) / "split_big.npy"
+        _write_npy_chunked(small, n_mem, N)
+        x_mem = np.load(small)
+        # warm-up: trace / compile both paths (full and partial batch shapes)
+        model.predict(x_mem[: batch_size + 7], batch_size=batch_size, verbose=0)
+        run_inference(model, x_mem[: batch_size + 7], rt, consumers=[drop], progress=False)
+        t_pred, t_stream = [], []
+        for _ in range(max(1, repeats)):
+            t_pred.append(_timed(model.predict, x_mem, batch_size=batch_size, verbose=0)[1])
+            res, dt = _timed(run_inference, model, small, rt, consumers=[drop], progress=False)
+            t_stream.append(dt)
+        tp, ts = min(t_pred), min(t_stream)
+        rows.append(dict(section="inference", case=f"model.predict in memory ({dev})", n=n_mem,
+                         canvas=f"{N}x{N}x1", seconds=tp, patches_per_s=n_mem / tp,
+                         peak_extra_mib=float("nan"), note=f"batch {batch_size}; best of {repeats}"))
+        rows.append(dict(section="inference", case=f"run_inference .npy stream ({dev})", n=n_mem,
+                         canvas=f"{N}x{N}x1", seconds=ts, patches_per_s=n_mem / ts,
+                         peak_extra_mib=float("nan"),
+                         note=f"{tp / ts:.2f}x predict throughput (target >= 0.9); stats on; "
+                              f"device {res.runtime['device']}"))
+        del x_mem
+        _write_npy_chunked(big, n_big, N)
+        # The large run goes to a fresh process so that its peak RSS is the streaming
+        # run's own (this process still holds what the in-memory comparison allocated).
+        import concurrent.futures
+        import multiprocessing
+
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as ex:
+            child = ex.submit(_inference_child, str(big), N, batch_size).result()
+        dt, peak = child["seconds"], child["peak_rss"]
+        rows.append(dict(section="inference", case=f"run_inference {big_bytes / 1e9:.2g} GB split ({dev})",
+                         n=n_big, canvas=f"{N}x{N}x1", seconds=dt, patches_per_s=n_big / dt,
+                         peak_extra_mib=peak / 2**20,
+                         note=f"fresh process: peak RSS {peak / 1e9:.2f} GB (psutil, 20 ms thread sampling; "
+                              f"target < 1.5 GB), {child['base_rss'] / 1e9:.2f} GB before the run; "
+                              f"{n_big / dt / (n_mem / tp):.2f}x the in-memory predict rate; split in page "
+                              f"cache; load avg {child['load']:.1f}"))
+    return rows
+
+
 #: Named benchmark sections; each takes ``quick`` and returns a list of row dicts.
-SECTIONS = {"stitching": bench_stitching}
+SECTIONS = {"stitching": bench_stitching, "inference": bench_inference}
 
 
 def format_table(rows) -> str:
