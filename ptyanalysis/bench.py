@@ -24,6 +24,9 @@ Sections
     ``model.predict`` on the same 20,000 samples in memory (throughput ratio,
     target >= 0.9), then a ~4 GB split written chunk-wise to a temp dir with
     the process's peak RSS (psutil, sampled in a thread; target < 1.5 GB).
+``grid``
+    The study grid runner on 4 CPU-bound cells: 2 Dask workers against one
+    after another (:func:`ptyanalysis.grid.bench_grid`).
 """
 
 from __future__ import annotations
@@ -322,8 +325,27 @@ def bench_inference(quick: bool = False, N: int = 64, batch_size: int = 256,
     return rows
 
 
+def bench_grid_section(quick: bool = False) -> list:
+    """The study grid runner: sequential vs 2 Dask workers on cells of CPU-bound work.
+
+    Wraps :func:`ptyanalysis.grid.bench_grid` (4 cells of 5 s of pure-Python
+    work each, or 2 s with ``quick``): the wall-time ratio parallel/sequential
+    (target <= 0.65 on 2 cores), the runner's own overhead per cell outside
+    papermill (target < 2 s) and the time to rerun the complete grid.
+    """
+    from .grid import bench_grid
+
+    r = bench_grid(work_s=2.0 if quick else 5.0, n_cells=4, workers=2, kind="cpu")
+    return [dict(section="grid", case="4 cells, sequential vs 2 Dask workers", n=4, canvas="",
+                 seconds=r["parallel_s"], patches_per_s=float("nan"), peak_extra_mib=float("nan"),
+                 note=(f"{r['ratio']:.2f}x sequential ({r['sequential_s']:.1f} s -> {r['parallel_s']:.1f} s; "
+                       f"target <= 0.65); runner overhead/cell mean {r['overhead_s_mean']:.3f} s, "
+                       f"max {r['overhead_s_max']:.3f} s (target < 2 s); rerun of complete grid "
+                       f"{r['resume_s']:.2f} s"))]
+
+
 #: Named benchmark sections; each takes ``quick`` and returns a list of row dicts.
-SECTIONS = {"stitching": bench_stitching, "inference": bench_inference}
+SECTIONS = {"stitching": bench_stitching, "inference": bench_inference, "grid": bench_grid_section}
 
 
 def format_table(rows) -> str:
