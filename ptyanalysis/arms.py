@@ -249,10 +249,32 @@ def save_trained(trained: TrainedModel, directory) -> Path:
     return directory
 
 
-def run_iterative(data, iterations: int = 20, seed: int = 0):
-    """Reconstruct a split with the iterative arm (reference rPIE; pty-chi is not wired in yet)."""
-    from . import iterative
+def run_iterative(data, iterations: int = 20, seed: int = 0, engine: str = "auto", device=None):
+    """Reconstruct a split with the iterative arm.
 
+    Parameters
+    ----------
+    data : PtychoData
+    iterations : int
+        pty-chi LSQML epochs, or rPIE passes.
+    seed : int
+    engine : {"auto", "ptychi", "rpie"}
+        ``"auto"``: pty-chi when the ``ptychi`` package is installed, else the
+        reference rPIE. ``"ptychi"`` fails if it is not installed.
+    device : {"cpu", "cuda", None}
+        pty-chi only; None = CUDA when torch sees a GPU.
+
+    Returns
+    -------
+    iterative.Reconstruction
+        Its ``algorithm`` names the engine that ran.
+    """
+    from . import iterative, ptychi_arm
+
+    if engine not in ("auto", "ptychi", "rpie"):
+        raise PtyAnalysisError(f"engine must be 'auto', 'ptychi' or 'rpie', got {engine!r}")
+    if engine == "ptychi" or (engine == "auto" and ptychi_arm.ptychi_available()):
+        return ptychi_arm.run_ptychi(data, epochs=iterations, device=device, seed=seed)
     return iterative.rpie(data.diffraction, data.positions, data.probe,
                          iterative.RPIEConfig(iterations=iterations, seed=seed))
 
