@@ -1,0 +1,84 @@
+"""The comparison job on the ci study: the study's per-job files, both conventions, the incident."""
+
+import csv
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from ptyanalysis import compare
+from ptyanalysis.cli import main
+
+DOSE = 1e3
+
+
+@pytest.fixture(scope="module")
+def job(ci_hub, tmp_path_factory):
+    out = tmp_path_factory.mktemp("job")
+    ds = compare.compare_job(ci_hub, DOSE, "dense", "test", compare.CompareConfig(), out_dir=out)
+    return ds, out
+
+
+def test_per_job_files_in_the_studys_format(job):
+    ds, out = job
+    for name in ("comparison_metrics.csv", "reconstructions.npz", "reconstructions_aligned.npz",
+                 "comparison_plot.png", "comparison.nc"):
+        assert (out / name).stat().st_size > 0
+    rows = list(csv.DictReader((out / "comparison_metrics.csv").open()))
+    assert list(rows[0]) == ["model", "metric", "amplitude", "phase", "value"]
+    models = {r["model"] for r in rows}
+    assert models == {"PtychoPINN", "Baseline", "PtyChi"}
+    for r in rows:
+        if r["metric"] in compare.PAIR_METRICS:
+            assert r["value"] == "" and len(r["amplitude"].split(".")[-1]) == 6
+        else:
+            assert r["amplitude"] == r["phase"] == ""
+    frc = list(csv.DictReader((out / "PtyChi_frc_curves.csv").open()))
+    assert list(frc[0]) == ["model", "frequency_bin", "amplitude_frc", "phase_frc"]
+    with np.load(out / "reconstructions.npz") as z:
+        assert {"ground_truth", "coverage", "PtychoPINN", "Baseline", "PtyChi"} <= set(z.files)
+        assert z["PtyChi"].shape == z["ground_truth"].shape
+
+
+def test_dataset_holds_both_conventions_and_provenance(job):
+    ds, out = job
+    back = xr.open_dataset(out / "comparison.nc", engine="h5netcdf")
+    assert set(back["convention"].values) == {"ptychopinn", "ptyanalysis"}
+    assert list(back["arm"].values) == ["PtychoPINN", "Baseline", "PtyChi"]
+    assert "tensorflow" in back.attrs["software_versions"] and "baseline_positions" in back.attrs["parameters"]
+    assert list(back["status"].values) == ["ok", "ok", "ok"]
+    # the iterative arm reconstructs the object well; metrics are finite for every arm
+    ms = back["metrics"].sel(convention="ptyanalysis", metric="ms_ssim")
+    assert float(ms.sel(arm="PtyChi", component="phase")) > 0.5
+    assert np.all(np.isfinite(back["metrics"].sel(metric=["mae", "ssim"]).values))
+    # registration offsets of a well-placed reconstruction are small
+    assert np.all(np.abs(back["registration_offset"].sel(arm="PtyChi").values) < 2)
+
+
+def test_the_study_feeding_gives_an_empty_baseline_not_a_dropped_one(ci_hub, tmp_path):
+    cfg = compare.CompareConfig(baseline_positions="study", arms=("Baseline", "PtyChi"))
+    ds = compare.compare_job(ci_hub, DOSE, "dense", "test", cfg, out_dir=tmp_path)
+    assert ds["status"].sel(arm="Baseline").item() == "zero"
+    assert np.all(np.isnan(ds["metrics"].sel(arm="Baseline").values))
+    rows = [r for r in csv.DictReader((tmp_path / "comparison_metrics.csv").open()) if r["model"] == "Baseline"]
+    assert rows and all(r["amplitude"] == r["phase"] == "" for r in rows if r["metric"] in compare.PAIR_METRICS)
+
+
+def test_covered_box_is_inside_the_mask():
+    rng = np.random.default_rng(0)
+    m = np.ones((60, 80), bool)
+    m[rng.integers(0, 60, 30), rng.integers(0, 80, 30)] = False  # isolated holes get closed
+    m[:, 50:53] = False  # a real gap splits the region
+    box = compare.covered_box(m)
+    assert box is not None
+    sub = m[box]
+    assert sub.shape[1] <= 50 and sub.mean() > 0.97
+    assert compare.covered_box(np.zeros((20, 20), bool)) is None
+
+
+def test_cli_errors_name_the_file(tmp_path, capsys):
+    assert main(["compare", str(tmp_path / "nohub"), "--dose", "1000", "--view", "dense", "--split", "test"]) == 2
+    err = capsys.readouterr().err
+    assert "patched_test.npz" in err
+    assert main(["train", str(tmp_path / "nohub")]) == 2
+    assert "simulate" in capsys.readouterr().err
