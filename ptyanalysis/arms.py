@@ -7,8 +7,9 @@
 * **Baseline** (gridsize 1): supervised on the ground-truth patches ``Y``
   (amplitude and phase, mean absolute error), with the study's inference
   interface and all-zero local offsets, as the real one was trained.
-* **PtyChi**: pty-chi when it is installed, else the reference rPIE of
-  :mod:`ptyanalysis.iterative`, labelled as such in every file.
+* **PtyChi**: pty-chi (:mod:`ptyanalysis.ptychi_arm`) when it is installed,
+  else the reference rPIE of :mod:`ptyanalysis.iterative`; the ``algorithm``
+  written with every reconstruction names what ran.
 
 Each trained model is saved as ``model.keras`` plus ``params.json`` (the
 sidecar: arm, N, gridsize, intensity_scale, nphotons, grouping K, training
@@ -54,7 +55,12 @@ class TrainConfig:
         Weight of the phase term (mean squared error) in the Baseline's
         supervised loss (the amplitude term is the mean absolute error).
     iterations : int
-        Passes of the iterative arm.
+        Passes of the reference rPIE.
+    iterative_engine : {"auto", "ptychi", "rpie"}
+        ``"auto"`` runs pty-chi when it is installed (``pip install
+        'ptyanalysis[ptychi]'``), else the reference rPIE.
+    ptychi_epochs : int
+        LSQML epochs when pty-chi runs (the study: 100).
     reference_samples : int
         Size of the saved reference input sample.
     seed : int
@@ -69,6 +75,8 @@ class TrainConfig:
     K: int = 4
     phase_weight: float = 1.0
     iterations: int = 20
+    iterative_engine: str = "auto"
+    ptychi_epochs: int = 100
     reference_samples: int = 64
     seed: int = 0
 
@@ -279,6 +287,15 @@ def run_iterative(data, iterations: int = 20, seed: int = 0, engine: str = "auto
                          iterative.RPIEConfig(iterations=iterations, seed=seed))
 
 
+def _iterative_for(data, config: TrainConfig):
+    from . import ptychi_arm
+
+    use_ptychi = config.iterative_engine == "ptychi" or (
+        config.iterative_engine == "auto" and ptychi_arm.ptychi_available())
+    iterations = config.ptychi_epochs if use_ptychi else config.iterations
+    return run_iterative(data, iterations, config.seed, engine="ptychi" if use_ptychi else "rpie")
+
+
 def save_reconstruction(rec, path) -> Path:
     """Write an iterative reconstruction as ``ptychi_reconstruction.npz`` (atomically)."""
     with atomic_path(path) as tmp:
@@ -328,10 +345,13 @@ def train_study(hub, config: TrainConfig = TrainConfig(), doses=None, views=VIEW
                 if force or not out.exists():
                     data = synth.load_view(hub, dose, view, split)
                     t0 = time.perf_counter()
-                    save_reconstruction(run_iterative(data, config.iterations, config.seed), out)
+                    rec = _iterative_for(data, config)
+                    save_reconstruction(rec, out)
                     dt = time.perf_counter() - t0
-                    summary["steps"].append({"step": f"iterative {view} {split} dose {dose:g}", "elapsed_s": dt})
-                    say(f"iterative arm (rPIE) dose {dose:g} {view} {split}: {data.n} positions, {dt:.1f} s")
+                    summary["steps"].append({"step": f"iterative {view} {split} dose {dose:g}", "elapsed_s": dt,
+                                             "algorithm": rec.algorithm})
+                    say(f"iterative arm dose {dose:g} {view} {split}: {data.n} positions, {dt:.1f} s "
+                        f"[{rec.algorithm}]")
     write_json(hub / "data" / "phase_e" / "training_summary.json", summary)
     return summary
 

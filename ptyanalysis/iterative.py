@@ -145,10 +145,3 @@ def rpie(diffraction, positions, probe, config: RPIEConfig = RPIEConfig(), progr
             progress(it, errors[-1])
     return Reconstruction(obj=obj, probe=P, origin=origin, coverage=coverage, algorithm=ALGORITHM,
                           iterations=config.iterations, error=np.asarray(errors, np.float64))
-
-
-def ptychi_available() -> bool:
-    """Whether the optional ``ptychi`` package (pty-chi) is importable."""
-    import importlib.util
-
-    return importlib.util.find_spec("ptychi") is not None
