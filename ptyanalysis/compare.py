@@ -119,20 +119,69 @@ def _frame(data):
     return scan_frame(data.positions, data.N)
 
 
-def network_inputs(arm: str, data, sidecar: dict, config: CompareConfig):
+def network_inputs(arm: str, data, sidecar: dict, config: CompareConfig, *, index=None,
+                   plan: dict | None = None):
     """Inputs and output-patch centres of a network arm on a dataset.
 
-    Returns ``(inputs, centres)``: ``inputs`` a dict for the model's two inputs and
-    ``centres`` the (n, 2) (row, col) position of each output patch.
+    Parameters
+    ----------
+    arm : str
+        ``"PtychoPINN"`` or ``"Baseline"``.
+    data : PtychoData
+        The whole split (view).
+    sidecar : dict
+        The model's parameters (``gridsize``, ``intensity_scale``, ``K_inference``).
+    config : CompareConfig
+    index : slice, optional
+        Which output samples (groups for gridsize 2, patterns for gridsize 1)
+        to build; default all. Chunks built this way are exactly the rows of
+        the whole split's inputs: the normalisation and the grouping are those
+        of the whole split.
+    plan : dict, optional
+        The result of :func:`_network_plan` for ``data`` (computed when absent;
+        pass it when calling once per chunk).
+
+    Returns
+    -------
+    inputs : dict
+        For the model's two inputs.
+    centres : ndarray, shape (b, 2)
+        (row, col) position of each output patch.
+    """
+    from . import models
+
+    plan = plan if plan is not None else _network_plan(arm, data, sidecar, config)
+    index = slice(None) if index is None else index
+    if plan["gridsize"] == 1:
+        part = data.subset(np.arange(data.n)[index])
+        return (models.study_model_inputs(part, sidecar, config.baseline_positions, mean_total=plan["mean_total"]),
+                part.positions)
+    inputs, centres, _ = models.group_inputs(data, plan["gridsize"], float(sidecar["intensity_scale"]),
+                                             members=plan["members"][index], mean_total=plan["mean_total"])
+    return inputs, centres
+
+
+def _network_plan(arm: str, data, sidecar: dict, config: CompareConfig) -> dict:
+    """What a network arm's inputs depend on across the whole split.
+
+    Returns
+    -------
+    dict
+        ``gridsize``, ``n_outputs`` (groups or patterns), ``mean_total`` (the
+        split's normalisation statistic, :func:`ptyanalysis.models.scale_diffraction`)
+        and, for gridsize > 1, ``members`` (the seeded groups of the whole split).
     """
     from . import models
 
     gridsize = int(sidecar.get("gridsize", 1 if arm == "Baseline" else 2))
-    if gridsize == 1:
-        return models.study_model_inputs(data, sidecar, config.baseline_positions), data.positions
-    K = config.K or int(sidecar.get("K_inference", 7))
-    inputs, centres, _ = models.group_inputs(data, gridsize, float(sidecar["intensity_scale"]), K=K, seed=config.seed)
-    return inputs, centres
+    plan = {"gridsize": gridsize, "mean_total": models.mean_total_intensity(data.diffraction), "n_outputs": data.n}
+    if gridsize > 1:
+        if "intensity_scale" not in sidecar:
+            raise PtyAnalysisError("model sidecar has no 'intensity_scale': cannot build the model input")
+        K = config.K or int(sidecar.get("K_inference", 7))
+        plan["members"] = models.group_members(data.positions, gridsize, K, np.random.default_rng(config.seed))
+        plan["n_outputs"] = len(plan["members"])
+    return plan
 
 
 def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig) -> ArmResult:
@@ -148,6 +197,12 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig) -> 
     frame : (origin, shape)
         Canvas frame (the ground truth's).
     config : CompareConfig
+
+    Returns
+    -------
+    ArmResult
+        Status ``"missing"`` when the model directory does not exist, ``"zero"``
+        when every output pixel is 0, else ``"ok"``.
     """
     from .inference import RuntimeConfig, load_model, run_inference
     from .stitching import Stitcher
@@ -164,9 +219,9 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig) -> 
     origin, shape = frame
     st = Stitcher(shape, origin, data.N, dtype=np.complex64, method=config.method, crop=M)
     stats, runtimes = [], []
-    for s in range(0, data.n, config.chunk):
-        part = data.subset(np.arange(s, min(s + config.chunk, data.n)))
-        inputs, centres = network_inputs(arm, part, sidecar, config)
+    plan = _network_plan(arm, data, sidecar, config)
+    for s in range(0, plan["n_outputs"], config.chunk):
+        inputs, centres = network_inputs(arm, data, sidecar, config, index=slice(s, s + config.chunk), plan=plan)
 
         def consume(outs, start, centres=centres):
             st.add(outs[0][..., 0], centres[start:start + len(outs[0])])

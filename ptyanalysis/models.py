@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 
-from .conventions import ptychopinn_offsets, xy_from_positions
+from .conventions import global_positions_from_offsets, ptychopinn_offsets, xy_from_positions
 from .errors import PtyAnalysisError
 
 # TensorFlow/Keras are imported at module level here: this module *is* the models.
@@ -277,17 +277,53 @@ def build_models(N: int, gridsize: int, input_rms: float, probe=None, log_scale:
     return out
 
 
-def scale_diffraction(diffraction, intensity_scale: float) -> np.ndarray:
+def mean_total_intensity(diffraction) -> float:
+    """Mean over patterns of the total intensity ``sum(diffraction**2)`` (float64, in row blocks).
+
+    This is the dataset statistic :func:`scale_diffraction` normalises by; compute it
+    once on a whole split and pass it on when the split is processed in chunks, so
+    every chunk gets the same normalisation.
+    """
+    d = diffraction if hasattr(diffraction, "shape") else np.asarray(diffraction)
+    if len(d.shape) < 2:
+        raise PtyAnalysisError(f"diffraction must be (n, N, N), got shape {d.shape}")
+    d3 = d if len(d.shape) == 3 else np.reshape(np.asarray(d), (-1,) + tuple(d.shape[-2:]))
+    n = d3.shape[0]
+    step = max(1, (1 << 22) // max(1, d3.shape[1] * d3.shape[2]))
+    totals = np.empty(n, np.float64)
+    for s0 in range(0, n, step):
+        block = np.asarray(d3[s0:s0 + step], dtype=np.float64)
+        totals[s0:s0 + step] = np.sum(block ** 2, axis=(-2, -1))
+    return float(np.mean(totals)) if n else float("nan")
+
+
+def scale_diffraction(diffraction, intensity_scale: float, *, mean_total: float | None = None) -> np.ndarray:
     """The network input the study's loader builds from a dataset's ``diffraction``.
 
     The loader rescales the amplitudes so the mean total intensity per pattern
     is ``(N/2)^2``, then multiplies by ``intensity_scale`` (``sqrt(nphotons) /
     (N/2)`` for a model trained at that dose): the result's squares are counts.
-    Returns float32 ``(n, N, N)``.
+
+    Parameters
+    ----------
+    diffraction : array_like, shape (..., N, N)
+        Normalized amplitudes.
+    intensity_scale : float
+        The model's intensity scale.
+    mean_total : float, optional
+        The split's mean total intensity per pattern
+        (:func:`mean_total_intensity`). Default: computed from ``diffraction``
+        itself, which is only right when ``diffraction`` is the whole split.
+
+    Returns
+    -------
+    ndarray, float32, same shape as ``diffraction``
     """
     d = np.asarray(diffraction, dtype=np.float32)
     N = d.shape[-1]
-    mean_total = float(np.mean(np.sum(d.astype(np.float64) ** 2, axis=(-2, -1))))
+    if mean_total is None:
+        mean_total = mean_total_intensity(d)
+    mean_total = float(mean_total)
     if not np.isfinite(mean_total) or mean_total <= 0:
         raise PtyAnalysisError("diffraction has no positive finite intensity: cannot normalise it")
     return (d * np.float32(math.sqrt((N / 2) ** 2 / mean_total) * intensity_scale)).astype(np.float32)
@@ -319,24 +355,58 @@ def group_members(positions, gridsize: int, K: int, rng) -> np.ndarray:
     return np.take_along_axis(nn, pick, axis=1)
 
 
-def group_inputs(data, gridsize: int, intensity_scale: float, K: int = 7, seed: int = 0):
+def group_inputs(data, gridsize: int, intensity_scale: float, K: int = 7, seed: int = 0, *,
+                 members=None, mean_total: float | None = None):
     """Model inputs for a dataset grouped for ``gridsize``.
 
-    Returns ``(inputs, global_positions, members)``: ``inputs`` a dict for
-    ``diffraction_to_obj`` (``input`` (n, N, N, C), ``input_positions``
-    (n, 1, 2, C) negated local offsets), the (n, 2) (row, col) centre of each
-    group's output patch, and the member indices (n, C).
+    Parameters
+    ----------
+    data : PtychoData
+        The split.
+    gridsize : int
+        Group side; groups have ``C = gridsize**2`` members.
+    intensity_scale : float
+        The model's intensity scale.
+    K : int
+        Neighbours a group is drawn from (:func:`group_members`).
+    seed : int
+        Grouping seed.
+    members : array_like of int, shape (b, C), optional
+        Precomputed member indices into ``data`` (e.g. one chunk of the groups
+        of the whole split); default: :func:`group_members` on all of ``data``.
+    mean_total : float, optional
+        Normalisation statistic of the whole split (:func:`scale_diffraction`).
+
+    Returns
+    -------
+    inputs : dict
+        ``input`` (b, N, N, C) and ``input_positions`` (b, 1, 2, C) negated
+        local offsets, for ``diffraction_to_obj``.
+    centres : ndarray, shape (b, 2)
+        (row, col) centre of each group's output patch.
+    members : ndarray, shape (b, C)
+        Member indices.
     """
-    rng = np.random.default_rng(seed)
-    members = group_members(data.positions, gridsize, K, rng)
-    x = scale_diffraction(data.diffraction, intensity_scale)
-    x = np.transpose(x[members], (0, 2, 3, 1))
+    C = gridsize * gridsize
+    if members is None:
+        members = group_members(data.positions, gridsize, K, np.random.default_rng(seed))
+    else:
+        members = np.asarray(members)
+        if members.ndim != 2 or members.shape[1] != C or members.dtype.kind not in "iu" or (
+                members.size and (members.min() < 0 or members.max() >= data.n)):
+            raise PtyAnalysisError(
+                f"members must be (b, {C}) integer indices into the {data.n} patterns, got shape "
+                f"{members.shape} dtype {members.dtype}")
+    if mean_total is None:
+        mean_total = mean_total_intensity(data.diffraction)
+    x = scale_diffraction(np.asarray(data.diffraction)[members], intensity_scale, mean_total=mean_total)
+    x = np.transpose(x, (0, 2, 3, 1))
     glob, local = ptychopinn_offsets(data.positions[members])
-    centres = np.stack([glob[:, 0, 1, 0], glob[:, 0, 0, 0]], axis=1).astype(np.float64)
+    centres = global_positions_from_offsets(glob)
     return {"input": np.ascontiguousarray(x), "input_positions": local}, centres, members
 
 
-def study_model_inputs(data, sidecar: dict, mode: str = "trained") -> dict:
+def study_model_inputs(data, sidecar: dict, mode: str = "trained", *, mean_total: float | None = None) -> dict:
     """Map a study dataset to the Baseline's (gridsize 1) inputs.
 
     Parameters
@@ -349,6 +419,9 @@ def study_model_inputs(data, sidecar: dict, mode: str = "trained") -> dict:
         ``"trained"`` feeds what the model was trained with: all-zero local
         offsets. ``"study"`` does what the study's comparison script did: feed
         the absolute global scan positions [x, y] as ``input_positions``.
+    mean_total : float, optional
+        Normalisation statistic of the whole split when ``data`` is one chunk
+        of it (:func:`scale_diffraction`).
 
     Returns
     -------
@@ -357,7 +430,7 @@ def study_model_inputs(data, sidecar: dict, mode: str = "trained") -> dict:
     """
     if "intensity_scale" not in sidecar:
         raise PtyAnalysisError("model sidecar has no 'intensity_scale': cannot build the model input")
-    x = scale_diffraction(data.diffraction, float(sidecar["intensity_scale"]))[..., None]
+    x = scale_diffraction(data.diffraction, float(sidecar["intensity_scale"]), mean_total=mean_total)[..., None]
     if mode == "trained":
         pos = np.zeros((data.n, 1, 2, 1), np.float32)
     elif mode == "study":
