@@ -70,12 +70,30 @@ class Reconstruction:
 
 
 def frame_for(positions, N: int) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Origin (row, col) and shape of the smallest frame holding every patch at ``positions``."""
-    p = np.rint(check_positions(positions)).astype(np.int64)
-    h = patch_centre(N)
-    lo = p.min(axis=0) - h
-    hi = p.max(axis=0) - h + N
-    return (int(lo[0]), int(lo[1])), (int(hi[0] - lo[0]), int(hi[1] - lo[1]))
+    """Origin (row, col) and shape of the smallest frame holding every patch at ``positions``.
+
+    Parameters
+    ----------
+    positions : array_like, shape (n, 2)
+        (row, col) patch centres in object pixels (rounded to integers).
+    N : int
+        Patch size.
+
+    Returns
+    -------
+    origin : tuple of int
+        Object (row, col) of the frame's pixel (0, 0).
+    shape : tuple of int
+        ``(H, W)``.
+
+    Notes
+    -----
+    The same box as :func:`ptyanalysis.stitching.scan_frame` with
+    ``method="nearest"`` (it is computed there).
+    """
+    from .stitching import scan_frame
+
+    return scan_frame(positions, N, method="nearest")
 
 
 def rpie(diffraction, positions, probe, config: RPIEConfig = RPIEConfig(), progress=None) -> Reconstruction:

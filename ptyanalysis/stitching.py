@@ -66,7 +66,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .conventions import check_positions, patch_centre
+from .conventions import check_positions, global_positions_from_offsets, patch_centre
 from .errors import PtyAnalysisError
 
 __all__ = [
@@ -805,18 +805,16 @@ def extract(image, positions, N, *, method="bilinear", origin=(0, 0)) -> np.ndar
 # --------------------------------------------------------------------------- #
 def _ptychopinn_offsets(global_offsets, n: int) -> np.ndarray:
     g = np.asarray(global_offsets, dtype=np.float64)
-    if g.ndim == 4 and g.shape[1:] == (1, 2, 1):
-        xy = g[:, 0, :, 0]
-    elif g.ndim == 4 and g.shape[1:] == (1, 1, 2):  # the study's docstrings also show this
-        xy = g[:, 0, 0, :]
+    # [x, y] -> (row, col) only through conventions; other accepted layouts are reshaped to its.
+    if g.ndim == 4 and g.shape[1:] == (1, 1, 2):  # the study's docstrings also show this
+        g = np.transpose(g, (0, 1, 3, 2))
     elif g.ndim == 2 and g.shape[1] == 2:
-        xy = g
-    else:
+        g = g[:, None, :, None]
+    elif not (g.ndim == 4 and g.shape[1:] == (1, 2, 1)):
         raise PtyAnalysisError(
             f"global_offsets must be (n, 1, 2, 1) as [x, y] (PtychoPINN layout), got {g.shape}"
         )
-    pos = np.stack([xy[:, 1], xy[:, 0]], axis=1)  # (row, col) = (y, x)
-    return check_positions(pos, n, name="global_offsets")
+    return check_positions(global_positions_from_offsets(g), n, name="global_offsets")
 
 
 def ptychopinn_frame(global_offsets, M: int = 20, n: int | None = None):
