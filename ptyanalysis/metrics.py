@@ -648,7 +648,9 @@ def _score_ours(p, g, border, data_range, phase_data_range, phase_align, amplitu
             "psnr": ps,
             "ssim": ssim(x, y, data_range=dr, **ssim_kw) if ok else float("nan"),
             "ms_ssim": ms_ssim(x, y, data_range=dr) if ok else float("nan"),
-            "frc50": _first_crossing(fr.frequency, fr.frc, np.full(fr.frc.shape, 0.5))[0],
+            # same validity rule as the other FRC cut-offs: an undefined curve gives NaN, not 0.5
+            "frc50": (_first_crossing(fr.frequency, fr.frc, np.full(fr.frc.shape, 0.5))[0]
+                      if math.isfinite(fr.resolution_one_seventh) else float("nan")),
             "frc1over7": fr.resolution_one_seventh,
             "frc_half_bit": fr.resolution_half_bit,
             "period_half_bit": fr.period_half_bit,
