@@ -241,7 +241,29 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig) -> 
 
 
 def load_iterative_arm(path, frame) -> ArmResult:
-    """Place an iterative reconstruction (``ptychi_reconstruction.npz``) on ``frame``."""
+    """Place an iterative reconstruction (``ptychi_reconstruction.npz``) on ``frame``.
+
+    Parameters
+    ----------
+    path : path
+        The reconstruction: ``reconstructed_object`` (2-D complex), optionally
+        ``origin`` (object pixel of its pixel (0, 0); default (0, 0), the study's
+        files are in their own frame), ``coverage`` (summed probe intensity),
+        ``reconstructed_probe`` and ``algorithm``.
+    frame : (origin, shape)
+        Canvas frame (the ground truth's).
+
+    Returns
+    -------
+    ArmResult
+        Status ``"missing"`` when the file does not exist, else ``"ok"``; the
+        coverage keeps pixels lit to at least 10 % of the probe's peak intensity.
+
+    Raises
+    ------
+    PtyAnalysisError
+        Unreadable file, missing key, or inconsistent shapes.
+    """
     path = Path(path)
     if not path.exists():
         return ArmResult("PtyChi", "missing", detail={"error": f"{path} does not exist"})
@@ -249,7 +271,7 @@ def load_iterative_arm(path, frame) -> ArmResult:
     try:
         with np.load(path, allow_pickle=False) as z:
             obj = np.asarray(z["reconstructed_object"])
-            origin = tuple(int(v) for v in z["origin"]) if "origin" in z else (0, 0)
+            origin = tuple(np.asarray(z["origin"], np.float64).reshape(-1)) if "origin" in z else (0, 0)
             cov = np.asarray(z["coverage"]) if "coverage" in z else np.ones(obj.shape, np.float32)
             algorithm = str(z["algorithm"]) if "algorithm" in z else "unknown"
             probe = np.asarray(z["reconstructed_probe"]) if "reconstructed_probe" in z else None
@@ -258,6 +280,13 @@ def load_iterative_arm(path, frame) -> ArmResult:
                                f"(expected keys reconstructed_object, origin, coverage): {exc}") from exc
     if obj.ndim != 2:
         raise PtyAnalysisError(f"{path}: key 'reconstructed_object' must be 2-D, got shape {obj.shape}")
+    if cov.shape != obj.shape:
+        raise PtyAnalysisError(f"{path}: key 'coverage' has shape {cov.shape} but 'reconstructed_object' has "
+                               f"{obj.shape}; they must match pixel for pixel")
+    if len(origin) != 2 or not all(np.isfinite(v) and v == round(v) for v in origin):
+        raise PtyAnalysisError(f"{path}: key 'origin' must be two whole numbers (row, col) in object pixels, "
+                               f"got {[float(v) for v in origin]}")
+    origin = (int(round(origin[0])), int(round(origin[1])))
     (fr, fc), (H, W) = frame
     img = np.zeros((H, W), np.complex64)
     coverage = np.zeros((H, W), np.float32)
