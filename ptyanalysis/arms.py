@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import random
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -160,11 +161,18 @@ def _fit(model, x, y, steps: int, config: TrainConfig, desc: str, loss, loss_wei
         y = [a[idx] for a in y] if isinstance(y, list) else y[idx]
         per_epoch = max(1, math.ceil(len(idx) / batch_size))
         epochs = max(1, math.ceil(steps / per_epoch))
-    keras.utils.set_random_seed(config.seed)
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss, loss_weights=loss_weights)
-    t0 = time.perf_counter()
-    hist = model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0,
-                     callbacks=[_EpochProgress(epochs, desc)])
+    # set_random_seed also reseeds Python's and numpy's global generators: restore them afterwards so
+    # training in a notebook does not change the caller's random streams (TF's seed stays set).
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        keras.utils.set_random_seed(config.seed)
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss, loss_weights=loss_weights)
+        t0 = time.perf_counter()
+        hist = model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0,
+                         callbacks=[_EpochProgress(epochs, desc)])
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
     return {"epochs": epochs, "steps": epochs * per_epoch, "batch_size": batch_size,
             "loss": [float(v) for v in hist.history["loss"]], "elapsed_s": time.perf_counter() - t0,
             "n_samples": int(n), "learning_rate": config.learning_rate, "seed": config.seed}
