@@ -447,6 +447,9 @@ def compare_job(hub, dose, view: str, split: str, config: CompareConfig = Compar
 
     hub = Path(hub)
     arms = tuple(canonical_arm(a) for a in config.arms)
+    if not arms or any(a not in ARMS for a in arms) or len(set(arms)) != len(arms):
+        raise PtyAnalysisError(f"CompareConfig.arms must name distinct arms among {', '.join(ARMS)}, "
+                               f"got {list(config.arms)}")
     data = load_view(hub, dose, view, split)
     if data.obj is None:
         raise PtyAnalysisError(f"{_hub.dataset_path(hub, dose, split)}: key 'objectGuess' (ground truth) "

@@ -20,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .conventions import dose_label
+from .errors import PtyAnalysisError
 
 
 def dataset_path(hub, dose, split: str) -> Path:
@@ -39,9 +40,9 @@ def model_dir(hub, dose, arm: str, view: str | None = None) -> Path:
         return base / "baseline" / "gs1"
     if arm == "PtychoPINN":
         if view is None:
-            raise ValueError("the PtychoPINN model directory depends on the view")
+            raise PtyAnalysisError("the PtychoPINN model directory depends on the view: pass view=")
         return base / view / "gs2"
-    raise ValueError(f"arm {arm!r} has no trained model directory")
+    raise PtyAnalysisError(f"arm {arm!r} has no trained model directory (only 'Baseline' and 'PtychoPINN')")
 
 
 def ptychi_path(hub, dose, view: str, split: str) -> Path:
