@@ -272,7 +272,8 @@ def load_iterative_arm(path, frame) -> ArmResult:
         with np.load(path, allow_pickle=False) as z:
             obj = np.asarray(z["reconstructed_object"])
             origin = tuple(np.asarray(z["origin"], np.float64).reshape(-1)) if "origin" in z else (0, 0)
-            cov = np.asarray(z["coverage"]) if "coverage" in z else np.ones(obj.shape, np.float32)
+            has_cov = "coverage" in z
+            cov = np.asarray(z["coverage"]) if has_cov else np.ones(obj.shape, np.float32)
             algorithm = str(z["algorithm"]) if "algorithm" in z else "unknown"
             probe = np.asarray(z["reconstructed_probe"]) if "reconstructed_probe" in z else None
     except (OSError, ValueError, KeyError) as exc:
@@ -298,8 +299,11 @@ def load_iterative_arm(path, frame) -> ArmResult:
         coverage[rs:re, cs:ce] = cov[rs - r0:re - r0, cs - c0:ce - c0]
     # a pixel is covered (reconstructable) where the summed illumination reaches 10 % of the
     # probe's peak intensity, i.e. at least one position lit it well
-    peak = float(np.max(np.abs(probe)) ** 2) if probe is not None else float(coverage.max())
-    coverage = np.where(coverage > 0.1 * max(peak, 1e-30), coverage, 0)
+    # (a file without 'coverage', e.g. the study's own, counts as covered wherever it has pixels: the
+    # probe-intensity threshold only makes sense for a summed-illumination map)
+    if has_cov:
+        peak = float(np.max(np.abs(probe)) ** 2) if probe is not None else float(coverage.max())
+        coverage = np.where(coverage > 0.1 * max(peak, 1e-30), coverage, 0)
     return ArmResult("PtyChi", "ok", img, coverage, time.perf_counter() - t0,
                      {"reconstruction": str(path), "algorithm": algorithm})
 
