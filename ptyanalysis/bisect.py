@@ -251,35 +251,9 @@ def _take(s: dict, idx) -> dict:
 
 
 def _normalise_set(x, names: list, label: str) -> dict:
-    if x is None:
-        return None
-    if isinstance(x, dict):
-        d = {str(k): np.asarray(v) for k, v in x.items()}
-        if names and set(d) != set(names):
-            raise PtyAnalysisError(
-                f"{label} set holds inputs [{', '.join(sorted(d))}] but the model's inputs are "
-                f"[{', '.join(names)}]: name them exactly like the model's input layers")
-        if names:
-            d = {k: d[k] for k in names}
-    elif isinstance(x, (list, tuple)):
-        if names and len(x) != len(names):
-            raise PtyAnalysisError(
-                f"{label} set has {len(x)} arrays but the model takes {len(names)} inputs [{', '.join(names)}]")
-        keys = names or [f"input_{i}" for i in range(len(x))]
-        d = {k: np.asarray(v) for k, v in zip(keys, x)}
-    else:
-        if names and len(names) != 1:
-            raise PtyAnalysisError(
-                f"{label} set is one array but the model takes {len(names)} inputs [{', '.join(names)}]")
-        d = {(names[0] if names else "input_0"): np.asarray(x)}
-    counts = {k: (v.shape[0] if v.ndim else 0) for k, v in d.items()}
-    if len(set(counts.values())) > 1:
-        raise PtyAnalysisError(
-            f"{label} set: inputs have different sample counts "
-            + ", ".join(f"{k}={v}" for k, v in counts.items()) + "; every input needs one row per sample")
-    if min(counts.values()) == 0:
-        raise PtyAnalysisError(f"{label} set holds no samples")
-    return d
+    from .splits import normalise_input_set
+
+    return normalise_input_set(x, names, label)
 
 
 def _nonfinite_rows(s: dict) -> np.ndarray:
@@ -1035,8 +1009,16 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
             rt = _stage_runtime(runner, F, P, rng, causes, appliers)
             if probe_layers:
                 layers = _run_layers(runner, F, None, rng)
-            rescued = [c for c in causes if c.kind == "runtime" and c.restores > 0.5]
+            # No set passes, so there is no healthy output to measure ``restores`` against (health
+            # against a failing reference scores a rescued, healthy output as 0). A runtime cause here
+            # is a criterion flip on both sets: the failing subsample passes under the factor and so
+            # does the passing subsample. That is the rescue.
+            rescued = [replace(c, restores=1.0, evidence={**c.evidence, "restores_basis": (
+                "criterion flip on the failing and the passing set (every set fails under the default "
+                "runtime: no healthy reference)"), "restores_vs_failing_reference": c.restores})
+                for c in causes if c.kind == "runtime"]
             if rescued:
+                causes = rescued + [c for c in causes if c.kind != "runtime"]
                 c = rescued[0]
                 return finish(False, {"kind": "runtime", "name": c.name, "summary": (
                     f"every set fails under the default runtime, but {c.name}={c.evidence['value']} rescues "
@@ -1212,19 +1194,19 @@ def configure_parser(parser) -> None:
 def run_cli(args) -> int:
     """Run ``ptyanalysis bisect``; return the exit status (0 whatever the verdict)."""
     from .inference import load_model
-    from .splits import load_input_sets
+    from .splits import cli_input_sets
 
     crit = parse_criterion(args.criterion)
     if args.max_samples < 2:
         raise PtyAnalysisError(f"--max-samples must be at least 2, got {args.max_samples}")
+    if args.max_evaluations < 2:
+        raise PtyAnalysisError(f"--max-evaluations must be at least 2 (one model call per set), "
+                               f"got {args.max_evaluations}")
+    if args.seed < 0:
+        raise PtyAnalysisError(f"--seed must be >= 0, got {args.seed}")
     loaded = load_model(args.model)
-    sets, datasets = load_input_sets(loaded, {"failing": args.failing, "passing": args.passing,
-                                              "reference": args.reference}, study_inputs=args.study_inputs)
-    reference = sets.get("reference")
-    if args.study_inputs and reference is None and loaded.sidecar:
-        from .models import study_model_inputs
-
-        reference = study_model_inputs(datasets["passing"], loaded.sidecar, mode="trained")
+    sets, _, reference = cli_input_sets(loaded, {"failing": args.failing, "passing": args.passing},
+                                        args.reference, study_inputs=args.study_inputs, trained_like="passing")
     res = bisect(loaded, sets["failing"], sets["passing"], reference, crit, max_samples=args.max_samples,
                  max_evaluations=args.max_evaluations, seed=args.seed)
     path = write_bisection(res, args.out)

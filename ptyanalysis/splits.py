@@ -293,25 +293,63 @@ class SplitComparison:
                              for s, h in self.health.items()])
 
 
-def _named_inputs(x, names, label):
+def normalise_input_set(x, names: list, label: str) -> dict | None:
+    """Validate one input set and return it as ``{input name: array}`` in the model's input order.
+
+    The one place split comparison and bisection (:mod:`ptyanalysis.bisect`)
+    turn what the caller gave into named model inputs.
+
+    Parameters
+    ----------
+    x : dict, list, tuple, ndarray or None
+        ``{input name: array}`` named like the model's inputs, a list in input
+        order, or one array for a one-input model. None is returned as None.
+    names : list of str
+        The model's input names (empty: use the given names, or ``input_<i>``).
+    label : str
+        Name of the set in error messages (e.g. ``"failing"``).
+
+    Returns
+    -------
+    dict or None
+
+    Raises
+    ------
+    PtyAnalysisError
+        Names that differ from the model's, a wrong number of arrays, inputs
+        with different sample counts, or an empty set.
+    """
+    if x is None:
+        return None
     if isinstance(x, dict):
         d = {str(k): np.asarray(v) for k, v in x.items()}
+        if names and set(d) != set(names):
+            raise PtyAnalysisError(
+                f"{label} set holds inputs [{', '.join(sorted(d))}] but the model's inputs are "
+                f"[{', '.join(names)}]: name them exactly like the model's input layers")
+        if names:
+            d = {k: d[k] for k in names}
     elif isinstance(x, (list, tuple)):
-        d = {str(n): np.asarray(v) for n, v in zip(names, x)}
+        if names and len(x) != len(names):
+            raise PtyAnalysisError(
+                f"{label} set has {len(x)} arrays but the model takes {len(names)} inputs [{', '.join(names)}]")
+        keys = names or [f"input_{i}" for i in range(len(x))]
+        d = {k: np.asarray(v) for k, v in zip(keys, x)}
     else:
-        d = {str(names[0]) if names else "input": np.asarray(x)}
-    if names and set(d) != set(names):
-        raise PtyAnalysisError(
-            f"split {label!r} holds inputs [{', '.join(sorted(d))}] but the model's inputs are "
-            f"[{', '.join(names)}]: name the arrays exactly like the model's input layers"
-        )
-    counts = {k: v.shape[0] if v.ndim else 0 for k, v in d.items()}
+        if names and len(names) != 1:
+            raise PtyAnalysisError(
+                f"{label} set is one array but the model takes {len(names)} inputs [{', '.join(names)}]")
+        d = {(names[0] if names else "input_0"): np.asarray(x)}
+    if not d:
+        raise PtyAnalysisError(f"{label} set holds no input arrays")
+    counts = {k: (v.shape[0] if v.ndim else 0) for k, v in d.items()}
     if len(set(counts.values())) > 1:
         raise PtyAnalysisError(
-            f"split {label!r}: inputs have different sample counts "
-            + ", ".join(f"{k}={v}" for k, v in counts.items()) + "; every input needs one row per sample"
-        )
-    return {n: d[n] for n in (names or list(d))}
+            f"{label} set: inputs have different sample counts "
+            + ", ".join(f"{k}={v}" for k, v in counts.items()) + "; every input needs one row per sample")
+    if min(counts.values()) == 0:
+        raise PtyAnalysisError(f"{label} set holds no samples")
+    return d
 
 
 def reference_from_sidecar(sidecar: dict, like: dict, *, seed: int = 0) -> dict | None:
@@ -392,9 +430,10 @@ def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("tr
     runtime = runtime or RuntimeConfig()
     in_names = list(loaded.input_names)
     names = tuple(str(n) for n in names)
-    if len(names) != 2 or names[0] == names[1]:
-        raise PtyAnalysisError(f"names must be two different split names, got {names!r}")
-    sets = {names[0]: _named_inputs(a, in_names, names[0]), names[1]: _named_inputs(b, in_names, names[1])}
+    if len(names) != 2 or names[0] == names[1] or "reference" in names:
+        raise PtyAnalysisError(f"names must be two different split names other than 'reference', got {names!r}")
+    sets = {names[0]: normalise_input_set(a, in_names, f"split {names[0]!r}"),
+            names[1]: normalise_input_set(b, in_names, f"split {names[1]!r}")}
     in_names = in_names or list(sets[names[0]])
     ref_source = "none: absolute checks only (all-zero, non-finite, collapsed)"
     if reference is None:
@@ -404,7 +443,7 @@ def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("tr
     else:
         ref_source = "reference input set"
     if reference is not None:
-        sets["reference"] = _named_inputs(reference, in_names, "reference")
+        sets["reference"] = normalise_input_set(reference, in_names, "reference")
     splits = list(sets)
     base = "reference" if "reference" in sets else names[0]
 
@@ -668,23 +707,60 @@ def load_input_sets(loaded, paths: dict, *, study_inputs: bool = False, allow_no
     return sets, datasets
 
 
+def cli_input_sets(loaded, paths: dict, reference=None, *, study_inputs: bool = False, trained_like: str):
+    """Load the input sets of a diagnosis command (``compare-splits``, ``bisect``).
+
+    Parameters
+    ----------
+    loaded : LoadedModel
+    paths : dict
+        ``{label: NPZ path}`` of the sets to compare (model inputs, or study
+        datasets with ``study_inputs``).
+    reference : str or Path, optional
+        NPZ of model inputs drawn like the training inputs (e.g. a model's
+        ``reference_inputs.npz``); always read as model inputs, never as a
+        study dataset.
+    study_inputs : bool
+        The files of ``paths`` are study datasets, mapped as the study did.
+    trained_like : str
+        Label of ``paths`` whose dataset gives the reference when none is given
+        and ``study_inputs`` is set (mapped as the model was trained).
+
+    Returns
+    -------
+    sets : dict
+        ``{label: {input name: array}}``.
+    datasets : dict
+        ``{label: PtychoData}`` for study inputs, else empty.
+    reference : dict or None
+        The reference input set.
+    """
+    sets, datasets = load_input_sets(loaded, paths, study_inputs=study_inputs)
+    ref = None
+    if reference is not None:
+        ref = load_input_sets(loaded, {"reference": reference})[0]["reference"]
+    elif study_inputs and loaded.sidecar:
+        from .models import study_model_inputs
+
+        ref = study_model_inputs(datasets[trained_like], loaded.sidecar, mode="trained")
+    return sets, datasets, ref
+
+
 def run_cli(args) -> int:
     """Run ``ptyanalysis compare-splits``; return the exit status."""
     from .inference import load_model
 
     names = tuple(s.strip() for s in str(args.names).split(","))
-    if len(names) != 2 or not all(names) or names[0] == names[1]:
-        raise PtyAnalysisError(f"--names must be two different names separated by a comma, got {args.names!r}")
+    if len(names) != 2 or not all(names) or names[0] == names[1] or "reference" in names:
+        raise PtyAnalysisError(f"--names must be two different names separated by a comma (not 'reference'), "
+                               f"got {args.names!r}")
+    if args.seed < 0:
+        raise PtyAnalysisError(f"--seed must be >= 0, got {args.seed}")
     loaded = load_model(args.model)
-    sets, datasets = load_input_sets(loaded, {"a": args.a, "b": args.b, "reference": args.reference},
-                                     study_inputs=args.study_inputs)
-    reference = sets.get("reference")
+    sets, datasets, reference = cli_input_sets(loaded, {"a": args.a, "b": args.b}, args.reference,
+                                               study_inputs=args.study_inputs, trained_like="a")
     gt = None
     if args.study_inputs:
-        if reference is None and loaded.sidecar:
-            from .models import study_model_inputs
-
-            reference = study_model_inputs(datasets["a"], loaded.sidecar, mode="trained")
         ys = {nm: datasets[k].Y for nm, k in zip(names, ("a", "b")) if getattr(datasets[k], "Y", None) is not None}
         if len(ys) == 2:
             gt = ys
