@@ -219,6 +219,18 @@ def batch_size_dependent(n_fail=300, n_pass=24, seed=0) -> FaultCase:
                      None, "runtime", "batch_size")
 
 
+def batch_size_everywhere(n=200, seed=0) -> FaultCase:
+    """The batch-size gate with every set (failing, passing, reference) larger than a batch of 32.
+
+    Every set fails under the default runtime; batch size 1 rescues all of them:
+    a runtime fault, not a model fault (``reproduced`` is False: nothing passes).
+    """
+    case = batch_size_dependent(n_fail=n, n_pass=n, seed=seed)
+    ref = {"x": _rng(seed + 3).normal(size=(n, 16)).astype("float32")}
+    return FaultCase("batch_size_everywhere", case.model, case.failing, case.passing, ref,
+                     "runtime", "batch_size")
+
+
 def dtype_dependent(n=200, seed=0) -> FaultCase:
     """Subclassed model computing in its input's dtype; the failing set arrives as float16."""
     m = L2NormNet(16, 8, seed=seed)

@@ -119,6 +119,18 @@ def test_incident_partial_and_full_restoration_and_degraded_passing():
     assert fig.axes
 
 
+def test_runtime_rescue_when_every_set_fails_is_not_a_model_fault():
+    case = faults.batch_size_everywhere()
+    res = bisect(case.model, case.failing, case.passing, case.reference)
+    assert not res.reproduced
+    assert (res.verdict["kind"], res.verdict["name"]) == ("runtime", "batch_size"), res.verdict["summary"]
+    assert res.causes[0].kind == "runtime" and res.causes[0].restores == 1.0
+    assert "restores_basis" in res.causes[0].evidence
+    # the dead model is still a model fault: no runtime factor flips it
+    dead = faults.dead_model()
+    assert bisect(dead.model, dead.failing, dead.passing, dead.reference).verdict["kind"] == "model"
+
+
 def test_poisoned_sample_found_in_large_set_by_subsampling():
     case = faults.poisoned_sample(n=200, index=137)
     res = bisect(case.model, case.failing, case.passing, max_samples=100)
