@@ -1263,6 +1263,16 @@ def _stream(loaded, sources, runtime, on_chunk, *, progress, prefetch, record, d
                     bs = new
                     reader.unget(pos, xs)
                     continue
+                bad = [i for i, a in enumerate(arrays) if a.ndim == 0 or a.shape[0] != m]
+                if bad:  # never hand on outputs whose rows do not match the samples (no broadcast)
+                    names = list(loaded.output_names) if len(loaded.output_names) == len(arrays) else \
+                        [f"output_{i}" for i in range(len(arrays))]
+                    raise PtyAnalysisError(
+                        f"model {loaded.source}: output {names[bad[0]]!r} has shape {arrays[bad[0]].shape} "
+                        f"for a batch of {m} samples at sample {pos}; every output needs one row per "
+                        "input sample (outputs per group member, or aggregated outputs, cannot be "
+                        "matched to their inputs)"
+                    )
                 dev = getattr(outs[0], "device", None) if outs else None
                 if dev and dev not in devices:
                     devices.append(dev)
