@@ -103,7 +103,6 @@ nbclient's ``resources``, not ``os.chdir``, which is not thread-safe) and
 from __future__ import annotations
 
 import ast
-import contextlib
 import hashlib
 import json
 import os
@@ -115,6 +114,7 @@ from pathlib import Path
 from .conventions import dose_label
 from .errors import PtyAnalysisError
 from .fileutil import write_json
+from .notebook import scoped_env as _env
 from .provenance import software_versions, utc_now
 
 #: Keys a grid YAML file may contain.
@@ -448,68 +448,25 @@ def load_spec(path, base_dir=None) -> GridSpec:
 # --------------------------------------------------------------------------- parameters
 
 
-def _literal_kind(default_src: str):
-    try:
-        v = ast.literal_eval(default_src)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return None
-    if v is None:
-        return None
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, str):
-        return "str"
-    if isinstance(v, (list, tuple)):
-        return "list"
-    if isinstance(v, dict):
-        return "dict"
-    return None
-
-
-def _value_kind(v):
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, str):
-        return "str"
-    if isinstance(v, (list, tuple)):
-        return "list"
-    if isinstance(v, dict):
-        return "dict"
-    return None if v is None else type(v).__name__
-
-
 def notebook_parameters(notebook, kernel: str = "python3") -> dict:
     """The parameters a notebook declares: ``{name: {"default": str, "kind": str | None}}``.
 
-    ``kernel`` is used when the notebook has no ``kernelspec`` metadata.
+    ``kernel`` is used when the notebook has no ``kernelspec`` metadata. The
+    kind is :func:`ptyanalysis.notebook.default_kind` of the default.
 
     Raises
     ------
     PtyAnalysisError
         The notebook cannot be read or has no cell tagged ``parameters``.
     """
-    import nbformat
-    import papermill as pm
+    from .notebook import default_kind, inspect_parameters
 
     notebook = Path(notebook)
-    try:
-        nb = nbformat.read(notebook, as_version=4)
-    except Exception as exc:
-        raise PtyAnalysisError(f"{notebook}: cannot read the notebook ({type(exc).__name__}: {exc})") from None
-    if not any("parameters" in (c.get("metadata", {}).get("tags") or []) for c in nb.cells):
+    declared, tagged = inspect_parameters(notebook, kernel)
+    if not tagged:
         raise PtyAnalysisError(f"{notebook}: no cell tagged 'parameters'; tag the cell holding the defaults "
                                "(JupyterLab: property inspector -> Add Tag)")
-    if nb.metadata.get("kernelspec", {}).get("name"):
-        declared = pm.inspect_notebook(str(notebook))
-    else:  # papermill's inspection needs a kernel name; the runner passes `kernel` anyway
-        from papermill.inspection import _infer_parameters
-
-        declared = {p.name: p._asdict() for p in _infer_parameters(nb, name=kernel, language="python")}
-    return {name: {"default": p["default"], "kind": _literal_kind(p["default"])} for name, p in declared.items()}
+    return {name: {"default": p["default"], "kind": default_kind(p["default"])} for name, p in declared.items()}
 
 
 def validate_parameters(spec: GridSpec) -> dict:
@@ -531,6 +488,8 @@ def validate_parameters(spec: GridSpec) -> dict:
         parameter is unknown to the notebook or reserved; a value's kind does
         not match the declared default.
     """
+    from .notebook import literal_kind
+
     declared = notebook_parameters(spec.notebook, spec.kernel)
     missing = [p for p in CELL_PARAMETERS if p not in declared]
     if missing:
@@ -547,7 +506,7 @@ def validate_parameters(spec: GridSpec) -> dict:
     checks.update({"dose": spec.doses[0], "view": spec.views[0], "split": spec.splits[0]})
     for name, value in checks.items():
         want = declared[name]["kind"]
-        got = _value_kind(value)
+        got = literal_kind(value)
         if want is not None and got != want:
             raise _err(spec.source, "parameters" if name in spec.parameters else name + "s",
                        f"{name!r} is {value!r} ({got}) but {spec.notebook.name} declares "
@@ -613,20 +572,6 @@ def cell_status(cell: GridCell) -> tuple[bool, str]:
         if not f.is_file() or f.stat().st_size == 0:
             return False, f"{rel} missing or empty"
     return True, "complete"
-
-
-@contextlib.contextmanager
-def _env(**values):
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _is_start_failure(exc) -> bool:

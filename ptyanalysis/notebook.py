@@ -17,6 +17,7 @@ Each notebook's parameters cell ends with
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -27,6 +28,21 @@ from .fileutil import atomic_path
 
 #: Names every IPython namespace holds that are not parameters.
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+
+
+@contextlib.contextmanager
+def scoped_env(**values):
+    """Set environment variables (inherited by kernels started meanwhile); restore them on exit."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def declared_parameters(namespace: dict) -> frozenset:
@@ -62,24 +78,129 @@ def check_parameters(namespace: dict, declared) -> dict:
             if not callable(namespace.get(k)) and not isinstance(namespace.get(k), types.ModuleType)}
 
 
-def notebook_parameters(path) -> dict:
-    """The parameters a notebook declares: ``{name: {"default": ..., "type": ...}}`` (papermill.inspect_notebook)."""
+def literal_kind(value) -> str | None:
+    """Kind of a parameter value: ``bool``, ``number``, ``str``, ``list``, ``dict``, None for None.
+
+    Any other value gives its type name. The grid runner and :func:`execute`
+    both compare a value's kind with the kind of the notebook's default.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "str"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if isinstance(value, dict):
+        return "dict"
+    return type(value).__name__
+
+
+def default_kind(default_src: str) -> str | None:
+    """Kind (see :func:`literal_kind`) of a default as written in a parameters cell; None when unknown.
+
+    None (no constraint) for a ``None`` default or an expression that is not a literal.
+    """
+    import ast
+
+    try:
+        v = ast.literal_eval(default_src)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    k = literal_kind(v)
+    return k if k in ("bool", "number", "str", "list", "dict") else None
+
+
+def inspect_parameters(path, kernel: str = "python3") -> tuple[dict, bool]:
+    """The parameters a notebook declares, and whether it has a cell tagged ``parameters``.
+
+    Parameters
+    ----------
+    path : str or Path
+        The notebook.
+    kernel : str
+        Kernel name used when the notebook has no ``kernelspec`` metadata
+        (papermill's inspection needs one).
+
+    Returns
+    -------
+    declared : dict
+        ``{name: {"name", "inferred_type_name", "default", "help"}}``
+        (``papermill.inspect_notebook``).
+    tagged : bool
+        Whether a cell is tagged ``parameters``.
+
+    Raises
+    ------
+    PtyAnalysisError
+        The notebook cannot be read.
+    """
+    import nbformat
     import papermill as pm
 
     try:
-        return dict(pm.inspect_notebook(str(path)))
-    except Exception as exc:  # papermill raises plain exceptions on unreadable notebooks
-        raise PtyAnalysisError(f"{path}: cannot read the notebook's parameters cell ({exc})") from exc
+        nb = nbformat.read(Path(path), as_version=4)
+    except Exception as exc:
+        raise PtyAnalysisError(f"{path}: cannot read the notebook ({type(exc).__name__}: {exc})") from None
+    tagged = any("parameters" in (c.get("metadata", {}).get("tags") or []) for c in nb.cells)
+    if not tagged:
+        return {}, False
+    try:
+        if nb.metadata.get("kernelspec", {}).get("name"):
+            declared = dict(pm.inspect_notebook(str(path)))
+        else:
+            from papermill.inspection import _infer_parameters
+
+            declared = {p.name: p._asdict() for p in _infer_parameters(nb, name=kernel, language="python")}
+    except Exception as exc:  # papermill raises plain exceptions on unreadable parameter cells
+        raise PtyAnalysisError(f"{path}: cannot read the notebook's parameters cell ({exc})") from None
+    return declared, True
+
+
+def notebook_parameters(path) -> dict:
+    """The parameters a notebook declares: ``{name: {"name", "inferred_type_name", "default", "help"}}``.
+
+    Empty when no cell is tagged ``parameters`` (see :func:`inspect_parameters`).
+    """
+    return inspect_parameters(path)[0]
 
 
 def validate_parameters(notebook, parameters: dict, source: str = "parameters") -> None:
-    """Refuse parameter names the notebook does not declare (papermill would only warn)."""
+    """Refuse parameters the notebook does not declare or whose kind differs from the default's.
+
+    papermill would only warn about an unknown name and inject any value.
+
+    Parameters
+    ----------
+    notebook : str or Path
+    parameters : dict
+        Values to inject.
+    source : str
+        Where the values come from (named in the error).
+
+    Raises
+    ------
+    PtyAnalysisError
+        An unknown name, or a value whose kind (:func:`literal_kind`: bool,
+        number, str, list, dict) is not the declared default's (a ``None``
+        default accepts anything; ints and floats are both numbers).
+    """
     declared = notebook_parameters(notebook)
     unknown = sorted(set(parameters) - set(declared))
     if unknown:
         raise PtyAnalysisError(
             f"{source}: unknown parameter(s) {unknown} for {notebook}; it accepts {sorted(declared)}"
         )
+    for name, value in parameters.items():
+        want, got = default_kind(declared[name]["default"]), literal_kind(value)
+        if want is not None and got != want:
+            raise PtyAnalysisError(
+                f"{source}: parameter {name!r} is {value!r} ({got}) but {Path(notebook).name} declares "
+                f"{name} = {declared[name]['default']} ({want})"
+            )
 
 
 def load_params(path) -> dict:
@@ -119,8 +240,7 @@ def execute(notebook, output, parameters: dict | None = None, *, cwd=None, kerne
     parameters = dict(parameters or {})
     notebook, output = Path(notebook), Path(output)
     validate_parameters(notebook, parameters)
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    with atomic_path(output) as tmp:
+    with scoped_env(MPLBACKEND=os.environ.get("MPLBACKEND", "Agg")), atomic_path(output) as tmp:
         try:
             pm.execute_notebook(str(notebook), str(tmp), parameters=parameters, kernel_name=kernel,
                                 cwd=str(cwd or notebook.parent), progress_bar=progress,

@@ -71,6 +71,19 @@ def test_parameter_types_checked_loosely(tmp_path):
         G.validate_parameters(spec(tmp_path, parameters={"dose": 5}))
 
 
+def test_execute_validates_parameters_like_the_grid(tmp_path):
+    from ptyanalysis import notebook as nbk
+
+    nbk.validate_parameters(OK_NB, {"scale": 2, "dose": 1000})
+    with pytest.raises(PtyAnalysisError, match=r"unknown parameter\(s\) \['n_groupz'\]"):
+        nbk.validate_parameters(OK_NB, {"n_groupz": 5})
+    with pytest.raises(PtyAnalysisError, match=r"'scale' is 'big' \(str\) but grid_ok.ipynb declares scale = 1.0"):
+        nbk.validate_parameters(OK_NB, {"scale": "big"})
+    with pytest.raises(PtyAnalysisError, match="unknown parameter"):  # refused before a kernel starts
+        nbk.execute(OK_NB, tmp_path / "out.ipynb", {"typo": 1})
+    assert not (tmp_path / "out.ipynb").exists()
+
+
 def test_notebook_must_declare_cell_parameters(tmp_path):
     import nbformat
 
