@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from . import hub as _hub
-from .conventions import DOSES, SPLITS, VIEW_FRACTIONS, patch_slices, xy_from_positions
+from .conventions import DOSES, SPLITS, VIEW_FRACTIONS, xy_from_positions
 from .errors import PtyAnalysisError
 from .fileutil import write_json
 
@@ -272,11 +272,30 @@ def exit_waves_to_far_field(obj_patches, probe) -> np.ndarray:
 
 
 def extract_patches(obj, positions, N: int) -> np.ndarray:
-    """Object patches at integer positions (the canonical convention, :func:`~ptyanalysis.conventions.patch_slices`)."""
-    out = np.empty((len(positions), N, N), dtype=obj.dtype)
-    for i, p in enumerate(positions):
-        out[i] = obj[patch_slices(p, N)]
-    return out
+    """Object patches at integer positions (the canonical convention, :func:`~ptyanalysis.conventions.patch_slices`).
+
+    Parameters
+    ----------
+    obj : ndarray, shape (H, W)
+        The object.
+    positions : array_like, shape (n, 2)
+        (row, col) patch centres in object pixels (rounded to integers).
+    N : int
+        Patch size.
+
+    Returns
+    -------
+    ndarray, shape (n, N, N)
+        ``obj[patch_slices(position, N)]`` for each position, same dtype as ``obj``.
+
+    Raises
+    ------
+    PtyAnalysisError
+        If a patch is not entirely inside the object (no silent wrap-around).
+    """
+    from .stitching import extract
+
+    return extract(obj, positions, int(N), method="nearest")
 
 
 def simulate_counts(obj_patches, probe, nphotons: float, rng):
