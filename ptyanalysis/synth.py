@@ -395,7 +395,7 @@ def load_views(hub, dose) -> dict:
     try:
         raw = json.loads(p.read_text())
         return {v: {s: np.asarray(ix, dtype=np.int64) for s, ix in d.items()} for v, d in raw["views"].items()}
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise PtyAnalysisError(f"{p}: cannot read view indices ({exc}); regenerate with 'ptyanalysis simulate'") from exc
 
 
