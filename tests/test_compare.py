@@ -82,3 +82,42 @@ def test_cli_errors_name_the_file(tmp_path, capsys):
     assert "patched_test.npz" in err
     assert main(["train", str(tmp_path / "nohub")]) == 2
     assert "simulate" in capsys.readouterr().err
+
+
+def _toy_split(n=60, N=16, seed=0):
+    from ptyanalysis.io import PtychoData
+
+    rng = np.random.default_rng(seed)
+    pos = rng.integers(N, 6 * N, (n, 2)).astype(float)
+    d = (rng.random((n, N, N)) * rng.uniform(0.5, 2.0, (n, 1, 1))).astype(np.float32)
+    return PtychoData(diffraction=d, xcoords=pos[:, 1], ycoords=pos[:, 0], probe=np.ones((N, N)))
+
+
+@pytest.mark.parametrize("arm,sidecar", [("PtychoPINN", {"gridsize": 2, "intensity_scale": 0.7}),
+                                         ("Baseline", {"gridsize": 1, "intensity_scale": 0.7})])
+def test_chunked_network_inputs_equal_the_whole_splits(arm, sidecar):
+    """Normalisation and grouping belong to the whole split, whatever CompareConfig.chunk is."""
+    data = _toy_split()
+    cfg = compare.CompareConfig(chunk=7)
+    whole, centres = compare.network_inputs(arm, data, sidecar, cfg)
+    plan = compare._network_plan(arm, data, sidecar, cfg)
+    parts = [compare.network_inputs(arm, data, sidecar, cfg, index=slice(s, s + 7), plan=plan)
+             for s in range(0, plan["n_outputs"], 7)]
+    for key in ("input", "input_positions"):
+        np.testing.assert_array_equal(np.concatenate([p[0][key] for p in parts]), whole[key])
+    np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), centres)
+
+
+def test_iterative_arm_file_checks(tmp_path):
+    f = tmp_path / "ptychi_reconstruction.npz"
+    obj = np.ones((10, 10), np.complex64)
+    # the study's own files have no coverage: covered wherever they have pixels, whatever the probe's scale
+    np.savez(f, reconstructed_object=obj, reconstructed_probe=100 * np.ones((4, 4), np.complex64))
+    r = compare.load_iterative_arm(f, ((0, 0), (20, 20)))
+    assert r.status == "ok" and (r.coverage > 0).sum() == 100
+    np.savez(f, reconstructed_object=obj, origin=np.array([2.0, 3.0]), coverage=np.ones((9, 10), np.float32))
+    with pytest.raises(compare.PtyAnalysisError, match="coverage"):
+        compare.load_iterative_arm(f, ((0, 0), (20, 20)))
+    np.savez(f, reconstructed_object=obj, origin=np.array([2.5, 3.0]))
+    with pytest.raises(compare.PtyAnalysisError, match="origin"):
+        compare.load_iterative_arm(f, ((0, 0), (20, 20)))

@@ -245,6 +245,17 @@ def test_input_mismatch_refused(model, data):
         predict(model, data, RuntimeConfig(device="/GPU:7"))
 
 
+def test_output_rows_must_match_samples():
+    """A model returning one row per group member (or fewer rows) is refused, never misaligned."""
+    x = keras.Input((4,), name="x")
+    flat = keras.Model(x, keras.ops.reshape(keras.layers.Dense(2)(x), (-1, 1)))  # 2 rows per sample
+    arr = np.zeros((5, 4), np.float32)
+    with pytest.raises(PtyAnalysisError, match="one row per"):
+        predict(flat, arr)
+    with pytest.raises(PtyAnalysisError, match="one row per"):
+        run_inference(flat, arr, RuntimeConfig(batch_size=2), consumers=[lambda outs, start: None])
+
+
 def test_out_dir_and_consumers(tmp_path, model, data):
     seen = []
 
