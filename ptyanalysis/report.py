@@ -227,7 +227,14 @@ def read_comparison_metrics(path) -> list[dict]:
         Missing columns, a non-numeric cell, or an unknown model label.
     """
     path = Path(path)
-    with path.open(newline="", encoding="utf-8") as fh:
+    try:
+        return _read_comparison_metrics(path)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise PtyAnalysisError(f"{path}: not a readable UTF-8 CSV ({exc}); regenerate it with the comparison job") from None
+
+
+def _read_comparison_metrics(path: Path) -> list[dict]:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         cols = tuple(reader.fieldnames or ())
         missing = [c for c in METRICS_COLUMNS if c not in cols]
@@ -327,12 +334,25 @@ def read_reconstructions(path) -> tuple[dict, np.ndarray | None]:
     path = Path(path)
     images: dict = {}
     coverage = None
-    with np.load(path, allow_pickle=False) as z:
+    try:
+        z = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise PtyAnalysisError(f"{path}: not a readable .npz ({type(exc).__name__}: {exc}); "
+                               "regenerate it with the comparison job") from None
+    with z:
         for key in z.files:
+            try:
+                arr = z[key]
+            except ValueError as exc:
+                if "allow_pickle" in str(exc):
+                    continue  # an object array: not an image, ignored like the other non-image arrays
+                raise PtyAnalysisError(f"{path}: array {key!r} cannot be read ({exc})") from None
+            except Exception as exc:  # a damaged member
+                raise PtyAnalysisError(f"{path}: array {key!r} cannot be read ({type(exc).__name__}: {exc}); "
+                                       "store plain numeric arrays") from None
             if key == "coverage":
-                coverage = np.asarray(z[key])
+                coverage = np.asarray(arr)
                 continue
-            arr = z[key]
             if arr.ndim != 2 or not (np.iscomplexobj(arr) or key.lower() in ("ground_truth", "gt")):
                 continue
             try:
@@ -373,7 +393,17 @@ def _parse_dose_dir(name: str):
         d = float(name[5:])
     except ValueError:
         return None
-    return int(d) if d == int(d) and d > 0 else None
+    return int(d) if math.isfinite(d) and d > 0 and d == int(d) else None
+
+
+def _manifest_key(entry: dict) -> tuple:
+    dose = float(entry["dose"])
+    if not (math.isfinite(dose) and dose > 0 and dose == int(dose)):
+        raise ValueError(f"dose {entry['dose']!r} is not a positive whole number of photons")
+    view, split = entry["view"], entry["split"]
+    if not (isinstance(view, str) and isinstance(split, str)):
+        raise TypeError(f"view and split must be strings, got {view!r}, {split!r}")
+    return int(dose), view, split
 
 
 def collect_jobs(hub) -> list[JobRecord]:
@@ -399,21 +429,29 @@ def collect_jobs(hub) -> list[JobRecord]:
     status: dict = {}
     manifest = read_manifest(hub)
     if manifest is not None:
-        results = {(int(float(r["dose"])), r["view"], r["split"]): r for r in manifest.get("execution_results", [])}
-        for j in manifest.get("jobs", []):
-            key = (int(float(j["dose"])), j["view"], j["split"])
-            r = results.get(key)
-            if r is None:
-                status[key] = ("failed", "not executed by the grid runner")
-            elif int(r.get("returncode", 1)) != 0:
-                err = r.get("error") or f"returncode {r.get('returncode')}"
-                if r.get("error_name"):
-                    err = f"{r['error_name']}: {r.get('error_value', '')}".strip()
-                status[key] = ("failed", err)
-            else:
-                status[key] = ("success", None)
-        for key, r in results.items():
-            status.setdefault(key, ("success", None) if int(r.get("returncode", 1)) == 0 else ("failed", r.get("error")))
+        mpath = analysis / FILES["manifest"]
+        try:
+            results = {_manifest_key(r): r for r in manifest.get("execution_results", [])}
+            for j in manifest.get("jobs", []):
+                key = _manifest_key(j)
+                r = results.get(key)
+                if r is None:
+                    status[key] = ("failed", "not executed by the grid runner")
+                elif int(r.get("returncode", 1)) != 0:
+                    err = r.get("error") or f"returncode {r.get('returncode')}"
+                    if r.get("error_name"):
+                        err = f"{r['error_name']}: {r.get('error_value', '')}".strip()
+                    status[key] = ("failed", err)
+                else:
+                    status[key] = ("success", None)
+            for key, r in results.items():
+                status.setdefault(key, ("success", None) if int(r.get("returncode", 1)) == 0
+                                  else ("failed", r.get("error")))
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            raise PtyAnalysisError(
+                f"{mpath}: malformed manifest ({type(exc).__name__}: {exc}); expected 'jobs' and "
+                "'execution_results' lists of {dose, view, split, returncode, ...}; rerun `ptyanalysis grid` "
+                "to rewrite it") from None
     if analysis.is_dir():
         for ddir in analysis.glob("dose_*"):
             dose = _parse_dose_dir(ddir.name)

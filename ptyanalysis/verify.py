@@ -304,19 +304,29 @@ def check_ssim_grid(hub: Path) -> dict:
     return _result(hub, path, desc)
 
 
+def _log_order(path: Path):
+    """Sort key of ``grid_<UTC stamp>[_<k>].log``: stamp, then the numeric suffix (``_10`` after ``_9``)."""
+    stem = path.stem[len("grid_"):]
+    base, _, k = stem.rpartition("_")
+    if base and k.isdigit():
+        return (base, int(k), path.name)
+    return (stem, 0, path.name)
+
+
 def check_orchestrator_logs(hub: Path) -> dict:
     """Check 9: the grid runner's logs."""
     logdir = hub / "analysis" / "logs"
     desc = "Orchestrator logs (grid runner)"
-    logs = sorted(logdir.glob("grid_*.log")) if logdir.is_dir() else []
+    logs = sorted(logdir.glob("grid_*.log"), key=_log_order) if logdir.is_dir() else []
     if not logs:
         return _result(hub, logdir, desc, "no analysis/logs/grid_*.log: run the study grid with `ptyanalysis grid`")
     newest = logs[-1]
     text, err = _read_text(newest)
     if err:
         return _result(hub, newest, desc, err)
-    if GRID_SUCCESS_SENTINEL not in text:
-        return _result(hub, newest, desc, f"newest grid log lacks the sentinel {GRID_SUCCESS_SENTINEL!r} "
+    last = next((ln.rstrip() for ln in reversed(text.splitlines()) if ln.strip()), "")
+    if not last.endswith(GRID_SUCCESS_SENTINEL):
+        return _result(hub, newest, desc, f"newest grid log does not end with the sentinel {GRID_SUCCESS_SENTINEL!r} "
                        "(the last grid run did not complete every cell)")
     return _result(hub, newest, desc, found_logs=[_rel(hub, p) for p in logs])
 

@@ -149,6 +149,25 @@ def test_bad_csv_columns_and_cells(tmp_path):
         R.read_comparison_metrics(p)
 
 
+def test_bad_job_files_are_errors_not_tracebacks(tmp_path):
+    p = tmp_path / "comparison_metrics.csv"
+    p.write_bytes(b"model,metric,amplitude,phase,value\n\xff,mae,1,2,\n")
+    with pytest.raises(PtyAnalysisError, match="not a readable UTF-8 CSV"):
+        R.read_comparison_metrics(p)
+    bad = tmp_path / "reconstructions.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(PtyAnalysisError, match=r"reconstructions.npz: not a readable \.npz"):
+        R.read_reconstructions(bad)
+    ok = tmp_path / "ok.npz"
+    np.savez(ok, PtychoPINN=np.ones((4, 4), complex), meta=np.array([{"a": 1}], dtype=object))
+    assert set(R.read_reconstructions(ok)[0]) == {"PtychoPINN"}  # an object array is skipped, not fatal
+    hub = tmp_path / "hub"
+    (hub / "analysis" / "dose_inf" / "dense" / "test").mkdir(parents=True)  # not a dose folder: ignored
+    (hub / "analysis" / "comparison_manifest.json").write_text('{"jobs": [{"dose": 1000}]}')
+    with pytest.raises(PtyAnalysisError, match="comparison_manifest.json: malformed manifest"):
+        R.collect_jobs(hub)
+
+
 def test_no_jobs_is_an_error(tmp_path):
     (tmp_path / "analysis").mkdir()
     with pytest.raises(PtyAnalysisError, match="no comparison job found"):

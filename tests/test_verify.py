@@ -204,3 +204,13 @@ def test_cli_clean_hub_exit_zero(hub):
     from ptyanalysis.cli import main
 
     assert main(["verify", str(hub)]) == 0
+
+
+def test_newest_grid_log_is_ordered_by_stamp_then_suffix(hub):
+    logs = hub / "analysis" / "logs"
+    # same second, 10th rerun: lexicographically before _2, but newer; it failed
+    (logs / "grid_20260101T000000Z_2.log").write_text("grid started\nSUCCESS: all cells completed\n")
+    (logs / "grid_20260101T000000Z_10.log").write_text(
+        "grid started\nSUCCESS: all cells completed\nFAILED: 1 cell(s) failed\n")
+    res = V.verify_hub(hub, write=False)
+    assert "does not end with the sentinel" in _failed(res)["Orchestrator logs (grid runner)"]
