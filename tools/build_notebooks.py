@@ -224,9 +224,11 @@ def build(name: str) -> Path:
     nb.cells = NOTEBOOKS[name]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
+    from ptyanalysis.fileutil import atomic_path
+
     path = NB_DIR / f"{name}.ipynb"
-    NB_DIR.mkdir(exist_ok=True)
-    nbformat.write(nb, path)
+    with atomic_path(path) as tmp:
+        nbformat.write(nb, tmp)
     return path
 
 
@@ -241,6 +243,7 @@ def execute(name: str) -> Path:
 
 
 def main(argv=None) -> int:
+    """Build (and, unless ``--no-execute``, execute) the named notebooks; return the exit status."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("names", nargs="*", default=list(NOTEBOOKS))
     p.add_argument("--no-execute", action="store_true")
