@@ -235,6 +235,22 @@ def train_pinn(data, nphotons: float, config: TrainConfig = TrainConfig(), grids
     No ground truth is used: the loss is the Poisson negative log-likelihood of
     the measured amplitudes given the far field of the merged object patch
     illuminated by ``data.probe``.
+
+    Parameters
+    ----------
+    data : PtychoData
+        Training split.
+    nphotons : float
+        Dose of the data (sets ``intensity_scale``).
+    config : TrainConfig
+    gridsize : int
+        Group side (the study: 2).
+    desc : str
+        Progress label.
+
+    Returns
+    -------
+    TrainedModel
     """
     from . import models
 
@@ -256,7 +272,18 @@ def train_pinn(data, nphotons: float, config: TrainConfig = TrainConfig(), grids
 
 
 def save_trained(trained: TrainedModel, directory) -> Path:
-    """Write ``model.keras``, ``params.json`` and ``reference_inputs.npz`` into ``directory`` atomically."""
+    """Write ``model.keras``, ``params.json`` and ``reference_inputs.npz`` into ``directory`` atomically.
+
+    Parameters
+    ----------
+    trained : TrainedModel
+    directory : path
+        Replaced as a whole (a previous model there is swapped out only on success).
+
+    Returns
+    -------
+    Path
+    """
     directory = Path(directory)
     with atomic_dir(directory) as tmp:
         trained.model.save(tmp / "model.keras")
@@ -305,7 +332,18 @@ def _iterative_for(data, config: TrainConfig):
 
 
 def save_reconstruction(rec, path) -> Path:
-    """Write an iterative reconstruction as ``ptychi_reconstruction.npz`` (atomically)."""
+    """Write an iterative reconstruction as ``ptychi_reconstruction.npz`` (atomically).
+
+    Parameters
+    ----------
+    rec : iterative.Reconstruction
+    path : path
+        Destination file.
+
+    Returns
+    -------
+    Path
+    """
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **rec.to_npz_dict())
@@ -319,6 +357,19 @@ def train_study(hub, config: TrainConfig = TrainConfig(), doses=None, views=VIEW
     Models go to ``data/phase_e/dose_<D>/{baseline/gs1, <view>/gs2}``; the
     iterative arm to ``data/phase_f/dose_<D>/<view>/<split>/``. Existing
     outputs are kept unless ``force``.
+
+    Parameters
+    ----------
+    hub : path
+        Hub written by :func:`ptyanalysis.synth.simulate_study`.
+    config : TrainConfig
+    doses : sequence of float, optional
+        Default: every ``data/phase_c/dose_*`` of the hub.
+    views : sequence of str
+    force : bool
+        Retrain / recompute existing outputs.
+    say : callable
+        Receives one line of text per iterative reconstruction.
 
     Returns
     -------

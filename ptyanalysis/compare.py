@@ -315,8 +315,18 @@ def covered_box(mask, min_side: int = 8):
     Holes of a single pixel are closed first (binary closing, 3 x 3), so one
     unlucky pixel does not split the region.
 
-    Returns ``(slice_rows, slice_cols)``, or ``None`` when no rectangle of at
-    least ``min_side`` pixels on each side exists.
+    Parameters
+    ----------
+    mask : array_like of bool, shape (H, W)
+        Covered pixels.
+    min_side : int
+        Smallest acceptable side of the rectangle.
+
+    Returns
+    -------
+    tuple of slice or None
+        ``(slice_rows, slice_cols)``, or ``None`` when no rectangle of at
+        least ``min_side`` pixels on each side exists.
     """
     from scipy.ndimage import binary_closing
 
@@ -368,14 +378,40 @@ def _fmt(v):
 
 
 def write_metrics_csv(path, rows) -> Path:
-    """Write ``comparison_metrics.csv`` in the study's format (``%.6f``, NaN empty)."""
+    """Write ``comparison_metrics.csv`` in the study's format (``%.6f``, NaN empty), atomically.
+
+    Parameters
+    ----------
+    path : path
+        Destination file.
+    rows : iterable of (model, metric, amplitude, phase, value)
+        One row each; ``None`` or non-finite values are written as empty cells.
+
+    Returns
+    -------
+    Path
+    """
     lines = ["model,metric,amplitude,phase,value"]
     lines += [f"{m},{k},{_fmt(a)},{_fmt(p)},{_fmt(v)}" for m, k, a, p, v in rows]
     return write_text(path, "\n".join(lines) + "\n")
 
 
 def write_frc_csv(path, arm, curves) -> Path:
-    """Write ``<arm>_frc_curves.csv`` (``model, frequency_bin, amplitude_frc, phase_frc``)."""
+    """Write ``<arm>_frc_curves.csv`` (``model, frequency_bin, amplitude_frc, phase_frc``), atomically.
+
+    Parameters
+    ----------
+    path : path
+        Destination file.
+    arm : str
+        Model name written in every row.
+    curves : dict
+        ``{"amplitude": curve, "phase": curve}``; rows up to the shorter curve.
+
+    Returns
+    -------
+    Path
+    """
     a = np.asarray(curves["amplitude"], float)
     p = np.asarray(curves["phase"], float)
     n = min(len(a), len(p))
@@ -389,6 +425,20 @@ def plot_comparison(images: dict, mask=None, title: str = ""):
 
     Colour limits are shared per row: the 10-90 percentile of the ground truth
     (where covered), so every arm is judged on the same scale.
+
+    Parameters
+    ----------
+    images : dict
+        ``{arm: complex image or None}`` plus ``"GroundTruth"``; ``None`` is
+        drawn as "missing".
+    mask : array_like of bool, optional
+        Pixels shown (others blank); default all.
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     import matplotlib
 

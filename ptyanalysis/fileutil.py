@@ -57,7 +57,15 @@ def atomic_path(path, suffix: str | None = None):
 
 @contextlib.contextmanager
 def atomic_dir(path):
-    """Yield a temporary directory next to ``path``; swap it into place on success."""
+    """Yield a temporary directory next to ``path``; swap it into place on success.
+
+    Parameters
+    ----------
+    path : str or Path
+        Final directory. An existing one is replaced only once the new one is
+        complete; on failure the temporary directory is removed and ``path`` is
+        left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
@@ -79,14 +87,38 @@ def atomic_dir(path):
 
 
 def write_text(path, text: str) -> Path:
-    """Atomically write ``text`` (UTF-8) to ``path`` and return the path."""
+    """Atomically write ``text`` (UTF-8) to ``path`` and return the path.
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination (parents are created).
+    text : str
+
+    Returns
+    -------
+    Path
+    """
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
 
 
 def write_json(path, obj, indent: int = 2) -> Path:
-    """Atomically write ``obj`` as JSON (NaN written as null) and return the path."""
+    """Atomically write ``obj`` as JSON (NaN written as null) and return the path.
+
+    Parameters
+    ----------
+    path : str or Path
+        Destination (parents are created).
+    obj : object
+        JSON-serialisable after numpy scalars/arrays and paths are converted.
+    indent : int
+
+    Returns
+    -------
+    Path
+    """
     return write_text(path, json.dumps(_json_safe(obj), indent=indent, allow_nan=False) + "\n")
 
 

@@ -211,6 +211,22 @@ def build_patch_network(N: int, input_rms: float, filters=(16, 32, 64), name="pa
     Amplitude via a sigmoid (0..1), phase via ``pi * tanh``. The input is
     divided by ``input_rms`` (a fixed statistic of the training inputs, saved
     in the model) so the network sees unit-scale numbers at every dose.
+
+    Parameters
+    ----------
+    N : int
+        Pattern size (a multiple of 8).
+    input_rms : float
+        RMS of the training inputs.
+    filters : tuple of int
+        Encoder widths.
+    name : str
+        Model name.
+
+    Returns
+    -------
+    keras.Model
+        ``(N, N, 1) -> [amplitude, phase]``, each ``(N, N, 1)``.
     """
     if N % 8:
         raise PtyAnalysisError(f"N must be a multiple of 8, got {N}")
@@ -339,7 +355,23 @@ def group_members(positions, gridsize: int, K: int, rng) -> np.ndarray:
 
     Members are drawn (seeded, without replacement) from the seed's ``K + 1``
     nearest positions, the seed included. For ``g = 1`` each group is its own
-    position. Returns member indices, shape (n, C).
+    position.
+
+    Parameters
+    ----------
+    positions : array_like, shape (n, 2)
+        (row, col) scan positions.
+    gridsize : int
+        Group side ``g``.
+    K : int
+        Neighbours a group is drawn from.
+    rng : numpy.random.Generator
+        Source of the random choice.
+
+    Returns
+    -------
+    ndarray of int, shape (n, C)
+        Member indices.
     """
     from scipy.spatial import cKDTree
 

@@ -301,8 +301,21 @@ def extract_patches(obj, positions, N: int) -> np.ndarray:
 def simulate_counts(obj_patches, probe, nphotons: float, rng):
     """Poisson counts for ``nphotons`` expected photons per pattern.
 
-    Returns ``(diffraction, s)`` with ``diffraction = sqrt(counts) / s`` (float32)
-    and ``s = sqrt(nphotons / mean over patterns of sum |O P|^2)``.
+    Parameters
+    ----------
+    obj_patches : ndarray, shape (n, N, N)
+        Object patches at the scan positions.
+    probe : ndarray, shape (N, N)
+    nphotons : float
+        Expected photons per pattern (averaged over the patterns).
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    diffraction : ndarray, shape (n, N, N), float32
+        ``sqrt(counts) / s``.
+    s : float
+        ``sqrt(nphotons / mean over patterns of sum |O P|^2)``.
     """
     amp = exit_waves_to_far_field(obj_patches, probe)
     s = np.sqrt(nphotons / np.mean(np.sum(amp**2, axis=(-2, -1))))
@@ -400,7 +413,26 @@ def load_views(hub, dose) -> dict:
 
 
 def load_view(hub, dose, view: str, split: str):
-    """Load a split's dataset restricted to a view's subsample (all positions when the hub has no views.json)."""
+    """Load a split's dataset restricted to a view's subsample (all positions when the hub has no views.json).
+
+    Parameters
+    ----------
+    hub : path
+        Study hub.
+    dose : float
+        Photons per pattern.
+    view, split : str
+        E.g. ``"dense"``, ``"test"``.
+
+    Returns
+    -------
+    PtychoData
+
+    Raises
+    ------
+    PtyAnalysisError
+        Missing dataset, or a view / split that ``views.json`` does not list.
+    """
     from . import io
 
     data = io.load_dataset(_hub.dataset_path(hub, dose, split))
