@@ -67,7 +67,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .conventions import positions_from_xy
+from .conventions import POSITION_UNIT, positions_from_xy
 from .errors import PtyAnalysisError
 from .fileutil import atomic_path
 
@@ -924,7 +924,7 @@ def to_xarray(data: PtychoData):
         "source": source,
         "N": data.N,
         "nphotons": float("nan") if nph is None else float(nph),
-        "position_unit": "object pixel",
+        "position_unit": POSITION_UNIT,
         "has_start_coords": int(data.xcoords_start is not None),
     }
     return xr.Dataset(data_vars=data_vars, coords=coords, attrs=attrs)
