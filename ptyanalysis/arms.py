@@ -380,7 +380,13 @@ def train_study(hub, config: TrainConfig = TrainConfig(), doses=None, views=VIEW
 
     hub = Path(hub)
     if doses is None:
-        doses = sorted({float(p.name.split("_", 1)[1]) for p in (hub / "data" / "phase_c").glob("dose_*")})
+        found = sorted((hub / "data" / "phase_c").glob("dose_*"))
+        try:
+            doses = sorted({float(p.name.split("_", 1)[1]) for p in found})
+        except ValueError:
+            bad = [str(p) for p in found if not p.name.split("_", 1)[1].replace(".", "", 1).isdigit()]
+            raise PtyAnalysisError(f"{bad[0] if bad else hub}: expected data/phase_c/dose_<photons> folders "
+                                   "(e.g. dose_1000); rename or remove it, or pass doses=") from None
     if not doses:
         raise PtyAnalysisError(f"{hub}: no datasets under data/phase_c/dose_*; run 'ptyanalysis simulate {hub}' first")
     summary = {"doses": list(doses), "steps": []}
