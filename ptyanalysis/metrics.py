@@ -584,6 +584,9 @@ def score(pred, gt, convention: str = "ptyanalysis", *, border: int = 2, data_ra
         raise PtyAnalysisError("gt contains NaN or Inf")
     zero_pred = bool(np.all(p == 0)) or not np.all(np.isfinite(p))
     if convention == "ptychopinn":
+        if min(g.shape) < 7:
+            raise PtyAnalysisError(f"images of shape {g.shape} after the {int(border)} px border trim are smaller "
+                                   "than the 7 x 7 SSIM window of the ptychopinn convention")
         return _score_ptychopinn(p, g, int(border), phase_align or "plane",
                                  "mean" if amplitude_scale is None else amplitude_scale, ms_ssim_sigma, zero_pred)
     return _score_ours(p, g, int(border), data_range, phase_data_range, phase_align or "offset",
