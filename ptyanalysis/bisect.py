@@ -1176,7 +1176,12 @@ def plot_bisection(result: BisectionResult):
 
 # ----------------------------------------------------------------------------- CLI
 def configure_parser(parser) -> None:
-    """Add the ``bisect`` options to ``parser``."""
+    """Add the ``bisect`` options to ``parser``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    """
     parser.add_argument("--model", required=True, help="model spec (see ptyanalysis.inference.load_model)")
     parser.add_argument("--failing", required=True, help="NPZ of the failing inputs (one array per model input)")
     parser.add_argument("--passing", required=True, help="NPZ of the passing inputs")
@@ -1192,7 +1197,18 @@ def configure_parser(parser) -> None:
 
 
 def run_cli(args) -> int:
-    """Run ``ptyanalysis bisect``; return the exit status (0 whatever the verdict)."""
+    """Run ``ptyanalysis bisect``; return the exit status (0 whatever the verdict).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed options (see :func:`configure_parser`).
+
+    Returns
+    -------
+    int
+        0 (bad input raises :class:`PtyAnalysisError`: exit status 2).
+    """
     from .inference import load_model
     from .splits import cli_input_sets
 

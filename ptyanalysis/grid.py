@@ -458,6 +458,15 @@ def notebook_parameters(notebook, kernel: str = "python3") -> dict:
     ------
     PtyAnalysisError
         The notebook cannot be read or has no cell tagged ``parameters``.
+
+    Parameters
+    ----------
+    notebook : str or Path
+    kernel : str
+
+    Returns
+    -------
+    dict
     """
     from .notebook import default_kind, inspect_parameters
 
@@ -557,6 +566,16 @@ def cell_status(cell: GridCell) -> tuple[bool, str]:
 
     Complete means: ``job_done.json`` is valid JSON, its ``param_hash`` equals
     the cell's, and every file it lists exists and is non-empty.
+
+    Parameters
+    ----------
+    cell : GridCell
+
+    Returns
+    -------
+    complete : bool
+    reason : str
+        ``"complete"`` or why not (``"no job_done.json"``, ``"parameters changed"``, ...).
     """
     marker = cell.output_dir / MARKER_NAME
     if not marker.is_file():
@@ -690,7 +709,17 @@ def _log_path(hub: Path) -> Path:
 
 
 def default_workers(n_cells: int) -> int:
-    """``min(n_cells, os.cpu_count())`` (at least 1)."""
+    """``min(n_cells, os.cpu_count())`` (at least 1).
+
+    Parameters
+    ----------
+    n_cells : int
+        Cells to run.
+
+    Returns
+    -------
+    int
+    """
     return max(1, min(n_cells, os.cpu_count() or 1))
 
 
@@ -982,7 +1011,12 @@ def bench_grid(work_s: float = 5.0, n_cells: int = 4, workers: int = 2, kind: st
 
 
 def configure_parser(parser) -> None:
-    """Add the ``grid`` command's options to ``parser``."""
+    """Add the ``grid`` command's options to ``parser``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    """
     parser.add_argument("spec", help="grid YAML file, e.g. params/study.yaml (schema: see `pydoc ptyanalysis.grid`)")
     parser.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (default: a LocalCluster)")
     parser.add_argument("--workers", type=int, default=None, help="LocalCluster workers (default: min(cells, CPU count))")
@@ -994,7 +1028,18 @@ def configure_parser(parser) -> None:
 
 
 def run_cli(args) -> int:
-    """Run ``ptyanalysis grid``: 0 when every cell is complete, 1 when any failed."""
+    """Run ``ptyanalysis grid``: 0 when every cell is complete, 1 when any failed.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed options (see :func:`configure_parser`).
+
+    Returns
+    -------
+    int
+        0 when every cell is complete (or a dry run), 1 when a cell failed.
+    """
     if args.workers is not None and args.workers < 1:
         raise PtyAnalysisError(f"--workers must be >= 1, got {args.workers}")
     spec = load_spec(args.spec)

@@ -151,7 +151,18 @@ def output_stats(array) -> OutputHealth:
 
 
 def outputs_stats(outputs) -> list[OutputHealth]:
-    """:func:`output_stats` of each array of a list of model outputs."""
+    """:func:`output_stats` of each array of a list of model outputs.
+
+    Parameters
+    ----------
+    outputs : ndarray, list, tuple or dict of ndarray
+        Model outputs (one array is one output).
+
+    Returns
+    -------
+    list of OutputHealth
+        One per output, in order.
+    """
     return [output_stats(o) for o in _as_list(outputs)]
 
 
@@ -378,5 +389,15 @@ def parse_criterion(spec) -> Criterion:
 
 
 def degraded(h: float) -> bool:
-    """True when a health score is below :data:`DEGRADED_HEALTH` (or not finite)."""
+    """True when a health score is below :data:`DEGRADED_HEALTH` (or not finite).
+
+    Parameters
+    ----------
+    h : float
+        A :func:`health_score`.
+
+    Returns
+    -------
+    bool
+    """
     return not (np.isfinite(h) and h >= DEGRADED_HEALTH)

@@ -162,13 +162,33 @@ def drift_measures(a, b, *, seed: int = 0, n_sub: int = DRIFT_SUBSAMPLE) -> dict
 
 
 def is_image_like(x) -> bool:
-    """True for (n, H, W[, C]) inputs with H, W >= 8 (diffraction patterns)."""
+    """True for (n, H, W[, C]) inputs with H, W >= 8 (diffraction patterns).
+
+    Parameters
+    ----------
+    x : array_like
+        One model input, samples first.
+
+    Returns
+    -------
+    bool
+    """
     s = np.shape(x)
     return len(s) >= 3 and s[1] >= 8 and s[2] >= 8
 
 
 def is_positions_like(x) -> bool:
-    """True when each sample holds a multiple of 2 values, at most 16 (offsets [x, y])."""
+    """True when each sample holds a multiple of 2 values, at most 16 (offsets [x, y]).
+
+    Parameters
+    ----------
+    x : array_like
+        One model input, samples first.
+
+    Returns
+    -------
+    bool
+    """
     s = np.shape(x)
     per = int(np.prod(s[1:])) if len(s) > 1 else 1
     return 2 <= per <= 16 and 2 in s[1:]
@@ -204,7 +224,19 @@ def pattern_summary(x) -> dict:
 
 
 def positions_values(x) -> np.ndarray:
-    """Scan-map values of a positions-like input as (m, 2) [x, y] (each member a row)."""
+    """Scan-map values of a positions-like input as (m, 2) [x, y] (each member a row).
+
+    Parameters
+    ----------
+    x : array_like
+        A positions-like input: ``(B, 1, 2, C)`` (the study's offsets, [x, y]
+        per member) or ``(n, k)`` with the first two values per sample taken.
+
+    Returns
+    -------
+    ndarray, shape (m, 2) or (n, 1)
+        ``m = B * C`` rows for the study layout.
+    """
     a = np.asarray(x, dtype=np.float64)
     n = a.shape[0]
     if a.ndim == 4 and a.shape[2] == 2:  # (B, 1, 2, C) study layout
@@ -629,7 +661,12 @@ def plot_split_comparison(result: SplitComparison):
 
 # ----------------------------------------------------------------------------- CLI
 def configure_parser(parser) -> None:
-    """Add the ``compare-splits`` options to ``parser``."""
+    """Add the ``compare-splits`` options to ``parser``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    """
     parser.add_argument("--model", required=True, help="model spec (see ptyanalysis.inference.load_model)")
     parser.add_argument("--a", required=True, help="first split NPZ (arrays named like the model inputs)")
     parser.add_argument("--b", required=True, help="second split NPZ")
@@ -747,7 +784,18 @@ def cli_input_sets(loaded, paths: dict, reference=None, *, study_inputs: bool = 
 
 
 def run_cli(args) -> int:
-    """Run ``ptyanalysis compare-splits``; return the exit status."""
+    """Run ``ptyanalysis compare-splits``; return the exit status.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed options (see :func:`configure_parser`).
+
+    Returns
+    -------
+    int
+        0 (bad input raises :class:`PtyAnalysisError`: exit status 2).
+    """
     from .inference import load_model
 
     names = tuple(s.strip() for s in str(args.names).split(","))
