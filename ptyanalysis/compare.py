@@ -440,9 +440,8 @@ def plot_comparison(images: dict, mask=None, title: str = ""):
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
+    # (no matplotlib.use here: switching the backend is process-wide and would turn off a notebook's
+    # inline figures; headless processes fall back to Agg by themselves)
     import matplotlib.pyplot as plt
 
     names = [k for k in images if k != "GroundTruth"] + ["GroundTruth"]
