@@ -46,7 +46,18 @@ _POOL = 4096
 
 
 def dense_scan(n: int, seed: int = 0) -> np.ndarray:
-    """Uniform random (row, col) positions at the study's scan density."""
+    """Uniform random (row, col) positions at the study's scan density.
+
+    Parameters
+    ----------
+    n : int
+        Number of positions.
+    seed : int
+
+    Returns
+    -------
+    ndarray, shape (n, 2)
+    """
     rng = np.random.default_rng(seed)
     side = float(np.sqrt(n / STUDY_DENSITY))
     return rng.uniform(0.0, side, size=(n, 2))
@@ -349,7 +360,16 @@ SECTIONS = {"stitching": bench_stitching, "inference": bench_inference, "grid": 
 
 
 def format_table(rows) -> str:
-    """Render result rows as a fixed-width text table."""
+    """Render result rows as a fixed-width text table.
+
+    Parameters
+    ----------
+    rows : list of dict
+
+    Returns
+    -------
+    str
+    """
     cols = ["section", "case", "n", "canvas", "seconds", "patches_per_s", "peak_extra_mib", "note"]
     heads = ["section", "case", "n", "canvas", "seconds", "patches/s", "peak MiB", "note"]
 
@@ -379,7 +399,16 @@ def machine_info() -> dict:
 
 
 def main(argv=None) -> int:
-    """Run the selected benchmark sections and print (and optionally save) the results."""
+    """Run the selected benchmark sections and print (and optionally save) the results.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+
+    Returns
+    -------
+    int
+    """
     parser = argparse.ArgumentParser(prog="python -m ptyanalysis.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--only", action="append", choices=sorted(SECTIONS),
                         help="run only this section (repeatable)")

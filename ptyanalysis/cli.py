@@ -33,7 +33,17 @@ COMMANDS = {
 
 
 def build_parser(commands=COMMANDS) -> argparse.ArgumentParser:
-    """Return the top-level parser with one sub-parser per available command."""
+    """Return the top-level parser with one sub-parser per available command.
+
+    Parameters
+    ----------
+    commands : dict
+        ``{command: (module, help)}``; modules not present are skipped.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
     parser = argparse.ArgumentParser(prog="ptyanalysis", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_) in commands.items():
@@ -50,7 +60,18 @@ def build_parser(commands=COMMANDS) -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Entry point of the ``ptyanalysis`` console script."""
+    """Entry point of the ``ptyanalysis`` console script.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        Exit status: 0 done, 2 bad input, 130 interrupted.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow C++ log: errors only via Python
     argv = sys.argv[1:] if argv is None else list(argv)
     commands = COMMANDS

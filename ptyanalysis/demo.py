@@ -37,6 +37,20 @@ def ensure_study(hub, size: str = "ci", doses=None, say=print) -> Path:
 
     Simulates when ``HUB/study.json`` is absent and trains whatever model or
     iterative reconstruction is missing; an existing complete hub is left as is.
+
+    Parameters
+    ----------
+    hub : str or Path
+    size : str
+        ``ci``, ``demo`` or ``study``.
+    doses : sequence of float, optional
+        Default :data:`~ptyanalysis.conventions.DOSES`.
+    say : callable
+        Progress messages.
+
+    Returns
+    -------
+    Path
     """
     from . import arms, synth
 
@@ -52,7 +66,18 @@ def ensure_study(hub, size: str = "ci", doses=None, say=print) -> Path:
 
 
 def grid_spec(hub, workers=None):
-    """The comparison grid of a synthetic hub (every dose x view x split)."""
+    """The comparison grid of a synthetic hub (every dose x view x split).
+
+    Parameters
+    ----------
+    hub : str or Path
+        A hub with ``study.json``.
+    workers : int, optional
+
+    Returns
+    -------
+    GridSpec
+    """
     from . import grid
 
     doses = json.loads((Path(hub) / "study.json").read_text())["config"]["doses"]
@@ -80,7 +105,21 @@ def diagnosis_parameters(hub, name: str, dose: float) -> dict:
 
 
 def run_demo(hub, size: str = "demo", workers=None, say=print) -> dict:
-    """Run the whole synthetic study; returns timings, paths and the verification result."""
+    """Run the whole synthetic study; returns timings, paths and the verification result.
+
+    Parameters
+    ----------
+    hub : str or Path
+    size : str
+    workers : int, optional
+    say : callable
+
+    Returns
+    -------
+    dict
+        ``hub, timings_s, grid_ok, html, verification, bisection_verdict,
+        diagnosis_notebooks``.
+    """
     from . import grid, report, verify
     from . import notebook as nbk
 
@@ -121,7 +160,17 @@ def run_demo(hub, size: str = "demo", workers=None, say=print) -> dict:
 
 
 def quality_table(hub):
-    """Mean SSIM / MS-SSIM (ptyanalysis convention) of each arm over the hub's jobs, as a DataFrame."""
+    """Mean SSIM / MS-SSIM (ptyanalysis convention) of each arm over the hub's jobs, as a DataFrame.
+
+    Parameters
+    ----------
+    hub : str or Path
+
+    Returns
+    -------
+    pandas.DataFrame
+        Rows arms, columns (metric, component); empty when there is no job.
+    """
     import xarray as xr
 
     rows = []
@@ -142,7 +191,12 @@ def quality_table(hub):
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Options of ``ptyanalysis demo``."""
+    """Options of ``ptyanalysis demo``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    """
     parser.add_argument("--hub", type=Path, default=Path("demo_hub"), help="where the study goes (default demo_hub)")
     parser.add_argument("--size", default="demo", help="study size: ci, demo or study (default demo)")
     parser.add_argument("--workers", type=int, help="grid workers (default: one per core)")
@@ -152,7 +206,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args) -> int:
-    """Run ``ptyanalysis demo``."""
+    """Run ``ptyanalysis demo``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+
+    Returns
+    -------
+    int
+        0 when the grid succeeded, 1 otherwise.
+    """
     t0 = time.perf_counter()
     if args.prepare_only:
         ensure_study(args.hub, args.size)

@@ -32,7 +32,13 @@ _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
 @contextlib.contextmanager
 def scoped_env(**values):
-    """Set environment variables (inherited by kernels started meanwhile); restore them on exit."""
+    """Set environment variables (inherited by kernels started meanwhile); restore them on exit.
+
+    Parameters
+    ----------
+    **values : str
+        Variable names and values.
+    """
     old = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
@@ -46,7 +52,18 @@ def scoped_env(**values):
 
 
 def declared_parameters(namespace: dict) -> frozenset:
-    """Names defined so far in a notebook namespace (call at the end of the parameters cell)."""
+    """Names defined so far in a notebook namespace (call at the end of the parameters cell).
+
+    Parameters
+    ----------
+    namespace : dict
+        The notebook's ``globals()``.
+
+    Returns
+    -------
+    frozenset of str
+        Names not starting with ``_`` and not IPython's own.
+    """
     return frozenset(k for k in namespace if not k.startswith("_") and k not in _IPYTHON_NAMES)
 
 
@@ -83,6 +100,14 @@ def literal_kind(value) -> str | None:
 
     Any other value gives its type name. The grid runner and :func:`execute`
     both compare a value's kind with the kind of the notebook's default.
+
+    Parameters
+    ----------
+    value : object
+
+    Returns
+    -------
+    str or None
     """
     if value is None:
         return None
@@ -103,6 +128,15 @@ def default_kind(default_src: str) -> str | None:
     """Kind (see :func:`literal_kind`) of a default as written in a parameters cell; None when unknown.
 
     None (no constraint) for a ``None`` default or an expression that is not a literal.
+
+    Parameters
+    ----------
+    default_src : str
+        The default's source text (papermill's ``default``).
+
+    Returns
+    -------
+    str or None
     """
     import ast
 
@@ -164,6 +198,19 @@ def notebook_parameters(path) -> dict:
     """The parameters a notebook declares: ``{name: {"name", "inferred_type_name", "default", "help"}}``.
 
     Empty when no cell is tagged ``parameters`` (see :func:`inspect_parameters`).
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    PtyAnalysisError
+        The notebook or its parameters cell cannot be read.
     """
     return inspect_parameters(path)[0]
 
@@ -204,7 +251,21 @@ def validate_parameters(notebook, parameters: dict, source: str = "parameters") 
 
 
 def load_params(path) -> dict:
-    """Read a papermill parameter file (YAML mapping)."""
+    """Read a papermill parameter file (YAML mapping).
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    PtyAnalysisError
+        Unreadable file, invalid YAML, or not a mapping.
+    """
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())

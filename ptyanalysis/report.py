@@ -370,6 +370,15 @@ def read_manifest(hub) -> dict | None:
     ------
     PtyAnalysisError
         If the file exists but is not valid JSON.
+
+    Parameters
+    ----------
+    hub : str or Path
+        Study hub.
+
+    Returns
+    -------
+    dict or None
     """
     path = Path(hub) / "analysis" / FILES["manifest"]
     if not path.exists():
@@ -630,7 +639,20 @@ def compute_deltas(aggregate_metrics: dict) -> dict:
 
 
 def delta_summary(summary: dict, source_metrics: str = "analysis/metrics_summary.json") -> dict:
-    """Content of ``metrics_delta_summary.json``: ``{generated_at, source_metrics, deltas}``."""
+    """Content of ``metrics_delta_summary.json``: ``{generated_at, source_metrics, deltas}``.
+
+    Parameters
+    ----------
+    summary : dict
+        Content of ``metrics_summary.json``.
+    source_metrics : str
+        Hub-relative path of that file.
+
+    Returns
+    -------
+    dict
+        ``generated_at`` is UTC and ends in ``Z``.
+    """
     return {"generated_at": utc_now(), "source_metrics": source_metrics,
             "deltas": compute_deltas(summary["aggregate_metrics"])}
 
@@ -639,10 +661,20 @@ def format_delta(value, decimals: int) -> str:
     """Format a delta with an explicit sign: ``+0.015``; ``"N/A"`` when missing.
 
     A value that rounds to zero prints as ``+0.000`` (never ``-0.000``).
+
+    Parameters
+    ----------
+    value : float or None
+    decimals : int
+        3 for MS-SSIM, 6 for MAE (:data:`DELTA_DECIMALS`).
+
+    Returns
+    -------
+    str
     """
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    if value is None or not math.isfinite(float(value)):  # numpy float32 NaN too (not a float)
         return "N/A"
-    s = f"{value:+.{decimals}f}"
+    s = f"{float(value):+.{decimals}f}"
     if float(s) == 0.0:
         s = "+" + s[1:]
     return s
@@ -653,7 +685,19 @@ def _fmt(value, spec: str = ".3f") -> str:
 
 
 def delta_highlight_lines(deltas: dict) -> list[str]:
-    """The 4 lines of ``metrics_delta_highlights.txt`` (amplitude and phase)."""
+    """The 4 lines of ``metrics_delta_highlights.txt`` (amplitude and phase).
+
+    Parameters
+    ----------
+    deltas : dict
+        ``metrics_delta_summary.json["deltas"]`` (:func:`compute_deltas`).
+
+    Returns
+    -------
+    list of str
+        ``<prefix>amplitude <delta>  phase <delta>`` with the prefixes of
+        :data:`HIGHLIGHT_PREFIXES`, in :data:`HIGHLIGHT_ORDER`.
+    """
     lines = []
     for prefix, (metric, other) in zip(HIGHLIGHT_PREFIXES, HIGHLIGHT_ORDER):
         d = deltas[f"vs_{other}"][metric]
@@ -663,13 +707,36 @@ def delta_highlight_lines(deltas: dict) -> list[str]:
 
 
 def delta_preview_lines(deltas: dict) -> list[str]:
-    """The 4 phase-only lines of ``metrics_delta_highlights_preview.txt``."""
+    """The 4 phase-only lines of ``metrics_delta_highlights_preview.txt``.
+
+    Parameters
+    ----------
+    deltas : dict
+        ``metrics_delta_summary.json["deltas"]`` (:func:`compute_deltas`).
+
+    Returns
+    -------
+    list of str
+        ``<prefix><phase delta>`` with the prefixes of :data:`PREVIEW_PREFIXES`;
+        the word "amplitude" never appears.
+    """
     return [f"{prefix}{format_delta(deltas[f'vs_{other}'][metric]['phase'], DELTA_DECIMALS[metric])}"
             for prefix, (metric, other) in zip(PREVIEW_PREFIXES, HIGHLIGHT_ORDER)]
 
 
 def ssim_grid_markdown(deltas: dict) -> str:
-    """``ssim_grid_summary.md``: the study's 2x2 phase-only delta tables."""
+    """``ssim_grid_summary.md``: the study's 2x2 phase-only delta tables.
+
+    Parameters
+    ----------
+    deltas : dict
+        ``metrics_delta_summary.json["deltas"]`` (:func:`compute_deltas`).
+
+    Returns
+    -------
+    str
+        Markdown; no "amplitude" anywhere.
+    """
     b, p = deltas["vs_Baseline"], deltas["vs_PtyChi"]
     lines = [
         "# SSIM Grid Summary (Phase-Only)",
@@ -711,7 +778,18 @@ def _missing_section(summary: dict) -> list[str]:
 
 
 def metrics_summary_markdown(summary: dict) -> str:
-    """``metrics_summary.md`` in the study's layout (plus a missing-results section)."""
+    """``metrics_summary.md`` in the study's layout (plus a missing-results section).
+
+    Parameters
+    ----------
+    summary : dict
+        Content of ``metrics_summary.json`` (:func:`summarize_jobs`).
+
+    Returns
+    -------
+    str
+        Markdown.
+    """
     agg = summary["aggregate_metrics"]
     L = ["# Phase G Metrics Summary", "",
          f"**Total Jobs:** {summary['n_jobs']}  ",
@@ -770,7 +848,20 @@ def metrics_summary_markdown(summary: dict) -> str:
 
 
 def aggregate_report_markdown(summary: dict, threshold: float = MS_SSIM_THRESHOLD) -> str:
-    """``aggregate_report.md`` (the study's ``report_phase_g_dense_metrics.py`` layout)."""
+    """``aggregate_report.md`` (the study's ``report_phase_g_dense_metrics.py`` layout).
+
+    Parameters
+    ----------
+    summary : dict
+        Content of ``metrics_summary.json`` (:func:`summarize_jobs`).
+    threshold : float
+        MS-SSIM sanity threshold.
+
+    Returns
+    -------
+    str
+        Markdown.
+    """
     agg = summary["aggregate_metrics"]
     d = compute_deltas(agg)
     L = ["# Phase G Dense Metrics Report", "",
@@ -822,7 +913,19 @@ def aggregate_report_markdown(summary: dict, threshold: float = MS_SSIM_THRESHOL
 
 
 def aggregate_highlights_text(summary: dict, threshold: float = MS_SSIM_THRESHOLD) -> str:
-    """``aggregate_highlights.txt`` (the study's ``generate_highlights`` layout)."""
+    """``aggregate_highlights.txt`` (the study's ``generate_highlights`` layout).
+
+    Parameters
+    ----------
+    summary : dict
+        Content of ``metrics_summary.json`` (:func:`summarize_jobs`).
+    threshold : float
+        MS-SSIM threshold printed in the header.
+
+    Returns
+    -------
+    str
+    """
     agg = summary["aggregate_metrics"]
     d = compute_deltas(agg)
     ms = {m: agg.get(m, {}).get("ms_ssim", {}) for m in ARMS}
@@ -848,7 +951,20 @@ def aggregate_highlights_text(summary: dict, threshold: float = MS_SSIM_THRESHOL
 
 
 def metrics_digest_markdown(summary: dict, highlights: str) -> str:
-    """``metrics_digest.md`` (the study's ``analyze_dense_metrics.py`` layout)."""
+    """``metrics_digest.md`` (the study's ``analyze_dense_metrics.py`` layout).
+
+    Parameters
+    ----------
+    summary : dict
+        Content of ``metrics_summary.json`` (:func:`summarize_jobs`).
+    highlights : str
+        Text of ``aggregate_highlights.txt`` (quoted under ``## Highlights``).
+
+    Returns
+    -------
+    str
+        Markdown with the headings the verifier checks.
+    """
     n_jobs, n_ok, n_failed = summary["n_jobs"], summary["n_success"], summary["n_failed"]
     L = ["# Phase G Dense Metrics Digest", ""]
     if n_failed > 0:
@@ -884,6 +1000,16 @@ def list_hub_files(hub, exclude=()) -> list[str]:
 
     In-flight temporary files of atomic writes (``.name.*.tmp*``) are left out,
     as is anything in ``exclude`` (relative POSIX paths).
+
+    Parameters
+    ----------
+    hub : str or Path
+    exclude : iterable of str
+        Relative POSIX paths to leave out.
+
+    Returns
+    -------
+    list of str
     """
     hub = Path(hub)
     out = []
@@ -905,6 +1031,15 @@ def write_artifact_inventory(hub) -> Path:
     Call it last: a file written afterwards is missing from the inventory
     (``ptyanalysis verify`` reports it). ``analysis/verification_report.json``
     is never listed (the verifier writes it after checking).
+
+    Parameters
+    ----------
+    hub : str or Path
+
+    Returns
+    -------
+    Path
+        The inventory (written atomically).
     """
     hub = Path(hub)
     inv = hub / "analysis" / FILES["inventory"]
@@ -974,7 +1109,17 @@ def results_dataset(jobs: list[JobRecord], parameters: dict | None = None):
 
 
 def save_dataset(ds, path) -> Path:
-    """Atomically write a dataset as netCDF-4 (h5netcdf engine)."""
+    """Atomically write a dataset as netCDF-4 (h5netcdf engine).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+    path : str or Path
+
+    Returns
+    -------
+    Path
+    """
     path = Path(path)
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine="h5netcdf")
@@ -1013,7 +1158,18 @@ def _new_figure(figsize):
 
 
 def save_figure(fig, path, dpi: int = 110) -> Path:
-    """Atomically save a matplotlib Figure as PNG and return the path."""
+    """Atomically save a matplotlib Figure as PNG and return the path.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    path : str or Path
+    dpi : int
+
+    Returns
+    -------
+    Path
+    """
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
@@ -1238,7 +1394,18 @@ def _job_stem(job: JobRecord) -> str:
 
 
 def expected_figures(jobs) -> list[str]:
-    """Figure paths (relative to ``analysis/``) :func:`write_figures` produces for ``jobs``."""
+    """Figure paths (relative to ``analysis/``) :func:`write_figures` produces for ``jobs``.
+
+    Parameters
+    ----------
+    jobs : list of JobRecord
+
+    Returns
+    -------
+    list of str
+        The grids and dose plot, plus reconstructions / FRC per successful job
+        that has the input files.
+    """
     out = [f"{FIGURES_DIR}/ms_ssim_grid.png", f"{FIGURES_DIR}/ssim_grid.png", f"{FIGURES_DIR}/metrics_vs_dose.png"]
     for j in jobs:
         if j.status != "success":
@@ -1251,7 +1418,20 @@ def expected_figures(jobs) -> list[str]:
 
 
 def write_figures(hub, ds, jobs) -> list[Path]:
-    """Write every Phase G figure under ``analysis/figures`` and return the paths."""
+    """Write every Phase G figure under ``analysis/figures`` and return the paths.
+
+    Parameters
+    ----------
+    hub : str or Path
+    ds : xarray.Dataset
+        :func:`results_dataset` of ``jobs``.
+    jobs : list of JobRecord
+
+    Returns
+    -------
+    list of Path
+        Every PNG written (atomically).
+    """
     figdir = Path(hub) / "analysis" / FIGURES_DIR
     written = [save_figure(plot_metric_grid(ds, "ms_ssim"), figdir / "ms_ssim_grid.png"),
                save_figure(plot_metric_grid(ds, "ssim"), figdir / "ssim_grid.png"),
@@ -1417,7 +1597,12 @@ def phase_g(hub, notebook=None, html: bool = True, figures: bool = True,
 
 
 def configure_parser(parser) -> None:
-    """Add the ``phase-g`` command's options to ``parser``."""
+    """Add the ``phase-g`` command's options to ``parser``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    """
     parser.add_argument("hub", help="study hub (with analysis/dose_<D>/<view>/<split>/ job folders)")
     parser.add_argument("--notebook", default=None,
                         help="Phase G notebook to execute and render to analysis/phase_g_report.html "
@@ -1429,7 +1614,17 @@ def configure_parser(parser) -> None:
 
 
 def run_cli(args) -> int:
-    """Run ``ptyanalysis phase-g``; print the highlights and any missing results."""
+    """Run ``ptyanalysis phase-g``; print the highlights and any missing results.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+
+    Returns
+    -------
+    int
+        0 (bad input raises :class:`PtyAnalysisError`: exit status 2).
+    """
     res = phase_g(args.hub, notebook=args.notebook, html=not args.no_html, figures=not args.no_figures,
                   ms_ssim_threshold=args.ms_ssim_threshold)
     print(f"Phase G: {res.summary['n_success']}/{res.summary['n_jobs']} jobs with metrics; "

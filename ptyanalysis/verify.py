@@ -164,7 +164,18 @@ def _json_keys_check(hub, path, description, keys):
 
 
 def check_manifest(hub: Path) -> dict:
-    """Check 1: the grid's comparison manifest."""
+    """Check 1: the grid's comparison manifest.
+
+    Parameters
+    ----------
+    hub : Path
+        Study hub (absolute).
+
+    Returns
+    -------
+    dict
+        ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
+    """
     path = hub / "analysis" / R.FILES["manifest"]
     desc = "Phase G comparison manifest"
     bad, data = _json_keys_check(hub, path, desc, ["n_jobs", "n_success", "n_failed", "jobs"])
@@ -182,7 +193,18 @@ def check_manifest(hub: Path) -> dict:
 
 
 def check_metrics_summary_json(hub: Path) -> dict:
-    """Check 2: ``metrics_summary.json`` keys."""
+    """Check 2: ``metrics_summary.json`` keys.
+
+    Parameters
+    ----------
+    hub : Path
+        Study hub (absolute).
+
+    Returns
+    -------
+    dict
+        ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
+    """
     path = hub / "analysis" / R.FILES["metrics_summary_json"]
     bad, _ = _json_keys_check(hub, path, "Phase G metrics summary JSON",
                               ["n_jobs", "n_success", "n_failed", "jobs", "aggregate_metrics", "phase_c_metadata_compliance"])
@@ -190,7 +212,18 @@ def check_metrics_summary_json(hub: Path) -> dict:
 
 
 def check_metrics_summary_md(hub: Path) -> dict:
-    """Check 3: ``metrics_summary.md``."""
+    """Check 3: ``metrics_summary.md``.
+
+    Parameters
+    ----------
+    hub : Path
+        Study hub (absolute).
+
+    Returns
+    -------
+    dict
+        ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
+    """
     path = hub / "analysis" / R.FILES["metrics_summary_md"]
     text, err = _read_text(path)
     if err is None and not text.startswith("# Phase G Metrics Summary"):
@@ -199,7 +232,18 @@ def check_metrics_summary_md(hub: Path) -> dict:
 
 
 def check_aggregate_highlights(hub: Path) -> dict:
-    """Check 4: ``aggregate_highlights.txt``."""
+    """Check 4: ``aggregate_highlights.txt``.
+
+    Parameters
+    ----------
+    hub : Path
+        Study hub (absolute).
+
+    Returns
+    -------
+    dict
+        ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
+    """
     path = hub / "analysis" / R.FILES["aggregate_highlights"]
     text, err = _read_text(path)
     if err is None and not text.strip():
@@ -210,7 +254,18 @@ def check_aggregate_highlights(hub: Path) -> dict:
 
 
 def check_metrics_digest(hub: Path) -> dict:
-    """Check 5: digest headings."""
+    """Check 5: digest headings.
+
+    Parameters
+    ----------
+    hub : Path
+        Study hub (absolute).
+
+    Returns
+    -------
+    dict
+        ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
+    """
     path = hub / "analysis" / R.FILES["metrics_digest"]
     text, err = _read_text(path)
     if err is None:
@@ -222,7 +277,18 @@ def check_metrics_digest(hub: Path) -> dict:
 
 
 def check_delta_summary(hub: Path) -> dict:
-    """Check 6: ``metrics_delta_summary.json`` structure and provenance."""
+    """Check 6: ``metrics_delta_summary.json`` structure and provenance.
+
+    Parameters
+    ----------
+    hub : Path
+        Study hub (absolute).
+
+    Returns
+    -------
+    dict
+        ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
+    """
     path = hub / "analysis" / R.FILES["delta_summary_json"]
     desc = "Metrics delta summary JSON"
     bad, data = _json_keys_check(hub, path, desc, ["generated_at", "source_metrics", "deltas"])
@@ -256,7 +322,18 @@ def _lines(text: str) -> list[str]:
 
 
 def check_delta_highlights(hub: Path) -> dict:
-    """Check 7: ``metrics_delta_highlights.txt`` has exactly the 4 prefixed lines."""
+    """Check 7: ``metrics_delta_highlights.txt`` has exactly the 4 prefixed lines.
+
+    Parameters
+    ----------
+    hub : Path
+        Study hub (absolute).
+
+    Returns
+    -------
+    dict
+        ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
+    """
     path = hub / "analysis" / R.FILES["delta_highlights"]
     desc = "Metrics delta highlights"
     text, err = _read_text(path)
@@ -274,7 +351,18 @@ def check_delta_highlights(hub: Path) -> dict:
 
 
 def check_ssim_grid(hub: Path) -> dict:
-    """Check 8: phase-only SSIM grid summary and preview."""
+    """Check 8: phase-only SSIM grid summary and preview.
+
+    Parameters
+    ----------
+    hub : Path
+        Study hub (absolute).
+
+    Returns
+    -------
+    dict
+        ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
+    """
     path = hub / "analysis" / R.FILES["ssim_grid_summary"]
     desc = "SSIM grid summary (phase-only)"
     text, err = _read_text(path)
@@ -314,7 +402,18 @@ def _log_order(path: Path):
 
 
 def check_orchestrator_logs(hub: Path) -> dict:
-    """Check 9: the grid runner's logs."""
+    """Check 9: the grid runner's logs.
+
+    Parameters
+    ----------
+    hub : Path
+        Study hub (absolute).
+
+    Returns
+    -------
+    dict
+        ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
+    """
     logdir = hub / "analysis" / "logs"
     desc = "Orchestrator logs (grid runner)"
     logs = sorted(logdir.glob("grid_*.log"), key=_log_order) if logdir.is_dir() else []
@@ -344,7 +443,18 @@ def _path_problem(line: str) -> str | None:
 
 
 def check_inventory(hub: Path) -> dict:
-    """Check 10: ``artifact_inventory.txt`` lists exactly the hub's files."""
+    """Check 10: ``artifact_inventory.txt`` lists exactly the hub's files.
+
+    Parameters
+    ----------
+    hub : Path
+        Study hub (absolute).
+
+    Returns
+    -------
+    dict
+        ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
+    """
     path = hub / "analysis" / R.FILES["inventory"]
     desc = "Artifact inventory"
     text, err = _read_text(path)
@@ -381,7 +491,18 @@ def _close(a, b) -> bool:
 
 
 def check_numbers(hub: Path) -> dict:
-    """Check 11: summary aggregates, deltas and every highlighted number agree."""
+    """Check 11: summary aggregates, deltas and every highlighted number agree.
+
+    Parameters
+    ----------
+    hub : Path
+        Study hub (absolute).
+
+    Returns
+    -------
+    dict
+        ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
+    """
     analysis = hub / "analysis"
     desc = "Highlights, preview and grid numbers match the summary and deltas"
     summary, err = _load_json(analysis / R.FILES["metrics_summary_json"])
@@ -470,7 +591,18 @@ def check_numbers(hub: Path) -> dict:
 
 
 def check_figures(hub: Path) -> dict:
-    """Check 12: every expected figure (and every PNG under ``analysis/figures``) is a valid image."""
+    """Check 12: every expected figure (and every PNG under ``analysis/figures``) is a valid image.
+
+    Parameters
+    ----------
+    hub : Path
+        Study hub (absolute).
+
+    Returns
+    -------
+    dict
+        ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
+    """
     figdir = hub / "analysis" / R.FIGURES_DIR
     desc = "Figures exist and are valid images"
     try:
@@ -490,7 +622,18 @@ def check_figures(hub: Path) -> dict:
 
 
 def check_job_files(hub: Path) -> dict:
-    """Check 13: every successful manifest job has its files and log."""
+    """Check 13: every successful manifest job has its files and log.
+
+    Parameters
+    ----------
+    hub : Path
+        Study hub (absolute).
+
+    Returns
+    -------
+    dict
+        ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
+    """
     path = hub / "analysis" / R.FILES["manifest"]
     desc = "Every manifest job has its output files"
     data, err = _load_json(path)
@@ -572,13 +715,28 @@ def verify_hub(hub, report_path=None, write: bool = True) -> VerifyResult:
 
 
 def configure_parser(parser) -> None:
-    """Add the ``verify`` command's options to ``parser``."""
+    """Add the ``verify`` command's options to ``parser``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    """
     parser.add_argument("hub", help="study hub")
     parser.add_argument("--report", default=None, help="report path (default HUB/analysis/verification_report.json)")
 
 
 def run_cli(args) -> int:
-    """Run ``ptyanalysis verify``: print each check; exit 0 only when all pass."""
+    """Run ``ptyanalysis verify``: print each check; exit 0 only when all pass.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+
+    Returns
+    -------
+    int
+        0 when every check passes, 1 otherwise.
+    """
     res = verify_hub(args.hub, report_path=args.report)
     for v in res.validations:
         mark = "ok  " if v["valid"] else "FAIL"
