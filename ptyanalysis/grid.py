@@ -766,7 +766,14 @@ def _run_dask(cells, settings, scheduler, workers, log, cluster_future=None):
     cluster = None
     t0 = time.perf_counter()
     if scheduler:
-        client = Client(scheduler)
+        try:
+            client = Client(scheduler)
+        except (OSError, ValueError, TypeError) as exc:  # unreachable, timed out, unknown scheme
+            log(f"FAILED: cannot connect to the Dask scheduler {scheduler}: {exc}")
+            raise PtyAnalysisError(
+                f"--scheduler {scheduler!r}: cannot connect ({type(exc).__name__}: {exc}); start it with "
+                "`dask scheduler --port 8786` and give its tcp://HOST:PORT, or omit --scheduler for a "
+                "LocalCluster") from None
         backend = f"dask scheduler {scheduler}"
     else:
         cluster = cluster_future.result() if cluster_future is not None else _start_local_cluster(workers)

@@ -119,6 +119,15 @@ def test_dry_run_writes_nothing(tmp_path):
     assert not (tmp_path / "hub").exists()
 
 
+def test_bad_scheduler_address_is_an_error(tmp_path, capsys):
+    from ptyanalysis.cli import main
+
+    y = write_yaml(tmp_path / "s.yaml", f"hub: {tmp_path / 'hub'}\nnotebook: {OK_NB}\ndoses: [1000]\n"
+                   "views: [dense]\nsplits: [test]\n")
+    assert main(["grid", str(y), "--scheduler", "bogus://nowhere:1", "--quiet"]) == 2
+    assert "--scheduler 'bogus://nowhere:1': cannot connect" in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------- running (kernels)
 
 
