@@ -9,7 +9,7 @@ The YAML file
 
     hub: demo_hub                       # study hub (created if absent)
     notebook: notebooks/00_compare_arms.ipynb
-    doses: [1000, 10000, 100000]        # photons per pattern (1e3 must be written 1000 or 1.0e+3)
+    doses: [1000, 10000, 100000]        # photons per pattern (YAML reads 1e3 as a string: accepted too)
     views: [dense, sparse]
     splits: [train, test]
     parameters:                         # common parameters, passed to every cell
@@ -442,6 +442,8 @@ def load_spec(path, base_dir=None) -> GridSpec:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise PtyAnalysisError(f"{path}: invalid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise PtyAnalysisError(f"{path}: not UTF-8 text ({exc}); save the grid file as UTF-8") from None
     return spec_from_dict(data, source=str(path), base_dir=base_dir)
 
 

@@ -268,8 +268,8 @@ def load_params(path) -> dict:
     """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
         raise PtyAnalysisError(f"{path}: cannot read the parameter file ({exc})") from exc
     except yaml.YAMLError as exc:
         raise PtyAnalysisError(f"{path}: not valid YAML ({exc})") from exc
