@@ -437,7 +437,9 @@ def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("tr
     ground_truth : dict, optional
         ``{split name: list of arrays}`` (or one array) of true outputs per split;
         when given, output health is scored against the ground truth of the
-        same split instead of the reference outputs.
+        same split instead of the reference outputs (one array per output, or
+        one complex array for a model whose two outputs are amplitude and
+        phase; ground truth that matches neither is not used).
     names : tuple of str
         Names of the two splits.
     runtime : RuntimeConfig, optional
@@ -529,17 +531,18 @@ def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("tr
         ostats[sp] = outputs_stats(outs[sp])
     gt_stats = None
     if ground_truth is not None:
-        gt_stats = {k: outputs_stats(v if isinstance(v, (list, tuple)) else [v])
-                    for k, v in ground_truth.items()}
-        ref_source = "ground truth of each split"
+        gt_stats = {k: _ground_truth_stats(v, len(ostats[k])) for k, v in ground_truth.items() if k in ostats}
+        unmatched = sorted(k for k, v in gt_stats.items() if v is None)
+        if len(unmatched) < len(gt_stats):
+            ref_source = "ground truth of each split"
+        if unmatched:
+            ref_source += (f" (not for {', '.join(unmatched)}: its ground truth does not match the model's "
+                           "outputs; the reference outputs are used there)")
     health, flags = {}, []
     refst = ostats.get("reference")
     for sp in splits:
-        if gt_stats is not None and sp in gt_stats:
-            rs = gt_stats[sp]
-            if len(rs) != len(ostats[sp]):
-                rs = [rs[0]] * len(ostats[sp])
-        else:
+        rs = gt_stats.get(sp) if gt_stats is not None else None
+        if rs is None:
             rs = refst
         h = health_score(ostats[sp], rs) if rs is not None else np.nan
         abs_bad = any(o.nonzero_fraction == 0 or o.finite_fraction < 1 or o.std == 0 for o in ostats[sp])
@@ -579,6 +582,23 @@ def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("tr
     return SplitComparison(names=tuple(splits), dataset=ds, ranking=ranking, drift=drift, health=health,
                            reference_source=ref_source, patterns=patterns, positions=positions,
                            flags=tuple(flags), elapsed_s=time.perf_counter() - t0)
+
+
+def _ground_truth_stats(gt, n_outputs: int):
+    """Health statistics of a split's ground truth, one per model output, or None when they do not match.
+
+    One array per output is used as is; one complex array against a model with
+    two outputs is read as [amplitude, phase] (the study's Baseline), i.e.
+    ``|gt|`` and ``angle(gt)``. Anything else cannot be compared output by
+    output (never the amplitude's statistics for a phase output).
+    """
+    arrays = list(gt) if isinstance(gt, (list, tuple)) else [gt]
+    if len(arrays) == n_outputs:
+        return outputs_stats(arrays)
+    if len(arrays) == 1 and n_outputs == 2 and np.iscomplexobj(arrays[0]):
+        a = np.asarray(arrays[0])
+        return outputs_stats([np.abs(a), np.angle(a)])
+    return None
 
 
 def write_split_comparison(result: SplitComparison, out_dir) -> dict:

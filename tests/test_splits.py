@@ -76,3 +76,18 @@ def test_cli_compare_splits(tmp_path):
     assert d["thresholds"]["ks"] == 0.2
     assert main(["compare-splits", "--model", str(model), "--a", str(tmp_path / "nope.npz"), "--b",
                  str(paths["failing"]), "--out", str(out)]) == 2
+
+
+def test_ground_truth_is_matched_output_by_output():
+    from ptyanalysis.splits import _ground_truth_stats
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(10, 4, 4)) * np.exp(1j * rng.uniform(-1, 1, size=(10, 4, 4)))
+    amp, ph = _ground_truth_stats(y, 2)  # [amplitude, phase] model vs complex ground truth
+    assert amp.std == pytest.approx(np.abs(y).std()) and ph.std == pytest.approx(np.angle(y).std())
+    assert len(_ground_truth_stats(y, 1)) == 1
+    assert _ground_truth_stats([y, y], 3) is None  # never the first array's stats for every output
+    case = faults.incident(n=60)
+    ys = {"train": rng.normal(size=(60, 16, 16, 1)), "test": [rng.normal(size=(60, 16, 16, 1))] * 2}
+    res = compare_splits(case.model, case.passing, case.failing, reference=case.reference, ground_truth=ys)
+    assert "not for test" in res.reference_source
