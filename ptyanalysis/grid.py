@@ -35,7 +35,7 @@ common ``parameters``. Before anything runs, the notebook's parameters cell
 is read with ``papermill.inspect_notebook``: a common parameter the notebook
 does not declare is an error (papermill itself only warns), and a value
 whose type does not match the declared default (bool / number / str / list
-/ dict, ints accepted for floats) is an error.
+/ dict, ints accepted for floats, null accepted for any) is an error.
 
 Outputs of a cell, under ``HUB/analysis/dose_<D>/<view>/<split>/``: the
 executed notebook (same file name as the input, e.g.
@@ -499,7 +499,7 @@ def validate_parameters(spec: GridSpec) -> dict:
         parameter is unknown to the notebook or reserved; a value's kind does
         not match the declared default.
     """
-    from .notebook import literal_kind
+    from .notebook import kind_mismatch
 
     declared = notebook_parameters(spec.notebook, spec.kernel)
     missing = [p for p in CELL_PARAMETERS if p not in declared]
@@ -517,8 +517,8 @@ def validate_parameters(spec: GridSpec) -> dict:
     checks.update({"dose": spec.doses[0], "view": spec.views[0], "split": spec.splits[0]})
     for name, value in checks.items():
         want = declared[name]["kind"]
-        got = literal_kind(value)
-        if want is not None and got != want:
+        got = kind_mismatch(want, value)
+        if got is not None:
             raise _err(spec.source, "parameters" if name in spec.parameters else name + "s",
                        f"{name!r} is {value!r} ({got}) but {spec.notebook.name} declares "
                        f"{name} = {declared[name]['default']} ({want})")

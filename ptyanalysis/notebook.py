@@ -148,6 +148,28 @@ def default_kind(default_src: str) -> str | None:
     return k if k in ("bool", "number", "str", "list", "dict") else None
 
 
+def kind_mismatch(want: str | None, value) -> str | None:
+    """The kind of ``value`` when it does not fit a parameter declared with kind ``want``, else None.
+
+    Parameters
+    ----------
+    want : str or None
+        :func:`default_kind` of the declared default (None: anything fits).
+    value : object
+        The value to inject. ``None`` always fits (an optional input, e.g.
+        ``reference = None``).
+
+    Returns
+    -------
+    str or None
+        :func:`literal_kind` of ``value`` on a mismatch.
+    """
+    got = literal_kind(value)
+    if want is None or value is None or got == want:
+        return None
+    return str(got)
+
+
 def inspect_parameters(path, kernel: str = "python3") -> tuple[dict, bool]:
     """The parameters a notebook declares, and whether it has a cell tagged ``parameters``.
 
@@ -233,7 +255,8 @@ def validate_parameters(notebook, parameters: dict, source: str = "parameters") 
     PtyAnalysisError
         An unknown name, or a value whose kind (:func:`literal_kind`: bool,
         number, str, list, dict) is not the declared default's (a ``None``
-        default accepts anything; ints and floats are both numbers).
+        default accepts anything, a ``None`` value fits any default; ints
+        and floats are both numbers).
     """
     declared = notebook_parameters(notebook)
     unknown = sorted(set(parameters) - set(declared))
@@ -242,8 +265,9 @@ def validate_parameters(notebook, parameters: dict, source: str = "parameters") 
             f"{source}: unknown parameter(s) {unknown} for {notebook}; it accepts {sorted(declared)}"
         )
     for name, value in parameters.items():
-        want, got = default_kind(declared[name]["default"]), literal_kind(value)
-        if want is not None and got != want:
+        want = default_kind(declared[name]["default"])
+        got = kind_mismatch(want, value)
+        if got is not None:
             raise PtyAnalysisError(
                 f"{source}: parameter {name!r} is {value!r} ({got}) but {Path(notebook).name} declares "
                 f"{name} = {declared[name]['default']} ({want})"

@@ -79,6 +79,8 @@ def test_execute_validates_parameters_like_the_grid(tmp_path):
         nbk.validate_parameters(OK_NB, {"n_groupz": 5})
     with pytest.raises(PtyAnalysisError, match=r"'scale' is 'big' \(str\) but grid_ok.ipynb declares scale = 1.0"):
         nbk.validate_parameters(OK_NB, {"scale": "big"})
+    nbk.validate_parameters(OK_NB, {"scale": None})  # None fits any default (an optional input)
+    G.validate_parameters(spec(tmp_path, parameters={"scale": None}))
     with pytest.raises(PtyAnalysisError, match="unknown parameter"):  # refused before a kernel starts
         nbk.execute(OK_NB, tmp_path / "out.ipynb", {"typo": 1})
     assert not (tmp_path / "out.ipynb").exists()
