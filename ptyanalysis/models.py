@@ -449,8 +449,12 @@ def study_model_inputs(data, sidecar: dict, mode: str = "trained", *, mean_total
         The model's parameters (needs ``intensity_scale``).
     mode : {"trained", "study"}
         ``"trained"`` feeds what the model was trained with: all-zero local
-        offsets. ``"study"`` does what the study's comparison script did: feed
-        the absolute global scan positions [x, y] as ``input_positions``.
+        offsets. ``"study"`` does what the study's comparison script did to
+        the positions: feed the absolute global scan positions [x, y] as
+        ``input_positions`` (the cause of the all-zero output). The diffraction
+        input is scaled by ``intensity_scale`` in both modes; the study's script
+        also omitted that factor (contract section 3), a second, separable
+        fault that this mode does not reproduce.
     mean_total : float, optional
         Normalisation statistic of the whole split when ``data`` is one chunk
         of it (:func:`scale_diffraction`).
