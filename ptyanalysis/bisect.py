@@ -1101,7 +1101,9 @@ def _verdict(top, ranked, appliers, health, layers, sm_info, crit):
                                                       for c in others) + "."
     if top.kind == "input":
         ev = top.evidence.get("restores_by_intervention", {})
-        parts = ", ".join(f"{k} {100 * v:.0f} %" for k, v in sorted(ev.items(), key=lambda kv: (-round(kv[1], 6), kv[0])))
+        # a fixed order (that of INTERVENTIONS), so the sentence does not reorder with round-off
+        order = {k: i for i, k in enumerate(INTERVENTIONS)}
+        parts = ", ".join(f"{k} {100 * v:.0f} %" for k, v in sorted(ev.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])))
         summary = (f"input {top.name!r} is at fault: changing it alone restores "
                    f"{100 * top.restores:.0f} % of the reference health ({parts}).")
     elif top.kind == "samples":

@@ -1479,9 +1479,11 @@ def execute_report_notebook(notebook, hub, out_ipynb=None, kernel_name: str = "p
     declared = pm.inspect_notebook(str(notebook))
     if "hub" not in declared:
         raise PtyAnalysisError(f"{notebook}: the cell tagged 'parameters' must define `hub` (found: {', '.join(declared) or 'none'})")
+    # phase_g has just written the artifacts: the notebook only shows them (when it can be told so)
+    params = {"hub": str(hub), **({"write_artifacts": False} if "write_artifacts" in declared else {})}
     out = Path(out_ipynb) if out_ipynb else hub / "analysis" / FILES["executed_notebook"]
     with atomic_path(out) as tmp:
-        pm.execute_notebook(str(notebook), str(tmp), parameters={"hub": str(hub)}, kernel_name=kernel_name,
+        pm.execute_notebook(str(notebook), str(tmp), parameters=params, kernel_name=kernel_name,
                             progress_bar=False, execution_timeout=timeout_s,
                             resources={"metadata": {"path": str(notebook.parent)}})
     return out
