@@ -7,7 +7,7 @@ STAMP := $(VENV)/.ptyanalysis-installed
 DEMO_HUB ?= demo_hub
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test nbval bench notebooks clean
+.PHONY: venv demo test bench notebooks clean
 
 venv: $(STAMP)
 
