@@ -769,7 +769,7 @@ def _run_dask(cells, settings, scheduler, workers, log, cluster_future=None):
     t0 = time.perf_counter()
     if scheduler:
         try:
-            client = Client(scheduler)
+            client = Client(scheduler, set_as_default=False)  # never leave a (failed) default client behind
         except (OSError, ValueError, TypeError) as exc:  # unreachable, timed out, unknown scheme
             log(f"FAILED: cannot connect to the Dask scheduler {scheduler}: {exc}")
             raise PtyAnalysisError(
@@ -780,7 +780,7 @@ def _run_dask(cells, settings, scheduler, workers, log, cluster_future=None):
     else:
         cluster = cluster_future.result() if cluster_future is not None else _start_local_cluster(workers)
         workers = len(cluster.workers)
-        client = Client(cluster)
+        client = Client(cluster, set_as_default=False)
         backend = f"dask LocalCluster ({workers} worker(s) x 1 thread)"
     log(f"backend: {backend} (ready in {time.perf_counter() - t0:.1f} s)")
     results = {}
@@ -789,7 +789,7 @@ def _run_dask(cells, settings, scheduler, workers, log, cluster_future=None):
         for c in cells:
             f = client.submit(run_cell, c, settings, pure=False, key=f"cell-{c.label.replace('/', '-')}-{time.time_ns()}")
             futures[f] = c
-        for f in as_completed(futures):
+        for f in as_completed(futures, loop=client.loop):
             c = futures[f]
             try:
                 r = f.result()
