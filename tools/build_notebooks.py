@@ -71,7 +71,7 @@ dose = 1000.0                    # photons per pattern
 view = "dense"                   # dense | sparse
 split = "test"                   # train | test
 baseline_positions = "trained"   # trained (zeros, as trained) | study (absolute positions)
-register = "all"                 # all | ptychi | none
+register = "ptychi"              # ptychi (the study default) | all | none
 output_dir = None                # default: HUB/analysis/dose_<D>/<view>/<split>
 ensure_synthetic = None           # e.g. "ci": build this synthetic study if the hub is missing
 """),
