@@ -33,7 +33,7 @@ import numpy as np
 from . import hub as _hub
 from .conventions import SPLITS, VIEWS
 from .errors import PtyAnalysisError
-from .fileutil import atomic_dir, atomic_path, write_json
+from .fileutil import atomic_dir, write_json, write_npz
 from .provenance import software_versions, utc_now
 
 
@@ -344,10 +344,7 @@ def save_reconstruction(rec, path) -> Path:
     -------
     Path
     """
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **rec.to_npz_dict())
-    return Path(path)
+    return write_npz(path, rec.to_npz_dict())
 
 
 def train_study(hub, config: TrainConfig = TrainConfig(), doses=None, views=VIEWS, force: bool = False,

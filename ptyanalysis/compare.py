@@ -40,7 +40,7 @@ import numpy as np
 from . import hub as _hub
 from .conventions import ARMS, canonical_arm
 from .errors import PtyAnalysisError
-from .fileutil import atomic_path, write_text
+from .fileutil import atomic_path, write_npz, write_text
 from .provenance import software_versions, utc_now
 
 #: Metrics written per arm (amplitude and phase).
@@ -634,10 +634,10 @@ def _write_job(out, job, arms, results, scores, regs, aligned, gt_full, mask, bo
         if results[arm].image is not None:
             raw[arm] = results[arm].image
             raw[f"coverage_{arm}"] = results[arm].coverage.astype(np.float32)
-    _savez(out / "reconstructions.npz", raw)
+    write_npz(out / "reconstructions.npz", raw)
     al = {"ground_truth": aligned["GroundTruth"], "coverage": mask[box].astype(np.float32)}
     al.update({a: v for a, v in aligned.items() if a != "GroundTruth" and v is not None})
-    _savez(out / "reconstructions_aligned.npz", al)
+    write_npz(out / "reconstructions_aligned.npz", al)
     fig = plot_comparison({**{a: aligned[a] for a in arms}, "GroundTruth": aligned["GroundTruth"]},
                           mask[box], f"dose {job['dose']:g}, {job['view']}, {job['split']}")
     with atomic_path(out / "comparison_plot.png") as tmp:
@@ -645,12 +645,6 @@ def _write_job(out, job, arms, results, scores, regs, aligned, gt_full, mask, bo
     plt.close(fig)
     with atomic_path(out / "comparison.nc") as tmp:
         ds.to_netcdf(tmp, engine="h5netcdf")
-
-
-def _savez(path, arrays):
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

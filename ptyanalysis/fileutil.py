@@ -126,6 +126,16 @@ def write_json(path, obj, indent: int = 2) -> Path:
     return write_text(path, json.dumps(_json_safe(obj), indent=indent, allow_nan=False) + "\n")
 
 
+def write_npz(path, arrays: dict) -> Path:
+    """Atomically write ``arrays`` as an uncompressed NPZ at exactly ``path`` and return the path."""
+    import numpy as np
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:  # a file handle: np.savez appends no extension
+            np.savez(fh, **arrays)
+    return Path(path)
+
+
 def _json_safe(obj):
     """Convert numpy scalars/arrays and non-finite floats into JSON-safe values."""
     import math

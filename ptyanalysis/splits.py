@@ -178,7 +178,7 @@ def is_image_like(x) -> bool:
 
 
 def is_positions_like(x) -> bool:
-    """True when each sample holds a multiple of 2 values, at most 16 (offsets [x, y]).
+    """True when each sample holds 2 to 16 values with an axis of length 2 (offsets [x, y]).
 
     Parameters
     ----------
