@@ -1,22 +1,31 @@
 """ptyanalysis: reproducible analysis of ML ptychography studies.
 
-Modules (each one concept):
+Layers (imports go one way, left to right; nothing imports ``synthetic``)::
 
-- :mod:`~ptyanalysis.conventions`: coordinates, units, offset signs, arm names (the one source of truth)
-- :mod:`~ptyanalysis.hub`: the study hub's directory layout
-- :mod:`~ptyanalysis.io`: dataset NPZ read/write/validation, ``xarray`` views
-- :mod:`~ptyanalysis.synth`: synthetic study generator
-- :mod:`~ptyanalysis.models`, :mod:`~ptyanalysis.arms`: the three arms (networks, training, iterative reconstruction)
-- :mod:`~ptyanalysis.iterative`, :mod:`~ptyanalysis.ptychi_arm`: reference rPIE, and pty-chi when installed
-- :mod:`~ptyanalysis.inference`, :mod:`~ptyanalysis.stitching`, :mod:`~ptyanalysis.align`, :mod:`~ptyanalysis.metrics`: the core
-- :mod:`~ptyanalysis.compare`: a comparison job (one dose/view/split)
-- :mod:`~ptyanalysis.health`, :mod:`~ptyanalysis.splits`, :mod:`~ptyanalysis.bisect`: diagnosis engines
-- :mod:`~ptyanalysis.grid`, :mod:`~ptyanalysis.report`, :mod:`~ptyanalysis.verify`: study grid, Phase G, verification
-- :mod:`~ptyanalysis.notebook`, :mod:`~ptyanalysis.demo`, :mod:`~ptyanalysis.bench`: strict papermill
-  parameters, the end-to-end demo, benchmarks
+    conventions, errors, hub, io      one source of truth for conventions, hub paths, dataset files
+    imaging    <- inference <- diagnosis <- pipeline / phase_g
+    synthetic                          the synthetic study (simulation, networks, training, demo)
+    cli                                every subcommand wired in one place
 
-Submodules are imported on demand (``import ptyanalysis.io``) so that importing
-the package does not import TensorFlow.
+- :mod:`~ptyanalysis.imaging`: stitching, alignment, metrics (numpy / scikit-image, no TensorFlow)
+- :mod:`~ptyanalysis.inference`: model loading, runtime controls, input sources, feeds, streaming, output statistics
+- :mod:`~ptyanalysis.diagnosis`: output health, input sets, split comparison, bisection
+- :mod:`~ptyanalysis.pipeline`: the comparison job, the grid, the one papermill runner
+- :mod:`~ptyanalysis.phase_g`: collecting results, the study's artifacts, figures, the HTML report, verification
+- :mod:`~ptyanalysis.synthetic`: simulation, networks, training, rPIE / pty-chi, the demo
+
+Subpackages are loaded lazily (``lazy_loader``, as in scikit-image), so
+``import ptyanalysis`` does not import TensorFlow.
 """
 
-__version__ = "0.1.0"
+import lazy_loader as _lazy
+
+#: The package version (the only place it is written; ``pyproject.toml`` reads it).
+__version__ = "0.2.0"
+
+__getattr__, __dir__, __all__ = _lazy.attach(
+    __name__,
+    submodules=["conventions", "errors", "hub", "io", "fileutil", "provenance", "cli",
+                "imaging", "inference", "diagnosis", "pipeline", "phase_g", "synthetic"],
+)
+__all__ = [*__all__, "__version__"]

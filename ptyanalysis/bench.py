@@ -12,8 +12,8 @@ Sections
     positions over 336 x 336 px), 64 x 64 complex64 patches; bilinear and
     Fourier placement with the numpy backend (and the TensorFlow backend when
     a GPU is visible, with its speed-up over the CPU); the fast
-    :func:`~ptyanalysis.stitching.ptychopinn_reassemble` against the study-like
-    reference loop :func:`~ptyanalysis.stitching._naive_reassemble` at
+    :func:`~ptyanalysis.imaging.stitching.ptychopinn_reassemble` against the study-like
+    reference loop :func:`~ptyanalysis.imaging.stitching._naive_reassemble` at
     n = 1,000 and 5,000. Throughput in patches/s (stitch rows: best of 3 runs);
     peak extra memory from
     ``tracemalloc`` (numpy allocations during the stitch, excluding the input
@@ -26,7 +26,7 @@ Sections
     the process's peak RSS (psutil, sampled in a thread; target < 1.5 GB).
 ``grid``
     The study grid runner on 4 CPU-bound cells: 2 Dask workers against one
-    after another (:func:`ptyanalysis.grid.bench_grid`).
+    after another (:func:`ptyanalysis.pipeline.grid.bench_grid`).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def _patch_pool(N: int, k: int = _POOL, seed: int = 1) -> np.ndarray:
 
 def _run_stitch(pool, pos, method, backend, chunk=_POOL, crop=None):
     """Stitch len(pos) patches cycled from ``pool`` through one Stitcher."""
-    from .stitching import Stitcher, scan_frame
+    from .imaging.stitching import Stitcher, scan_frame
 
     N = pool.shape[1]
     origin, shape = scan_frame(pos, N, crop=crop, method=method)
@@ -103,7 +103,7 @@ def _peak_mib(fn, *args, **kw) -> float:
 
 
 def _gpu_available() -> bool:
-    from .stitching import _gpu_visible
+    from .imaging.stitching import _gpu_visible
 
     return _gpu_visible()
 
@@ -133,7 +133,7 @@ def bench_stitching(sizes=(1000, 20000, 80000), N: int = 64, quick: bool = False
         One row per measurement: ``section, case, n, canvas, seconds,
         patches_per_s, peak_extra_mib, note``.
     """
-    from .stitching import _naive_reassemble, ptychopinn_reassemble
+    from .imaging.stitching import _naive_reassemble, ptychopinn_reassemble
 
     if quick:
         sizes, naive_sizes, repeats = (1000, 5000), (1000,), 1
@@ -235,7 +235,8 @@ def _inference_child(path: str, N: int, batch_size: int) -> dict:
     """Stream ``path`` through the bench model in this (fresh) process; time it and sample RSS."""
     import psutil
 
-    from .inference import RuntimeConfig, run_inference
+    from .inference.runtime import RuntimeConfig
+    from .inference.streaming import run_inference
 
     model = _bench_model(N)
     rt = RuntimeConfig(batch_size=batch_size)
@@ -280,7 +281,8 @@ def bench_inference(quick: bool = False, N: int = 64, batch_size: int = 256,
 
     import tensorflow as tf
 
-    from .inference import RuntimeConfig, run_inference
+    from .inference.runtime import RuntimeConfig
+    from .inference.streaming import run_inference
 
     if quick:
         n_mem, big_bytes, repeats = 2000, 2**27, 1
@@ -339,12 +341,12 @@ def bench_inference(quick: bool = False, N: int = 64, batch_size: int = 256,
 def bench_grid_section(quick: bool = False) -> list:
     """The study grid runner: sequential vs 2 Dask workers on cells of CPU-bound work.
 
-    Wraps :func:`ptyanalysis.grid.bench_grid` (4 cells of 5 s of pure-Python
+    Wraps :func:`ptyanalysis.pipeline.grid.bench_grid` (4 cells of 5 s of pure-Python
     work each, or 2 s with ``quick``): the wall-time ratio parallel/sequential
     (target <= 0.65 on 2 cores), the runner's own overhead per cell outside
     papermill (target < 2 s) and the time to rerun the complete grid.
     """
-    from .grid import bench_grid
+    from .pipeline.grid import bench_grid
 
     r = bench_grid(work_s=2.0 if quick else 5.0, n_cells=4, workers=2, kind="cpu")
     return [dict(section="grid", case="4 cells, sequential vs 2 Dask workers", n=4, canvas="",

@@ -20,15 +20,15 @@ from .errors import PtyAnalysisError
 
 #: command -> (module, one-line help)
 COMMANDS = {
-    "simulate": ("ptyanalysis.synth", "generate a synthetic dose/overlap study hub"),
-    "train": ("ptyanalysis.arms", "train the PtychoPINN and Baseline models and run the iterative arm on a hub"),
-    "demo": ("ptyanalysis.demo", "simulate, train and analyse the synthetic study end to end"),
-    "compare": ("ptyanalysis.compare", "compare the arms for one dose/view/split (per-job files)"),
-    "compare-splits": ("ptyanalysis.splits", "compare a model's inputs and outputs across two splits"),
-    "bisect": ("ptyanalysis.bisect", "find why a model fails on one input set and passes on another"),
-    "grid": ("ptyanalysis.grid", "run the per-job notebook over a study grid (papermill + Dask)"),
-    "phase-g": ("ptyanalysis.report", "aggregate per-job results into the Phase G artifacts and figures"),
-    "verify": ("ptyanalysis.verify", "verify a hub's Phase G artifacts"),
+    "simulate": ("ptyanalysis.synthetic.simulate", "generate a synthetic dose/overlap study hub"),
+    "train": ("ptyanalysis.synthetic.training", "train the PtychoPINN and Baseline models and run the iterative arm on a hub"),
+    "demo": ("ptyanalysis.synthetic.demo", "simulate, train and analyse the synthetic study end to end"),
+    "compare": ("ptyanalysis.pipeline.compare", "compare the arms for one dose/view/split (per-job files)"),
+    "compare-splits": ("ptyanalysis.diagnosis.splits", "compare a model's inputs and outputs across two splits"),
+    "bisect": ("ptyanalysis.diagnosis.bisection", "find why a model fails on one input set and passes on another"),
+    "grid": ("ptyanalysis.pipeline.grid", "run the per-job notebook over a study grid (papermill + Dask)"),
+    "phase-g": ("ptyanalysis.phase_g.report", "aggregate per-job results into the Phase G artifacts and figures"),
+    "verify": ("ptyanalysis.phase_g.verify", "verify a hub's Phase G artifacts"),
 }
 
 

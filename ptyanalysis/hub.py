@@ -17,7 +17,10 @@ positions; its indices are stored in ``data/phase_c/dose_<D>/views.json``
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import numpy as np
 
 from .conventions import dose_label
 from .errors import PtyAnalysisError
@@ -58,3 +61,52 @@ def analysis_dir(hub, dose, view: str, split: str) -> Path:
 def analysis_root(hub) -> Path:
     """``HUB/analysis``: where Phase G writes its artifacts."""
     return Path(hub) / "analysis"
+
+
+def load_views(hub, dose) -> dict:
+    """Read ``views.json`` of a dose: ``{view: {split: indices}}``; ``{}`` when absent."""
+    p = views_path(hub, dose)
+    if not p.exists():
+        return {}
+    try:
+        raw = json.loads(p.read_text())
+        return {v: {s: np.asarray(ix, dtype=np.int64) for s, ix in d.items()} for v, d in raw["views"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise PtyAnalysisError(f"{p}: cannot read view indices ({exc}); regenerate with 'ptyanalysis simulate'") from exc
+
+
+def load_view(hub, dose, view: str, split: str):
+    """Load a split's dataset restricted to a view's subsample (all positions when the hub has no views.json).
+
+    Parameters
+    ----------
+    hub : path
+        Study hub.
+    dose : float
+        Photons per pattern.
+    view, split : str
+        E.g. ``"dense"``, ``"test"``.
+
+    Returns
+    -------
+    PtychoData
+
+    Raises
+    ------
+    PtyAnalysisError
+        Missing dataset, or a view / split that ``views.json`` does not list.
+    """
+    from . import io
+
+    data = io.load_dataset(dataset_path(hub, dose, split))
+    views = load_views(hub, dose)
+    if not views:
+        return data
+    if view not in views or split not in views[view]:
+        raise PtyAnalysisError(
+            f"{views_path(hub, dose)}: no view {view!r} for split {split!r}; "
+            f"available: {sorted(views)}"
+        )
+    return data.subset(views[view][split])
+
+

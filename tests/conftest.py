@@ -18,7 +18,7 @@ def ci_hub(tmp_path_factory):
     pytest and points ``PTYANALYSIS_CI_HUB`` at it; run alone, pytest builds a one-dose
     study in a temporary folder.
     """
-    from ptyanalysis import demo
+    from ptyanalysis.synthetic import demo as demo
 
     given = os.environ.get("PTYANALYSIS_CI_HUB")
     if given and (Path(given) / "study.json").exists():

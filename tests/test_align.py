@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from ptyanalysis.align import (
+from ptyanalysis.imaging.align import (
     apply_shift,
     crop_border,
     crop_to_scan,
@@ -15,7 +15,7 @@ from ptyanalysis.align import (
     remove_phase_plane,
 )
 from ptyanalysis.errors import PtyAnalysisError
-from ptyanalysis.stitching import extract, stitch
+from ptyanalysis.imaging.stitching import extract, stitch
 
 
 @pytest.mark.parametrize("true", [(3.37, -1.71), (-0.42, 0.26)])

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import faults
-from ptyanalysis.bisect import bisect, ddmin, intervene, layer_probe, plot_bisection
+from ptyanalysis.diagnosis.bisection import bisect, ddmin, intervene, layer_probe, plot_bisection
 from ptyanalysis.cli import main
 from ptyanalysis.errors import PtyAnalysisError
-from ptyanalysis.health import Criterion, health_score, output_stats, parse_criterion, restores
+from ptyanalysis.diagnosis.health import Criterion, health_score, output_stats, parse_criterion, restores
 
 
 # ----------------------------------------------------------------------------- health pieces

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from ptyanalysis import compare
+from ptyanalysis.pipeline import compare as compare
 from ptyanalysis.cli import main
 
 DOSE = 1e3

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ptyanalysis import grid as G
-from ptyanalysis import verify as V
+from ptyanalysis.pipeline import grid as G
+from ptyanalysis.phase_g import verify as V
 from ptyanalysis.errors import PtyAnalysisError
 
 NB = Path(__file__).parent / "notebooks"
@@ -72,7 +72,7 @@ def test_parameter_types_checked_loosely(tmp_path):
 
 
 def test_execute_validates_parameters_like_the_grid(tmp_path):
-    from ptyanalysis import notebook as nbk
+    from ptyanalysis.pipeline import notebook as nbk
 
     nbk.validate_parameters(OK_NB, {"scale": 2, "dose": 1000})
     with pytest.raises(PtyAnalysisError, match=r"unknown parameter\(s\) \['n_groupz'\]"):
@@ -226,13 +226,13 @@ def test_dask_local_cluster_two_workers(tmp_path):
 
 def test_end_to_end_grid_phase_g_verify(tmp_path):
     """Grid (stand-in comparison notebook) -> Phase G -> verify: all checks pass."""
-    from ptyanalysis import report as R
+    import ptyanalysis.phase_g.report as R_report
 
     fixture = Path(__file__).parent / "data" / "phase_g_fixture.py"
     s = spec(tmp_path, notebook=NB / "grid_fake_compare.ipynb", parameters={"fixture": str(fixture)},
              outputs=["comparison_metrics.csv", "reconstructions.npz", "comparison_plot.png", "comparison.nc"])
     res = G.run_grid(s, serial=True)
     assert res.ok, res.table()
-    R.phase_g(s.hub, html=False)
+    R_report.phase_g(s.hub, html=False)
     v = V.verify_hub(s.hub)
     assert v.all_valid, [x for x in v.validations if not x["valid"]]

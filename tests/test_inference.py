@@ -16,14 +16,7 @@ keras = pytest.importorskip("keras")
 
 from ptyanalysis import inference as inf  # noqa: E402
 from ptyanalysis.errors import PtyAnalysisError  # noqa: E402
-from ptyanalysis.inference import (  # noqa: E402
-    LoadedModel,
-    RuntimeConfig,
-    describe_model,
-    load_model,
-    predict,
-    run_inference,
-)
+from ptyanalysis.inference import LoadedModel, RuntimeConfig, describe_model, load_model, predict, run_inference  # noqa: E402
 
 N = 8
 
@@ -212,10 +205,10 @@ def test_streaming_equals_predict(model, data, runtime):
 def test_list_inputs_and_predict_cache(model, data):
     xs = [data["input"], data["input_positions"]]
     a = predict(model, xs, RuntimeConfig(batch_size=16))
-    fns = dict(inf._RAW_FUNCTIONS[model])
+    fns = dict(inf.model._RAW_FUNCTIONS[model])
     b = predict(model, data, RuntimeConfig(batch_size=16))
     np.testing.assert_array_equal(a[1], b[1])
-    assert inf._RAW_FUNCTIONS[model] == fns  # the compiled function is reused
+    assert inf.model._RAW_FUNCTIONS[model] == fns  # the compiled function is reused
 
 
 def test_raw_model_cache_does_not_keep_model_alive():
@@ -382,14 +375,14 @@ def test_memmapped_and_file_inputs(tmp_path, model, data):
     np.save(tmp_path / "input.npy", data["input"])
     np.save(tmp_path / "input_positions.npy", data["input_positions"])
     mm = np.load(tmp_path / "input.npy", mmap_mode="r")
-    assert isinstance(inf._as_source("input", mm), inf._FileSource)
-    assert isinstance(inf._as_source("v", mm[2:]), inf._ArraySource)  # a view is sliced
+    assert isinstance(inf.sources._as_source("input", mm), inf.sources._FileSource)
+    assert isinstance(inf.sources._as_source("v", mm[2:]), inf.sources._ArraySource)  # a view is sliced
     res = run_inference(model, {"input": mm, "input_positions": str(tmp_path / "input_positions.npy")},
                         RuntimeConfig(batch_size=7))
     np.testing.assert_allclose(res.outputs[0], ref[0], rtol=1e-5, atol=1e-6)
     np.savez(tmp_path / "split.npz", **data)
     srcs = inf.open_npz(tmp_path / "split.npz")
-    assert all(isinstance(s, inf._FileSource) for s in srcs.values())
+    assert all(isinstance(s, inf.sources._FileSource) for s in srcs.values())
     res = run_inference(model, tmp_path / "split.npz", RuntimeConfig(batch_size=7))
     np.testing.assert_allclose(res.outputs[1], ref[1], rtol=1e-5, atol=1e-6)
     np.savez_compressed(tmp_path / "splitc.npz", **data)

@@ -8,7 +8,7 @@ from scipy.ndimage import gaussian_filter
 from skimage import data
 from skimage.metrics import structural_similarity
 
-from ptyanalysis import metrics as mx
+from ptyanalysis.imaging import metrics as mx
 from ptyanalysis.errors import PtyAnalysisError
 
 

@@ -7,7 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ptyanalysis import report as R
+import ptyanalysis.phase_g.figures as R_figures
+import ptyanalysis.phase_g.collect as R_collect
+import ptyanalysis.phase_g.report as R_report
+import ptyanalysis.phase_g.summary as R_summary
+import ptyanalysis.phase_g.results as R_results
+import ptyanalysis.phase_g.inventory as R_inventory
 from ptyanalysis.errors import PtyAnalysisError
 
 _spec = importlib.util.spec_from_file_location("phase_g_fixture", Path(__file__).parent / "data" / "phase_g_fixture.py")
@@ -23,7 +28,7 @@ def built(tmp_path_factory):
     hub = F.make_hub(tmp_path_factory.mktemp("rep") / "hub", **SMALL,
                      empty_arms={(1000, "dense", "test"): ("Baseline",)},
                      labels={"PtyChi": "Pty-chi (pty-chi)"})
-    res = R.phase_g(hub, html=False)
+    res = R_report.phase_g(hub, html=False)
     return hub, res
 
 
@@ -96,18 +101,18 @@ def test_deltas_and_highlight_formats(built):
 
 
 def test_format_delta():
-    assert R.format_delta(0.0, 3) == "+0.000"
-    assert R.format_delta(-0.0001, 3) == "+0.000"
-    assert R.format_delta(-0.0151, 3) == "-0.015"
-    assert R.format_delta(0.01, 6) == "+0.010000"
-    assert R.format_delta(None, 3) == "N/A"
-    assert R.format_delta(float("nan"), 3) == "N/A"
+    assert R_summary.format_delta(0.0, 3) == "+0.000"
+    assert R_summary.format_delta(-0.0001, 3) == "+0.000"
+    assert R_summary.format_delta(-0.0151, 3) == "-0.015"
+    assert R_summary.format_delta(0.01, 6) == "+0.010000"
+    assert R_summary.format_delta(None, 3) == "N/A"
+    assert R_summary.format_delta(float("nan"), 3) == "N/A"
 
 
 def test_missing_arm_everywhere_gives_na(tmp_path):
     hub = F.make_hub(tmp_path / "hub", doses=(1000,), views=("dense",), splits=("test",),
                      empty_arms={(1000, "dense", "test"): ("Baseline",)})
-    res = R.phase_g(hub, html=False, figures=False)
+    res = R_report.phase_g(hub, html=False, figures=False)
     agg = res.summary["aggregate_metrics"]["Baseline"]["ms_ssim"]
     assert agg["mean_amplitude"] is None and agg["n_jobs"] == 0
     assert res.deltas["deltas"]["vs_Baseline"]["ms_ssim"] == {"amplitude": None, "phase": None}
@@ -121,7 +126,7 @@ def test_missing_arm_everywhere_gives_na(tmp_path):
 
 def test_failed_job_listed_not_dropped(tmp_path):
     hub = F.make_hub(tmp_path / "hub", **SMALL, failed=[(10000, "dense", "test")])
-    res = R.phase_g(hub, html=False, figures=False)
+    res = R_report.phase_g(hub, html=False, figures=False)
     s = res.summary
     assert (s["n_jobs"], s["n_success"], s["n_failed"]) == (4, 3, 1)
     failed = [j for j in s["jobs"] if j["status"] == "failed"]
@@ -136,42 +141,42 @@ def test_failed_job_listed_not_dropped(tmp_path):
 def test_unknown_arm_label_is_an_error(tmp_path):
     hub = F.make_hub(tmp_path / "hub", doses=(1000,), views=("dense",), splits=("test",), labels={"PtyChi": "ePIE"})
     with pytest.raises(PtyAnalysisError, match=r"comparison_metrics.csv: row \d+: unknown arm name 'ePIE'"):
-        R.phase_g(hub, html=False, figures=False)
+        R_report.phase_g(hub, html=False, figures=False)
 
 
 def test_bad_csv_columns_and_cells(tmp_path):
     p = tmp_path / "comparison_metrics.csv"
     p.write_text("model,metric,amplitude\nPtychoPINN,mae,0.1\n")
     with pytest.raises(PtyAnalysisError, match="missing column"):
-        R.read_comparison_metrics(p)
+        R_collect.read_comparison_metrics(p)
     p.write_text("model,metric,amplitude,phase,value\nPtychoPINN,mae,abc,0.1,\n")
     with pytest.raises(PtyAnalysisError, match="row 2, column 'amplitude'"):
-        R.read_comparison_metrics(p)
+        R_collect.read_comparison_metrics(p)
 
 
 def test_bad_job_files_are_errors_not_tracebacks(tmp_path):
     p = tmp_path / "comparison_metrics.csv"
     p.write_bytes(b"model,metric,amplitude,phase,value\n\xff,mae,1,2,\n")
     with pytest.raises(PtyAnalysisError, match="not a readable UTF-8 CSV"):
-        R.read_comparison_metrics(p)
+        R_collect.read_comparison_metrics(p)
     bad = tmp_path / "reconstructions.npz"
     bad.write_bytes(b"not a zip")
     with pytest.raises(PtyAnalysisError, match=r"reconstructions.npz: not a readable \.npz"):
-        R.read_reconstructions(bad)
+        R_collect.read_reconstructions(bad)
     ok = tmp_path / "ok.npz"
     np.savez(ok, PtychoPINN=np.ones((4, 4), complex), meta=np.array([{"a": 1}], dtype=object))
-    assert set(R.read_reconstructions(ok)[0]) == {"PtychoPINN"}  # an object array is skipped, not fatal
+    assert set(R_collect.read_reconstructions(ok)[0]) == {"PtychoPINN"}  # an object array is skipped, not fatal
     hub = tmp_path / "hub"
     (hub / "analysis" / "dose_inf" / "dense" / "test").mkdir(parents=True)  # not a dose folder: ignored
     (hub / "analysis" / "comparison_manifest.json").write_text('{"jobs": [{"dose": 1000}]}')
     with pytest.raises(PtyAnalysisError, match="comparison_manifest.json: malformed manifest"):
-        R.collect_jobs(hub)
+        R_collect.collect_jobs(hub)
 
 
 def test_no_jobs_is_an_error(tmp_path):
     (tmp_path / "analysis").mkdir()
     with pytest.raises(PtyAnalysisError, match="no comparison job found"):
-        R.phase_g(tmp_path, html=False)
+        R_report.phase_g(tmp_path, html=False)
 
 
 def test_dataset_dims_attrs_and_netcdf(built):
@@ -190,7 +195,7 @@ def test_dataset_dims_attrs_and_netcdf(built):
         assert json.loads(back.attrs["software_versions"])["numpy"] == np.__version__
         assert json.loads(back.attrs["parameters"])["hub"] == str(hub.resolve())
         assert back["value"].shape == ds["value"].shape
-    loaded = R.load_results(hub)
+    loaded = R_results.load_results(hub)
     assert float(loaded["value"].sel(arm="PtyChi", dose=1000, view="dense", split="train", metric="ms_ssim",
                                      component="phase")) == pytest.approx(v)
 
@@ -212,23 +217,23 @@ def test_plot_functions_return_figures(built, tmp_path):
 
     hub, res = built
     job = hub / "analysis" / "dose_1000" / "dense" / "test"
-    fig = R.plot_metric_grid(res.dataset, "ms_ssim")
+    fig = R_figures.plot_metric_grid(res.dataset, "ms_ssim")
     assert isinstance(fig, Figure)
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert "missing" in texts  # the empty Baseline cell
     assert any(t.count(".") == 1 and len(t) == 5 for t in texts)  # numbers printed on the cells
-    assert isinstance(R.plot_reconstructions(job), Figure)
-    fig = R.plot_frc_curves(job)
+    assert isinstance(R_figures.plot_reconstructions(job), Figure)
+    fig = R_figures.plot_frc_curves(job)
     assert any(abs(line.get_ydata()[0] - 0.5) < 1e-12 for line in fig.axes[0].lines if len(line.get_ydata()) == 2)
-    assert isinstance(R.plot_metrics_vs_dose(res.dataset), Figure)
+    assert isinstance(R_figures.plot_metrics_vs_dose(res.dataset), Figure)
     with pytest.raises(PtyAnalysisError, match="not in the dataset"):
-        R.plot_metric_grid(res.dataset, "nonsense")
+        R_figures.plot_metric_grid(res.dataset, "nonsense")
 
 
 def test_reconstructions_missing_arm_panel(tmp_path):
     hub = F.make_hub(tmp_path / "hub", doses=(1000,), views=("dense",), splits=("test",),
                      absent_arms={(1000, "dense", "test"): ("Baseline",)})
-    fig = R.plot_reconstructions(hub / "analysis" / "dose_1000" / "dense" / "test")
+    fig = R_figures.plot_reconstructions(hub / "analysis" / "dose_1000" / "dense" / "test")
     assert "missing" in [t.get_text() for ax in fig.axes for t in ax.texts]
 
 
@@ -237,7 +242,7 @@ def test_inventory_lists_every_file_itself_included(built):
     inv = (hub / "analysis" / "artifact_inventory.txt").read_text().splitlines()
     assert inv == sorted(inv)
     assert "analysis/artifact_inventory.txt" in inv
-    assert set(inv) == set(R.list_hub_files(hub))
+    assert set(inv) == set(R_inventory.list_hub_files(hub))
     assert all(not p.startswith("/") for p in inv)
 
 
@@ -260,7 +265,7 @@ def test_html_report_from_notebook(tmp_path):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     path = tmp_path / "03_phase_g_figures.ipynb"
     nbformat.write(nb, path)
-    res = R.phase_g(hub, notebook=path, figures=False)
+    res = R_report.phase_g(hub, notebook=path, figures=False)
     html = res.files["html"].read_text()
     assert "<html" in html and "data:image/png;base64" in html
     inv = (hub / "analysis" / "artifact_inventory.txt").read_text().splitlines()

@@ -7,8 +7,7 @@ import pytest
 
 import faults
 from ptyanalysis.cli import main
-from ptyanalysis.splits import (compare_splits, drift_measures, pattern_summary, plot_split_comparison,
-                                summary_stats)
+from ptyanalysis.diagnosis.splits import compare_splits, drift_measures, pattern_summary, plot_split_comparison, summary_stats
 
 
 def test_drift_measures_flag_a_mean_shift_only():
@@ -79,7 +78,7 @@ def test_cli_compare_splits(tmp_path):
 
 
 def test_ground_truth_is_matched_output_by_output():
-    from ptyanalysis.splits import _ground_truth_stats
+    from ptyanalysis.diagnosis.splits import _ground_truth_stats
 
     rng = np.random.default_rng(0)
     y = rng.normal(size=(10, 4, 4)) * np.exp(1j * rng.uniform(-1, 1, size=(10, 4, 4)))

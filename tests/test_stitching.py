@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ptyanalysis.errors import PtyAnalysisError
-from ptyanalysis.stitching import (
+from ptyanalysis.imaging.stitching import (
     METHODS,
     Stitcher,
     _naive_reassemble,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ptyanalysis import report as R
-from ptyanalysis import verify as V
+import ptyanalysis.phase_g.report as R_report
+from ptyanalysis.phase_g import verify as V
 from ptyanalysis.errors import PtyAnalysisError
 
 _spec = importlib.util.spec_from_file_location("phase_g_fixture", Path(__file__).parent / "data" / "phase_g_fixture.py")
@@ -19,7 +19,7 @@ _spec.loader.exec_module(F)
 @pytest.fixture(scope="module")
 def clean_hub(tmp_path_factory):
     hub = F.make_hub(tmp_path_factory.mktemp("ver") / "hub", doses=(1000, 10000), views=("dense",), splits=("train", "test"))
-    R.phase_g(hub, html=False)
+    R_report.phase_g(hub, html=False)
     return hub
 
 
@@ -175,7 +175,7 @@ def test_delta_summary_timestamp_and_source(hub):
 def test_failed_job_and_missing_log_sentinel(tmp_path):
     hub = F.make_hub(tmp_path / "hub", doses=(1000,), views=("dense",), splits=("train", "test"),
                      failed=[(1000, "dense", "test")])
-    R.phase_g(hub, html=False, figures=False)
+    R_report.phase_g(hub, html=False, figures=False)
     failed = _failed(V.verify_hub(hub))
     assert "dose_1000/dense/test" in failed["Phase G comparison manifest"]
     assert "SUCCESS" in failed["Orchestrator logs (grid runner)"]

@@ -77,7 +77,7 @@ ensure_synthetic = None           # e.g. "ci": build this synthetic study if the
 """),
         CHECK_PARAMS,
         code("""
-from ptyanalysis import demo
+from ptyanalysis.synthetic import demo as demo
 if ensure_synthetic:
     demo.ensure_study(hub, size=ensure_synthetic)
 config = compare.CompareConfig(baseline_positions=baseline_positions, register=register)
@@ -121,7 +121,7 @@ ensure_synthetic = None           # e.g. "ci": build this synthetic study if the
 """),
         CHECK_PARAMS,
         code("""
-from ptyanalysis import demo
+from ptyanalysis.synthetic import demo as demo
 if ensure_synthetic:
     demo.ensure_study(split_a.split('/data/')[0], size=ensure_synthetic)
 loaded = inference.load_model(model)
@@ -161,7 +161,7 @@ ensure_synthetic = None           # e.g. "ci": build this synthetic study if the
 """),
         CHECK_PARAMS,
         code("""
-from ptyanalysis import demo
+from ptyanalysis.synthetic import demo as demo
 if ensure_synthetic:
     demo.ensure_study(failing.split('/data/')[0], size=ensure_synthetic)
 loaded = inference.load_model(model)
@@ -243,7 +243,7 @@ def build(name: str) -> Path:
 
 def execute(name: str) -> Path:
     """Execute ``notebooks/<name>.ipynb`` in place with ``params/ci_<name>.yaml``."""
-    from ptyanalysis import notebook as nbk
+    from ptyanalysis.pipeline import notebook as nbk
 
     path = NB_DIR / f"{name}.ipynb"
     pfile = PARAMS / f"ci_{name}.yaml"

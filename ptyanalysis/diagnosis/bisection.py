@@ -2,7 +2,7 @@
 
 :func:`bisect` runs controlled experiments, each one model call on one input
 set (an *evaluation*), and reports which change restores how much of the
-reference health (:mod:`ptyanalysis.health`):
+reference health (:mod:`ptyanalysis.diagnosis.health`):
 
 1. **Reproduce** on seeded subsamples of at most ``max_samples`` samples (the
    whole sets when smaller, or when a subsample does not show the reported
@@ -51,9 +51,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import PtyAnalysisError
-from .health import (DEGRADED_HEALTH, degraded, health_score, outputs_stats, parse_criterion,
-                     restores as _restores, sample_health)
+from ..errors import PtyAnalysisError
+from ..diagnosis.health import (DEGRADED_HEALTH, degraded, health_score, outputs_stats, parse_criterion,
+                     restores as _restores)
 
 #: Causes within this much of the best ``restores`` are ranked by specificity.
 TIE_TOLERANCE = 0.05
@@ -251,7 +251,7 @@ def _take(s: dict, idx) -> dict:
 
 
 def _normalise_set(x, names: list, label: str) -> dict:
-    from .splits import normalise_input_set
+    from ..diagnosis.inputs import normalise_input_set
 
     return normalise_input_set(x, names, label)
 
@@ -418,7 +418,7 @@ class _Runner:
         self.h_fail = None
 
     def outputs(self, s: dict, runtime=None):
-        from .inference import predict
+        from ..inference.streaming import predict
 
         if self.evaluations >= self.max_evaluations:
             raise _BudgetSpent
@@ -540,7 +540,8 @@ def _run_layers(runner: _Runner, F: dict, P: dict | None, rng) -> dict:
     probe, lnames, reason = layer_probe(kmodel) if kmodel is not None else (None, [], "no Keras model")
     if probe is None:
         return {"status": "skipped", "reason": reason, "rows": [], "first_dead": None, "first_nonfinite": None}
-    from .inference import load_model, predict
+    from ..inference.loading import load_model
+    from ..inference.streaming import predict
 
     lp = load_model(probe)
     res = {}
@@ -670,7 +671,7 @@ def _stage_runtime(runner, F, P, rng, causes, appliers):
 
 
 def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info):
-    from .splits import drift_measures
+    from ..diagnosis.splits import drift_measures
 
     names = runner.names
     per = {k: {} for k in names}
@@ -916,7 +917,8 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
         Input names that do not match the model's, sample counts that differ
         inside a set, empty sets, unknown criterion.
     """
-    from .inference import RuntimeConfig, load_model
+    from ..inference.runtime import RuntimeConfig
+    from ..inference.loading import load_model
 
     t0 = time.perf_counter()
     loaded = load_model(model)
@@ -1132,8 +1134,8 @@ def write_bisection(result: BisectionResult, out_dir) -> Path:
     result : BisectionResult
     out_dir : str or Path
     """
-    from .fileutil import write_json
-    from .provenance import software_versions, utc_now
+    from ..fileutil import write_json
+    from ..provenance import software_versions, utc_now
 
     d = result.to_dict()
     d.update(generated_at=utc_now(), versions=software_versions(("ptyanalysis", "numpy", "tensorflow", "keras")))
@@ -1211,8 +1213,8 @@ def run_cli(args) -> int:
     int
         0 (bad input raises :class:`PtyAnalysisError`: exit status 2).
     """
-    from .inference import load_model
-    from .splits import cli_input_sets
+    from ..inference.loading import load_model
+    from ..diagnosis.inputs import cli_input_sets
 
     crit = parse_criterion(args.criterion)
     if args.max_samples < 2:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .conventions import check_positions, patch_centre
-from .errors import PtyAnalysisError
+from ..conventions import check_positions, patch_centre
+from ..errors import PtyAnalysisError
 
 #: Label written with every reference reconstruction.
 ALGORITHM = "rPIE (ptyanalysis reference, minibatch, fixed probe; pty-chi not used)"
@@ -88,10 +88,10 @@ def frame_for(positions, N: int) -> tuple[tuple[int, int], tuple[int, int]]:
 
     Notes
     -----
-    The same box as :func:`ptyanalysis.stitching.scan_frame` with
+    The same box as :func:`ptyanalysis.imaging.stitching.scan_frame` with
     ``method="nearest"`` (it is computed there).
     """
-    from .stitching import scan_frame
+    from ..imaging.stitching import scan_frame
 
     return scan_frame(positions, N, method="nearest")
 

@@ -8,11 +8,11 @@ nothing is implicit:
    (``.../baseline/gs1``) and the iterative reconstruction
    (``data/phase_f/.../ptychi_reconstruction.npz``);
 2. stream each network's inference (:func:`ptyanalysis.inference.run_inference`)
-   straight into a :class:`~ptyanalysis.stitching.Stitcher` on the ground
+   straight into a :class:`~ptyanalysis.imaging.stitching.Stitcher` on the ground
    truth's frame, in chunks, so memory does not grow with the split;
 3. find the region every arm covers, register the iterative arm (or every arm) to the ground truth
-   (sub-pixel, :func:`ptyanalysis.align.register`), and score amplitude and
-   phase with **both** metric conventions (:func:`ptyanalysis.metrics.score`);
+   (sub-pixel, :func:`ptyanalysis.imaging.align.register`), and score amplitude and
+   phase with **both** metric conventions (:func:`ptyanalysis.imaging.metrics.score`);
 4. write the study's per-job files under ``analysis/dose_<D>/<view>/<split>/``
    (``comparison_metrics.csv``, ``reconstructions.npz``,
    ``reconstructions_aligned.npz``, ``<arm>_frc_curves.csv``,
@@ -37,11 +37,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import hub as _hub
-from .conventions import ARMS, canonical_arm
-from .errors import PtyAnalysisError
-from .fileutil import atomic_path, write_npz, write_text
-from .provenance import software_versions, utc_now
+from .. import hub as _hub
+from ..conventions import ARMS, canonical_arm
+from ..errors import PtyAnalysisError
+from ..fileutil import atomic_path, write_npz, write_text
+from ..provenance import software_versions, utc_now
 
 #: Metrics written per arm (amplitude and phase).
 PAIR_METRICS = ("mae", "mse", "psnr", "ssim", "ms_ssim", "frc50")
@@ -125,7 +125,7 @@ class ArmResult:
 
 
 def _frame(data):
-    from .stitching import scan_frame
+    from ..imaging.stitching import scan_frame
 
     if data.obj is not None:
         return (0, 0), tuple(data.obj.shape)
@@ -161,15 +161,15 @@ def network_inputs(arm: str, data, sidecar: dict, config: CompareConfig, *, inde
     centres : ndarray, shape (b, 2)
         (row, col) position of each output patch.
     """
-    from . import models
+    import ptyanalysis.inference.feeds as models_feeds
 
     plan = plan if plan is not None else _network_plan(arm, data, sidecar, config)
     index = slice(None) if index is None else index
     if plan["gridsize"] == 1:
         part = data.subset(np.arange(data.n)[index])
-        return (models.study_model_inputs(part, sidecar, config.baseline_positions, mean_total=plan["mean_total"]),
+        return (models_feeds.study_model_inputs(part, sidecar, config.baseline_positions, mean_total=plan["mean_total"]),
                 part.positions)
-    inputs, centres, _ = models.group_inputs(data, plan["gridsize"], float(sidecar["intensity_scale"]),
+    inputs, centres, _ = models_feeds.group_inputs(data, plan["gridsize"], float(sidecar["intensity_scale"]),
                                              members=plan["members"][index], mean_total=plan["mean_total"])
     return inputs, centres
 
@@ -181,18 +181,18 @@ def _network_plan(arm: str, data, sidecar: dict, config: CompareConfig) -> dict:
     -------
     dict
         ``gridsize``, ``n_outputs`` (groups or patterns), ``mean_total`` (the
-        split's normalisation statistic, :func:`ptyanalysis.models.scale_diffraction`)
+        split's normalisation statistic, :func:`ptyanalysis.inference.feeds.scale_diffraction`)
         and, for gridsize > 1, ``members`` (the seeded groups of the whole split).
     """
-    from . import models
+    import ptyanalysis.inference.feeds as models_feeds
 
     gridsize = int(sidecar.get("gridsize", 1 if arm == "Baseline" else 2))
-    plan = {"gridsize": gridsize, "mean_total": models.mean_total_intensity(data.diffraction), "n_outputs": data.n}
+    plan = {"gridsize": gridsize, "mean_total": models_feeds.mean_total_intensity(data.diffraction), "n_outputs": data.n}
     if gridsize > 1:
         if "intensity_scale" not in sidecar:
             raise PtyAnalysisError("model sidecar has no 'intensity_scale': cannot build the model input")
         K = config.K or int(sidecar.get("K_inference", 7))
-        plan["members"] = models.group_members(data.positions, gridsize, K, np.random.default_rng(config.seed))
+        plan["members"] = models_feeds.group_members(data.positions, gridsize, K, np.random.default_rng(config.seed))
         plan["n_outputs"] = len(plan["members"])
     return plan
 
@@ -217,8 +217,10 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig) -> 
         Status ``"missing"`` when the model directory does not exist, ``"zero"``
         when every output pixel is 0, else ``"ok"``.
     """
-    from .inference import RuntimeConfig, load_model, run_inference
-    from .stitching import Stitcher
+    from ..inference.runtime import RuntimeConfig
+    from ..inference.loading import load_model
+    from ..inference.streaming import run_inference
+    from ..imaging.stitching import Stitcher
 
     model_dir = Path(model_dir)
     if not model_dir.exists():
@@ -505,11 +507,10 @@ def compare_job(hub, dose, view: str, split: str, config: CompareConfig = Compar
         (arm, axis), ``elapsed_s`` (arm), ``status`` (arm); attrs: job,
         parameters, software versions, per-arm details (JSON).
     """
-    import xarray as xr
 
-    from . import metrics as _metrics
-    from .align import apply_shift, register, remove_phase_offset
-    from .synth import load_view
+    from ..imaging import metrics as _metrics
+    from ..imaging.align import apply_shift, register, remove_phase_offset
+    from ..hub import load_view
 
     hub = Path(hub)
     arms = tuple(canonical_arm(a) for a in config.arms)
@@ -533,7 +534,7 @@ def compare_job(hub, dose, view: str, split: str, config: CompareConfig = Compar
     for r in usable:
         mask &= r.coverage > 0
     if not usable:  # nothing to align to: evaluate on the scanned area
-        from .stitching import scan_frame
+        from ..imaging.stitching import scan_frame
 
         (o0, o1), (h, w) = scan_frame(data.positions, data.N, crop=config.crop or data.N // 2)
         mask[:] = False

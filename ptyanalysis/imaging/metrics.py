@@ -5,7 +5,7 @@ Two conventions are offered by :func:`score`:
 ``"ptyanalysis"`` (ours; every parameter is explicit and reported)
     * ``border`` px trimmed from every side (default 2).
     * Phase: the global phase offset that best matches the ground truth is
-      removed from the prediction (:func:`ptyanalysis.align.remove_phase_offset`
+      removed from the prediction (:func:`ptyanalysis.imaging.align.remove_phase_offset`
       on the complex images); phase errors (MAE, MSE, PSNR) use the wrapped
       difference ``angle(exp(i (phi_pred - phi_gt)))``.
     * Amplitude: not rescaled (``amplitude_scale="mean"`` rescales to the GT mean).
@@ -50,7 +50,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .errors import PtyAnalysisError
+from ..errors import PtyAnalysisError
 
 __all__ = [
     "CONVENTIONS",
@@ -533,7 +533,7 @@ def score(pred, gt, convention: str = "ptyanalysis", *, border: int = 2, data_ra
     """Score a complex reconstruction against the ground truth, amplitude and phase separately.
 
     Inputs must already be registered and on the same pixel grid (see
-    :mod:`ptyanalysis.align`).
+    :mod:`ptyanalysis.imaging.align`).
 
     Parameters
     ----------
@@ -594,7 +594,7 @@ def score(pred, gt, convention: str = "ptyanalysis", *, border: int = 2, data_ra
 
 
 def _score_ours(p, g, border, data_range, phase_data_range, phase_align, amplitude_scale, ssim_kw, zero_pred):
-    from .align import normalize_amplitude_mean, remove_phase_offset, remove_phase_plane
+    from ..imaging.align import normalize_amplitude_mean, remove_phase_offset, remove_phase_plane
 
     if phase_align not in ("offset", "plane", "mean", "none"):
         raise PtyAnalysisError(f"phase_align must be 'offset', 'plane', 'mean' or 'none', got {phase_align!r}")
@@ -668,7 +668,7 @@ def _score_ours(p, g, border, data_range, phase_data_range, phase_align, amplitu
 
 
 def _score_ptychopinn(p, g, border, phase_align, amplitude_scale, ms_sigma, zero_pred):
-    from .align import normalize_amplitude_mean, remove_phase_plane
+    from ..imaging.align import normalize_amplitude_mean, remove_phase_plane
 
     if phase_align not in ("plane", "mean"):
         raise PtyAnalysisError(f"ptychopinn phase_align must be 'plane' or 'mean', got {phase_align!r}")

@@ -32,10 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import hub as _hub
-from .conventions import DOSES, SPLITS, VIEW_FRACTIONS, xy_from_positions
-from .errors import PtyAnalysisError
-from .fileutil import write_json
+from .. import hub as _hub
+from ..conventions import DOSES, SPLITS, VIEW_FRACTIONS, xy_from_positions
+from ..errors import PtyAnalysisError
+from ..fileutil import write_json
+from ..hub import load_views
 
 
 @dataclass(frozen=True)
@@ -293,7 +294,7 @@ def extract_patches(obj, positions, N: int) -> np.ndarray:
     PtyAnalysisError
         If a patch is not entirely inside the object (no silent wrap-around).
     """
-    from .stitching import extract
+    from ..imaging.stitching import extract
 
     return extract(obj, positions, int(N), method="nearest")
 
@@ -341,7 +342,7 @@ def simulate_study(hub, config: SimulationConfig = SimulationConfig(), progress=
         The study description also written to ``HUB/study.json``: config,
         split sizes, overlap metrics per view and split, dataset paths.
     """
-    from . import io
+    from .. import io
 
     say = progress or (lambda msg: None)
     size = config.size
@@ -380,7 +381,7 @@ def simulate_study(hub, config: SimulationConfig = SimulationConfig(), progress=
                 split=split, seed=config.seed, size=size.name,
             )
             meta = io.add_transformation(meta, "simulate", {
-                "tool": "ptyanalysis.synth", "split_rule": description["split_rule"],
+                "tool": "ptyanalysis.synthetic.simulate", "split_rule": description["split_rule"],
                 "amplitude_image": config.amplitude_image, "phase_image": config.phase_image,
                 "physics": "counts ~ Poisson(|FFT2_ortho(s O P)|^2); diffraction = sqrt(counts)/s",
             })
@@ -400,53 +401,6 @@ def simulate_study(hub, config: SimulationConfig = SimulationConfig(), progress=
     return description
 
 
-def load_views(hub, dose) -> dict:
-    """Read ``views.json`` of a dose: ``{view: {split: indices}}``; ``{}`` when absent."""
-    p = _hub.views_path(hub, dose)
-    if not p.exists():
-        return {}
-    try:
-        raw = json.loads(p.read_text())
-        return {v: {s: np.asarray(ix, dtype=np.int64) for s, ix in d.items()} for v, d in raw["views"].items()}
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise PtyAnalysisError(f"{p}: cannot read view indices ({exc}); regenerate with 'ptyanalysis simulate'") from exc
-
-
-def load_view(hub, dose, view: str, split: str):
-    """Load a split's dataset restricted to a view's subsample (all positions when the hub has no views.json).
-
-    Parameters
-    ----------
-    hub : path
-        Study hub.
-    dose : float
-        Photons per pattern.
-    view, split : str
-        E.g. ``"dense"``, ``"test"``.
-
-    Returns
-    -------
-    PtychoData
-
-    Raises
-    ------
-    PtyAnalysisError
-        Missing dataset, or a view / split that ``views.json`` does not list.
-    """
-    from . import io
-
-    data = io.load_dataset(_hub.dataset_path(hub, dose, split))
-    views = load_views(hub, dose)
-    if not views:
-        return data
-    if view not in views or split not in views[view]:
-        raise PtyAnalysisError(
-            f"{_hub.views_path(hub, dose)}: no view {view!r} for split {split!r}; "
-            f"available: {sorted(views)}"
-        )
-    return data.subset(views[view][split])
-
-
 def plot_study(hub, dose=None):
     """Figure of a synthetic study: object amplitude and phase, probe, and the scan of each split and view.
 
@@ -463,7 +417,7 @@ def plot_study(hub, dose=None):
     """
     import matplotlib.pyplot as plt
 
-    from . import io
+    from .. import io
 
     desc = json.loads((Path(hub) / "study.json").read_text())
     dose = dose or min(desc["config"]["doses"])

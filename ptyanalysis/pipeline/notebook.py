@@ -23,8 +23,8 @@ from pathlib import Path
 
 import yaml
 
-from .errors import PtyAnalysisError
-from .fileutil import atomic_path
+from ..errors import PtyAnalysisError
+from ..fileutil import atomic_path
 
 #: Names every IPython namespace holds that are not parameters.
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}

@@ -2,7 +2,7 @@
 
 The study's third arm is pty-chi's LSQML (100 epochs). This module runs it on a
 :class:`~ptyanalysis.io.PtychoData` split and returns the same
-:class:`~ptyanalysis.iterative.Reconstruction` as the reference rPIE, on a frame
+:class:`~ptyanalysis.synthetic.rpie.Reconstruction` as the reference rPIE, on a frame
 whose origin follows ptyanalysis's conventions exactly.
 
 Install with the ``ptychi`` extra (``pip install 'ptyanalysis[ptychi]'``).
@@ -46,9 +46,9 @@ import time
 
 import numpy as np
 
-from .conventions import check_positions, patch_centre
-from .errors import PtyAnalysisError
-from .iterative import Reconstruction, frame_for
+from ..conventions import check_positions, patch_centre
+from ..errors import PtyAnalysisError
+from ..synthetic.rpie import Reconstruction, frame_for
 
 #: pip requirement that provides pty-chi (the ``ptychi`` extra of ptyanalysis).
 PTYCHI_REQUIREMENT = "ptychi==2.2.0"
@@ -262,7 +262,7 @@ def run_ptychi(data, epochs: int = 100, batch_size: int = 100, device=None, seed
     if progress is not None:
         progress(int(epochs), float(loss[-1]) if loss.size else float("nan"))
 
-    from .stitching import Stitcher
+    from ..imaging.stitching import Stitcher
 
     st = Stitcher(shape, origin, N, dtype=np.float32, method="bilinear")
     st.add(np.broadcast_to((np.abs(probe) ** 2).astype(np.float32), (n, N, N)), pos)

@@ -1,51 +1,18 @@
 """Compare a model's inputs and outputs across two data splits.
 
-For each model input and each split: summary statistics; two-sample drift
-measures with stated thresholds; inputs ranked by drift; per-pattern summaries
-for image-like inputs and scan-map values for positions-like inputs. Then the
-model's outputs on each split, scored for health (:mod:`ptyanalysis.health`)
-against a reference: ground truth when given, else the model's output on
-inputs drawn like its training inputs (a reference file, or inputs built from
-the sidecar's training statistics). A split whose health is below
-:data:`~ptyanalysis.health.DEGRADED_HEALTH` is flagged *degraded* even when
-the other split is worse.
-
-Drift measures (each between a baseline sample ``a`` -- the reference when
-there is one, else the first split -- and ``b``), computed on the finite
-values, flattened:
-
-``ks``
-    Kolmogorov-Smirnov statistic D (``scipy.stats.ks_2samp``) on seeded
-    subsamples of at most :data:`DRIFT_SUBSAMPLE` values per side. Flag at
-    ``D >= 0.2`` (:data:`KS_THRESHOLD`, the Deepchecks default). The p-value is
-    reported but not used (on large data it flags everything).
-``wasserstein``
-    1-Wasserstein distance on the same subsamples divided by
-    ``max(std(a), 1e-3)`` (Evidently's normed distance). Flag at ``>= 0.1``
-    (:data:`W1_THRESHOLD`): a pure mean shift of 0.1 sigma trips it.
-``smd``
-    Standardised mean difference ``(mean(b) - mean(a)) / sqrt((var a + var b) / 2)``
-    on all finite values (denominator floored at 1e-3). Flag at ``|smd| >= 0.2``
-    (:data:`SMD_THRESHOLD`, a small effect in Cohen's terms).
-
-``drift_score`` = max of each measure divided by its threshold; an input is
-flagged *drifted* when ``drift_score >= 1``, and inputs are ranked by it.
-
-CLI: ``ptyanalysis compare-splits --model PATH --a A.npz --b B.npz
-[--reference R.npz] [--names train,test] [--study-inputs] --out DIR`` writes
-``DIR/split_comparison.json`` and ``DIR/split_comparison.nc``.
-"""
+For each model input and each split: summary statistics; two-sample drift"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
 import numpy as np
+from ..errors import PtyAnalysisError
+from ..diagnosis.health import DEGRADED_HEALTH, degraded, health_score, outputs_stats
+from ..diagnosis.inputs import cli_input_sets, normalise_input_set, reference_from_sidecar
 
-from .errors import PtyAnalysisError
-from .health import DEGRADED_HEALTH, degraded, health_score, outputs_stats
+
 
 #: KS statistic threshold.
 KS_THRESHOLD = 0.2
@@ -325,100 +292,6 @@ class SplitComparison:
                              for s, h in self.health.items()])
 
 
-def normalise_input_set(x, names: list, label: str) -> dict | None:
-    """Validate one input set and return it as ``{input name: array}`` in the model's input order.
-
-    The one place split comparison and bisection (:mod:`ptyanalysis.bisect`)
-    turn what the caller gave into named model inputs.
-
-    Parameters
-    ----------
-    x : dict, list, tuple, ndarray or None
-        ``{input name: array}`` named like the model's inputs, a list in input
-        order, or one array for a one-input model. None is returned as None.
-    names : list of str
-        The model's input names (empty: use the given names, or ``input_<i>``).
-    label : str
-        Name of the set in error messages (e.g. ``"failing"``).
-
-    Returns
-    -------
-    dict or None
-
-    Raises
-    ------
-    PtyAnalysisError
-        Names that differ from the model's, a wrong number of arrays, inputs
-        with different sample counts, or an empty set.
-    """
-    if x is None:
-        return None
-    if isinstance(x, dict):
-        d = {str(k): np.asarray(v) for k, v in x.items()}
-        if names and set(d) != set(names):
-            raise PtyAnalysisError(
-                f"{label} set holds inputs [{', '.join(sorted(d))}] but the model's inputs are "
-                f"[{', '.join(names)}]: name them exactly like the model's input layers")
-        if names:
-            d = {k: d[k] for k in names}
-    elif isinstance(x, (list, tuple)):
-        if names and len(x) != len(names):
-            raise PtyAnalysisError(
-                f"{label} set has {len(x)} arrays but the model takes {len(names)} inputs [{', '.join(names)}]")
-        keys = names or [f"input_{i}" for i in range(len(x))]
-        d = {k: np.asarray(v) for k, v in zip(keys, x)}
-    else:
-        if names and len(names) != 1:
-            raise PtyAnalysisError(
-                f"{label} set is one array but the model takes {len(names)} inputs [{', '.join(names)}]")
-        d = {(names[0] if names else "input_0"): np.asarray(x)}
-    if not d:
-        raise PtyAnalysisError(f"{label} set holds no input arrays")
-    counts = {k: (v.shape[0] if v.ndim else 0) for k, v in d.items()}
-    if len(set(counts.values())) > 1:
-        raise PtyAnalysisError(
-            f"{label} set: inputs have different sample counts "
-            + ", ".join(f"{k}={v}" for k, v in counts.items()) + "; every input needs one row per sample")
-    if min(counts.values()) == 0:
-        raise PtyAnalysisError(f"{label} set holds no samples")
-    return d
-
-
-def reference_from_sidecar(sidecar: dict, like: dict, *, seed: int = 0) -> dict | None:
-    """Draw reference inputs from a sidecar's training input statistics.
-
-    Parameters
-    ----------
-    sidecar : dict or None
-        Model parameters; uses ``training_inputs`` / ``input_stats`` /
-        ``training_input_stats``: ``{input name: {"mean": m, "std": s}}``
-        (``std`` 0 gives a constant, e.g. all-zero offsets).
-    like : dict
-        An input set giving names, shapes and dtypes (and the sample count).
-    seed : int
-
-    Returns
-    -------
-    dict or None
-        ``{name: array}`` drawn as N(mean, std) per value, or None when the
-        sidecar has no such statistics for every input.
-    """
-    if not sidecar:
-        return None
-    st = None
-    for key in ("training_inputs", "input_stats", "training_input_stats", "train_input_stats"):
-        if isinstance(sidecar.get(key), dict):
-            st = sidecar[key]
-            break
-    if st is None or not all(k in st and isinstance(st[k], dict) for k in like):
-        return None
-    rng = np.random.default_rng(seed)
-    out = {}
-    for k, v in like.items():
-        m, s = float(st[k].get("mean", 0.0)), float(st[k].get("std", 0.0))
-        arr = m + s * rng.standard_normal(v.shape) if s > 0 else np.full(v.shape, m)
-        out[k] = arr.astype(v.dtype if v.dtype.kind == "f" else np.float32)
-    return out
 
 
 def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("train", "test"),
@@ -457,7 +330,9 @@ def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("tr
     """
     import xarray as xr
 
-    from .inference import RuntimeConfig, load_model, predict
+    from ..inference.runtime import RuntimeConfig
+    from ..inference.loading import load_model
+    from ..inference.streaming import predict
 
     t0 = time.perf_counter()
     loaded = load_model(model)
@@ -614,8 +489,8 @@ def write_split_comparison(result: SplitComparison, out_dir) -> dict:
     dict
         ``{"json": path, "netcdf": path or None}``.
     """
-    from .fileutil import atomic_path, write_json
-    from .provenance import software_versions, utc_now
+    from ..fileutil import atomic_path, write_json
+    from ..provenance import software_versions, utc_now
 
     out = Path(out_dir)
     d = result.to_dict()
@@ -698,109 +573,6 @@ def configure_parser(parser) -> None:
     parser.add_argument("--out", required=True, help="output directory")
 
 
-def load_input_sets(loaded, paths: dict, *, study_inputs: bool = False, allow_nonfinite: bool = True) -> tuple:
-    """Load input sets for a model from NPZ files.
-
-    Parameters
-    ----------
-    loaded : LoadedModel
-    paths : dict
-        ``{label: path}``; a None path is skipped.
-    study_inputs : bool
-        Treat the files as study datasets (:func:`ptyanalysis.io.load_dataset`)
-        mapped by :func:`ptyanalysis.models.study_model_inputs` (mode ``"study"``).
-    allow_nonfinite : bool
-        Passed to the dataset loader.
-
-    Returns
-    -------
-    sets : dict
-        ``{label: {input name: array}}``.
-    datasets : dict
-        ``{label: PtychoData}`` for study inputs, else empty.
-    """
-    names = list(loaded.input_names)
-    sets, datasets = {}, {}
-    for label, p in paths.items():
-        if p is None:
-            continue
-        path = Path(p)
-        if not path.is_file():
-            raise PtyAnalysisError(f"{label} file not found: {path}; give an existing .npz")
-        if study_inputs:
-            from .io import load_dataset
-            from .models import study_model_inputs
-
-            data = load_dataset(path, allow_nonfinite=allow_nonfinite)
-            if not loaded.sidecar:
-                raise PtyAnalysisError(
-                    f"--study-inputs needs the model's sidecar parameters (intensity_scale) but "
-                    f"{loaded.source} has none: put a <model>.json or params.json next to it")
-            datasets[label] = data
-            sets[label] = study_model_inputs(data, loaded.sidecar, mode="study")
-            continue
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except Exception as exc:
-            raise PtyAnalysisError(f"{label} file {path} is not a readable .npz ({exc})") from None
-        if names:
-            if set(arrays) != set(names):
-                if len(names) == 1 and len(arrays) == 1:
-                    arrays = {names[0]: next(iter(arrays.values()))}
-                else:
-                    raise PtyAnalysisError(
-                        f"{label} file {path} holds arrays [{', '.join(sorted(arrays))}] but the model's "
-                        f"inputs are [{', '.join(names)}]: save one array per model input, named like "
-                        "the model's input layers (or pass --study-inputs for study datasets)")
-            arrays = {k: arrays[k] for k in names}
-        counts = {k: (v.shape[0] if v.ndim else 0) for k, v in arrays.items()}
-        if len(set(counts.values())) > 1:
-            raise PtyAnalysisError(
-                f"{label} file {path}: arrays have different sample counts "
-                + ", ".join(f"{k}={v}" for k, v in counts.items())
-                + "; every input needs one row per sample")
-        sets[label] = arrays
-    return sets, datasets
-
-
-def cli_input_sets(loaded, paths: dict, reference=None, *, study_inputs: bool = False, trained_like: str):
-    """Load the input sets of a diagnosis command (``compare-splits``, ``bisect``).
-
-    Parameters
-    ----------
-    loaded : LoadedModel
-    paths : dict
-        ``{label: NPZ path}`` of the sets to compare (model inputs, or study
-        datasets with ``study_inputs``).
-    reference : str or Path, optional
-        NPZ of model inputs drawn like the training inputs (e.g. a model's
-        ``reference_inputs.npz``); always read as model inputs, never as a
-        study dataset.
-    study_inputs : bool
-        The files of ``paths`` are study datasets, mapped as the study did.
-    trained_like : str
-        Label of ``paths`` whose dataset gives the reference when none is given
-        and ``study_inputs`` is set (mapped as the model was trained).
-
-    Returns
-    -------
-    sets : dict
-        ``{label: {input name: array}}``.
-    datasets : dict
-        ``{label: PtychoData}`` for study inputs, else empty.
-    reference : dict or None
-        The reference input set.
-    """
-    sets, datasets = load_input_sets(loaded, paths, study_inputs=study_inputs)
-    ref = None
-    if reference is not None:
-        ref = load_input_sets(loaded, {"reference": reference})[0]["reference"]
-    elif study_inputs and loaded.sidecar:
-        from .models import study_model_inputs
-
-        ref = study_model_inputs(datasets[trained_like], loaded.sidecar, mode="trained")
-    return sets, datasets, ref
 
 
 def run_cli(args) -> int:
@@ -816,7 +588,7 @@ def run_cli(args) -> int:
     int
         0 (bad input raises :class:`PtyAnalysisError`: exit status 2).
     """
-    from .inference import load_model
+    from ..inference.loading import load_model
 
     names = tuple(s.strip() for s in str(args.names).split(","))
     if len(names) != 2 or not all(names) or names[0] == names[1] or "reference" in names:

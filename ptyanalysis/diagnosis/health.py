@@ -53,7 +53,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import PtyAnalysisError
+from ..errors import PtyAnalysisError
 
 #: Health below this is flagged "degraded" (also for a set that passes the criterion).
 DEGRADED_HEALTH = 0.5

@@ -1,14 +1,14 @@
 """The synthetic study end to end: what ``make demo`` runs.
 
-1. simulate the study (:mod:`ptyanalysis.synth`) and train its arms
-   (:mod:`ptyanalysis.arms`), skipping what already exists;
+1. simulate the study (:mod:`ptyanalysis.synthetic.simulate`) and train its arms
+   (:mod:`ptyanalysis.synthetic.training`), skipping what already exists;
 2. run the per-job comparison notebook over the grid dose x view x split
-   (:mod:`ptyanalysis.grid`, papermill on a Dask LocalCluster);
+   (:mod:`ptyanalysis.pipeline.grid`, papermill on a Dask LocalCluster);
 3. run the split-comparison and zero-prediction-bisection notebooks on the
    reproduced incident (the Baseline fed as the study fed it), with their
    parameter files from ``params/``;
-4. Phase G: artifacts, figures and the HTML report (:mod:`ptyanalysis.report`);
-5. verification (:mod:`ptyanalysis.verify`);
+4. Phase G: artifacts, figures and the HTML report (:mod:`ptyanalysis.phase_g`);
+5. verification (:mod:`ptyanalysis.phase_g.verify`);
 
 then prints where everything is, the timings, and each arm's reconstruction
 quality.
@@ -21,8 +21,8 @@ import json
 import time
 from pathlib import Path
 
-from .conventions import DOSES, SPLITS, VIEWS
-from .errors import PtyAnalysisError
+from ..conventions import DOSES, SPLITS, VIEWS
+from ..errors import PtyAnalysisError
 
 #: The repository root (notebooks/ and params/ live there; the package is installed editable).
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,15 +52,16 @@ def ensure_study(hub, size: str = "ci", doses=None, say=print) -> Path:
     -------
     Path
     """
-    from . import arms, synth
+    from ..synthetic import training as arms
+    import ptyanalysis.synthetic.simulate as synth_simulate
 
     hub = Path(hub)
-    if size not in synth.SIZES:
-        raise PtyAnalysisError(f"unknown study size {size!r}; choose one of {sorted(synth.SIZES)}")
+    if size not in synth_simulate.SIZES:
+        raise PtyAnalysisError(f"unknown study size {size!r}; choose one of {sorted(synth_simulate.SIZES)}")
     if not (hub / "study.json").exists():
         say(f"simulating the {size} study in {hub}")
-        cfg = synth.SimulationConfig(size=synth.SIZES[size], doses=tuple(doses or DOSES))
-        synth.simulate_study(hub, cfg, progress=say)
+        cfg = synth_simulate.SimulationConfig(size=synth_simulate.SIZES[size], doses=tuple(doses or DOSES))
+        synth_simulate.simulate_study(hub, cfg, progress=say)
     arms.train_study(hub, arms.TRAIN_CONFIGS[size], say=say)
     return hub
 
@@ -78,7 +79,7 @@ def grid_spec(hub, workers=None):
     -------
     GridSpec
     """
-    from . import grid
+    from ..pipeline import grid as grid
 
     doses = json.loads((Path(hub) / "study.json").read_text())["config"]["doses"]
     return grid.spec_from_dict({
@@ -86,12 +87,12 @@ def grid_spec(hub, workers=None):
         "doses": [int(d) for d in doses], "views": list(VIEWS), "splits": list(SPLITS),
         "outputs": list(JOB_OUTPUTS), "retries": 1,
         **({"workers": workers} if workers else {}),
-    }, source="ptyanalysis.demo")
+    }, source="ptyanalysis.synthetic.demo")
 
 
 def diagnosis_parameters(hub, name: str, dose: float) -> dict:
     """Parameters of a diagnosis notebook on the incident of a synthetic hub (absolute paths)."""
-    from . import hub as _hub
+    from .. import hub as _hub
 
     hub = Path(hub).resolve()
     model = _hub.model_dir(hub, dose, "Baseline")
@@ -120,8 +121,10 @@ def run_demo(hub, size: str = "demo", workers=None, say=print) -> dict:
         ``hub, timings_s, grid_ok, html, verification, bisection_verdict,
         diagnosis_notebooks``.
     """
-    from . import grid, report, verify
-    from . import notebook as nbk
+    from ..pipeline import grid as grid
+    import ptyanalysis.phase_g.report as report_report
+    from ..phase_g import verify as verify
+    from ..pipeline import notebook as nbk
 
     hub = Path(hub).resolve()
     t = {}
@@ -149,7 +152,7 @@ def run_demo(hub, size: str = "demo", workers=None, say=print) -> dict:
 
     t0 = time.perf_counter()
     say("Phase G: artifacts, figures, HTML report")
-    pg = report.phase_g(hub, notebook=ROOT / "notebooks" / "03_phase_g_figures.ipynb")
+    pg = report_report.phase_g(hub, notebook=ROOT / "notebooks" / "03_phase_g_figures.ipynb")
     t["phase_g"] = time.perf_counter() - t0
     vr = verify.verify_hub(hub)
     bis = json.loads((hub / "analysis" / "diagnosis" / "02_zero_prediction_bisection" / "bisection.json").read_text())
@@ -221,7 +224,7 @@ def run_cli(args) -> int:
     if args.prepare_only:
         ensure_study(args.hub, args.size)
         if args.grid:
-            from . import grid
+            from ..pipeline import grid as grid
 
             res = grid.run_grid(grid_spec(args.hub.resolve(), args.workers))
             if not res.ok:

@@ -1,14 +1,14 @@
 """Training the network arms and running the iterative arm on a study hub.
 
 * **PtychoPINN** (gridsize 2): trained *without ground truth* through the
-  physics forward model (:func:`ptyanalysis.models.build_models`' autoencoder:
+  physics forward model (:func:`ptyanalysis.synthetic.networks.build_models`' autoencoder:
   merge the group's patches, re-extract each member's view, illuminate by the
   probe, far-field amplitude, Poisson negative log-likelihood).
 * **Baseline** (gridsize 1): supervised on the ground-truth patches ``Y``
   (amplitude and phase, mean absolute error), with the study's inference
   interface and all-zero local offsets, as the real one was trained.
-* **PtyChi**: pty-chi (:mod:`ptyanalysis.ptychi_arm`) when it is installed,
-  else the reference rPIE of :mod:`ptyanalysis.iterative`; the ``algorithm``
+* **PtyChi**: pty-chi (:mod:`ptyanalysis.synthetic.ptychi`) when it is installed,
+  else the reference rPIE of :mod:`ptyanalysis.synthetic.rpie`; the ``algorithm``
   written with every reconstruction names what ran.
 
 Each trained model is saved as ``model.keras`` plus ``params.json`` (the
@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import hub as _hub
-from .conventions import SPLITS, VIEWS
-from .errors import PtyAnalysisError
-from .fileutil import atomic_dir, write_json, write_npz
-from .provenance import software_versions, utc_now
+from .. import hub as _hub
+from ..conventions import SPLITS, VIEWS
+from ..errors import PtyAnalysisError
+from ..fileutil import atomic_dir, write_json, write_npz
+from ..provenance import software_versions, utc_now
 
 
 @dataclass(frozen=True)
@@ -209,15 +209,16 @@ def train_baseline(data, nphotons: float, config: TrainConfig = TrainConfig(), d
     desc : str
         Progress label.
     """
-    from . import models
+    import ptyanalysis.inference.feeds as models_feeds
+    import ptyanalysis.synthetic.networks as models_networks
 
     if data.Y is None:
         raise PtyAnalysisError(f"{data.path or 'dataset'}: key 'Y' (ground-truth patches) is needed to train the Baseline")
-    isc = models.intensity_scale_for(nphotons, data.N)
-    x = models.scale_diffraction(data.diffraction, isc)[..., None]
+    isc = models_feeds.intensity_scale_for(nphotons, data.N)
+    x = models_feeds.scale_diffraction(data.diffraction, isc)[..., None]
     inputs = {"input": x, "input_positions": np.zeros((len(x), 1, 2, 1), np.float32)}
     rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
-    built = models.build_models(data.N, 1, rms, filters=tuple(config.filters))
+    built = models_networks.build_models(data.N, 1, rms, filters=tuple(config.filters))
     Y = np.asarray(data.Y)
     hist = _fit(built["patch_network"], x, [np.abs(Y)[..., None], np.angle(Y)[..., None]],
                 config.baseline_steps, config, desc, loss=["mae", "mse"], loss_weights=[1.0, config.phase_weight],
@@ -252,19 +253,20 @@ def train_pinn(data, nphotons: float, config: TrainConfig = TrainConfig(), grids
     -------
     TrainedModel
     """
-    from . import models
+    import ptyanalysis.inference.feeds as models_feeds
+    import ptyanalysis.synthetic.networks as models_networks
 
-    isc = models.intensity_scale_for(nphotons, data.N)
-    inputs, _, _ = models.group_inputs(data, gridsize, isc, K=config.K, seed=config.seed)
+    isc = models_feeds.intensity_scale_for(nphotons, data.N)
+    inputs, _, _ = models_feeds.group_inputs(data, gridsize, isc, K=config.K, seed=config.seed)
     x = inputs["input"]
     rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
     probe = np.asarray(data.probe)
     # initial photon scale: |O| ~ 0.7 and sum |F(P O)|^2 = sum |P O|^2 (orthonormal FFT)
     mean_total = float(np.mean(np.sum(x.astype(np.float64) ** 2, axis=(1, 2))))
     log_k = 0.5 * math.log(mean_total / (0.5 * float(np.sum(np.abs(probe) ** 2))))
-    built = models.build_models(data.N, gridsize, rms, probe=probe, log_scale=log_k, filters=tuple(config.filters))
+    built = models_networks.build_models(data.N, gridsize, rms, probe=probe, log_scale=log_k, filters=tuple(config.filters))
     hist = _fit(built["autoencoder"], [x, inputs["input_positions"]], x, config.pinn_steps, config, desc,
-                loss=models.poisson_nll)
+                loss=models_networks.poisson_nll)
     side = _sidecar("PtychoPINN", data, gridsize, isc, nphotons, inputs, hist, config,
                     {"training_mode": "self-supervised: Poisson NLL through the physics forward model",
                      "K": config.K, "K_inference": 7, "input_rms": rms})
@@ -312,7 +314,8 @@ def run_iterative(data, iterations: int = 20, seed: int = 0, engine: str = "auto
     iterative.Reconstruction
         Its ``algorithm`` names the engine that ran.
     """
-    from . import iterative, ptychi_arm
+    from ..synthetic import rpie as iterative
+    from ..synthetic import ptychi as ptychi_arm
 
     if engine not in ("auto", "ptychi", "rpie"):
         raise PtyAnalysisError(f"engine must be 'auto', 'ptychi' or 'rpie', got {engine!r}")
@@ -323,7 +326,7 @@ def run_iterative(data, iterations: int = 20, seed: int = 0, engine: str = "auto
 
 
 def _iterative_for(data, config: TrainConfig):
-    from . import ptychi_arm
+    from ..synthetic import ptychi as ptychi_arm
 
     use_ptychi = config.iterative_engine == "ptychi" or (
         config.iterative_engine == "auto" and ptychi_arm.ptychi_available())
@@ -358,7 +361,7 @@ def train_study(hub, config: TrainConfig = TrainConfig(), doses=None, views=VIEW
     Parameters
     ----------
     hub : path
-        Hub written by :func:`ptyanalysis.synth.simulate_study`.
+        Hub written by :func:`ptyanalysis.synthetic.simulate.simulate_study`.
     config : TrainConfig
     doses : sequence of float, optional
         Default: every ``data/phase_c/dose_*`` of the hub.
@@ -373,7 +376,7 @@ def train_study(hub, config: TrainConfig = TrainConfig(), doses=None, views=VIEW
     dict
         Timings per step (also written to ``HUB/data/phase_e/training_summary.json``).
     """
-    from . import synth
+    import ptyanalysis.hub as synth_hub
 
     hub = Path(hub)
     if doses is None:
@@ -390,14 +393,14 @@ def train_study(hub, config: TrainConfig = TrainConfig(), doses=None, views=VIEW
     for dose in doses:
         base_dir = _hub.model_dir(hub, dose, "Baseline")
         if force or not (base_dir / "model.keras").exists():
-            train = synth.load_view(hub, dose, "dense", "train")
+            train = synth_hub.load_view(hub, dose, "dense", "train")
             t0 = time.perf_counter()
             save_trained(train_baseline(train, dose, config, desc=f"Baseline dose {dose:g}"), base_dir)
             summary["steps"].append({"step": f"train Baseline dose {dose:g}", "elapsed_s": time.perf_counter() - t0})
         for view in views:
             d = _hub.model_dir(hub, dose, "PtychoPINN", view)
             if force or not (d / "model.keras").exists():
-                train = synth.load_view(hub, dose, view, "train")
+                train = synth_hub.load_view(hub, dose, view, "train")
                 t0 = time.perf_counter()
                 save_trained(train_pinn(train, dose, config, desc=f"PtychoPINN {view} dose {dose:g}"), d)
                 summary["steps"].append({"step": f"train PtychoPINN {view} dose {dose:g}",
@@ -405,7 +408,7 @@ def train_study(hub, config: TrainConfig = TrainConfig(), doses=None, views=VIEW
             for split in SPLITS:
                 out = _hub.ptychi_path(hub, dose, view, split)
                 if force or not out.exists():
-                    data = synth.load_view(hub, dose, view, split)
+                    data = synth_hub.load_view(hub, dose, view, split)
                     t0 = time.perf_counter()
                     rec = _iterative_for(data, config)
                     save_reconstruction(rec, out)

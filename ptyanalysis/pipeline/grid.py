@@ -111,11 +111,11 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .conventions import dose_label
-from .errors import PtyAnalysisError
-from .fileutil import write_json
-from .notebook import scoped_env as _env
-from .provenance import software_versions, utc_now
+from ..conventions import dose_label
+from ..errors import PtyAnalysisError
+from ..fileutil import write_json
+from ..pipeline.notebook import scoped_env as _env
+from ..provenance import software_versions, utc_now
 
 #: Keys a grid YAML file may contain.
 SPEC_KEYS = ("hub", "notebook", "doses", "views", "splits", "parameters", "outputs", "retries",
@@ -454,7 +454,7 @@ def notebook_parameters(notebook, kernel: str = "python3") -> dict:
     """The parameters a notebook declares: ``{name: {"default": str, "kind": str | None}}``.
 
     ``kernel`` is used when the notebook has no ``kernelspec`` metadata. The
-    kind is :func:`ptyanalysis.notebook.default_kind` of the default.
+    kind is :func:`ptyanalysis.pipeline.notebook.default_kind` of the default.
 
     Raises
     ------
@@ -470,7 +470,7 @@ def notebook_parameters(notebook, kernel: str = "python3") -> dict:
     -------
     dict
     """
-    from .notebook import default_kind, inspect_parameters
+    from ..pipeline.notebook import default_kind, inspect_parameters
 
     notebook = Path(notebook)
     declared, tagged = inspect_parameters(notebook, kernel)
@@ -499,7 +499,7 @@ def validate_parameters(spec: GridSpec) -> dict:
         parameter is unknown to the notebook or reserved; a value's kind does
         not match the declared default.
     """
-    from .notebook import kind_mismatch
+    from ..pipeline.notebook import kind_mismatch
 
     declared = notebook_parameters(spec.notebook, spec.kernel)
     missing = [p for p in CELL_PARAMETERS if p not in declared]
@@ -1026,7 +1026,7 @@ def configure_parser(parser) -> None:
     ----------
     parser : argparse.ArgumentParser
     """
-    parser.add_argument("spec", help="grid YAML file, e.g. params/study.yaml (schema: see `pydoc ptyanalysis.grid`)")
+    parser.add_argument("spec", help="grid YAML file, e.g. params/study.yaml (schema: see `pydoc ptyanalysis.pipeline.grid`)")
     parser.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (default: a LocalCluster)")
     parser.add_argument("--workers", type=int, default=None, help="LocalCluster workers (default: min(cells, CPU count))")
     parser.add_argument("--force", action="store_true", help="rerun cells that are already complete")

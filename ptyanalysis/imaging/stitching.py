@@ -20,7 +20,7 @@ A stitched canvas covers a rectangle of the object. Its frame is given by
 So ``canvas[i, j]`` is object pixel ``(origin[0] + i, origin[1] + j)`` and the
 ground truth that matches a :class:`StitchResult` is
 ``obj[origin[0]:origin[0] + H, origin[1]:origin[1] + W]``
-(:func:`ptyanalysis.align.crop_to_scan`). When ``canvas_shape`` is not given
+(:func:`ptyanalysis.imaging.align.crop_to_scan`). When ``canvas_shape`` is not given
 it is derived as the bounding box of every pixel any patch touches, and the
 derived origin is reported in the result.
 
@@ -66,8 +66,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .conventions import check_positions, global_positions_from_offsets, patch_centre
-from .errors import PtyAnalysisError
+from ..conventions import check_positions, global_positions_from_offsets, patch_centre
+from ..errors import PtyAnalysisError
 
 __all__ = [
     "METHODS",

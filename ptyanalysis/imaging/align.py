@@ -6,7 +6,7 @@ towards larger row and column indices. :func:`register` returns the shift that,
 applied to ``moving`` with :func:`apply_shift`, aligns it with ``reference``
 (the convention of ``skimage.registration.phase_cross_correlation``).
 
-Canvas frames are those of :mod:`ptyanalysis.stitching`: a stitched canvas
+Canvas frames are those of :mod:`ptyanalysis.imaging.stitching`: a stitched canvas
 with ``origin = (row0, col0)`` and shape ``(H, W)`` shows object pixels
 ``obj[row0:row0 + H, col0:col0 + W]``; :func:`crop_to_scan` cuts exactly that
 out of a ground-truth object.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import PtyAnalysisError
+from ..errors import PtyAnalysisError
 
 __all__ = [
     "Registration",
@@ -346,11 +346,11 @@ def crop_to_scan(obj, positions=None, N=None, *, frame=None, crop=None, method="
         Ground-truth object (object pixel (0, 0) is ``obj[0, 0]``).
     positions : array_like, shape (n, 2), optional
         Scan positions (row, col); with ``N`` they give the frame that
-        :func:`ptyanalysis.stitching.stitch` derives (bounding box of the patches).
+        :func:`ptyanalysis.imaging.stitching.stitch` derives (bounding box of the patches).
     N : int, optional
         Patch size (with ``positions``).
     frame : StitchResult or (origin, shape), optional
-        The canvas frame directly: a :class:`~ptyanalysis.stitching.StitchResult`
+        The canvas frame directly: a :class:`~ptyanalysis.imaging.stitching.StitchResult`
         or a pair ``((row0, col0), (H, W))``. Takes precedence over positions.
     crop : int, optional
         Central crop used when stitching (with ``positions``).
@@ -366,7 +366,7 @@ def crop_to_scan(obj, positions=None, N=None, *, frame=None, crop=None, method="
         ``obj[row0:row0 + H, col0:col0 + W]``, pixel for pixel aligned with the
         canvas.
     """
-    from .stitching import StitchResult, scan_frame
+    from ..imaging.stitching import StitchResult, scan_frame
 
     o = np.asarray(obj)
     if o.ndim != 2:

@@ -51,9 +51,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import PtyAnalysisError
-from .fileutil import write_json
-from . import report as R
+from ..errors import PtyAnalysisError
+from ..fileutil import write_json
+import ptyanalysis.phase_g.schema as R_schema
+import ptyanalysis.phase_g.inventory as R_inventory
+import ptyanalysis.phase_g.summary as R_summary
+import ptyanalysis.phase_g.collect as R_collect
+import ptyanalysis.phase_g.figures as R_figures
 
 #: Sentinel the grid runner writes as the last line of a fully successful run.
 GRID_SUCCESS_SENTINEL = "SUCCESS: all cells completed"
@@ -62,7 +66,7 @@ DEFAULT_JOB_FILES = ("comparison_metrics.csv", "reconstructions.npz", "compariso
 #: Report file name under ``analysis/``.
 REPORT_NAME = "verification_report.json"
 #: Study prefixes of the 4 highlight lines (as the study's verifier compares them, stripped).
-STUDY_HIGHLIGHT_PREFIXES = tuple(p.rstrip(" :") for p in R.HIGHLIGHT_PREFIXES)
+STUDY_HIGHLIGHT_PREFIXES = tuple(p.rstrip(" :") for p in R_schema.HIGHLIGHT_PREFIXES)
 #: Headings the digest must contain.
 DIGEST_HEADINGS = ("# Phase G Dense Metrics Digest", "## Pipeline Summary", "## Highlights")
 
@@ -176,7 +180,7 @@ def check_manifest(hub: Path) -> dict:
     dict
         ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
     """
-    path = hub / "analysis" / R.FILES["manifest"]
+    path = hub / "analysis" / R_schema.FILES["manifest"]
     desc = "Phase G comparison manifest"
     bad, data = _json_keys_check(hub, path, desc, ["n_jobs", "n_success", "n_failed", "jobs"])
     if bad:
@@ -205,7 +209,7 @@ def check_metrics_summary_json(hub: Path) -> dict:
     dict
         ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
     """
-    path = hub / "analysis" / R.FILES["metrics_summary_json"]
+    path = hub / "analysis" / R_schema.FILES["metrics_summary_json"]
     bad, _ = _json_keys_check(hub, path, "Phase G metrics summary JSON",
                               ["n_jobs", "n_success", "n_failed", "jobs", "aggregate_metrics", "phase_c_metadata_compliance"])
     return bad or _result(hub, path, "Phase G metrics summary JSON")
@@ -224,7 +228,7 @@ def check_metrics_summary_md(hub: Path) -> dict:
     dict
         ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
     """
-    path = hub / "analysis" / R.FILES["metrics_summary_md"]
+    path = hub / "analysis" / R_schema.FILES["metrics_summary_md"]
     text, err = _read_text(path)
     if err is None and not text.startswith("# Phase G Metrics Summary"):
         err = "does not start with '# Phase G Metrics Summary'"
@@ -244,7 +248,7 @@ def check_aggregate_highlights(hub: Path) -> dict:
     dict
         ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
     """
-    path = hub / "analysis" / R.FILES["aggregate_highlights"]
+    path = hub / "analysis" / R_schema.FILES["aggregate_highlights"]
     text, err = _read_text(path)
     if err is None and not text.strip():
         err = "file is empty"
@@ -266,7 +270,7 @@ def check_metrics_digest(hub: Path) -> dict:
     dict
         ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
     """
-    path = hub / "analysis" / R.FILES["metrics_digest"]
+    path = hub / "analysis" / R_schema.FILES["metrics_digest"]
     text, err = _read_text(path)
     if err is None:
         lines = {ln.rstrip() for ln in text.splitlines()}
@@ -289,7 +293,7 @@ def check_delta_summary(hub: Path) -> dict:
     dict
         ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
     """
-    path = hub / "analysis" / R.FILES["delta_summary_json"]
+    path = hub / "analysis" / R_schema.FILES["delta_summary_json"]
     desc = "Metrics delta summary JSON"
     bad, data = _json_keys_check(hub, path, desc, ["generated_at", "source_metrics", "deltas"])
     if bad:
@@ -334,7 +338,7 @@ def check_delta_highlights(hub: Path) -> dict:
     dict
         ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
     """
-    path = hub / "analysis" / R.FILES["delta_highlights"]
+    path = hub / "analysis" / R_schema.FILES["delta_highlights"]
     desc = "Metrics delta highlights"
     text, err = _read_text(path)
     if err:
@@ -363,7 +367,7 @@ def check_ssim_grid(hub: Path) -> dict:
     dict
         ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
     """
-    path = hub / "analysis" / R.FILES["ssim_grid_summary"]
+    path = hub / "analysis" / R_schema.FILES["ssim_grid_summary"]
     desc = "SSIM grid summary (phase-only)"
     text, err = _read_text(path)
     if err:
@@ -374,7 +378,7 @@ def check_ssim_grid(hub: Path) -> dict:
     for needed in ("# SSIM Grid Summary (Phase-Only)", "| vs_Baseline |", "| vs_PtyChi"):
         if needed not in text:
             return _result(hub, path, desc, f"missing {needed!r} (expected the 2x2 phase-only delta tables)")
-    preview = hub / "analysis" / R.FILES["delta_preview"]
+    preview = hub / "analysis" / R_schema.FILES["delta_preview"]
     ptext, perr = _read_text(preview)
     if perr:
         return _result(hub, preview, desc, f"preview: {perr}")
@@ -384,7 +388,7 @@ def check_ssim_grid(hub: Path) -> dict:
         return _result(hub, preview, desc, f"preview contains 'amplitude' ({', '.join(amp)}): it must be phase-only (PREVIEW-PHASE-001)")
     if len(plines) != 4:
         return _result(hub, preview, desc, f"preview: expected exactly 4 lines, got {len(plines)}")
-    for i, (ln, pre) in enumerate(zip(plines, R.PREVIEW_PREFIXES), start=1):
+    for i, (ln, pre) in enumerate(zip(plines, R_schema.PREVIEW_PREFIXES), start=1):
         if not ln.startswith(pre.strip()):
             return _result(hub, preview, desc, f"preview line {i} does not start with {pre.strip()!r}", invalid_line=ln)
         if len(_NUM.findall(ln[len(pre.strip()):])) != 1:
@@ -455,7 +459,7 @@ def check_inventory(hub: Path) -> dict:
     dict
         ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
     """
-    path = hub / "analysis" / R.FILES["inventory"]
+    path = hub / "analysis" / R_schema.FILES["inventory"]
     desc = "Artifact inventory"
     text, err = _read_text(path)
     if err:
@@ -477,7 +481,7 @@ def check_inventory(hub: Path) -> dict:
     if lines != sorted(lines) or len(set(lines)) != len(lines):
         return _result(hub, path, desc, "entries must be sorted and unique")
     listed = set(lines)
-    unlisted = [p for p in R.list_hub_files(hub, exclude=R.POST_INVENTORY_FILES) if p not in listed]
+    unlisted = [p for p in R_inventory.list_hub_files(hub, exclude=R_schema.POST_INVENTORY_FILES) if p not in listed]
     if unlisted:
         return _result(hub, path, desc, f"{len(unlisted)} hub file(s) not in the inventory, e.g. {unlisted[0]!r}; "
                        "rerun `ptyanalysis phase-g` (it writes the inventory last)", unlisted=unlisted[:50])
@@ -505,17 +509,17 @@ def check_numbers(hub: Path) -> dict:
     """
     analysis = hub / "analysis"
     desc = "Highlights, preview and grid numbers match the summary and deltas"
-    summary, err = _load_json(analysis / R.FILES["metrics_summary_json"])
+    summary, err = _load_json(analysis / R_schema.FILES["metrics_summary_json"])
     if err:
-        return _result(hub, analysis / R.FILES["metrics_summary_json"], desc, err)
-    dsum, err = _load_json(analysis / R.FILES["delta_summary_json"])
+        return _result(hub, analysis / R_schema.FILES["metrics_summary_json"], desc, err)
+    dsum, err = _load_json(analysis / R_schema.FILES["delta_summary_json"])
     if err:
-        return _result(hub, analysis / R.FILES["delta_summary_json"], desc, err)
+        return _result(hub, analysis / R_schema.FILES["delta_summary_json"], desc, err)
     try:
         agg = summary["aggregate_metrics"]
         # 1. aggregates are the means over the summary's own jobs
         for model, metrics in agg.items():
-            for metric in R.AGGREGATE_METRICS:
+            for metric in R_schema.AGGREGATE_METRICS:
                 if metric not in metrics:
                     continue
                 amps, phs = [], []
@@ -528,27 +532,27 @@ def check_numbers(hub: Path) -> dict:
                     want = sum(vals) / len(vals) if vals else None
                     got = metrics[metric].get(f"mean_{comp}")
                     if not _close(want, got):
-                        return _result(hub, analysis / R.FILES["metrics_summary_json"], desc,
+                        return _result(hub, analysis / R_schema.FILES["metrics_summary_json"], desc,
                                        f"aggregate_metrics.{model}.{metric}.mean_{comp} is {got} but the mean of the jobs is {want}")
         # 2. deltas are PtychoPINN minus each arm
-        want_d = R.compute_deltas(agg)
+        want_d = R_summary.compute_deltas(agg)
         got_d = dsum["deltas"]
-        for other in R.DELTA_ARMS:
-            for metric in R.AGGREGATE_METRICS:
+        for other in R_schema.DELTA_ARMS:
+            for metric in R_schema.AGGREGATE_METRICS:
                 for comp in ("amplitude", "phase"):
                     w, g = want_d[f"vs_{other}"][metric][comp], got_d[f"vs_{other}"][metric][comp]
                     if not _close(w, g):
-                        return _result(hub, analysis / R.FILES["delta_summary_json"], desc,
+                        return _result(hub, analysis / R_schema.FILES["delta_summary_json"], desc,
                                        f"deltas.vs_{other}.{metric}.{comp} is {g} but the summary gives {w}")
     except (KeyError, TypeError, AttributeError) as exc:
-        return _result(hub, analysis / R.FILES["delta_summary_json"], desc, f"malformed summary or deltas: {exc!r}")
+        return _result(hub, analysis / R_schema.FILES["delta_summary_json"], desc, f"malformed summary or deltas: {exc!r}")
 
     def fmt(other, metric, comp):
-        return R.format_delta(got_d[f"vs_{other}"][metric][comp], R.DELTA_DECIMALS[metric])
+        return R_summary.format_delta(got_d[f"vs_{other}"][metric][comp], R_schema.DELTA_DECIMALS[metric])
 
     expected = {
-        R.FILES["delta_highlights"]: [[fmt(o, m, "amplitude"), fmt(o, m, "phase")] for m, o in R.HIGHLIGHT_ORDER],
-        R.FILES["delta_preview"]: [[fmt(o, m, "phase")] for m, o in R.HIGHLIGHT_ORDER],
+        R_schema.FILES["delta_highlights"]: [[fmt(o, m, "amplitude"), fmt(o, m, "phase")] for m, o in R_schema.HIGHLIGHT_ORDER],
+        R_schema.FILES["delta_preview"]: [[fmt(o, m, "phase")] for m, o in R_schema.HIGHLIGHT_ORDER],
     }
     for name, want_lines in expected.items():
         text, err = _read_text(analysis / name)
@@ -562,19 +566,19 @@ def check_numbers(hub: Path) -> dict:
             if got != want:
                 return _result(hub, analysis / name, desc, f"line {i}: numbers {got} but the deltas give {want}", invalid_line=ln)
     # ssim grid rows
-    text, err = _read_text(analysis / R.FILES["ssim_grid_summary"])
+    text, err = _read_text(analysis / R_schema.FILES["ssim_grid_summary"])
     if err:
-        return _result(hub, analysis / R.FILES["ssim_grid_summary"], desc, err)
+        return _result(hub, analysis / R_schema.FILES["ssim_grid_summary"], desc, err)
     rows = [ln for ln in text.splitlines() if ln.startswith("| vs_")]
-    want_rows = [fmt(o, "ms_ssim", "phase") for o in R.DELTA_ARMS] + [fmt(o, "mae", "phase") for o in R.DELTA_ARMS]
+    want_rows = [fmt(o, "ms_ssim", "phase") for o in R_schema.DELTA_ARMS] + [fmt(o, "mae", "phase") for o in R_schema.DELTA_ARMS]
     got_rows = [(_NUM.findall(ln.split("|")[2]) or ["?"])[0] for ln in rows]
     if got_rows != want_rows:
-        return _result(hub, analysis / R.FILES["ssim_grid_summary"], desc,
+        return _result(hub, analysis / R_schema.FILES["ssim_grid_summary"], desc,
                        f"table values {got_rows} but the deltas give {want_rows} (MS-SSIM vs Baseline, vs PtyChi, MAE ...)")
     # aggregate highlights deltas
-    text, err = _read_text(analysis / R.FILES["aggregate_highlights"])
+    text, err = _read_text(analysis / R_schema.FILES["aggregate_highlights"])
     if err:
-        return _result(hub, analysis / R.FILES["aggregate_highlights"], desc, err)
+        return _result(hub, analysis / R_schema.FILES["aggregate_highlights"], desc, err)
     block = None
     for i, ln in enumerate(text.splitlines(), start=1):
         m = re.match(r"(MS-SSIM|MAE) Deltas \(PtychoPINN - (\w+)\):", ln.strip())
@@ -582,12 +586,12 @@ def check_numbers(hub: Path) -> dict:
             block = ("ms_ssim" if m.group(1) == "MS-SSIM" else "mae", m.group(2))
             continue
         m = re.match(r"(Amplitude|Phase) \(mean\):\s*(\S+)", ln.strip())
-        if m and block and block[1] in R.DELTA_ARMS:
+        if m and block and block[1] in R_schema.DELTA_ARMS:
             want = fmt(block[1], block[0], m.group(1).lower())
             if m.group(2) != want:
-                return _result(hub, analysis / R.FILES["aggregate_highlights"], desc,
+                return _result(hub, analysis / R_schema.FILES["aggregate_highlights"], desc,
                                f"line {i}: {m.group(2)} but the deltas give {want}", invalid_line=ln)
-    return _result(hub, analysis / R.FILES["delta_summary_json"], desc)
+    return _result(hub, analysis / R_schema.FILES["delta_summary_json"], desc)
 
 
 def check_figures(hub: Path) -> dict:
@@ -603,13 +607,13 @@ def check_figures(hub: Path) -> dict:
     dict
         ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
     """
-    figdir = hub / "analysis" / R.FIGURES_DIR
+    figdir = hub / "analysis" / R_schema.FIGURES_DIR
     desc = "Figures exist and are valid images"
     try:
-        jobs = R.collect_jobs(hub)
+        jobs = R_collect.collect_jobs(hub)
     except PtyAnalysisError as exc:
         return _result(hub, figdir, desc, f"cannot read the jobs: {exc}")
-    expected = {hub / "analysis" / p for p in R.expected_figures(jobs)}
+    expected = {hub / "analysis" / p for p in R_figures.expected_figures(jobs)}
     present = set(figdir.glob("*.png")) if figdir.is_dir() else set()
     bad = []
     for p in sorted(expected | present):
@@ -634,7 +638,7 @@ def check_job_files(hub: Path) -> dict:
     dict
         ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
     """
-    path = hub / "analysis" / R.FILES["manifest"]
+    path = hub / "analysis" / R_schema.FILES["manifest"]
     desc = "Every manifest job has its output files"
     data, err = _load_json(path)
     if err:

@@ -1,0 +1,231 @@
+"""A loaded model: the callable, its input/output names and shapes, its source and sidecar."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+from ..errors import PtyAnalysisError
+from ..provenance import software_versions
+
+
+MODEL_KINDS = ("keras", "h5", "savedmodel", "factory", "ptychopinn_bundle", "object")
+
+#: Members of a PtychoPINN ``wts.h5.zip`` bundle (study contract, section 8).
+BUNDLE_MODELS = ("autoencoder", "diffraction_to_obj")
+BUNDLE_MODEL_FILES = ("model.keras", "custom_objects.dill", "params.dill")
+
+_FACTORY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+_SPEC_HELP = (
+    "expected a .keras file, a model directory (with model.keras, saved_model.pb or "
+    "wts.h5.zip), a legacy .h5 file, a PtychoPINN wts.h5.zip bundle, or a "
+    "'module:function' factory string"
+)
+
+# Compiled tf.functions of raw (not LoadedModel) Keras models, keyed weakly by
+# the model so that the cache entry goes away with the model. The cached
+# functions reach the model only through a weak reference.
+_RAW_FUNCTIONS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+def _tf():
+    """Import TensorFlow lazily (importing it costs seconds)."""
+    import tensorflow as tf
+
+    return tf
+
+
+# --------------------------------------------------------------------------------------
+# Loaded model
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A model ready for :func:`predict` / :func:`run_inference`.
+
+    Attributes
+    ----------
+    model : object
+        The callable Keras / TF object (a Keras model, or a SavedModel serving
+        signature).
+    input_names, input_shapes : list
+        Input names in call order and their shapes (batch axis ``None``).
+        Empty when the model does not declare its inputs (an unbuilt
+        subclassed model); then inputs are passed through in the order given.
+    output_names : list of str
+        Output names in the order outputs are returned.
+    source : str
+        The spec it was loaded from.
+    kind : str
+        One of :data:`MODEL_KINDS`.
+    sidecar : dict or None
+        Parameters stored next to the model (``<model>.json`` beside a
+        ``.keras`` file or ``params.json`` in the model directory; for a
+        PtychoPINN bundle the parameters it restored).
+    input_dtypes : list of str or None
+        Declared input dtypes, where known.
+    loader : str
+        What loaded it (``"keras.saving.load_model"``, ``"tf_keras"``, ...).
+    """
+
+    model: Any
+    input_names: list
+    input_shapes: list
+    output_names: list
+    source: str
+    kind: str
+    sidecar: dict | None = None
+    input_dtypes: list | None = None
+    loader: str = ""
+    _call: Callable | None = field(default=None, repr=False)
+    _functions: dict = field(default_factory=dict, repr=False)
+    _keepalive: Any = field(default=None, repr=False)
+
+    def call(self, xs):
+        """Call the model on a list of tensors (input order); return a list of tensors."""
+        return self._call(list(xs))
+
+
+def describe_model(loaded) -> dict:
+    """Summarise a model for reports.
+
+    Parameters
+    ----------
+    loaded : LoadedModel or keras.Model
+
+    Returns
+    -------
+    dict
+        ``source``, ``kind``, ``loader``, ``inputs`` (name, shape, dtype),
+        ``outputs``, ``n_params`` (None when unknown), ``sidecar`` and the
+        TensorFlow / Keras versions.
+    """
+    loaded = _as_loaded(loaded)
+    dtypes = loaded.input_dtypes or [None] * len(loaded.input_names)
+    n_params = None
+    count = getattr(loaded.model, "count_params", None)
+    if callable(count):
+        with contextlib.suppress(Exception):
+            n_params = int(count())
+    versions = software_versions(("tensorflow", "keras", "tf_keras"))
+    return {
+        "source": loaded.source,
+        "kind": loaded.kind,
+        "loader": loaded.loader,
+        "inputs": [
+            {"name": n, "shape": list(s) if s is not None else None, "dtype": d}
+            for n, s, d in zip(loaded.input_names, loaded.input_shapes, dtypes)
+        ],
+        "outputs": list(loaded.output_names),
+        "n_params": n_params,
+        "sidecar": loaded.sidecar,
+        "tensorflow": versions.get("tensorflow"),
+        "keras": versions.get("keras"),
+    }
+
+
+def _shape_tuple(shape) -> tuple | None:
+    if shape is None:
+        return None
+    if hasattr(shape, "as_list"):
+        try:
+            shape = shape.as_list()
+        except ValueError:
+            return None
+    return tuple(None if d is None else int(d) for d in shape)
+
+
+def _dtype_name(dtype) -> str | None:
+    if dtype is None:
+        return None
+    name = getattr(dtype, "name", None)
+    return str(name if name is not None else dtype)
+
+
+def _flatten_outputs(out, names):
+    if isinstance(out, dict):
+        keys = [k for k in names if k in out] if names and set(names) <= set(out) else list(out)
+        return [out[k] for k in keys]
+    if isinstance(out, (list, tuple)):
+        return list(out)
+    return [out]
+
+
+def _keras_adapter(model, *, weak: bool):
+    """Introspect a Keras(-like) model; return (names, shapes, dtypes, out_names, call)."""
+    try:
+        struct = model.input
+    except Exception:  # unbuilt subclassed / Sequential model
+        struct = None
+    if isinstance(struct, dict):
+        mode, names, tensors = "dict", list(struct), list(struct.values())
+    elif isinstance(struct, (list, tuple)):
+        mode, tensors = "list", list(struct)
+        names = [str(getattr(t, "name", f"input_{i}")) for i, t in enumerate(tensors)]
+    elif struct is not None:
+        mode, tensors = "single", [struct]
+        names = [str(getattr(struct, "name", "input_0"))]
+    else:
+        mode, names, tensors = "unknown", [], []
+    shapes = [_shape_tuple(getattr(t, "shape", None)) for t in tensors]
+    dtypes = [_dtype_name(getattr(t, "dtype", None)) for t in tensors]
+    out_names = []
+    with contextlib.suppress(Exception):
+        out_names = [str(n) for n in (getattr(model, "output_names", None) or [])]
+    # The adapter must not close over ``model`` itself when weak (it ends up in the
+    # cached tf.function, which would then keep the model alive).
+    get = weakref.ref(model) if weak else (lambda _m=model: _m)
+
+    def call(xs):
+        m = get()
+        if m is None:  # pragma: no cover - the caller holds the model
+            raise PtyAnalysisError("the model was garbage-collected during inference")
+        if mode == "dict":
+            arg = dict(zip(names, xs))
+        elif mode == "single" or (mode == "unknown" and len(xs) == 1):
+            arg = xs[0]
+        else:
+            arg = list(xs)
+        return _flatten_outputs(m(arg, training=False), out_names)
+
+    return names, shapes, dtypes, out_names, call
+
+
+def _wrap_keras(model, source: str, kind: str, loader: str, sidecar=None, *, weak=False):
+    names, shapes, dtypes, out_names, call = _keras_adapter(model, weak=weak)
+    return LoadedModel(
+        model=model, input_names=names, input_shapes=shapes, output_names=out_names,
+        source=source, kind=kind, sidecar=sidecar, input_dtypes=dtypes, loader=loader,
+        _call=call,
+    )
+
+
+def _as_loaded(model) -> LoadedModel:
+    if isinstance(model, LoadedModel):
+        return model
+    if isinstance(model, (str, Path)):
+        raise PtyAnalysisError(
+            f"got a path/spec {str(model)!r} where a loaded model was expected: "
+            "call ptyanalysis.inference.load_model(spec) first and pass its result"
+        )
+    if not callable(model):
+        raise PtyAnalysisError(
+            f"model must be a LoadedModel or a callable Keras/TF model, got {type(model).__name__}"
+        )
+    return _wrap_keras(model, source=f"<{type(model).__name__} object>", kind="object",
+                       loader="in-memory object", weak=True)
+
+
+def _function_cache(loaded: LoadedModel) -> dict:
+    if loaded.kind == "object":
+        try:
+            return _RAW_FUNCTIONS.setdefault(loaded.model, {})
+        except TypeError:  # not weak-referenceable: no caching across calls
+            return loaded._functions
+    return loaded._functions
+
+

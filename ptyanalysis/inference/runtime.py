@@ -1,0 +1,148 @@
+"""Runtime controls of an inference run: device, batch size, jit, eager/graph, dtype, determinism."""
+
+from __future__ import annotations
+
+import logging
+
+import contextlib
+from dataclasses import dataclass
+import numpy as np
+from ..errors import PtyAnalysisError
+from ..inference.model import LoadedModel, _function_cache, _tf
+
+#: The one logger of the inference subpackage.
+log = logging.getLogger("ptyanalysis.inference")
+
+
+# --------------------------------------------------------------------------------------
+# Runtime configuration
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """How the model is executed.
+
+    Attributes
+    ----------
+    batch_size : int
+        Samples per model call (halved automatically on out-of-memory).
+    jit_compile : bool
+        Compile the graph with XLA (``tf.function(jit_compile=True)``).
+    run_eagerly : bool
+        Call ``model(x, training=False)`` eagerly instead of through a
+        ``tf.function``. Cannot be combined with ``jit_compile``.
+    dtype : str or None
+        Cast floating inputs to this dtype before the call (None keeps them).
+    device : str or None
+        TensorFlow device, e.g. ``"/CPU:0"`` or ``"/GPU:0"``; None lets
+        TensorFlow choose (a GPU when it sees one). An unavailable device is
+        an error, not a silent fallback.
+    deterministic : bool
+        Enable TF op determinism for the run (restored afterwards).
+    """
+
+    batch_size: int = 256
+    jit_compile: bool = False
+    run_eagerly: bool = False
+    dtype: str | None = None
+    device: str | None = None
+    deterministic: bool = False
+
+    def __post_init__(self):
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) \
+                or self.batch_size < 1:
+            raise PtyAnalysisError(f"RuntimeConfig.batch_size must be a positive integer, got {self.batch_size!r}")
+        if self.jit_compile and self.run_eagerly:
+            raise PtyAnalysisError(
+                "RuntimeConfig: jit_compile=True needs graph mode; set run_eagerly=False "
+                "(eager execution is never XLA-compiled)"
+            )
+        if self.dtype is not None:
+            try:
+                dt = np.dtype(self.dtype)
+            except TypeError as exc:
+                raise PtyAnalysisError(f"RuntimeConfig.dtype {self.dtype!r} is not a dtype") from exc
+            if dt.kind != "f":
+                raise PtyAnalysisError(
+                    f"RuntimeConfig.dtype must be a floating dtype (float16/float32/float64), got {self.dtype!r}"
+                )
+
+    def to_dict(self) -> dict:
+        """Return the configuration as a plain dict."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def _check_device(device: str) -> None:
+    tf = _tf()
+    try:
+        want = tf.DeviceSpec.from_string(device)
+    except Exception as exc:
+        raise PtyAnalysisError(f"RuntimeConfig.device {device!r} is not a TF device string ({exc})") from exc
+    avail = tf.config.list_logical_devices()
+    for d in avail:
+        have = tf.DeviceSpec.from_string(d.name)
+        if (want.device_type or "").upper() == (have.device_type or "").upper() and (
+            want.device_index is None or want.device_index == have.device_index
+        ):
+            return
+    raise PtyAnalysisError(
+        f"device {device!r} is not available; TensorFlow sees: "
+        f"{', '.join(d.name for d in avail) or 'nothing'}. Use one of these or device=None"
+    )
+
+
+@contextlib.contextmanager
+def _op_determinism(record: dict):
+    tf = _tf()
+    try:
+        from tensorflow.python.framework import config as _tfc
+
+        was = bool(_tfc.is_op_determinism_enabled())
+        disable = _tfc.disable_op_determinism
+    except (ImportError, AttributeError):
+        was, disable = False, None
+    if not was:
+        tf.config.experimental.enable_op_determinism()
+    record["deterministic_restored"] = was or disable is not None
+    try:
+        yield
+    finally:
+        if not was:
+            if disable is not None:
+                disable()
+            else:
+                log.warning("TF op determinism stays enabled: this TF has no way to turn it off")
+
+
+@contextlib.contextmanager
+def _runtime_scope(runtime: RuntimeConfig, record: dict):
+    tf = _tf()
+    with contextlib.ExitStack() as stack:
+        if runtime.device:
+            _check_device(runtime.device)
+            stack.enter_context(tf.device(runtime.device))
+        if runtime.deterministic:
+            stack.enter_context(_op_determinism(record))
+        yield
+
+
+def _get_function(loaded: LoadedModel, runtime: RuntimeConfig):
+    if runtime.run_eagerly:
+        call = loaded._call
+        return lambda *xs: call(list(xs))
+    cache = _function_cache(loaded)
+    key = (bool(runtime.jit_compile), runtime.dtype)
+    fn = cache.get(key)
+    if fn is None:
+        tf = _tf()
+        call = loaded._call
+
+        def _graph_call(*xs):
+            return call(list(xs))
+
+        fn = tf.function(_graph_call, jit_compile=bool(runtime.jit_compile), reduce_retracing=True)
+        cache[key] = fn
+    return fn
+
+

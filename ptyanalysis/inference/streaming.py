@@ -1,0 +1,412 @@
+"""Streaming inference: chunks through the model into consumers, with out-of-memory back-off and a runtime record."""
+
+from __future__ import annotations
+
+import logging
+
+import contextlib
+import re
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+import numpy as np
+from ..errors import PtyAnalysisError
+from ..fileutil import atomic_path
+from ..provenance import software_versions, utc_now
+from ..inference.runtime import RuntimeConfig, _get_function, _runtime_scope
+from ..inference.stats import _StatsAccumulator
+from ..inference.model import _as_loaded, _tf
+from ..inference.sources import _resolve_inputs
+
+#: The one logger of the inference subpackage.
+log = logging.getLogger("ptyanalysis.inference")
+
+
+# --------------------------------------------------------------------------------------
+# Streaming
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OOMEvent:
+    """One out-of-memory on a batch: where, and the batch size before and after halving."""
+
+    start: int
+    batch_before: int
+    batch_after: int
+    error: str
+
+
+@dataclass(frozen=True)
+class InferenceResult:
+    """What :func:`run_inference` returns.
+
+    Attributes
+    ----------
+    outputs : list of np.ndarray or None
+        Outputs in memory (only when neither consumers nor out_dir were given).
+    output_names : list of str
+    paths : dict or None
+        ``{output name: .npy path}`` when ``out_dir`` was given.
+    stats : dict or None
+        ``{output name: OutputStats}``.
+    runtime : dict
+        Device used, batch sizes, jit/eager/dtype/determinism, versions,
+        elapsed seconds, samples/s.
+    oom_events : tuple of OOMEvent
+    n_samples : int
+    """
+
+    outputs: list | None
+    output_names: list
+    paths: dict | None
+    stats: dict | None
+    runtime: dict
+    oom_events: tuple
+    n_samples: int
+
+    def to_dict(self) -> dict:
+        """JSON-safe summary (no arrays): runtime record, statistics, OOM events, paths."""
+        return {
+            "n_samples": self.n_samples,
+            "output_names": list(self.output_names),
+            "paths": {k: str(v) for k, v in (self.paths or {}).items()} or None,
+            "stats": {k: v.to_dict() for k, v in (self.stats or {}).items()} or None,
+            "runtime": dict(self.runtime),
+            "oom_events": [e.__dict__.copy() for e in self.oom_events],
+        }
+
+
+class _ChunkReader:
+    """Reads input chunks in order, optionally one chunk ahead in a thread."""
+
+    def __init__(self, sources, n, prefetch):
+        self.sources, self.n = sources, n
+        self._buf = None
+        self._buf_start = None
+        self._future = None
+        self._future_start = None
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="ptyanalysis-read") if prefetch else None
+
+    def _read(self, a, b):
+        return [s.read(a, b) for s in self.sources]
+
+    def take(self, pos, size):
+        if self._buf is None or self._buf_start != pos:
+            if self._future is not None and self._future_start == pos:
+                self._buf = self._future.result()
+            else:
+                if self._future is not None:
+                    self._future.result()
+                self._buf = self._read(pos, min(pos + size, self.n))
+            self._buf_start, self._future = pos, None
+        if len(self._buf[0]) > size:
+            out = [b[:size] for b in self._buf]
+            self._buf = [b[size:] for b in self._buf]
+            self._buf_start = pos + size
+        else:
+            out, self._buf = self._buf, None
+        nxt = pos + len(out[0])
+        if self._pool is not None and self._buf is None and self._future is None and nxt < self.n:
+            self._future = self._pool.submit(self._read, nxt, min(nxt + size, self.n))
+            self._future_start = nxt
+        return out
+
+    def unget(self, pos, arrays):
+        self._buf, self._buf_start = arrays, pos
+
+    def close(self):
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+
+def _oom_types():
+    tf = _tf()
+    return (tf.errors.ResourceExhaustedError, MemoryError)
+
+
+class _Progress:
+    def __init__(self, n, enabled, desc):
+        self.n, self.done, self.desc = n, 0, desc
+        self._bar = None
+        self._next_log = 0.1
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=n, unit="sample", desc=desc, leave=False)
+
+    def update(self, k):
+        self.done += k
+        if self._bar is not None:
+            self._bar.update(k)
+        elif self.n and self.done / self.n >= self._next_log:
+            log.info("%s: %d/%d samples (%.0f%%)", self.desc, self.done, self.n, 100 * self.done / self.n)
+            while self._next_log <= self.done / self.n:
+                self._next_log += 0.1
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _stream(loaded, sources, runtime, on_chunk, *, progress, prefetch, record, desc="inference"):
+    """Core loop: read chunks, call the model, hand outputs to ``on_chunk(outs, start)``."""
+    tf = _tf()
+    n = int(sources[0].shape[0]) if sources else 0
+    oom = _oom_types()
+    events, sizes, devices = [], [], []
+    cast = np.dtype(runtime.dtype) if runtime.dtype else None
+    bar = _Progress(n, progress, desc)
+    reader = _ChunkReader(sources, n, prefetch)
+    t0 = time.perf_counter()
+    try:
+        with _runtime_scope(runtime, record):
+            fn = _get_function(loaded, runtime)
+            bs, pos = int(runtime.batch_size), 0
+            while pos < n:
+                xs = reader.take(pos, bs)
+                m = len(xs[0])
+                try:
+                    tensors = [
+                        tf.convert_to_tensor(x.astype(cast, copy=False) if cast is not None and x.dtype.kind == "f" else x)
+                        for x in xs
+                    ]
+                    outs = fn(*tensors)
+                    outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+                    arrays = [o.numpy() for o in outs]
+                except oom as exc:
+                    if m <= 1:
+                        raise
+                    new = max(1, m // 2)
+                    events.append(OOMEvent(pos, m, new, f"{type(exc).__name__}: {str(exc)[:300]}"))
+                    log.warning("out of memory on a batch of %d at sample %d; retrying with %d", m, pos, new)
+                    del exc
+                    bs = new
+                    reader.unget(pos, xs)
+                    continue
+                bad = [i for i, a in enumerate(arrays) if a.ndim == 0 or a.shape[0] != m]
+                if bad:  # never hand on outputs whose rows do not match the samples (no broadcast)
+                    names = list(loaded.output_names) if len(loaded.output_names) == len(arrays) else \
+                        [f"output_{i}" for i in range(len(arrays))]
+                    raise PtyAnalysisError(
+                        f"model {loaded.source}: output {names[bad[0]]!r} has shape {arrays[bad[0]].shape} "
+                        f"for a batch of {m} samples at sample {pos}; every output needs one row per "
+                        "input sample (outputs per group member, or aggregated outputs, cannot be "
+                        "matched to their inputs)"
+                    )
+                dev = getattr(outs[0], "device", None) if outs else None
+                if dev and dev not in devices:
+                    devices.append(dev)
+                if m not in sizes:
+                    sizes.append(m)
+                on_chunk(arrays, pos)
+                pos += m
+                bar.update(m)
+    finally:
+        reader.close()
+        bar.close()
+        for s in sources:
+            s.close()
+    elapsed = time.perf_counter() - t0
+    record.update(
+        device=devices[0] if devices else None, devices=devices,
+        batch_sizes=sorted(sizes, reverse=True), elapsed_s=elapsed,
+        samples_per_s=(n / elapsed) if elapsed > 0 else None, n_samples=n,
+    )
+    return tuple(events)
+
+
+def _runtime_record(runtime: RuntimeConfig) -> dict:
+    tf = _tf()
+    return {
+        "requested_device": runtime.device,
+        "batch_size": int(runtime.batch_size),
+        "jit_compile": bool(runtime.jit_compile),
+        "mode": "eager" if runtime.run_eagerly else "graph",
+        "functions_run_eagerly": bool(tf.config.functions_run_eagerly()),
+        "dtype": runtime.dtype,
+        "deterministic": bool(runtime.deterministic),
+    }
+
+
+class _Collector:
+    """Collects streamed outputs into preallocated arrays."""
+
+    def __init__(self, n):
+        self.n, self.arrays = n, None
+
+    def __call__(self, outs, start):
+        if self.arrays is None:
+            self.arrays = [np.empty((self.n,) + o.shape[1:], dtype=o.dtype) for o in outs]
+        for dst, o in zip(self.arrays, outs):
+            dst[start:start + len(o)] = o
+
+
+class _NpyWriter:
+    """Writes one output as ``.npy`` sequentially, under a temporary name until done."""
+
+    def __init__(self, path, n, stack: contextlib.ExitStack):
+        self.path, self.n, self.stack = Path(path), n, stack
+        self.fh = None
+        self.written = 0
+
+    def write(self, chunk, start):
+        if self.fh is None:
+            tmp = self.stack.enter_context(atomic_path(self.path))
+            self.fh = self.stack.enter_context(open(tmp, "wb"))
+            self.dtype, self.sample_shape = chunk.dtype, chunk.shape[1:]
+            header = {"descr": np.lib.format.dtype_to_descr(chunk.dtype), "fortran_order": False,
+                      "shape": (self.n,) + tuple(chunk.shape[1:])}
+            try:
+                np.lib.format.write_array_header_1_0(self.fh, header)
+            except ValueError:
+                np.lib.format.write_array_header_2_0(self.fh, header)
+        if chunk.dtype != self.dtype or chunk.shape[1:] != self.sample_shape or start != self.written:
+            raise PtyAnalysisError(
+                f"output {self.path.stem}: chunk at {start} has shape {chunk.shape[1:]} / dtype "
+                f"{chunk.dtype}, earlier chunks {self.sample_shape} / {self.dtype}"
+            )
+        self.fh.write(np.ascontiguousarray(chunk).data)
+        self.written += len(chunk)
+
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def run_inference(model, inputs, runtime: RuntimeConfig = RuntimeConfig(), *, consumers: Sequence = (),
+                  out_dir=None, out_names=None, progress=None, stats: bool = True) -> InferenceResult:
+    """Stream inputs through a model in chunks.
+
+    Parameters
+    ----------
+    model : LoadedModel or keras.Model
+    inputs : dict, list, array, or path
+        ``{input name: array}`` (names must match the model's exactly), a
+        list in input order, one array for a one-input model, or a path to an
+        ``.npz`` (arrays named like the inputs) or ``.npy``. Arrays may be
+        ``np.memmap`` and dict values may be ``.npy`` paths: file-backed
+        inputs are read chunk by chunk. All inputs need the same sample count.
+    runtime : RuntimeConfig
+    consumers : sequence of callables
+        Each is called as ``consumer(chunk_outputs, start)`` with the list of
+        output arrays of samples ``start : start + len(chunk)``, in order.
+    out_dir : str or Path, optional
+        Write each output to ``out_dir/<name>.npy`` (temporary name until the
+        run succeeds).
+    out_names : list of str, optional
+        File names (without ``.npy``) of the outputs; default the model's
+        output names.
+    progress : bool, optional
+        tqdm progress bar; default when stderr is a terminal, plain log lines
+        (logger ``ptyanalysis.inference``, INFO) otherwise.
+    stats : bool
+        Keep running per-output statistics (:class:`OutputStats`).
+
+    Returns
+    -------
+    InferenceResult
+        Outputs are kept in memory only when neither ``consumers`` nor
+        ``out_dir`` is given.
+
+    Raises
+    ------
+    PtyAnalysisError
+        Inputs that do not match the model, unavailable device.
+    tf.errors.ResourceExhaustedError, MemoryError
+        When even a batch of one sample runs out of memory (smaller batches
+        are retried with half the size; each halving is recorded).
+    """
+    loaded = _as_loaded(model)
+    sources = _resolve_inputs(loaded, inputs)
+    n = int(sources[0].shape[0])
+    if progress is None:
+        progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
+    record = {"started": utc_now(), **_runtime_record(runtime)}
+    versions = software_versions(("tensorflow", "keras", "numpy", "ptyanalysis"))
+    record.update(tensorflow=versions.get("tensorflow"), keras=versions.get("keras"), versions=versions)
+
+    handlers: list = []
+    accs: list | None = [] if stats else None
+    collector = _Collector(n) if not consumers and out_dir is None else None
+    writers: list | None = None
+    names_box: dict = {}
+
+    with contextlib.ExitStack() as stack:
+        def on_chunk(outs, start):
+            nonlocal writers
+            if "names" not in names_box:
+                names = list(loaded.output_names) if len(loaded.output_names) == len(outs) else \
+                    [f"output_{i}" for i in range(len(outs))]
+                names_box["names"] = names
+                if accs is not None:
+                    accs.extend(_StatsAccumulator(nm) for nm in names)
+                if out_dir is not None:
+                    files = list(out_names) if out_names is not None else [_SAFE_NAME.sub("_", nm) for nm in names]
+                    if len(files) != len(outs) or len(set(files)) != len(files):
+                        raise PtyAnalysisError(
+                            f"out_names {files} must give one unique name per output "
+                            f"({len(outs)} outputs: {', '.join(names)})"
+                        )
+                    writers = [_NpyWriter(Path(out_dir) / f"{f}.npy", n, stack) for f in files]
+            if accs is not None:
+                for acc, o in zip(accs, outs):
+                    acc.update(o, start)
+            if writers is not None:
+                for w, o in zip(writers, outs):
+                    w.write(o, start)
+            if collector is not None:
+                collector(outs, start)
+            for c in consumers:
+                c(outs, start)
+
+        events = _stream(loaded, sources, runtime, on_chunk, progress=progress, prefetch=True,
+                         record=record, desc=f"inference {Path(loaded.source).name}")
+        for w in writers or ():
+            if w.written != n:  # pragma: no cover - the loop covers every sample
+                raise PtyAnalysisError(f"{w.path}: wrote {w.written} of {n} samples")
+    names = names_box.get("names", list(loaded.output_names))
+    record["oom_events"] = len(events)
+    if n == 0:
+        log.warning("run_inference: the inputs hold no samples")
+    return InferenceResult(
+        outputs=collector.arrays if collector is not None else None,
+        output_names=names,
+        paths={nm: w.path for nm, w in zip(names, writers)} if writers else None,
+        stats={a.name: a.result(n) for a in accs} if accs is not None else None,
+        runtime=record,
+        oom_events=events,
+        n_samples=n,
+    )
+
+
+def predict(model, inputs, runtime: RuntimeConfig = RuntimeConfig(), *, progress=None) -> list:
+    """Run a model on small in-memory inputs and return its outputs.
+
+    The cheap path the diagnosis engines call repeatedly: no statistics, no
+    runtime record, no read-ahead thread; the ``tf.function`` (per jit flag and
+    dtype) is compiled once per model and reused.
+
+    Parameters
+    ----------
+    model : LoadedModel or keras.Model
+    inputs : dict, list or array
+        As for :func:`run_inference`.
+    runtime : RuntimeConfig
+    progress : bool, optional
+        Show a tqdm bar (default: off; this is called in loops).
+
+    Returns
+    -------
+    list of np.ndarray
+        One array per model output, in the model's output order.
+    """
+    loaded = _as_loaded(model)
+    sources = _resolve_inputs(loaded, inputs)
+    collector = _Collector(int(sources[0].shape[0]))
+    _stream(loaded, sources, runtime, collector, progress=bool(progress), prefetch=False, record={})
+    if collector.arrays is None:  # zero samples: run once on nothing is impossible; say so
+        raise PtyAnalysisError("predict: the inputs hold no samples")
+    return collector.arrays

@@ -1,0 +1,22 @@
+"""Phase G: collecting per-job results, the study's artifacts, figures, the HTML report and verification.
+
+Submodules and public names are loaded lazily (``lazy_loader``), as in scikit-image.
+"""
+
+import lazy_loader as _lazy
+
+__getattr__, __dir__, __all__ = _lazy.attach(
+    __name__,
+    submodules=['collect', 'figures', 'html', 'inventory', 'report', 'results', 'schema', 'summary', 'verify'],
+    submod_attrs={
+        'collect': ['JobRecord', 'PhaseGResult', 'read_comparison_metrics', 'read_frc_curves', 'read_reconstructions', 'read_manifest', 'collect_jobs'],
+        'figures': ['save_figure', 'plot_metric_grid', 'plot_reconstructions', 'plot_frc_curves', 'plot_metrics_vs_dose', 'expected_figures', 'write_figures'],
+        'html': ['execute_report_notebook', 'render_html', 'default_notebook'],
+        'inventory': ['list_hub_files', 'write_artifact_inventory'],
+        'report': ['phase_g'],
+        'results': ['results_dataset', 'save_dataset', 'load_results'],
+        'schema': [],
+        'summary': ['phase_c_metadata_compliance', 'summarize_jobs', 'compute_deltas', 'delta_summary', 'format_delta', 'delta_highlight_lines', 'delta_preview_lines', 'ssim_grid_markdown', 'metrics_summary_markdown', 'aggregate_report_markdown', 'aggregate_highlights_text', 'metrics_digest_markdown'],
+        'verify': ['VerifyResult', 'check_manifest', 'check_metrics_summary_json', 'check_metrics_summary_md', 'check_aggregate_highlights', 'check_metrics_digest', 'check_delta_summary', 'check_delta_highlights', 'check_ssim_grid', 'check_orchestrator_logs', 'check_inventory', 'check_numbers', 'check_figures', 'check_job_files', 'verify_hub'],
+    },
+)

@@ -1,0 +1,131 @@
+"""The Phase G driver (``ptyanalysis phase-g``): collect, write the artifacts, figures and the report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from ..errors import PtyAnalysisError
+from ..fileutil import write_json, write_text
+from ..phase_g.schema import FILES, MS_SSIM_THRESHOLD
+from ..phase_g.collect import PhaseGResult, collect_jobs, read_manifest
+from ..phase_g.summary import aggregate_highlights_text, aggregate_report_markdown, delta_highlight_lines, delta_preview_lines, delta_summary, metrics_digest_markdown, metrics_summary_markdown, ssim_grid_markdown, summarize_jobs
+from ..phase_g.html import default_notebook, execute_report_notebook, render_html
+from ..phase_g.results import results_dataset, save_dataset
+from ..phase_g.inventory import write_artifact_inventory
+from ..phase_g.figures import write_figures
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def phase_g(hub, notebook=None, html: bool = True, figures: bool = True,
+            ms_ssim_threshold: float = MS_SSIM_THRESHOLD) -> PhaseGResult:
+    """Aggregate a hub's per-job results into every Phase G artifact.
+
+    Parameters
+    ----------
+    hub : str or Path
+        Study hub with ``analysis/dose_<D>/<view>/<split>/comparison_metrics.csv``
+        files (and, usually, the grid's ``comparison_manifest.json``).
+    notebook : str or Path, optional
+        Phase G notebook to execute and render as ``analysis/phase_g_report.html``
+        (default :func:`default_notebook`; skipped when there is none or
+        ``html`` is False). It runs after the artifacts, the netCDF file and
+        the figures are written, with the parameter ``hub``; it should read
+        them (:func:`load_results`, the ``plot_*`` functions) and must not
+        call :func:`phase_g` itself.
+    html : bool
+        Execute and render the notebook.
+    figures : bool
+        Write the PNG figures.
+    ms_ssim_threshold : float
+        Threshold of the MS-SSIM sanity check in ``aggregate_report.md``.
+
+    Returns
+    -------
+    PhaseGResult
+
+    Raises
+    ------
+    PtyAnalysisError
+        No hub, no job at all, or malformed per-job files.
+    """
+    hub = Path(hub).resolve()
+    analysis = hub / "analysis"
+    if not hub.is_dir():
+        raise PtyAnalysisError(f"hub not found: {hub}")
+    jobs = collect_jobs(hub)
+    if not jobs:
+        raise PtyAnalysisError(
+            f"{analysis}: no comparison job found (expected comparison_manifest.json or "
+            "dose_<D>/<view>/<split>/comparison_metrics.csv); run `ptyanalysis grid` first")
+    summary = summarize_jobs(jobs, hub)
+    deltas = delta_summary(summary)
+    files: dict = {}
+    files["metrics_summary_json"] = write_json(analysis / FILES["metrics_summary_json"], summary)
+    files["metrics_summary_md"] = write_text(analysis / FILES["metrics_summary_md"], metrics_summary_markdown(summary))
+    files["delta_summary_json"] = write_json(analysis / FILES["delta_summary_json"], deltas)
+    d = deltas["deltas"]
+    files["delta_highlights"] = write_text(analysis / FILES["delta_highlights"], "\n".join(delta_highlight_lines(d)) + "\n")
+    files["delta_preview"] = write_text(analysis / FILES["delta_preview"], "\n".join(delta_preview_lines(d)) + "\n")
+    files["ssim_grid_summary"] = write_text(analysis / FILES["ssim_grid_summary"], ssim_grid_markdown(d))
+    files["aggregate_report"] = write_text(analysis / FILES["aggregate_report"], aggregate_report_markdown(summary, ms_ssim_threshold))
+    hl = aggregate_highlights_text(summary, ms_ssim_threshold)
+    files["aggregate_highlights"] = write_text(analysis / FILES["aggregate_highlights"], hl)
+    files["metrics_digest"] = write_text(analysis / FILES["metrics_digest"], metrics_digest_markdown(summary, hl))
+    manifest = read_manifest(hub) or {}
+    params = {"hub": str(hub), "ms_ssim_threshold": ms_ssim_threshold,
+              "grid_parameters": manifest.get("parameters"), "grid_spec": manifest.get("spec"),
+              "n_jobs": summary["n_jobs"], "n_success": summary["n_success"]}
+    ds = results_dataset(jobs, params)
+    files["dataset"] = save_dataset(ds, analysis / FILES["dataset"])
+    figs = tuple(write_figures(hub, ds, jobs)) if figures else ()
+    if html:
+        nb = Path(notebook) if notebook else default_notebook()
+        if nb is not None:
+            executed = execute_report_notebook(nb, hub)
+            files["executed_notebook"] = executed
+            files["html"] = render_html(executed, analysis / FILES["html"])
+    files["inventory"] = write_artifact_inventory(hub)
+    return PhaseGResult(hub=hub, summary=summary, deltas=deltas, dataset=ds, files=files, figures=figs,
+                        missing=tuple(summary["missing"]))
+
+
+def configure_parser(parser) -> None:
+    """Add the ``phase-g`` command's options to ``parser``.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    """
+    parser.add_argument("hub", help="study hub (with analysis/dose_<D>/<view>/<split>/ job folders)")
+    parser.add_argument("--notebook", default=None,
+                        help="Phase G notebook to execute and render to analysis/phase_g_report.html "
+                             "(default: notebooks/03_phase_g_figures.ipynb when present)")
+    parser.add_argument("--no-html", action="store_true", help="do not execute/render the Phase G notebook")
+    parser.add_argument("--no-figures", action="store_true", help="do not write the PNG figures")
+    parser.add_argument("--ms-ssim-threshold", type=float, default=MS_SSIM_THRESHOLD,
+                        help="MS-SSIM sanity threshold in aggregate_report.md (default 0.80)")
+
+
+def run_cli(args) -> int:
+    """Run ``ptyanalysis phase-g``; print the highlights and any missing results.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+
+    Returns
+    -------
+    int
+        0 (bad input raises :class:`PtyAnalysisError`: exit status 2).
+    """
+    res = phase_g(args.hub, notebook=args.notebook, html=not args.no_html, figures=not args.no_figures,
+                  ms_ssim_threshold=args.ms_ssim_threshold)
+    print(f"Phase G: {res.summary['n_success']}/{res.summary['n_jobs']} jobs with metrics; "
+          f"wrote {len(res.files)} artifacts and {len(res.figures)} figures under {res.hub / 'analysis'}")
+    print("\n".join(delta_highlight_lines(res.deltas["deltas"])))
+    if res.missing:
+        print(f"missing ({len(res.missing)}):")
+        for m in res.missing:
+            print(f"  - {m}")
+    return 0
