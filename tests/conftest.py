@@ -29,4 +29,20 @@ def ci_hub(tmp_path_factory):
 
 
 # Test notebooks and fixtures used by the grid/report tests are data, not tests to collect with nbval.
-collect_ignore = ["notebooks", "data"]
+collect_ignore = ["pipeline/notebooks", "phase_g/data"]
+
+
+TIERS = ("fast", "tf", "slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Give every test one tier: ``slow`` when it needs the trained ci study (``ci_hub``) or is
+    marked slow, else the module's own tier (``pytestmark``), else ``fast`` (numpy only).
+
+    ``make test-fast`` runs ``-m fast``; ``make test`` runs every tier.
+    """
+    for item in items:
+        if "ci_hub" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
+        if not any(item.get_closest_marker(t) for t in TIERS):
+            item.add_marker(pytest.mark.fast)

@@ -18,6 +18,8 @@ from ptyanalysis import inference as inf  # noqa: E402
 from ptyanalysis.errors import PtyAnalysisError  # noqa: E402
 from ptyanalysis.inference import LoadedModel, RuntimeConfig, describe_model, load_model, predict, run_inference  # noqa: E402
 
+pytestmark = pytest.mark.tf
+
 N = 8
 
 

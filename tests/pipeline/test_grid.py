@@ -10,6 +10,8 @@ from ptyanalysis.pipeline import grid as G
 from ptyanalysis.phase_g import verify as V
 from ptyanalysis.errors import PtyAnalysisError
 
+pytestmark = pytest.mark.slow
+
 NB = Path(__file__).parent / "notebooks"
 OK_NB = NB / "grid_ok.ipynb"
 FAULTY_NB = NB / "grid_faulty.ipynb"
@@ -228,7 +230,7 @@ def test_end_to_end_grid_phase_g_verify(tmp_path):
     """Grid (stand-in comparison notebook) -> Phase G -> verify: all checks pass."""
     import ptyanalysis.phase_g.report as R_report
 
-    fixture = Path(__file__).parent / "data" / "phase_g_fixture.py"
+    fixture = Path(__file__).parents[1] / "phase_g" / "data" / "phase_g_fixture.py"
     s = spec(tmp_path, notebook=NB / "grid_fake_compare.ipynb", parameters={"fixture": str(fixture)},
              outputs=["comparison_metrics.csv", "reconstructions.npz", "comparison_plot.png", "comparison.nc"])
     res = G.run_grid(s, serial=True)

@@ -9,6 +9,8 @@ import faults
 from ptyanalysis.cli import main
 from ptyanalysis.diagnosis.splits import compare_splits, drift_measures, pattern_summary, plot_split_comparison, summary_stats
 
+pytestmark = pytest.mark.tf
+
 
 def test_drift_measures_flag_a_mean_shift_only():
     rng = np.random.default_rng(0)

@@ -253,6 +253,7 @@ def test_phase_c_compliance(built):
     assert comp["dose_1000"]["train"]["npz_path"] == "data/phase_c/dose_1000/patched_train.npz"
 
 
+@pytest.mark.slow
 def test_html_report_from_notebook(tmp_path):
     """Execute a thin Phase G notebook with papermill and render one self-contained HTML file."""
     import nbformat

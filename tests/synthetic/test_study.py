@@ -12,6 +12,8 @@ import ptyanalysis.inference.feeds as models_feeds
 import ptyanalysis.hub as synth_hub
 import ptyanalysis.synthetic.simulate as synth_simulate
 
+pytestmark = pytest.mark.tf
+
 DOSE = 1e3
 
 

@@ -11,6 +11,8 @@ from ptyanalysis.cli import main
 from ptyanalysis.errors import PtyAnalysisError
 from ptyanalysis.diagnosis.health import Criterion, health_score, output_stats, parse_criterion, restores
 
+pytestmark = pytest.mark.tf
+
 
 # ----------------------------------------------------------------------------- health pieces
 def test_health_score_extremes_and_partial():

@@ -9,6 +9,8 @@ import xarray as xr
 from ptyanalysis.pipeline import compare as compare
 from ptyanalysis.cli import main
 
+pytestmark = pytest.mark.tf
+
 DOSE = 1e3
 
 
