@@ -37,6 +37,12 @@ Canonical names are :data:`ARMS` = ``("PtychoPINN", "Baseline", "PtyChi")``.
 ``"Pty-chi (pty-chi)"``) and fails loudly on anything unknown, so a report can
 never silently drop an arm because of its label.
 
+Metric conventions
+------------------
+:data:`METRIC_CONVENTIONS` = ``("ptychopinn", "ptyanalysis")``: the two
+definitions of the image metrics (:mod:`ptyanalysis.imaging.metrics`). The
+order is the order of the ``convention`` dimension of every ``comparison.nc``.
+
 Study grid
 ----------
 :data:`DOSES` (expected photons per pattern), :data:`VIEWS`, :data:`SPLITS`.
@@ -79,6 +85,41 @@ ARM_ALIASES = {
     "ground_truth": "GroundTruth",
     "gt": "GroundTruth",
 }
+
+#: Array-name prefix of each image in a job's ``reconstructions.npz`` / ``reconstructions_aligned.npz``:
+#: ``<prefix>_{amplitude,phase,complex}``, the study's ``compare_models`` naming (it writes no
+#: iterative arm; ``ptychi`` is ptyanalysis's choice, after ``ptychi_reconstruction.npz``).
+RECONSTRUCTION_PREFIXES = {"PtychoPINN": "ptychopinn", "Baseline": "baseline", "PtyChi": "ptychi",
+                           "GroundTruth": "ground_truth"}
+#: Components stored per image, in that order (``amplitude`` = ``abs``, ``phase`` = ``angle``).
+RECONSTRUCTION_COMPONENTS = ("amplitude", "phase", "complex")
+#: Prefix of each arm's registration offsets ``<prefix>_offset_dy`` / ``_dx`` in
+#: ``reconstructions_aligned.npz`` (the study writes ``pinn`` and ``baseline``; 0-d arrays, None
+#: stored as a 0-d object array).
+RECONSTRUCTION_OFFSET_PREFIXES = {"PtychoPINN": "pinn", "Baseline": "baseline", "PtyChi": "ptychi"}
+#: Prefix of every array ptyanalysis adds to those files (coverage, counts, frame), so that no
+#: name can collide with the study's.
+PTYANALYSIS_KEY_PREFIX = "ptyanalysis__"
+
+
+def reconstruction_key(arm: str, component: str) -> str:
+    """Name of an image array in a job's reconstruction NPZ, e.g. ``("Baseline", "complex") -> "baseline_complex"``."""
+    if component not in RECONSTRUCTION_COMPONENTS:
+        raise PtyAnalysisError(f"component must be one of {', '.join(RECONSTRUCTION_COMPONENTS)}, got {component!r}")
+    return f"{RECONSTRUCTION_PREFIXES[canonical_arm(arm)]}_{component}"
+
+
+def arm_from_reconstruction_prefix(prefix: str) -> str:
+    """Canonical arm (or ``"GroundTruth"``) of a reconstruction-array prefix (:data:`RECONSTRUCTION_PREFIXES`,
+    else any alias of :func:`canonical_arm`, e.g. ``pty_chi``); unknown prefixes raise :class:`PtyAnalysisError`."""
+    for arm, p in RECONSTRUCTION_PREFIXES.items():
+        if prefix == p:
+            return arm
+    return canonical_arm(prefix)
+
+#: Metric conventions (:mod:`ptyanalysis.imaging.metrics`), in the order of ``comparison.nc``'s
+#: ``convention`` dimension: the study's (``compare_models``) first, ours second.
+METRIC_CONVENTIONS = ("ptychopinn", "ptyanalysis")
 
 #: Expected photons per diffraction pattern, averaged over a dataset.
 DOSES = (1e3, 1e4, 1e5)
@@ -222,3 +263,9 @@ def global_positions_from_offsets(global_offsets) -> np.ndarray:
     if g.ndim != 4 or g.shape[1:3] != (1, 2):
         raise PtyAnalysisError(f"global offsets must be (B, 1, 2, 1) as [x, y], got {g.shape}")
     return np.stack([g[:, 0, 1, 0], g[:, 0, 0, 0]], axis=1)
+
+
+#: How a PtychoPINN-style in-model merge treats the group offsets: ``"study"`` translates by the
+#: offsets as given (the code the study ran), ``"batch_centred"`` first subtracts the batch mean of
+#: the offsets (PtychoPINN since commit 898b42e, 2026-07-08), so each output depends on its batch.
+REASSEMBLY = ("study", "batch_centred")

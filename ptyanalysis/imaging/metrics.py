@@ -34,9 +34,22 @@ Two conventions are offered by :func:`score`:
     full SSIM over up to 5 levels with ``[::2, ::2]`` decimation, stopping below
     7 px, negatives clamped to 1e-4, amplitude pre-smoothed with a Gaussian of
     sigma 1.0, ``data_range`` = the larger of the two images' ranges (inferred
-    from the study's ``evaluation.ms_ssim``); FRC on integer-radius rings of
-    centre-cropped squares, ``frc50`` / ``frc1over7`` = first ring index below
-    the threshold, linearly interpolated (the curve length if never).
+    from the study's ``evaluation.ms_ssim``); FRC exactly as PtychoPINN's
+    ``FSC`` computes it (contract section 10, :func:`ptychopinn_frc`): both
+    images centre-cropped to a square of side n, rings
+    ``round(sqrt(dy^2 + dx^2))`` about pixel ``(n // 2, n // 2)`` of the
+    fftshifted transforms over the *whole* square, so the curve runs to the
+    corners (``round(sqrt(2) * (n // 2)) + 1`` rings: 66 for 92 px, 89 for
+    124 px), ``|sum F1 F2*| / sqrt(sum |F1|^2 sum |F2|^2)``; ``frc50`` /
+    ``frc1over7`` = the first ring index whose value is below the threshold,
+    linearly interpolated from the ring before, ``len(curve)`` when the curve
+    never drops below it (:func:`ptychopinn_frc_cutoff`). These are ring
+    indices, not frequencies: ring ``k`` is ``k / n`` cycles/pixel, and rings
+    beyond ``n // 2`` lie past Nyquist along the axes.
+
+The two conventions are listed in :data:`ptyanalysis.conventions.METRIC_CONVENTIONS`
+(re-exported here as ``CONVENTIONS``); every result of :func:`score` carries
+its ``"convention"``.
 
 An all-zero prediction has no scale and no phase: its metrics are NaN (never
 an exception).
@@ -50,6 +63,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..conventions import METRIC_CONVENTIONS as CONVENTIONS
 from ..errors import PtyAnalysisError
 
 __all__ = [
@@ -66,10 +80,10 @@ __all__ = [
     "score",
     "ptychopinn_ms_ssim",
     "ptychopinn_frc",
+    "ptychopinn_frc_rings",
     "ptychopinn_frc_cutoff",
 ]
 
-CONVENTIONS = ("ptyanalysis", "ptychopinn")
 #: Wang et al. (2003) scale weights.
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 #: The 1/7 FRC threshold.
@@ -460,17 +474,55 @@ def ptychopinn_ms_ssim(pred, gt, *, sigma_smooth: float = 0.0, levels: int = 5,
     return float(np.prod(np.power(vals, w)))
 
 
-def ptychopinn_frc(a, b) -> np.ndarray:
-    """FRC curve as the study computed it: integer-radius rings of centre-cropped squares.
+def ptychopinn_frc_rings(n: int) -> np.ndarray:
+    """Ring index of every pixel of an ``n x n`` fftshifted spectrum, as PtychoPINN's ``FSC`` bins it.
 
-    Both images are centre-cropped to the largest common square, Fourier
-    transformed (fftshifted), and rings of radius ``round(hypot(dy, dx))`` about
-    the centre pixel ``side // 2`` are summed for ring indices ``0 .. side//2 - 1``;
-    ``FRC = |sum F1 F2*| / sqrt(sum |F1|^2 sum |F2|^2)``.
+    ``round(sqrt(dy^2 + dx^2))`` with ``dy, dx`` measured from pixel
+    ``(n // 2, n // 2)`` (numpy's ``rint``: halves go to the even integer, as
+    numpy's ``round`` does), over the whole square, so the rings run to the
+    corners: ``ring.max() + 1 = round(sqrt(2) * (n // 2)) + 1`` rings.
+
+    Parameters
+    ----------
+    n : int
+        Side of the square image.
+
+    Returns
+    -------
+    ndarray, shape (n, n), int64
+    """
+    if isinstance(n, bool) or int(n) != n or n < 1:
+        raise PtyAnalysisError(f"n must be a positive integer image side, got {n!r}")
+    d = np.arange(int(n)) - int(n) // 2
+    return np.rint(np.hypot(d[:, None], d[None, :])).astype(np.int64)
+
+
+def ptychopinn_frc(a, b) -> np.ndarray:
+    """FRC curve exactly as the study (PtychoPINN's ``FSC``) computes it.
+
+    Both images are centre-cropped to the largest common square (side ``n``:
+    rows and columns from ``(H - n) // 2`` and ``(W - n) // 2``), Fourier
+    transformed and fftshifted; the rings are :func:`ptychopinn_frc_rings`
+    (the whole square, to the corners) and
+    ``FRC = |sum_ring F1 F2*| / sqrt(sum_ring |F1|^2 sum_ring |F2|^2)``
+    (the absolute value of the cross term, not its real part; PtychoPINN
+    divides each sum by the ring's pixel count, which cancels).
+
+    Parameters
+    ----------
+    a, b : array_like, shape (H, W)
+        The two images (the study passes the ground truth first; the value is
+        symmetric).
+
+    Returns
+    -------
+    ndarray, shape (round(sqrt(2) * (n // 2)) + 1,)
+        One value per ring, ring 0 (DC) first; NaN for a ring where either
+        image has no power.
     """
     x = np.asarray(a, dtype=np.complex128 if np.iscomplexobj(a) else np.float64)
     y = np.asarray(b, dtype=np.complex128 if np.iscomplexobj(b) else np.float64)
-    if x.ndim != 2 or x.shape != y.shape:
+    if x.ndim != 2 or x.shape != y.shape or min(x.shape) == 0:
         raise PtyAnalysisError(f"FRC needs two 2-D images of the same shape, got {x.shape} and {y.shape}")
     side = min(x.shape)
     r0 = (x.shape[0] - side) // 2
@@ -479,36 +531,54 @@ def ptychopinn_frc(a, b) -> np.ndarray:
     y = y[r0:r0 + side, c0:c0 + side]
     F1 = np.fft.fftshift(np.fft.fft2(x))
     F2 = np.fft.fftshift(np.fft.fft2(y))
-    c = side // 2
-    yy, xx = np.indices((side, side))
-    ring = np.rint(np.hypot(yy - c, xx - c)).astype(np.int64)
-    nr = side // 2
-    sel = ring < nr
-    ring = ring[sel]
-    z = (F1 * np.conj(F2))[sel]
+    ring = ptychopinn_frc_rings(side).ravel()
+    nr = int(ring.max()) + 1
+    z = (F1 * np.conj(F2)).ravel()
     c12 = np.hypot(np.bincount(ring, z.real, nr), np.bincount(ring, z.imag, nr))
-    c11 = np.bincount(ring, (np.abs(F1) ** 2)[sel], nr)
-    c22 = np.bincount(ring, (np.abs(F2) ** 2)[sel], nr)
+    c11 = np.bincount(ring, (np.abs(F1) ** 2).ravel(), nr)
+    c22 = np.bincount(ring, (np.abs(F2) ** 2).ravel(), nr)
     with np.errstate(divide="ignore", invalid="ignore"):
         return c12 / np.sqrt(c11 * c22)
 
 
 def ptychopinn_frc_cutoff(curve, threshold: float) -> float:
-    """First ring index where ``curve`` drops below ``threshold``, linearly interpolated.
+    """First ring index where ``curve`` drops below ``threshold``, as PtychoPINN computes it.
 
-    Returns the curve length if it never does, 0.0 if the first ring is already
-    below, NaN if the curve is not finite.
+    Let ``i`` be the first index whose value is finite and below
+    ``threshold``. The result is ``i - 1 + (threshold - c[i-1]) / (c[i] -
+    c[i-1])`` (linear interpolation from the ring before), clipped to
+    ``[i - 1, i]``; ``i`` itself when the ring before is not finite or the two
+    values are equal; 0.0 when ``i == 0``; ``len(curve)`` when no finite value
+    is below the threshold (the curve never crosses); NaN for an empty curve or
+    one with no finite value.
+
+    Parameters
+    ----------
+    curve : array_like, shape (rings,)
+        An FRC curve (:func:`ptychopinn_frc`).
+    threshold : float
+        0.5 for ``frc50``, 1/7 for ``frc1over7``.
+
+    Returns
+    -------
+    float
+        In ring-index units.
     """
-    c = np.asarray(curve, dtype=np.float64)
-    if c.size == 0 or not np.all(np.isfinite(c)):
+    c = np.asarray(curve, dtype=np.float64).reshape(-1)
+    finite = np.isfinite(c)
+    if c.size == 0 or not finite.any():
         return float("nan")
-    below = np.flatnonzero(c < threshold)
+    below = np.flatnonzero(finite & (c < float(threshold)))
     if below.size == 0:
         return float(c.size)
-    k = int(below[0])
-    if k == 0:
+    i = int(below[0])
+    if i == 0:
         return 0.0
-    return float(k - 1 + (c[k - 1] - threshold) / (c[k - 1] - c[k]))
+    y0, y1 = float(c[i - 1]), float(c[i])
+    if not math.isfinite(y0) or np.isclose(y1 - y0, 0.0):
+        return float(i)
+    t = (i - 1) + (float(threshold) - y0) / (y1 - y0)
+    return float(min(max(t, i - 1), i)) if math.isfinite(t) else float(i)
 
 
 # --------------------------------------------------------------------------- #
@@ -679,7 +749,9 @@ def _score_ptychopinn(p, g, border, phase_align, amplitude_scale, ms_sigma, zero
         "ms_ssim": {"levels": 5, "weights": list(MS_SSIM_WEIGHTS), "decimation": "[::2, ::2]",
                     "min_size": 7, "negative_clamp": 1e-4, "amplitude_sigma": ms_sigma,
                     "data_range": "max of the two images' ranges (inferred)"},
-        "frc": "integer-radius rings on centre-cropped squares; cut-offs in ring-index units",
+        "frc": ("PtychoPINN FSC: rings round(hypot(dy, dx)) about (n//2, n//2) over the whole centre-cropped "
+                "square (to the corners), |sum F1 F2*|; cut-offs = first ring below, interpolated, "
+                "len(curve) if never, in ring-index units"),
     }
     out = {"convention": "ptychopinn", "params": params}
     if zero_pred:

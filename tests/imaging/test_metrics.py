@@ -172,15 +172,85 @@ def test_ptychopinn_frc_cutoffs_like_the_study():
     assert mx.ptychopinn_frc_cutoff([0.95, 0.72, 0.66, 0.51], 0.5) == 4.0
     assert mx.ptychopinn_frc_cutoff([0.80, 0.40, 0.20, 0.10], 0.5) == pytest.approx(0.75)
     assert mx.ptychopinn_frc_cutoff([0.80, 0.40, 0.20, 0.10], 1 / 7) == pytest.approx(2.5714285714285716)
-    assert math.isnan(mx.ptychopinn_frc_cutoff([np.nan, 0.1], 0.5))
+    # PtychoPINN's rule for non-finite values: the first *finite* value below counts; a
+    # non-finite ring before it gives the ring index itself; no finite value at all gives NaN
+    assert mx.ptychopinn_frc_cutoff([np.nan, 0.1], 0.5) == 1.0
+    assert mx.ptychopinn_frc_cutoff([0.9, np.nan, 0.3], 0.5) == 2.0
+    assert mx.ptychopinn_frc_cutoff([0.9, np.nan, 0.8], 0.5) == 3.0  # never crosses: len(curve)
+    assert math.isnan(mx.ptychopinn_frc_cutoff([np.nan, np.nan], 0.5))
+    assert math.isnan(mx.ptychopinn_frc_cutoff([], 0.5))
+    assert mx.ptychopinn_frc_cutoff([0.3, 0.2], 0.5) == 0.0
+    assert mx.ptychopinn_frc_cutoff([0.7, 0.7, 0.4], 0.7) == pytest.approx(1.0)  # the ring before sits on it
+    assert mx.ptychopinn_frc_cutoff([0.9, 0.5, 0.5 - 1e-10], 0.5) == 2.0  # (nearly) equal neighbours: no 0/0
+
+
+def test_ptychopinn_frc_hand_checked_4x4():
+    # a = delta at pixel (0, 0): F1 = 1 everywhere; b = delta at (0, 1): F2 = exp(-i pi kx / 2).
+    # Rings of the fftshifted 4 x 4 spectrum about (2, 2), frequencies d = -2..1:
+    #   ring 0: (0,0); ring 1: the 8 neighbours (|d| = 1, sqrt 2);
+    #   ring 2: (0,-2) (-2,0) (-2,+-1) (+-1,-2) (2, sqrt 5); ring 3: (-2,-2) (sqrt 8 = 2.83).
+    # F1 F2* = i^kx: ring 1 sums to 2 over 8 px -> 0.25; ring 2 sums to -2 over 6 px -> |.| = 1/3
+    # (the real part would be -1/3); rings 0 and 3 are single pixels -> 1.
+    a = np.zeros((4, 4))
+    b = np.zeros((4, 4))
+    a[0, 0] = 1.0
+    b[0, 1] = 1.0
+    np.testing.assert_array_equal(mx.ptychopinn_frc_rings(4)[2], [2, 1, 0, 1])
+    np.testing.assert_array_equal(mx.ptychopinn_frc_rings(4)[0], [3, 2, 2, 2])
+    c = mx.ptychopinn_frc(a, b)
+    np.testing.assert_allclose(c, [1.0, 0.25, 1 / 3, 1.0], atol=1e-12)
+    # 0.5 is crossed between ring 0 (1.0) and ring 1 (0.25): 0 + (0.5 - 1) / (0.25 - 1) = 2/3
+    assert mx.ptychopinn_frc_cutoff(c, 0.5) == pytest.approx(2 / 3)
+    # 1/7 is never crossed (|.| keeps ring 2 at 1/3): len(curve)
+    assert mx.ptychopinn_frc_cutoff(c, 1 / 7) == 4.0
+
+
+@pytest.mark.parametrize("side, rings", [(92, 66), (124, 89), (64, 46), (4, 4), (7, 5)])
+def test_ptychopinn_frc_runs_to_the_corners(side, rings):
+    assert rings == round(math.sqrt(2) * (side // 2)) + 1
+    rng = np.random.default_rng(side)
+    img = rng.uniform(size=(side, side))
+    c = mx.ptychopinn_frc(img, img)
+    assert c.shape == (rings,)
+    np.testing.assert_allclose(c, 1.0)
+    # the identical image never crosses: frc50 = frc1over7 = len(curve)
+    assert mx.ptychopinn_frc_cutoff(c, 0.5) == rings and mx.ptychopinn_frc_cutoff(c, 1 / 7) == rings
+
+
+def test_ptychopinn_score_frc_never_crossing_is_len_curve(camera):
+    # 96 px after the 2 px trim of a 100 px image: 69 rings; a mildly noisy copy stays above 1/7
+    gt = _obj(camera[:100, :100])
+    rng = np.random.default_rng(3)
+    pred = gt * (1 + 0.001 * rng.standard_normal(gt.shape))
+    out = mx.score(pred, gt, "ptychopinn")
+    assert out["convention"] == "ptychopinn"
+    assert len(out["frc_curves"]["amplitude"]) == round(math.sqrt(2) * 48) + 1 == 69
+    assert out["amplitude"]["frc1over7"] == 69.0
+    assert out["amplitude"]["frc50"] <= 69.0
+    # the ptyanalysis convention is unchanged: frequencies in cycles/pixel up to Nyquist
+    ours = mx.score(pred, gt, "ptyanalysis")
+    assert ours["convention"] == "ptyanalysis"
+    assert ours["frc_curves"]["amplitude"].frequency.max() == pytest.approx(0.5)
+    assert ours["amplitude"]["frc1over7"] <= 0.5
+
+
+def test_one_declaration_of_the_metric_conventions():
+    from ptyanalysis import conventions
+    from ptyanalysis.pipeline import compare
+
+    assert mx.CONVENTIONS is conventions.METRIC_CONVENTIONS
+    assert compare.CONVENTIONS is conventions.METRIC_CONVENTIONS
+    assert conventions.METRIC_CONVENTIONS == ("ptychopinn", "ptyanalysis")
 
 
 def test_ptychopinn_frc_and_ms_ssim(camera):
     c = mx.ptychopinn_frc(camera, camera)
-    assert c.shape == (128,)
+    assert c.shape == (round(math.sqrt(2) * 128) + 1,)  # 182: the rings run to the corners
     np.testing.assert_allclose(c, 1.0)
-    # non-square images are centre-cropped to a square
-    assert mx.ptychopinn_frc(camera[:, :200], camera[:, :200]).shape == (100,)
+    # non-square images are centre-cropped to a square (the middle 200 columns of 256)
+    crop = mx.ptychopinn_frc(camera[:200, :], camera[:200, :] + camera[:200, ::-1])
+    assert crop.shape == (round(math.sqrt(2) * 100) + 1,)
+    np.testing.assert_allclose(crop, mx.ptychopinn_frc(camera[:, 28:228][:200], (camera[:200, :] + camera[:200, ::-1])[:, 28:228]))
     assert mx.ptychopinn_ms_ssim(camera, camera, sigma_smooth=1.0) == pytest.approx(1.0)
     # anti-correlated: every level's SSIM is negative -> clamped to 1e-4 (with a warning)
     with pytest.warns(RuntimeWarning, match="clamped"):
