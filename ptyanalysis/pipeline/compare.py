@@ -39,14 +39,13 @@ import numpy as np
 
 from .. import hub as _hub
 from ..conventions import ARMS, canonical_arm
+from ..conventions import METRIC_CONVENTIONS as CONVENTIONS  # conventions scored in every job
 from ..errors import PtyAnalysisError
 from ..fileutil import atomic_path, write_npz, write_text
 from ..provenance import software_versions, utc_now
 
 #: Metrics written per arm (amplitude and phase).
 PAIR_METRICS = ("mae", "mse", "psnr", "ssim", "ms_ssim", "frc50")
-#: Conventions scored in every job.
-CONVENTIONS = ("ptychopinn", "ptyanalysis")
 
 
 @dataclass(frozen=True)
