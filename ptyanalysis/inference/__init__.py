@@ -9,12 +9,12 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
     submodules=['feeds', 'loading', 'model', 'runtime', 'sources', 'stats', 'streaming'],
     submod_attrs={
-        'feeds': ['mean_total_intensity', 'scale_diffraction', 'intensity_scale_for', 'group_members', 'group_inputs', 'study_model_inputs'],
-        'loading': ['load_model', 'bundle_members'],
+        'feeds': ['FEEDS', 'mean_total_intensity', 'normalise_diffraction', 'scale_diffraction', 'intensity_scale_for', 'group_members', 'group_inputs', 'study_model_inputs', 'feed_gridsize', 'split_inputs'],
+        'loading': ['load_model', 'bundle_members', 'bundle_params'],
         'model': ['LoadedModel', 'describe_model'],
-        'runtime': ['RuntimeConfig'],
+        'runtime': ['RuntimeConfig', 'DEFAULT_BATCH_SIZE', 'add_batch_size_argument', 'runtime_from_args'],
         'sources': ['open_npz'],
-        'stats': ['OutputStats'],
-        'streaming': ['OOMEvent', 'InferenceResult', 'run_inference', 'predict'],
+        'stats': ['OutputStats', 'count_values'],
+        'streaming': ['OOMEvent', 'RowsEvent', 'InferenceResult', 'run_inference', 'predict'],
     },
 )

@@ -18,8 +18,12 @@ class OutputStats:
     For real outputs ``mean`` is the mean of the finite values and
     ``max_abs`` the largest finite ``|x|``; for complex outputs both refer to
     ``|z|`` and ``real_*`` / ``imag_*`` count nonzero and non-finite parts.
-    ``nonzero`` counts elements different from 0 (NaN counts as nonzero),
-    ``nan`` / ``inf`` count non-finite elements (of ``|z|`` when complex).
+    One rule for every output statistic of the package (:func:`count_values`,
+    also used by :mod:`ptyanalysis.diagnosis.health`): each element is *zero*,
+    *nonzero* (finite and different from 0) or *non-finite* (NaN or +-Inf;
+    never "nonzero"). ``nonzero`` counts the finite nonzero elements, ``nan`` /
+    ``inf`` the non-finite ones (of ``|z|`` when complex; complex parts follow
+    the same rule).
     """
 
     name: str
@@ -39,8 +43,8 @@ class OutputStats:
 
     @property
     def zero_fraction(self) -> float:
-        """Fraction of elements exactly zero."""
-        return 1.0 - self.nonzero / self.size if self.size else float("nan")
+        """Fraction of elements exactly zero (non-finite elements are neither zero nor nonzero)."""
+        return (self.size - self.nonzero - self.nan - self.inf) / self.size if self.size else float("nan")
 
     def to_dict(self, chunks: bool = False) -> dict:
         """Return the totals (and the per-chunk rows when ``chunks``) as a JSON-safe dict."""
@@ -59,6 +63,31 @@ class OutputStats:
         import pandas as pd
 
         return pd.DataFrame(list(self.chunks))
+
+
+def count_values(a) -> tuple:
+    """Count the nonzero and non-finite elements of an array, by the package's one rule.
+
+    Parameters
+    ----------
+    a : array_like
+        Values; complex values are counted on ``|z|``, booleans and integers as numbers.
+
+    Returns
+    -------
+    nonzero : int
+        Finite elements different from 0 (NaN and +-Inf are never "nonzero").
+    nonfinite : int
+        NaN and +-Inf elements (0 for integer and boolean arrays).
+    """
+    a = np.asarray(a)
+    if a.dtype.kind not in "fc":
+        return int(np.count_nonzero(a)), 0
+    fin = np.isfinite(a)
+    nfin = int(np.count_nonzero(fin))
+    if nfin == a.size:
+        return int(np.count_nonzero(a)), 0
+    return int(np.count_nonzero(a[fin])), int(a.size - nfin)
 
 
 def _chunk_stats(a: np.ndarray) -> dict:
@@ -82,12 +111,12 @@ def _chunk_stats(a: np.ndarray) -> dict:
         mx = float(np.max(mag)) if size else float("nan")
         if not iscomplex and a.dtype.kind != "f" and size:
             mx = float(np.max(np.abs(a.astype(np.float64))))
-    row = {"size": size, "sum": total, "max_abs": mx, "nonzero": int(np.count_nonzero(a)),
+    row = {"size": size, "sum": total, "max_abs": mx, "nonzero": count_values(a)[0],
            "nan": n_nan, "inf": n_inf}
     if iscomplex:
         re, im = a.real, a.imag
         row.update(
-            real_nonzero=int(np.count_nonzero(re)), imag_nonzero=int(np.count_nonzero(im)),
+            real_nonzero=count_values(re)[0], imag_nonzero=count_values(im)[0],
             real_nonfinite=int(size - np.count_nonzero(np.isfinite(re))),
             imag_nonfinite=int(size - np.count_nonzero(np.isfinite(im))),
         )
