@@ -1,4 +1,4 @@
-"""Command-line interface: ``ptyanalysis <command> ...``.
+"""Command-line interface: ``ptyanalysis COMMAND [options]``.
 
 Each command lives in the module named after its concept; that module
 provides ``configure_parser(parser)`` and ``run_cli(args) -> int``. Modules
@@ -12,9 +12,12 @@ message on stderr, no traceback), 1 anything else.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import re
 import sys
+import tempfile
 
 from .errors import PtyAnalysisError
 
@@ -32,6 +35,95 @@ COMMANDS = {
 }
 
 
+#: Commands whose process imports TensorFlow (its C++ start-up lines are filtered, :func:`import_tensorflow_quietly`).
+TF_COMMANDS = ("train", "demo", "compare", "compare-splits", "bisect")
+
+#: Text of TensorFlow's C++ start-up lines, printed to file descriptor 2 before its logging is initialised
+#: (``TF_CPP_MIN_LOG_LEVEL`` does not reach them): absl's pre-init warning, the oneDNN notice, the CUDA stub.
+TF_STARTUP_LINES = (
+    "All log messages before absl::InitializeLog() is called are written to STDERR",
+    "oneDNN custom operations are on",
+    "Could not find cuda drivers on your machine",
+    "This TensorFlow binary is optimized to use available CPU instructions",
+    "To enable the following instructions:",
+    "Unable to register cuDNN factory", "Unable to register cuFFT factory", "Unable to register cuBLAS factory",
+    "TF-TRT Warning: Could not find TensorRT",
+)
+
+
+def plain_text(doc: str) -> str:
+    """A docstring's reST markup as plain text (``x`` -> x, :func:`~a.b` -> b), for ``--help``.
+
+    Parameters
+    ----------
+    doc : str
+
+    Returns
+    -------
+    str
+    """
+    s = re.sub(r":[a-z]+:`~?([^`<]*?)(?:\s*<[^>]*>)?`", lambda m: m.group(1).split(".")[-1] if "~" in m.group(0) else m.group(1), doc)
+    return s.replace("``", "")
+
+
+@contextlib.contextmanager
+def filtered_stderr(drop=TF_STARTUP_LINES):
+    """Run a block with file descriptor 2 captured; re-emit every line except those containing ``drop`` texts.
+
+    Works at the file-descriptor level, so it also catches what C++ libraries
+    write. Lines not in ``drop`` are written back unchanged, in order, when the
+    block ends (also when it raises).
+
+    Parameters
+    ----------
+    drop : sequence of str
+    """
+    try:
+        sys.stderr.flush()
+        fd = sys.stderr.fileno() if hasattr(sys.stderr, "fileno") else 2
+    except (OSError, ValueError):  # no real stderr (e.g. captured by a test runner): nothing to filter
+        yield
+        return
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), fd)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [ln for ln in tmp.read().splitlines(keepends=True)
+                    if not any(d.encode() in ln for d in drop)]
+            if kept:
+                os.write(fd, b"".join(kept))
+
+
+def import_tensorflow_quietly():
+    """Import TensorFlow without its C++ start-up lines; return the module.
+
+    ``TF_CPP_MIN_LOG_LEVEL`` (set here when unset) silences TensorFlow's own
+    logging, but a few lines are written by C++ before that logging starts
+    (:data:`TF_STARTUP_LINES`): they are filtered out of file descriptor 2
+    during the import; anything else written then is kept. Call it in any
+    process (a command, a notebook kernel) before the first TensorFlow import.
+
+    Returns
+    -------
+    module
+        ``tensorflow``.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    with filtered_stderr():
+        import tensorflow
+
+    return tensorflow
+
+
 def build_parser(commands=COMMANDS) -> argparse.ArgumentParser:
     """Return the top-level parser with one sub-parser per available command.
 
@@ -44,10 +136,17 @@ def build_parser(commands=COMMANDS) -> argparse.ArgumentParser:
     -------
     argparse.ArgumentParser
     """
-    parser = argparse.ArgumentParser(prog="ptyanalysis", description=__doc__.splitlines()[0])
+    from . import __doc__ as package_doc
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="ptyanalysis", description=plain_text(package_doc.splitlines()[0]) + " Usage: ptyanalysis COMMAND [options].",
+        epilog="Run 'ptyanalysis COMMAND --help' for a command's options. Exit status: 0 done, "
+               "2 bad input (the message says what to fix), 1 anything else.")
+    parser.add_argument("--version", action="version", version=f"ptyanalysis {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_) in commands.items():
-        p = sub.add_parser(name, help=help_, description=help_)
+        p = sub.add_parser(name, help=help_, description=help_[:1].upper() + help_[1:] + ".")
         p.set_defaults(_module=module)
         try:
             mod = importlib.import_module(module)
@@ -79,6 +178,8 @@ def main(argv=None) -> int:
         commands = {argv[0]: COMMANDS[argv[0]]}
     parser = build_parser(commands)
     args = parser.parse_args(argv)
+    if args.command in TF_COMMANDS:
+        import_tensorflow_quietly()
     mod = importlib.import_module(args._module)
     try:
         return int(mod.run_cli(args) or 0)

@@ -1,0 +1,691 @@
+"""The Phase G report's story: what a scientist reads first.
+
+:func:`build_story` turns a hub's per-job results (and, when present, the
+diagnosis of the incident) into a structured summary and renders it as
+Markdown and as HTML:
+
+* per dose x view x split, which arm is best on phase and on amplitude
+  (MS-SSIM, higher is better);
+* how each arm's quality changes with dose;
+* the deltas PtychoPINN minus the other arms, with what their sign means;
+* anything missing, failed or all-zero, with its reason;
+* the incident and its diagnosis (split comparison, bisection: verdict, fix,
+  how much of the reference health the fix restores), linked to the notebooks;
+* trust flags (:mod:`ptyanalysis.phase_g.trust`, when that module is present);
+* provenance: what ran in each arm (e.g. "PtyChi arm: rPIE reference; pty-chi
+  not used"), the metric convention of every number, software versions, dates.
+
+Every number comes from the hub's files; nothing is hard-coded.
+"""
+
+from __future__ import annotations
+
+import html as _html
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..conventions import ARMS
+from ..phase_g.collect import JobRecord, collect_jobs
+from ..phase_g.schema import FILES
+
+#: Where the demo (and ``make demo``) puts the diagnosis notebooks and their JSON records.
+DIAGNOSIS_DIR = "diagnosis"
+#: The metric convention of ``comparison_metrics.csv`` when a job does not record it
+#: (:class:`ptyanalysis.pipeline.compare.CompareConfig` ``csv_convention`` default).
+DEFAULT_CSV_CONVENTION = "ptychopinn"
+#: One sentence per metric convention (:mod:`ptyanalysis.imaging.metrics`).
+CONVENTION_TEXT = {
+    "ptychopinn": ("ptychopinn convention (the study's compare_models: phase plane removed from each image, "
+                   "amplitude rescaled to the ground-truth mean, FRC in ring-index units)"),
+    "ptyanalysis": ("ptyanalysis convention (global phase offset removed, explicit data range, "
+                    "FRC in cycles/pixel)"),
+}
+#: Sign of each delta metric: +1 when higher is better.
+BETTER_SIGN = {"ms_ssim": +1, "ssim": +1, "psnr": +1, "frc50": +1, "mae": -1, "mse": -1}
+
+
+@dataclass(frozen=True)
+class Story:
+    """The report's summary.
+
+    Attributes
+    ----------
+    data : dict
+        JSON-friendly facts (best arms, trends, deltas, problems, incident, provenance).
+    markdown : str
+        The summary as Markdown (terminal, README).
+    html : str
+        The summary as an HTML fragment (the report's first screen).
+    """
+
+    data: dict
+    markdown: str
+    html: str = field(repr=False)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _read_nc_attrs(path: Path) -> dict:
+    """Attributes and per-arm status of a job's ``comparison.nc`` (``{}`` when unreadable)."""
+    try:
+        import xarray as xr
+
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            attrs = dict(ds.attrs)
+            status = ({str(a): str(s) for a, s in zip(ds["arm"].values, ds["status"].values)}
+                      if "status" in ds and "arm" in ds.coords else {})
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # the job's CSV is still the record: say so
+        return {"error": f"{path.name} not readable ({type(exc).__name__}: {exc}); arm provenance unknown"}
+    out = {"status": status}
+    for key in ("arm_details", "parameters", "software_versions"):
+        try:
+            out[key] = json.loads(attrs.get(key, "{}"))
+        except (TypeError, ValueError):
+            out[key] = {}
+    out["created"] = attrs.get("created")
+    return out
+
+
+def _iterative_algorithm_from_npz(hub: Path, job: JobRecord) -> str | None:
+    from ..hub import ptychi_path
+
+    p = ptychi_path(hub, job.dose, job.view, job.split)
+    if not p.exists():
+        return None
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            return str(z["algorithm"]) if "algorithm" in z.files else None
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def zero_text(n: int | None) -> str:
+    """``"zero (all N outputs are 0)"``: how an all-zero arm is named in every table and plot."""
+    return "zero (all outputs are 0)" if n is None else f"zero (all {int(n):,} outputs are 0)"
+
+
+def arm_status_text(status: str, detail: dict | None = None) -> str:
+    """Human text of an arm's status in a job (``ok``, ``zero (all N outputs are 0)``, ``missing (why)``).
+
+    Parameters
+    ----------
+    status : str
+        ``ok``, ``zero``, ``missing`` or ``failed`` (:class:`ptyanalysis.pipeline.compare.ArmResult`).
+    detail : dict, optional
+        The arm's details (``output_stats``, ``error``).
+
+    Returns
+    -------
+    str
+    """
+    detail = detail or {}
+    if status == "zero":
+        return zero_text((detail.get("output_stats") or {}).get("size"))
+    if status in ("missing", "failed"):
+        why = detail.get("error")
+        return f"{status} ({why})" if why else status
+    return status
+
+
+def job_arms(hub, job: JobRecord) -> dict:
+    """What ran in each arm of one job and its status.
+
+    Parameters
+    ----------
+    hub : str or Path
+    job : JobRecord
+
+    Returns
+    -------
+    dict
+        ``{arm: {"status", "text", "detail", "algorithm"?}}`` from the job's
+        ``comparison.nc`` (the iterative arm's ``algorithm`` falls back to
+        ``ptychi_reconstruction.npz``); plus ``"_convention"`` (metric
+        convention of the job's CSV), ``"_created"`` and ``"_versions"``.
+    """
+    hub = Path(hub)
+    nc = job.output_dir / "comparison.nc"
+    info = _read_nc_attrs(nc) if job.status == "success" and nc.exists() else {}
+    details = info.get("arm_details", {})
+    out: dict = {}
+    for arm in ARMS:
+        d = dict(details.get(arm, {}))
+        st = info.get("status", {}).get(arm) or d.get("status")
+        if st is None:
+            st = "ok" if _has_values(job, arm) else "missing"
+            if st == "missing" and job.status == "success":
+                d.setdefault("error", "no values in comparison_metrics.csv")
+        entry = {"status": st, "text": arm_status_text(st, d), "detail": d}
+        if arm == "PtyChi":
+            entry["algorithm"] = d.get("algorithm") or _iterative_algorithm_from_npz(hub, job)
+        out[arm] = entry
+    params = info.get("parameters", {})
+    out["_convention"] = params.get("csv_convention") if isinstance(params, dict) else None
+    out["_baseline_positions"] = params.get("baseline_positions") if isinstance(params, dict) else None
+    out["_created"] = info.get("created")
+    out["_error"] = info.get("error")
+    out["_versions"] = info.get("software_versions") or {}
+    return out
+
+
+def _has_values(job: JobRecord, arm: str) -> bool:
+    return any(m["model"] == arm and m.get("amplitude") is not None for m in job.metrics)
+
+
+def arm_label(arm: str, algorithm: str | None = None) -> str:
+    """An arm's name as shown in figures: the iterative arm carries the engine that ran, e.g. ``PtyChi (rPIE)``."""
+    if arm == "PtyChi" and algorithm:
+        engine = algorithm.split("(")[0].strip() or algorithm
+        return f"PtyChi ({engine})"
+    return arm
+
+
+def iterative_provenance(algorithms) -> str:
+    """One sentence on what ran in the iterative arm, from the recorded ``algorithm`` strings."""
+    algs = sorted({a for a in algorithms if a})
+    if not algs:
+        return "PtyChi arm: algorithm not recorded in the job files (ptychi_reconstruction.npz has no 'algorithm')"
+    parts = []
+    for a in algs:
+        low = a.lower()
+        if low.startswith("rpie"):
+            note = "; pty-chi not used" if "pty-chi not used" in low or "not used" in low else ""
+            parts.append(f"rPIE reference{note} (recorded: {a!r})")
+        else:
+            parts.append(a)
+    return "PtyChi arm: " + " and ".join(parts)
+
+
+def read_diagnosis(hub) -> dict:
+    """The incident's diagnosis records under ``analysis/diagnosis``, if any.
+
+    Looks for ``split_comparison.json`` (:func:`ptyanalysis.diagnosis.splits.write_split_comparison`)
+    and ``bisection.json`` (:func:`ptyanalysis.diagnosis.bisection.write_bisection`) anywhere below it,
+    and for the executed notebooks next to them.
+
+    Parameters
+    ----------
+    hub : str or Path
+
+    Returns
+    -------
+    dict
+        ``{"split_comparison": {...}|None, "bisection": {...}|None}`` with the
+        hub-relative paths of each record and notebook; a record that cannot be
+        read is reported with its ``error``.
+    """
+    hub = Path(hub)
+    root = hub / "analysis" / DIAGNOSIS_DIR
+    out = {"split_comparison": None, "bisection": None}
+    if not root.is_dir():
+        return out
+    for key, fname in (("split_comparison", "split_comparison.json"), ("bisection", "bisection.json")):
+        found = sorted(root.rglob(fname))
+        if not found:
+            continue
+        p = found[0]
+        rec: dict = {"path": p.relative_to(hub).as_posix()}
+        try:
+            rec["record"] = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            rec["error"] = f"{p.relative_to(hub).as_posix()}: not readable JSON ({exc})"
+        nb = p.parent.with_suffix(".ipynb")
+        nbs = [nb] if nb.exists() else sorted(p.parent.glob("*.ipynb"))
+        if nbs:
+            rec["notebook"] = nbs[0].relative_to(hub).as_posix()
+            html = nbs[0].with_suffix(".html")
+            if html.exists():
+                rec["notebook_html"] = html.relative_to(hub).as_posix()
+        out[key] = rec
+    return out
+
+
+def read_trust(hub, jobs) -> list:
+    """Trust flags from :mod:`ptyanalysis.phase_g.trust` when that module exists (``[]`` otherwise)."""
+    try:
+        from ..phase_g import trust
+    except ImportError:
+        return []
+    fn = getattr(trust, "trust_flags", None) or getattr(trust, "assess", None)
+    if fn is None:
+        return []
+    try:
+        flags = fn(hub, jobs) if fn.__code__.co_argcount >= 2 else fn(hub)
+    except TypeError:
+        flags = fn(hub)
+    items = flags.get("flags", flags) if isinstance(flags, dict) else flags
+    out = []
+    for f in items or []:
+        out.append(f if isinstance(f, str) else (getattr(f, "message", None) or getattr(f, "text", None) or str(f)))
+    return out
+
+
+# --------------------------------------------------------------------------- facts
+
+
+def _finite(v) -> bool:
+    return v is not None and isinstance(v, (int, float, np.floating)) and math.isfinite(float(v))
+
+
+def _metric(ds, arm, dose, view, split, metric, comp):
+    try:
+        v = float(ds["value"].sel(arm=arm, dose=dose, view=view, split=split, metric=metric, component=comp))
+    except (KeyError, IndexError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def best_arms(ds, jobs, arms_info: dict, metric: str = "ms_ssim") -> list:
+    """Best arm on phase and on amplitude for every job.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        :func:`~ptyanalysis.phase_g.results.results_dataset`.
+    jobs : list of JobRecord
+    arms_info : dict
+        ``{job.label: job_arms(...)}``.
+    metric : str
+        Higher-is-better metric (MS-SSIM by default).
+
+    Returns
+    -------
+    list of dict
+        One per job: ``dose, view, split, status, phase, amplitude`` where
+        each of the last two is ``{"best", "value", "runner_up", "margin",
+        "values", "unscored"}``.
+    """
+    rows = []
+    for j in jobs:
+        row = {"dose": j.dose, "view": j.view, "split": j.split, "status": j.status, "error": j.error}
+        info = arms_info.get(j.label, {})
+        for comp in ("phase", "amplitude"):
+            vals = {a: _metric(ds, a, j.dose, j.view, j.split, metric, comp) for a in ARMS} if j.status == "success" else {}
+            scored = sorted(((v, a) for a, v in vals.items() if v is not None), reverse=True)
+            unscored = {a: info.get(a, {}).get("text", "missing") for a, v in vals.items() if v is None}
+            e = {"values": vals, "unscored": unscored, "best": None, "value": None, "runner_up": None, "margin": None}
+            if scored:
+                e["best"], e["value"] = scored[0][1], scored[0][0]
+                if len(scored) > 1:
+                    e["runner_up"], e["margin"] = scored[1][1], scored[0][0] - scored[1][0]
+            row[comp] = e
+        rows.append(row)
+    return rows
+
+
+def dose_trends(ds, metric: str = "ms_ssim") -> dict:
+    """Each arm's mean ``metric`` per dose (over views and splits) and the direction of the trend.
+
+    Returns
+    -------
+    dict
+        ``{arm: {comp: {"doses", "means", "trend"}}}``; ``trend`` is
+        ``"improves"``, ``"worsens"``, ``"mixed"``, ``"flat"`` or ``"no data"``.
+    """
+    out: dict = {}
+    doses = [int(d) for d in ds["dose"].values]
+    for arm in [str(a) for a in ds["arm"].values]:
+        out[arm] = {}
+        for comp in ("phase", "amplitude"):
+            means = []
+            for d in doses:
+                v = ds["value"].sel(arm=arm, dose=d, metric=metric, component=comp).values
+                v = v[np.isfinite(v)]
+                means.append(float(v.mean()) if v.size else None)
+            fin = [m for m in means if m is not None]
+            if len(fin) < 2:
+                trend = "no data" if not fin else "single dose"
+            else:
+                diffs = np.diff(fin)
+                sign = BETTER_SIGN.get(metric, 1)
+                if np.all(np.abs(diffs) < 1e-3):
+                    trend = "flat"
+                elif np.all(sign * diffs >= 0):
+                    trend = "improves"
+                elif np.all(sign * diffs <= 0):
+                    trend = "worsens"
+                else:
+                    trend = "mixed"
+            out[arm][comp] = {"doses": doses, "means": means, "trend": trend}
+    return out
+
+
+def problems(jobs, arms_info: dict) -> list:
+    """Every failed or missing job and every arm that is missing or all zero, with its reason."""
+    out = []
+    for j in jobs:
+        if j.status != "success":
+            out.append({"job": j.label, "arm": None, "kind": j.status, "text": f"job {j.status}: {j.error}"})
+            continue
+        info = arms_info.get(j.label, {})
+        if info.get("_error"):
+            out.append({"job": j.label, "arm": None, "kind": "unreadable", "text": info["_error"]})
+        for arm in ARMS:
+            a = info.get(arm, {})
+            if a.get("status", "ok") != "ok":
+                out.append({"job": j.label, "arm": arm, "kind": a["status"], "text": a["text"]})
+    return out
+
+
+def _incident(diag: dict) -> dict | None:
+    bis = (diag.get("bisection") or {})
+    spl = (diag.get("split_comparison") or {})
+    if not bis and not spl:
+        return None
+    inc: dict = {"links": {}}
+    if spl:
+        inc["links"]["split comparison"] = spl.get("notebook_html") or spl.get("notebook") or spl["path"]
+        r = spl.get("record") or {}
+        if spl.get("error"):
+            inc["split_error"] = spl["error"]
+        elif r:
+            health = r.get("output_health", {})
+            inc["splits"] = r.get("splits")
+            inc["degraded_splits"] = [s for s, h in health.items() if isinstance(h, dict) and h.get("degraded")]
+            inc["health"] = {s: h.get("health") for s, h in health.items() if isinstance(h, dict)}
+            inc["most_drifted_input"] = (r.get("ranking") or [None])[0]
+            inc["split_flags"] = list(r.get("flags") or [])
+    if bis:
+        inc["links"]["bisection"] = bis.get("notebook_html") or bis.get("notebook") or bis["path"]
+        r = bis.get("record") or {}
+        if bis.get("error"):
+            inc["bisection_error"] = bis["error"]
+        elif r:
+            v = r.get("verdict") or {}
+            inc["reproduced"] = r.get("reproduced")
+            inc["verdict"] = {"kind": v.get("kind"), "name": v.get("name"), "summary": v.get("summary")}
+            inc["fix"] = r.get("fix")
+            causes = r.get("causes") or []
+            inc["restores"] = causes[0].get("restores") if causes else None
+            h = r.get("health") or {}
+            inc["bisection_health"] = {k: h.get(k) for k in ("failing", "passing", "reference")}
+            inc["criterion"] = (r.get("criterion") or {}).get("name") or r.get("criterion")
+    return inc
+
+
+def build_story(hub, ds=None, jobs=None, deltas=None) -> Story:
+    """The report's summary of a hub.
+
+    Parameters
+    ----------
+    hub : str or Path
+        Study hub after the comparison grid (and usually after ``phase-g``).
+    ds : xarray.Dataset, optional
+        Results dataset (default :func:`~ptyanalysis.phase_g.results.load_results`).
+    jobs : list of JobRecord, optional
+        Default :func:`~ptyanalysis.phase_g.collect.collect_jobs`.
+    deltas : dict, optional
+        ``metrics_delta_summary.json`` content (default: read it, else computed).
+
+    Returns
+    -------
+    Story
+    """
+    from ..phase_g.results import load_results
+    from ..phase_g.summary import compute_deltas, summarize_jobs
+    from ..provenance import software_versions, utc_now
+
+    hub = Path(hub).resolve()
+    jobs = collect_jobs(hub) if jobs is None else jobs
+    ds = load_results(hub) if ds is None else ds
+    if deltas is None:
+        p = hub / "analysis" / FILES["delta_summary_json"]
+        try:
+            deltas = json.loads(p.read_text(encoding="utf-8"))["deltas"]
+        except (OSError, ValueError, KeyError):
+            deltas = compute_deltas(summarize_jobs(jobs, hub)["aggregate_metrics"])
+    elif "deltas" in deltas:
+        deltas = deltas["deltas"]
+    arms_info = {j.label: job_arms(hub, j) for j in jobs}
+    conventions = sorted({i["_convention"] or DEFAULT_CSV_CONVENTION for i in arms_info.values()})
+    recorded = any(i["_convention"] for i in arms_info.values())
+    algorithms = [i["PtyChi"].get("algorithm") for i in arms_info.values()]
+    created = sorted(c for c in (i["_created"] for i in arms_info.values()) if c)
+    versions = next((i["_versions"] for i in arms_info.values() if i["_versions"]), None)
+    baseline_feeds = sorted({i["_baseline_positions"] for i in arms_info.values() if i["_baseline_positions"]})
+    try:
+        ds_versions = json.loads(ds.attrs.get("software_versions", "{}"))
+    except (TypeError, ValueError):
+        ds_versions = {}
+    data = {
+        "hub": str(hub),
+        "n_jobs": len(jobs),
+        "n_success": sum(j.status == "success" for j in jobs),
+        "metric": "ms_ssim",
+        "convention": conventions[0] if len(conventions) == 1 else conventions,
+        "convention_recorded": recorded,
+        "best": best_arms(ds, jobs, arms_info),
+        "trends": dose_trends(ds),
+        "deltas": deltas,
+        "problems": problems(jobs, arms_info),
+        "incident": _incident(read_diagnosis(hub)),
+        "trust": read_trust(hub, jobs),
+        "provenance": {
+            "PtyChi": iterative_provenance(algorithms),
+            "PtyChi_label": arm_label("PtyChi", next((a for a in algorithms if a), None)),
+            "PtychoPINN": "PtychoPINN arm: the physics-informed network (gridsize 2), one model per dose and view",
+            "Baseline": ("Baseline arm: the supervised network (gridsize 1), one model per dose"
+                         + (f"; fed positions: {', '.join(baseline_feeds)}" if baseline_feeds else "")),
+            "jobs_created": [created[0], created[-1]] if created else None,
+            "results_generated_at": ds.attrs.get("generated_at"),
+            "report_generated_at": utc_now(),
+            "software_versions": versions or ds_versions or software_versions(),
+        },
+    }
+    return Story(data=data, markdown=story_markdown(data), html=story_html(data))
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _f(v, spec=".3f") -> str:
+    return "n/a" if not _finite(v) else format(float(v), spec)
+
+
+def _dose(d) -> str:
+    return f"{int(d):,}"
+
+
+def _arm(a: str, data: dict) -> str:
+    return data["provenance"]["PtyChi_label"] if a == "PtyChi" else a
+
+
+def _convention_sentence(data: dict) -> str:
+    conv = data["convention"]
+    if isinstance(conv, list):
+        return "Metric convention: mixed across jobs (" + ", ".join(conv) + "); compare numbers with care."
+    how = "" if data["convention_recorded"] else " (not recorded in the job files; the comparison job's default)"
+    return f"Every number is in the {CONVENTION_TEXT.get(conv, conv)}{how}. MS-SSIM: higher is better (1 = identical)."
+
+
+def headline(data: dict) -> list[str]:
+    """The first sentences of the report (plain text)."""
+    best = [b for b in data["best"] if b["status"] == "success"]
+    lines = [f"{data['n_success']} of {data['n_jobs']} comparison jobs have metrics."]
+    for comp in ("phase", "amplitude"):
+        wins: dict = {}
+        for b in best:
+            if b[comp]["best"]:
+                wins[b[comp]["best"]] = wins.get(b[comp]["best"], 0) + 1
+        if wins:
+            order = sorted(wins.items(), key=lambda kv: -kv[1])
+            lines.append(f"Best on {comp} (MS-SSIM): " + ", ".join(
+                f"{_arm(a, data)} in {n} of {len(best)} jobs" for a, n in order) + ".")
+    zeros = [p for p in data["problems"] if p["kind"] == "zero"]
+    if zeros:
+        arms = sorted({p["arm"] for p in zeros})
+        lines.append(f"{', '.join(arms)} output is all zero in {len(zeros)} job(s): {zeros[0]['text']}.")
+    other = [p for p in data["problems"] if p["kind"] != "zero"]
+    if other:
+        lines.append(f"{len(other)} missing or failed result(s), listed below with their reasons.")
+    inc = data.get("incident")
+    if inc and inc.get("verdict"):
+        v = inc["verdict"]
+        lines.append(f"Incident diagnosis (bisection): {v.get('kind')} {v.get('name')}"
+                     + (f", fix restores {_f(inc.get('restores'), '.0%')} of the reference health" if _finite(inc.get('restores')) else "")
+                     + ".")
+    lines.append(_convention_sentence(data))
+    lines.append(data["provenance"]["PtyChi"] + ".")
+    return lines
+
+
+def _delta_lines(data: dict) -> list[str]:
+    out = []
+    d = data["deltas"] or {}
+    for other in ("Baseline", "PtyChi"):
+        for metric, dec in (("ms_ssim", 3), ("mae", 6)):
+            x = (d.get(f"vs_{other}") or {}).get(metric) or {}
+            sign = BETTER_SIGN[metric]
+            parts = []
+            for comp in ("amplitude", "phase"):
+                v = x.get(comp)
+                if not _finite(v):
+                    parts.append(f"{comp} n/a (a mean is missing)")
+                else:
+                    better = (sign * v) > 0
+                    who = "PtychoPINN better" if better else (f"{_arm(other, data)} better" if v != 0 else "equal")
+                    parts.append(f"{comp} {v:+.{dec}f} ({who})")
+            meaning = "positive = PtychoPINN better" if sign > 0 else "negative = PtychoPINN better (lower error)"
+            out.append(f"{metric.upper().replace('_', '-')} PtychoPINN − {_arm(other, data)}: "
+                       + "; ".join(parts) + f" [{meaning}]")
+    return out
+
+
+def _trend_lines(data: dict) -> list[str]:
+    out = []
+    for arm, comps in data["trends"].items():
+        for comp in ("phase", "amplitude"):
+            t = comps[comp]
+            series = " → ".join(f"{_f(m)} @ {_dose(d)}" for d, m in zip(t["doses"], t["means"]))
+            out.append(f"{_arm(arm, data)} {comp}: {t['trend']} with dose ({series})")
+    return out
+
+
+def _incident_lines(data: dict) -> list[str]:
+    inc = data.get("incident")
+    if not inc:
+        return []
+    out = []
+    if inc.get("degraded_splits") is not None:
+        h = ", ".join(f"{s} {_f(v)}" for s, v in (inc.get("health") or {}).items())
+        out.append(f"Split comparison: output health against the reference {h}; degraded: "
+                   f"{', '.join(inc['degraded_splits']) or 'none'}; most drifted input: {inc.get('most_drifted_input')}.")
+        for f in inc.get("split_flags", [])[:3]:
+            out.append(f"Flag: {f}")
+    for key in ("split_error", "bisection_error"):
+        if inc.get(key):
+            out.append(inc[key])
+    if inc.get("verdict"):
+        v = inc["verdict"]
+        out.append(f"Bisection verdict: {v.get('kind')} {v.get('name')} — {v.get('summary')}")
+        out.append(f"Fix: {inc.get('fix') or 'none proposed'}")
+        if _finite(inc.get("restores")):
+            out.append(f"The fix restores {float(inc['restores']):.0%} of the reference output health.")
+        h = inc.get("bisection_health") or {}
+        if h:
+            out.append("Health: " + ", ".join(f"{k} {_f(v)}" for k, v in h.items()))
+    return out
+
+
+def _best_table(data: dict) -> tuple[list[str], list[list[str]]]:
+    head = ["dose", "view", "split", "best on phase", "best on amplitude", "not scored"]
+    rows = []
+    for b in data["best"]:
+        if b["status"] != "success":
+            rows.append([_dose(b["dose"]), b["view"], b["split"], f"job {b['status']}", "", b.get("error") or ""])
+            continue
+        cells = []
+        for comp in ("phase", "amplitude"):
+            e = b[comp]
+            if e["best"] is None:
+                cells.append("no arm scored")
+            else:
+                margin = f", +{e['margin']:.3f} over {_arm(e['runner_up'], data)}" if e["runner_up"] else ""
+                cells.append(f"{_arm(e['best'], data)} {e['value']:.3f}{margin}")
+        uns = {**b["phase"]["unscored"], **b["amplitude"]["unscored"]}
+        cells.append("; ".join(f"{_arm(a, data)}: {t}" for a, t in uns.items()))
+        rows.append([_dose(b["dose"]), b["view"], b["split"], *cells])
+    return head, rows
+
+
+def story_markdown(data: dict) -> str:
+    """Render the story's facts as Markdown."""
+    L = ["## Summary", ""] + [f"- {s}" for s in headline(data)] + [""]
+    head, rows = _best_table(data)
+    L += ["### Best arm per dose × view × split (MS-SSIM)", "", "| " + " | ".join(head) + " |",
+          "|" + "---|" * len(head)]
+    L += ["| " + " | ".join(r) + " |" for r in rows]
+    L += ["", "### Dose trend (mean MS-SSIM over views and splits)", ""] + [f"- {s}" for s in _trend_lines(data)]
+    L += ["", "### Deltas (means over all jobs)", ""] + [f"- {s}" for s in _delta_lines(data)]
+    probs = data["problems"]
+    L += ["", "### Missing, failed or all-zero results", ""]
+    L += [f"- {p['job']}{' ' + _arm(p['arm'], data) if p['arm'] else ''}: {p['text']}" for p in probs] or ["- none"]
+    inc = _incident_lines(data)
+    if inc:
+        L += ["", "### The incident and its diagnosis", ""] + [f"- {s}" for s in inc]
+        L += [f"- {k}: [{v}]({_rel(v)})" for k, v in data["incident"]["links"].items()]
+    if data["trust"]:
+        L += ["", "### Trust flags", ""] + [f"- {t}" for t in data["trust"]]
+    L += ["", "### Provenance", ""] + [f"- {s}" for s in _provenance_lines(data)]
+    return "\n".join(L) + "\n"
+
+
+def _rel(path: str) -> str:
+    """A hub-relative path as a link from ``analysis/phase_g_report.html``."""
+    return path[len("analysis/"):] if path.startswith("analysis/") else "../" + path
+
+
+def _provenance_lines(data: dict) -> list[str]:
+    p = data["provenance"]
+    out = [p["PtychoPINN"], p["Baseline"], p["PtyChi"], _convention_sentence(data)]
+    if p.get("jobs_created"):
+        a, b = p["jobs_created"]
+        out.append(f"Comparison jobs run {a}" + (f" to {b}" if b != a else ""))
+    out.append(f"Results aggregated {p.get('results_generated_at') or 'n/a'}; report built {p['report_generated_at']}")
+    v = p.get("software_versions") or {}
+    out.append("Software: " + ", ".join(f"{k} {val}" for k, val in v.items() if val and k != "platform"))
+    return out
+
+
+def _esc(s) -> str:
+    return _html.escape(str(s), quote=True)
+
+
+def story_html(data: dict) -> str:
+    """Render the story's facts as an HTML fragment (no scripts, no external resources)."""
+    H = ['<section id="summary" class="pty-summary">', "<h2>Summary</h2>", "<ul>"]
+    H += [f"<li>{_esc(s)}</li>" for s in headline(data)]
+    H += ["</ul>"]
+    head, rows = _best_table(data)
+    H += ['<h3 id="best-arms">Best arm per dose × view × split (MS-SSIM)</h3>', '<table class="pty-table"><thead><tr>']
+    H += [f"<th>{_esc(h)}</th>" for h in head] + ["</tr></thead><tbody>"]
+    for r in rows:
+        H.append("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in r) + "</tr>")
+    H += ["</tbody></table>"]
+    H += ['<h3 id="dose-trend">Dose trend (mean MS-SSIM over views and splits)</h3>', "<ul>"]
+    H += [f"<li>{_esc(s)}</li>" for s in _trend_lines(data)] + ["</ul>"]
+    H += ['<h3 id="deltas">Deltas (means over all jobs)</h3>', "<ul>"]
+    H += [f"<li>{_esc(s)}</li>" for s in _delta_lines(data)] + ["</ul>"]
+    H += ['<h3 id="problems">Missing, failed or all-zero results</h3>', "<ul>"]
+    probs = data["problems"]
+    H += [f"<li>{_esc(p['job'])}{(' ' + _esc(_arm(p['arm'], data))) if p['arm'] else ''}: {_esc(p['text'])}</li>"
+          for p in probs] or ["<li>none</li>"]
+    H += ["</ul>"]
+    inc = _incident_lines(data)
+    if inc:
+        H += ['<h3 id="incident">The incident and its diagnosis</h3>', "<ul>"]
+        H += [f"<li>{_esc(s)}</li>" for s in inc]
+        H += [f'<li>{_esc(k)} notebook: <a href="{_esc(_rel(v))}">{_esc(v)}</a></li>'
+              for k, v in data["incident"]["links"].items()]
+        H += ["</ul>"]
+    if data["trust"]:
+        H += ['<h3 id="trust">Trust flags</h3>', "<ul>"] + [f"<li>{_esc(t)}</li>" for t in data["trust"]] + ["</ul>"]
+    H += ['<h3 id="provenance">Provenance</h3>', "<ul>"] + [f"<li>{_esc(s)}</li>" for s in _provenance_lines(data)]
+    H += ["</ul>", "</section>"]
+    return "\n".join(H)
+
