@@ -1,0 +1,99 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: notebooks///ipynb,ptyanalysis/templates///py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Split comparison: how do a model's inputs and outputs differ between two splits?
+#
+# For each model input: summary statistics per split, two-sample drift measures with stated
+# thresholds (KS, Wasserstein in units of the reference std, standardized mean difference),
+# inputs ranked by drift; per-pattern summaries for image inputs and scan maps for positions.
+# Output health per split is scored against a **reference** (the model's output on inputs drawn
+# like its training inputs), so a split that is itself degraded is flagged even when the other is worse.
+# The inputs are loaded exactly as `ptyanalysis compare-splits` loads them.
+#
+# Edit the parameters cell and run all cells; nothing is simulated or trained unless
+# `ensure_synthetic` names a synthetic study size.
+
+# %%
+# %matplotlib inline
+from pathlib import Path
+from typing import Optional
+
+from ptyanalysis import hub as hubs
+from ptyanalysis.diagnosis import inputs, splits
+from ptyanalysis.inference import load_model
+from ptyanalysis.pipeline import notebook as nbk
+
+# %% tags=["parameters"]
+hub: Path = "../demo_hub"  # study hub; the defaults below come from it (relative to this notebook's folder)
+dose: float = 1000.0  # dose of the defaults below
+model: Optional[Path] = None  # model file or directory; default: HUB's Baseline at DOSE
+split_a: Optional[Path] = None  # first split NPZ; default: HUB's train dataset at DOSE
+split_b: Optional[Path] = None  # second split NPZ; default: HUB's test dataset at DOSE
+reference: Optional[Path] = None  # NPZ of inputs drawn like the training inputs; default: derived like the CLI
+names: list[str] = ["train", "test"]  # names of the two splits ("train,test" is read as a list)
+study_inputs: bool = True  # the split files are study datasets, fed as the study's script did
+max_output_samples: Optional[int] = 2000  # run the model on at most this many (seeded) samples per split
+seed: int = 0  # seed of every subsample
+output_dir: Optional[Path] = None  # default: HUB/analysis/diagnosis/split_comparison
+ensure_synthetic: Optional[str] = None  # e.g. "ci": simulate and train this synthetic study if the hub has none
+
+# %%
+params = nbk.check_parameters(globals(), "01_split_comparison")
+
+# %%
+if ensure_synthetic:
+    from ptyanalysis.synthetic import demo
+
+    demo.ensure_study(hub, size=ensure_synthetic)
+model = model or hubs.model_dir(hub, dose, "Baseline")
+split_a = split_a or hubs.dataset_path(hub, dose, "train")
+split_b = split_b or hubs.dataset_path(hub, dose, "test")
+output_dir = output_dir or hubs.analysis_root(hub) / "diagnosis" / "split_comparison"
+loaded = load_model(model)
+sets, datasets, ref = inputs.cli_input_sets(loaded, {"a": split_a, "b": split_b}, reference,
+                                            study_inputs=study_inputs, trained_like="a")
+# ground truth per split, as `ptyanalysis compare-splits` takes it (both study datasets hold Y)
+ys = {nm: datasets[k].Y for nm, k in zip(names, ("a", "b")) if getattr(datasets.get(k), "Y", None) is not None}
+truth = ys if len(ys) == 2 else None
+result = splits.compare_splits(loaded, sets["a"], sets["b"], reference=ref, ground_truth=truth,
+                               names=tuple(names), seed=seed, max_output_samples=max_output_samples)
+written = splits.write_split_comparison(result, output_dir)
+
+# %% [markdown]
+# ## Inputs ranked by drift
+
+# %%
+# NBVAL_CHECK_OUTPUT
+# most drifted input first
+list(result.ranking)
+
+# %%
+result.summary_table().round(3)
+
+# %% [markdown]
+# ## Output health against the reference
+
+# %%
+# NBVAL_CHECK_OUTPUT
+result.health_table()[["split", "degraded"]]
+
+# %%
+result.health_table().round(3)
+
+# %%
+for f in result.flags:
+    print("-", f)
+
+# %%
+splits.plot_split_comparison(result);

@@ -1,0 +1,101 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: notebooks///ipynb,ptyanalysis/templates///py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Zero-prediction bisection: isolate why a model fails on one set and passes on another
+#
+# Reproduce first; then runtime factors (batch size, XLA, eager/graph, dtype, device), input swaps
+# and interventions (delta debugging over inputs), sample subsets (ddmin) and the first dead layer.
+# Every experiment is recorded; causes are ranked by how much of the **reference** health they restore.
+# The inputs are loaded exactly as `ptyanalysis bisect` loads them, so both give the same verdict.
+#
+# Edit the parameters cell and run all cells; nothing is simulated or trained unless
+# `ensure_synthetic` names a synthetic study size.
+
+# %%
+# %matplotlib inline
+from pathlib import Path
+from typing import Optional
+
+from ptyanalysis import hub as hubs
+from ptyanalysis.diagnosis import bisection, health, inputs
+from ptyanalysis.inference import load_model
+from ptyanalysis.pipeline import notebook as nbk
+
+# %% tags=["parameters"]
+hub: Path = "../demo_hub"  # study hub; the defaults below come from it (relative to this notebook's folder)
+dose: float = 1000.0  # dose of the defaults below
+model: Optional[Path] = None  # model file or directory; default: HUB's Baseline at DOSE
+failing: Optional[Path] = None  # NPZ of the failing inputs; default: HUB's test dataset at DOSE
+passing: Optional[Path] = None  # NPZ of the passing inputs; default: HUB's train dataset at DOSE
+reference: Optional[Path] = None  # NPZ of inputs drawn like the training inputs; default: derived like the CLI
+criterion: str = "all-zero"  # all-zero | non-finite | collapsed[:tol] | module:function
+study_inputs: bool = True  # failing/passing are study datasets, mapped as the study's script did
+max_samples: int = 2000  # as `ptyanalysis bisect --max-samples`
+max_evaluations: int = 58  # as `ptyanalysis bisect --max-evaluations`
+seed: int = 0  # as `ptyanalysis bisect --seed`
+output_dir: Optional[Path] = None  # default: HUB/analysis/diagnosis/bisection
+ensure_synthetic: Optional[str] = None  # e.g. "ci": simulate and train this synthetic study if the hub has none
+
+# %%
+params = nbk.check_parameters(globals(), "02_zero_prediction_bisection")
+
+# %%
+if ensure_synthetic:
+    from ptyanalysis.synthetic import demo
+
+    demo.ensure_study(hub, size=ensure_synthetic)
+model = model or hubs.model_dir(hub, dose, "Baseline")
+failing = failing or hubs.dataset_path(hub, dose, "test")
+passing = passing or hubs.dataset_path(hub, dose, "train")
+output_dir = output_dir or hubs.analysis_root(hub) / "diagnosis" / "bisection"
+loaded = load_model(model)
+sets, _, ref = inputs.cli_input_sets(loaded, {"failing": failing, "passing": passing}, reference,
+                                     study_inputs=study_inputs, trained_like="passing")
+result = bisection.bisect(loaded, sets["failing"], sets["passing"], ref, health.parse_criterion(criterion),
+                          max_samples=max_samples, max_evaluations=max_evaluations, seed=seed)
+path = bisection.write_bisection(result, output_dir)
+
+# %% [markdown]
+# ## Verdict
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(result.verdict["kind"], "|", result.verdict["name"])
+print(result.verdict["summary"])
+print("fix:", result.fix)
+
+# %%
+print(f"health: failing {result.health['failing']:.3f}, passing {result.health['passing']:.3f}, "
+      f"reference {result.health['reference']:.3f}; {result.evaluations} model evaluations, {result.elapsed_s:.1f} s")
+
+# %% [markdown]
+# ## Causes ranked by restored health
+
+# %%
+result.causes_table()
+
+# %% [markdown]
+# ## Every experiment
+
+# %%
+result.experiments_table()
+
+# %% [markdown]
+# ## Layers: zero fraction per layer on both sets
+
+# %%
+result.layer_table()
+
+# %%
+bisection.plot_bisection(result);
