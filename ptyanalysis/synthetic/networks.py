@@ -27,15 +27,18 @@ from __future__ import annotations
 
 import math
 
+import keras
 import numpy as np
+from keras import ops
 
+from ..conventions import REASSEMBLY
 from ..errors import PtyAnalysisError
 
-# TensorFlow/Keras are imported at module level here: this module *is* the models.
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
 _PKG = "ptyanalysis"
+
+#: Dilation rates of the convolutions at the coarsest scale of the patch network.
+BOTTLENECK_DILATIONS = (1, 2, 4)
+
 
 
 def canvas_pad(N: int) -> int:
@@ -43,35 +46,51 @@ def canvas_pad(N: int) -> int:
     return int(math.ceil(5 * N / 128))
 
 
+def _tent(shifts, size: int):
+    """Bilinear translation matrices ``W[m, i, j] = max(0, 1 - |i - j - shift_m|)``, shape (M, size, size).
+
+    ``W @ v`` moves a signal ``v`` of length ``size`` by ``shift_m`` towards larger
+    indices with bilinear interpolation and zero fill: the same numbers as an
+    image-projective bilinear transform with constant fill, built only from
+    ``keras.ops`` so it runs (and compiles with XLA) on every Keras backend.
+    """
+    idx = ops.arange(size, dtype="float32")
+    d = ops.reshape(ops.cast(shifts, "float32"), (-1, 1, 1))
+    return ops.relu(1.0 - ops.abs(idx[None, :, None] - idx[None, None, :] - d))
+
+
 def _translate(images, shifts):
-    """Translate ``images`` (B, H, W, C) float by ``shifts`` (B, 2) = (dy, dx), bilinear, zero fill.
+    """Translate ``images`` (M, H, W, C) float by ``shifts`` (M, 2) = (dy, dx), bilinear, zero fill.
 
     Content moves towards larger indices for positive shifts (the
     :mod:`ptyanalysis.conventions` sign).
     """
-    shifts = tf.cast(shifts, tf.float32)
-    b = tf.shape(images)[0]
-    one = tf.ones((b,), tf.float32)
-    zero = tf.zeros((b,), tf.float32)
-    transforms = tf.stack([one, zero, -shifts[:, 1], zero, one, -shifts[:, 0], zero, zero], axis=1)
-    return tf.raw_ops.ImageProjectiveTransformV3(
-        images=images, transforms=transforms, output_shape=tf.shape(images)[1:3],
-        fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT",
-    )
+    wy = _tent(shifts[:, 0], images.shape[1])
+    wx = _tent(shifts[:, 1], images.shape[2])
+    return ops.einsum("mij,mjkc,mlk->milc", wy, images, wx)
 
 
 def _offsets_to_shifts(offsets):
     """(B, 1, 2, C) negated local offsets [x, y] -> (B*C, 2) member shifts (dy, dx) = member - global."""
-    o = tf.transpose(offsets[:, 0, :, :], (0, 2, 1))  # (B, C, 2) [x, y]
-    o = tf.reshape(o, (-1, 2))
-    return -tf.stack([o[:, 1], o[:, 0]], axis=1)
+    o = ops.transpose(offsets[:, 0, :, :], (0, 2, 1))  # (B, C, 2) [x, y]
+    o = ops.reshape(o, (-1, 2))
+    return -ops.stack([o[:, 1], o[:, 0]], axis=1)
 
 
 def _to_channels_first_batch(x):
     """(B, H, W, C) -> (B*C, H, W, 1)."""
-    s = tf.shape(x)
-    x = tf.transpose(x, (0, 3, 1, 2))
-    return tf.reshape(x, (s[0] * s[3], s[1], s[2], 1))
+    x = ops.transpose(x, (0, 3, 1, 2))
+    return ops.reshape(x, (-1, x.shape[2], x.shape[3], 1))
+
+
+def _complex_inputs(kwargs: dict) -> dict:
+    """Layer kwargs with Keras's input autocast off: autocast would cast complex inputs to float32,
+    silently discarding their imaginary part (the phase)."""
+    return {**kwargs, "autocast": False}
+
+
+def _complex(re, im):
+    return ops.view_as_complex(ops.stack([re, im], axis=-1))
 
 
 @keras.saving.register_keras_serializable(package=_PKG)
@@ -79,7 +98,7 @@ class CombineComplex(keras.layers.Layer):
     """(amplitude, phase) -> amplitude * exp(i phase), complex64."""
 
     def call(self, amplitude, phase):
-        return tf.complex(amplitude * tf.cos(phase), amplitude * tf.sin(phase))
+        return _complex(amplitude * ops.cos(phase), amplitude * ops.sin(phase))
 
     def compute_output_spec(self, amplitude, phase):
         return keras.KerasTensor(amplitude.shape, dtype="complex64")
@@ -106,28 +125,37 @@ class MergePatches(keras.layers.Layer):
     ``member - global``, summed over members and divided by the translated
     mask count + 0.001; the central ``N x N`` is returned, ``(B, N, N, 1)``
     complex64.
+
+    ``reassembly="batch_centred"`` first subtracts the batch mean of the
+    offsets (per coordinate), as PtychoPINN's reassembly does since commit
+    898b42e: each output then depends on which samples share its batch.
     """
 
-    def __init__(self, pad: int, eps: float = 1e-3, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, pad: int, eps: float = 1e-3, reassembly: str = "study", **kwargs):
+        super().__init__(**_complex_inputs(kwargs))
+        if reassembly not in REASSEMBLY:
+            raise PtyAnalysisError(f"reassembly must be one of {REASSEMBLY}, got {reassembly!r}")
         self.pad = int(pad)
         self.eps = float(eps)
+        self.reassembly = reassembly
 
     def get_config(self):
-        return {**super().get_config(), "pad": self.pad, "eps": self.eps}
+        return {**super().get_config(), "pad": self.pad, "eps": self.eps, "reassembly": self.reassembly}
 
     def call(self, patches, offsets):
         p = self.pad
-        n_members = tf.shape(offsets)[3]
-        re_im = tf.concat([tf.math.real(patches), tf.math.imag(patches), tf.ones_like(tf.math.real(patches))], -1)
-        re_im = tf.pad(re_im, [[0, 0], [p, p], [p, p], [0, 0]])
-        moved = _translate(re_im, _offsets_to_shifts(offsets))
-        s = tf.shape(moved)
-        moved = tf.reshape(moved, (-1, n_members, s[1], s[2], 3))
-        total = tf.reduce_sum(moved, axis=1)
-        total = total[:, p:s[1] - p, p:s[2] - p, :]
+        n_members = offsets.shape[3]
+        if self.reassembly == "batch_centred":
+            offsets = offsets - ops.mean(offsets, axis=(0, 3), keepdims=True)
+        re = ops.real(patches)
+        stack = ops.concatenate([re, ops.imag(patches), ops.ones_like(re)], axis=-1)
+        stack = ops.pad(stack, [[0, 0], [p, p], [p, p], [0, 0]])
+        moved = _translate(stack, _offsets_to_shifts(offsets))
+        H, W = moved.shape[1], moved.shape[2]
+        total = ops.sum(ops.reshape(moved, (-1, n_members, H, W, 3)), axis=1)
+        total = total[:, p:H - p, p:W - p, :]
         count = total[..., 2:3] + self.eps
-        return tf.complex(total[..., 0:1] / count, total[..., 1:2] / count)
+        return _complex(total[..., 0:1] / count, total[..., 1:2] / count)
 
     def compute_output_spec(self, patches, offsets):
         return keras.KerasTensor((None, patches.shape[1], patches.shape[2], 1), dtype="complex64")
@@ -141,15 +169,23 @@ class ExtractMembers(keras.layers.Layer):
     output ``(B*C, N, N, 1)`` complex, each translated by ``global - member``.
     """
 
+    def __init__(self, **kwargs):
+        super().__init__(**_complex_inputs(kwargs))
+
     def call(self, obj, offsets):
-        n_members = tf.shape(offsets)[3]
-        ri = tf.concat([tf.math.real(obj), tf.math.imag(obj)], -1)
-        ri = tf.repeat(ri, n_members, axis=0)
+        n_members = offsets.shape[3]
+        ri = ops.concatenate([ops.real(obj), ops.imag(obj)], axis=-1)
+        ri = ops.repeat(ri, n_members, axis=0)
         moved = _translate(ri, -_offsets_to_shifts(offsets))
-        return tf.complex(moved[..., 0:1], moved[..., 1:2])
+        return _complex(moved[..., 0:1], moved[..., 1:2])
 
     def compute_output_spec(self, obj, offsets):
         return keras.KerasTensor((None, obj.shape[1], obj.shape[2], 1), dtype="complex64")
+
+
+def _fftshift2(x):
+    n0, n1 = x.shape[-2], x.shape[-1]
+    return ops.roll(ops.roll(x, n0 // 2, axis=-2), n1 // 2, axis=-1)
 
 
 @keras.saving.register_keras_serializable(package=_PKG)
@@ -161,7 +197,7 @@ class FarFieldAmplitude(keras.layers.Layer):
     """
 
     def __init__(self, probe=None, n_members: int = 1, log_scale: float = 0.0, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**_complex_inputs(kwargs))
         self._probe_init = None if probe is None else np.asarray(probe, np.complex64)
         self.n_members = int(n_members)
         self.log_scale_init = float(log_scale)
@@ -180,14 +216,14 @@ class FarFieldAmplitude(keras.layers.Layer):
         return {**super().get_config(), "n_members": self.n_members, "log_scale": self.log_scale_init}
 
     def call(self, obj):
-        probe = tf.complex(self.probe_re, self.probe_im)
-        exit_wave = obj[..., 0] * probe
-        n = tf.cast(tf.shape(exit_wave)[-1], tf.float32)
-        far = tf.signal.fftshift(tf.signal.fft2d(exit_wave), axes=(-2, -1))
-        amp = tf.abs(far) / n * tf.exp(self.log_scale)
-        s = tf.shape(amp)
-        amp = tf.reshape(amp, (-1, self.n_members, s[1], s[2]))
-        return tf.transpose(amp, (0, 2, 3, 1))
+        o_re, o_im = ops.real(obj[..., 0]), ops.imag(obj[..., 0])
+        e_re = o_re * self.probe_re - o_im * self.probe_im
+        e_im = o_re * self.probe_im + o_im * self.probe_re
+        f_re, f_im = ops.fft2((e_re, e_im))
+        n = float(obj.shape[1])
+        amp = _fftshift2(ops.sqrt(f_re * f_re + f_im * f_im + 1e-12)) / n * ops.exp(self.log_scale)
+        amp = ops.reshape(amp, (-1, self.n_members, amp.shape[1], amp.shape[2]))
+        return ops.transpose(amp, (0, 2, 3, 1))
 
     def compute_output_spec(self, obj):
         return keras.KerasTensor((None, obj.shape[1], obj.shape[2], self.n_members), dtype="float32")
@@ -199,9 +235,9 @@ def poisson_nll(y_true, y_pred):
 
     Counts are the squared amplitudes: ``mean(I_pred - I_obs log I_pred)``.
     """
-    i_obs = tf.square(y_true)
-    i_pred = tf.square(y_pred) + 1e-6
-    return tf.reduce_mean(i_pred - i_obs * tf.math.log(i_pred), axis=(1, 2, 3))
+    i_obs = ops.square(y_true)
+    i_pred = ops.square(y_pred) + 1e-6
+    return ops.mean(i_pred - i_obs * ops.log(i_pred), axis=(1, 2, 3))
 
 
 def build_patch_network(N: int, input_rms: float, filters=(16, 32, 64), name="patch_net") -> keras.Model:
@@ -234,10 +270,11 @@ def build_patch_network(N: int, input_rms: float, filters=(16, 32, 64), name="pa
     for f in filters:
         x = keras.layers.Conv2D(f, 3, strides=2, padding="same", activation="relu")(x)
         x = keras.layers.Conv2D(f, 3, padding="same", activation="relu")(x)
-    bottleneck = N // 2 ** len(filters)
-    x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(bottleneck * bottleneck * filters[-1] // 4, activation="relu")(x)
-    x = keras.layers.Reshape((bottleneck, bottleneck, filters[-1] // 4))(x)
+    # Fully convolutional (like PtychoPINN's network: no dense bottleneck). Dilated convolutions at
+    # the coarsest scale give every output pixel a receptive field wider than the pattern
+    # (155 px with three stages), which the diffraction-to-object mapping needs.
+    for rate in BOTTLENECK_DILATIONS:
+        x = keras.layers.Conv2D(filters[-1], 3, padding="same", dilation_rate=rate, activation="relu")(x)
     for i, f in enumerate(reversed(filters)):
         f = max(f // 2, 4)  # a lighter decoder: most of the cost is at high resolution
         x = keras.layers.Conv2DTranspose(f, 3, strides=2, padding="same", activation="relu")(x)
@@ -250,7 +287,7 @@ def build_patch_network(N: int, input_rms: float, filters=(16, 32, 64), name="pa
 
 
 def build_models(N: int, gridsize: int, input_rms: float, probe=None, log_scale: float = 0.0,
-                 filters=(16, 32, 64)) -> dict:
+                 filters=(16, 32, 64), reassembly: str = "study") -> dict:
     """Build the study-like models sharing one patch network.
 
     Parameters
@@ -265,6 +302,11 @@ def build_models(N: int, gridsize: int, input_rms: float, probe=None, log_scale:
         Probe for the physics head (needed to train the PINN).
     log_scale : float
         Initial ``log k`` of the physics head.
+    filters : tuple of int
+        Encoder widths of the patch network.
+    reassembly : {"study", "batch_centred"}
+        How the merge treats the offsets (:data:`REASSEMBLY`): as the study's code did, or
+        centred on the batch mean as PtychoPINN's current code does.
 
     Returns
     -------
@@ -282,7 +324,7 @@ def build_models(N: int, gridsize: int, input_rms: float, probe=None, log_scale:
     members = StackMembers(name="stack_members")(x_in)
     amp, ph = net(members)
     patches = CombineComplex(name="member_patches")(amp, ph)
-    merged = MergePatches(canvas_pad(N), name="merge_patches")(patches, pos_in)
+    merged = MergePatches(canvas_pad(N), reassembly=reassembly, name="merge_patches")(patches, pos_in)
     out = {"diffraction_to_obj": keras.Model([x_in, pos_in], merged, name="diffraction_to_obj"),
            "patch_network": net}
     if probe is not None:

@@ -503,6 +503,6 @@ def run_cli(args) -> int:
 __all__ = [
     "SIZES", "StudySize", "SimulationConfig", "make_probe", "make_object", "make_positions",
     "split_positions", "view_indices", "disc_overlap", "overlap_metrics", "probe_radius",
-    "simulate_counts", "simulate_study", "load_views", "load_view", "extract_patches", "plot_study",
+    "simulate_counts", "simulate_study", "extract_patches", "plot_study",
 ]
 

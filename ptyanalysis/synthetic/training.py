@@ -25,7 +25,7 @@ import math
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ from ..conventions import SPLITS, VIEWS
 from ..errors import PtyAnalysisError
 from ..fileutil import atomic_dir, write_json, write_npz
 from ..provenance import software_versions, utc_now
+from ..conventions import REASSEMBLY
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,10 @@ class TrainConfig:
         LSQML epochs when pty-chi runs (the study: 100).
     reference_samples : int
         Size of the saved reference input sample.
+    baseline_reassembly : {"study", "batch_centred"}
+        The Baseline's in-model merge (:data:`ptyanalysis.synthetic.networks.REASSEMBLY`): as the
+        study's code ran (the default, reproducing the incident), or centred on the batch mean as
+        PtychoPINN's current code is.
     seed : int
     """
 
@@ -79,6 +84,7 @@ class TrainConfig:
     iterative_engine: str = "auto"
     ptychi_epochs: int = 100
     reference_samples: int = 64
+    baseline_reassembly: str = "study"
     seed: int = 0
 
 
@@ -209,24 +215,40 @@ def train_baseline(data, nphotons: float, config: TrainConfig = TrainConfig(), d
     desc : str
         Progress label.
     """
-    import ptyanalysis.inference.feeds as models_feeds
-    import ptyanalysis.synthetic.networks as models_networks
+    from ..inference import feeds
+    from . import networks
 
     if data.Y is None:
         raise PtyAnalysisError(f"{data.path or 'dataset'}: key 'Y' (ground-truth patches) is needed to train the Baseline")
-    isc = models_feeds.intensity_scale_for(nphotons, data.N)
-    x = models_feeds.scale_diffraction(data.diffraction, isc)[..., None]
-    inputs = {"input": x, "input_positions": np.zeros((len(x), 1, 2, 1), np.float32)}
+    isc = feeds.intensity_scale_for(nphotons, data.N)
+    inputs = feeds.study_model_inputs(data, {"intensity_scale": isc}, "trained")  # the feed it is trained with
+    x = inputs["input"]
     rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
-    built = models_networks.build_models(data.N, 1, rms, filters=tuple(config.filters))
+    def build():
+        return networks.build_models(data.N, 1, rms, filters=tuple(config.filters),
+                                            reassembly=config.baseline_reassembly)
+
+    built = build()
     Y = np.asarray(data.Y)
     hist = _fit(built["patch_network"], x, [np.abs(Y)[..., None], np.angle(Y)[..., None]],
                 config.baseline_steps, config, desc, loss=["mae", "mse"], loss_weights=[1.0, config.phase_weight],
                 batch_size=config.baseline_batch_size)
     side = _sidecar("Baseline", data, 1, isc, nphotons, inputs, hist, config,
                     {"training_mode": "supervised on Y (amplitude MAE + phase MSE), all-zero local offsets",
-                     "input_rms": rms})
-    return TrainedModel(built["diffraction_to_obj"], side, _reference_sample(inputs, config.reference_samples, config.seed))
+                     "input_rms": rms, "reassembly": config.baseline_reassembly})
+    return TrainedModel(_inference_copy(built, build), side, _reference_sample(inputs, config.reference_samples, config.seed))
+
+
+def _inference_copy(built: dict, build) -> object:
+    """A fresh, never-compiled ``diffraction_to_obj`` holding the trained weights.
+
+    The trained models were compiled (their optimiser state would otherwise be
+    saved with the inference model, multiplying the file size by three); the
+    copy holds only the weights inference needs.
+    """
+    fresh = build()["diffraction_to_obj"]
+    fresh.set_weights(built["diffraction_to_obj"].get_weights())
+    return fresh
 
 
 def train_pinn(data, nphotons: float, config: TrainConfig = TrainConfig(), gridsize: int = 2,
@@ -253,24 +275,28 @@ def train_pinn(data, nphotons: float, config: TrainConfig = TrainConfig(), grids
     -------
     TrainedModel
     """
-    import ptyanalysis.inference.feeds as models_feeds
-    import ptyanalysis.synthetic.networks as models_networks
+    from ..inference import feeds
+    from . import networks
 
-    isc = models_feeds.intensity_scale_for(nphotons, data.N)
-    inputs, _, _ = models_feeds.group_inputs(data, gridsize, isc, K=config.K, seed=config.seed)
+    isc = feeds.intensity_scale_for(nphotons, data.N)
+    inputs, _, _ = feeds.group_inputs(data, gridsize, isc, K=config.K, seed=config.seed)
     x = inputs["input"]
     rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
     probe = np.asarray(data.probe)
     # initial photon scale: |O| ~ 0.7 and sum |F(P O)|^2 = sum |P O|^2 (orthonormal FFT)
     mean_total = float(np.mean(np.sum(x.astype(np.float64) ** 2, axis=(1, 2))))
     log_k = 0.5 * math.log(mean_total / (0.5 * float(np.sum(np.abs(probe) ** 2))))
-    built = models_networks.build_models(data.N, gridsize, rms, probe=probe, log_scale=log_k, filters=tuple(config.filters))
+    def build():
+        return networks.build_models(data.N, gridsize, rms, probe=probe, log_scale=log_k,
+                                            filters=tuple(config.filters))
+
+    built = build()
     hist = _fit(built["autoencoder"], [x, inputs["input_positions"]], x, config.pinn_steps, config, desc,
-                loss=models_networks.poisson_nll)
+                loss=networks.poisson_nll)
     side = _sidecar("PtychoPINN", data, gridsize, isc, nphotons, inputs, hist, config,
                     {"training_mode": "self-supervised: Poisson NLL through the physics forward model",
                      "K": config.K, "K_inference": 7, "input_rms": rms})
-    return TrainedModel(built["diffraction_to_obj"], side, _reference_sample(inputs, config.reference_samples, config.seed))
+    return TrainedModel(_inference_copy(built, build), side, _reference_sample(inputs, config.reference_samples, config.seed))
 
 
 def save_trained(trained: TrainedModel, directory) -> Path:
@@ -376,7 +402,6 @@ def train_study(hub, config: TrainConfig = TrainConfig(), doses=None, views=VIEW
     dict
         Timings per step (also written to ``HUB/data/phase_e/training_summary.json``).
     """
-    import ptyanalysis.hub as synth_hub
 
     hub = Path(hub)
     if doses is None:
@@ -393,14 +418,14 @@ def train_study(hub, config: TrainConfig = TrainConfig(), doses=None, views=VIEW
     for dose in doses:
         base_dir = _hub.model_dir(hub, dose, "Baseline")
         if force or not (base_dir / "model.keras").exists():
-            train = synth_hub.load_view(hub, dose, "dense", "train")
+            train = _hub.load_view(hub, dose, "dense", "train")
             t0 = time.perf_counter()
             save_trained(train_baseline(train, dose, config, desc=f"Baseline dose {dose:g}"), base_dir)
             summary["steps"].append({"step": f"train Baseline dose {dose:g}", "elapsed_s": time.perf_counter() - t0})
         for view in views:
             d = _hub.model_dir(hub, dose, "PtychoPINN", view)
             if force or not (d / "model.keras").exists():
-                train = synth_hub.load_view(hub, dose, view, "train")
+                train = _hub.load_view(hub, dose, view, "train")
                 t0 = time.perf_counter()
                 save_trained(train_pinn(train, dose, config, desc=f"PtychoPINN {view} dose {dose:g}"), d)
                 summary["steps"].append({"step": f"train PtychoPINN {view} dose {dose:g}",
@@ -408,7 +433,7 @@ def train_study(hub, config: TrainConfig = TrainConfig(), doses=None, views=VIEW
             for split in SPLITS:
                 out = _hub.ptychi_path(hub, dose, view, split)
                 if force or not out.exists():
-                    data = synth_hub.load_view(hub, dose, view, split)
+                    data = _hub.load_view(hub, dose, view, split)
                     t0 = time.perf_counter()
                     rec = _iterative_for(data, config)
                     save_reconstruction(rec, out)
@@ -426,8 +451,34 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("hub", type=Path, help="study hub (from 'ptyanalysis simulate')")
     parser.add_argument("--budget", choices=sorted(TRAIN_CONFIGS), default=None,
                         help="training budget preset (default: the hub's simulation size)")
+    parser.add_argument("--steps", type=_positive_int, default=None, metavar="N",
+                        help="optimiser steps for each network, overriding the preset (e.g. a few hundred "
+                             "to try the study size on a CPU; the real study budget needs a GPU)")
+    parser.add_argument("--baseline-reassembly", choices=REASSEMBLY, default=None,
+                        help="the Baseline's in-model merge: as the study ran it (default) or centred "
+                             "on the batch mean as PtychoPINN's current code")
     parser.add_argument("--doses", type=float, nargs="+", help="only these doses")
     parser.add_argument("--force", action="store_true", help="retrain even if models exist")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def config_with(config: TrainConfig, *, steps: int | None = None, baseline_reassembly: str | None = None) -> TrainConfig:
+    """``config`` with an explicit step budget for both networks and/or another Baseline reassembly."""
+    changes = {}
+    if steps is not None:
+        changes.update(baseline_steps=int(steps), pinn_steps=int(steps))
+    if baseline_reassembly is not None:
+        changes["baseline_reassembly"] = baseline_reassembly
+    return replace(config, **changes)
 
 
 def _hub_size(hub: Path) -> str:
@@ -442,6 +493,8 @@ def _hub_size(hub: Path) -> str:
 def run_cli(args) -> int:
     """Run ``ptyanalysis train``."""
     budget = args.budget or _hub_size(args.hub)
-    train_study(args.hub, TRAIN_CONFIGS.get(budget, TrainConfig()), doses=args.doses, force=args.force)
+    config = config_with(TRAIN_CONFIGS.get(budget, TrainConfig()), steps=args.steps,
+                         baseline_reassembly=args.baseline_reassembly)
+    train_study(args.hub, config, doses=args.doses, force=args.force)
     print(f"models under {args.hub / 'data' / 'phase_e'}; iterative arm under {args.hub / 'data' / 'phase_f'}")
     return 0

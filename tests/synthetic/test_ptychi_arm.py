@@ -13,7 +13,7 @@ import pytest
 from ptyanalysis.synthetic import training as arms
 from ptyanalysis.synthetic import rpie as iterative
 from ptyanalysis.synthetic import ptychi as ptychi_arm
-import ptyanalysis.synthetic.simulate as synth_simulate
+from ptyanalysis.synthetic import simulate
 from ptyanalysis.conventions import patch_centre, xy_from_positions
 from ptyanalysis.errors import PtyAnalysisError
 from ptyanalysis.io import PtychoData, make_metadata
@@ -26,10 +26,10 @@ EPOCHS = 60
 
 def _dataset(n=150, dose=1e5, seed=0):
     rng = np.random.default_rng(seed)
-    probe = synth_simulate.make_probe(N)
-    obj = synth_simulate.make_object(SIZE)
-    pos = synth_simulate.make_positions(n, SIZE, N, rng)
-    diff, _ = synth_simulate.simulate_counts(synth_simulate.extract_patches(obj, pos, N), probe, dose, rng)
+    probe = simulate.make_probe(N)
+    obj = simulate.make_object(SIZE)
+    pos = simulate.make_positions(n, SIZE, N, rng)
+    diff, _ = simulate.simulate_counts(simulate.extract_patches(obj, pos, N), probe, dose, rng)
     x, y = xy_from_positions(pos)
     data = PtychoData(diffraction=diff, xcoords=x, ycoords=y, probe=probe, obj=obj,
                       metadata=make_metadata(dose, N))
