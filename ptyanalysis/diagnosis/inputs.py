@@ -105,7 +105,8 @@ def reference_from_sidecar(sidecar: dict, like: dict, *, seed: int = 0) -> dict 
 
 
 
-def load_input_sets(loaded, paths: dict, *, study_inputs: bool = False, allow_nonfinite: bool = True) -> tuple:
+def load_input_sets(loaded, paths: dict, *, study_inputs: bool = False, allow_nonfinite: bool = True,
+                    mode: str = "study", seed: int = 0) -> tuple:
     """Load input sets for a model from NPZ files.
 
     Parameters
@@ -115,9 +116,17 @@ def load_input_sets(loaded, paths: dict, *, study_inputs: bool = False, allow_no
         ``{label: path}``; a None path is skipped.
     study_inputs : bool
         Treat the files as study datasets (:func:`ptyanalysis.io.load_dataset`)
-        mapped by :func:`ptyanalysis.inference.feeds.study_model_inputs` (mode ``"study"``).
+        mapped by :func:`ptyanalysis.inference.feeds.split_inputs`.
     allow_nonfinite : bool
         Passed to the dataset loader.
+    mode : {"study", "trained"}
+        The feed of study datasets: ``"study"`` (default) exactly what the
+        study's comparison script fed (for the gridsize-1 Baseline: diffraction
+        not multiplied by ``intensity_scale``, absolute positions), ``"trained"``
+        what the model was trained with (module docstring of
+        :mod:`ptyanalysis.inference.feeds`).
+    seed : int
+        Grouping seed (gridsize > 1).
 
     Returns
     -------
@@ -136,15 +145,10 @@ def load_input_sets(loaded, paths: dict, *, study_inputs: bool = False, allow_no
             raise PtyAnalysisError(f"{label} file not found: {path}; give an existing .npz")
         if study_inputs:
             from ..io import load_dataset
-            from ..inference.feeds import study_model_inputs
 
             data = load_dataset(path, allow_nonfinite=allow_nonfinite)
-            if not loaded.sidecar:
-                raise PtyAnalysisError(
-                    f"--study-inputs needs the model's sidecar parameters (intensity_scale) but "
-                    f"{loaded.source} has none: put a <model>.json or params.json next to it")
             datasets[label] = data
-            sets[label] = study_model_inputs(data, loaded.sidecar, mode="study")
+            sets[label] = feed_split(loaded, data, mode, seed=seed, label=f"{label} file {path}")
             continue
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -171,7 +175,50 @@ def load_input_sets(loaded, paths: dict, *, study_inputs: bool = False, allow_no
     return sets, datasets
 
 
-def cli_input_sets(loaded, paths: dict, reference=None, *, study_inputs: bool = False, trained_like: str):
+def feed_split(loaded, data, mode: str = "study", *, seed: int = 0, label: str = "split") -> dict:
+    """A study dataset as a model's inputs, in one of the two feeds (:func:`ptyanalysis.inference.feeds.split_inputs`).
+
+    Parameters
+    ----------
+    loaded : LoadedModel
+        Its parameters (sidecar, or a PtychoPINN bundle's params) give
+        ``intensity_scale`` and ``gridsize`` (else the input's channel count).
+    data : PtychoData
+    mode : {"study", "trained"}
+    seed : int
+        Grouping seed (gridsize > 1).
+    label : str
+        What ``data`` is, for error messages.
+
+    Returns
+    -------
+    dict
+        ``{input name: array}`` named like the model's inputs.
+
+    Raises
+    ------
+    PtyAnalysisError
+        The feed needs ``intensity_scale`` and the model's parameters have none,
+        or the model's inputs are not ``(input, input_positions)``.
+    """
+    from ..inference import feeds
+
+    params = loaded.sidecar or {}
+    gridsize = feeds.feed_gridsize(params, loaded.input_shapes)
+    try:
+        inputs, _, _ = feeds.split_inputs(data, params, mode, gridsize=gridsize, seed=seed)
+    except PtyAnalysisError as exc:
+        raise PtyAnalysisError(f"{label}: {exc} (model {loaded.source})") from None
+    names = list(loaded.input_names)
+    if names and set(names) != set(inputs):
+        raise PtyAnalysisError(
+            f"{label}: a study dataset feeds the inputs [{', '.join(inputs)}] but model {loaded.source} takes "
+            f"[{', '.join(names)}]; save the model inputs themselves in the NPZ (without --study-inputs)")
+    return {k: inputs[k] for k in names} if names else inputs
+
+
+def cli_input_sets(loaded, paths: dict, reference=None, *, study_inputs: bool = False, trained_like: str,
+                   seed: int = 0, say=None):
     """Load the input sets of a diagnosis command (``compare-splits``, ``bisect``).
 
     Parameters
@@ -185,10 +232,18 @@ def cli_input_sets(loaded, paths: dict, reference=None, *, study_inputs: bool = 
         ``reference_inputs.npz``); always read as model inputs, never as a
         study dataset.
     study_inputs : bool
-        The files of ``paths`` are study datasets, mapped as the study did.
+        The files of ``paths`` are study datasets, fed exactly as the study's
+        comparison script fed them (``"study"`` feed).
     trained_like : str
         Label of ``paths`` whose dataset gives the reference when none is given
-        and ``study_inputs`` is set (mapped as the model was trained).
+        and ``study_inputs`` is set: that dataset fed as the model was trained
+        (``"trained"`` feed: normalised diffraction x ``intensity_scale`` from
+        the model's parameters, local offsets, zeros for gridsize 1).
+    seed : int
+        Grouping seed (gridsize > 1).
+    say : callable, optional
+        Where the notice about the reference goes (default: the
+        ``ptyanalysis.diagnosis`` logger, WARNING when no reference can be built).
 
     Returns
     -------
@@ -199,14 +254,23 @@ def cli_input_sets(loaded, paths: dict, reference=None, *, study_inputs: bool = 
     reference : dict or None
         The reference input set.
     """
-    sets, datasets = load_input_sets(loaded, paths, study_inputs=study_inputs)
+    import logging
+
+    log = logging.getLogger("ptyanalysis.diagnosis")
+    sets, datasets = load_input_sets(loaded, paths, study_inputs=study_inputs, seed=seed)
     ref = None
     if reference is not None:
         ref = load_input_sets(loaded, {"reference": reference})[0]["reference"]
-    elif study_inputs and loaded.sidecar:
-        from ..inference.feeds import study_model_inputs
-
-        ref = study_model_inputs(datasets[trained_like], loaded.sidecar, mode="trained")
+    elif study_inputs:
+        params = loaded.sidecar or {}
+        if params.get("intensity_scale") is None:
+            log.warning("no --reference and model %s has no intensity_scale in its parameters: no reference "
+                        "built as the model was trained (the diagnosis falls back to what it can find)",
+                        loaded.source)
+        else:
+            ref = feed_split(loaded, datasets[trained_like], "trained", seed=seed,
+                             label=f"{trained_like} file {paths[trained_like]}")
+            msg = (f"reference: the {trained_like} split fed as model {loaded.source} was trained "
+                   f"(diffraction x intensity_scale {float(params['intensity_scale']):g}, local offsets)")
+            (say or log.info)(msg)
     return sets, datasets, ref
-
-

@@ -1,4 +1,25 @@
-"""How a split is fed to a model: normalisation, intensity scale, groups and offsets (the study's conventions)."""
+"""How a split is fed to a model: normalisation, intensity scale, groups and offsets (the study's conventions).
+
+The one place that knows the two feeds of a split (:data:`FEEDS`):
+
+``"trained"``
+    What the model was trained with: the loader's normalised amplitudes
+    (mean total intensity per pattern ``(N/2)^2``) times the model's
+    ``intensity_scale``, and the groups' local offsets as ``input_positions``
+    (all zero for gridsize 1).
+``"study"``
+    What the study's comparison script (PtychoPINN's ``compare_models``) fed:
+    for the gridsize-1 Baseline the normalised amplitudes NOT multiplied by
+    ``intensity_scale`` and the absolute scan positions [x, y] as
+    ``input_positions`` (study contract, sections 3 and 10: two faults); for a
+    gridsize > 1 PINN the same as ``"trained"`` (the script scaled its input and
+    gave it the local offsets; its fault there was the batch merge, which
+    :func:`ptyanalysis.inference.run_inference` handles).
+
+Compare (:mod:`ptyanalysis.pipeline.compare`), the diagnosis input loaders
+(:mod:`ptyanalysis.diagnosis.inputs`), the synthetic training and the demo all
+build model inputs with these functions.
+"""
 
 from __future__ import annotations
 
@@ -28,11 +49,49 @@ def mean_total_intensity(diffraction) -> float:
     return float(np.mean(totals)) if n else float("nan")
 
 
+#: The two ways a split is fed (module docstring).
+FEEDS = ("trained", "study")
+
+
+def _normalisation(d: np.ndarray, mean_total: float | None) -> float:
+    """``sqrt((N/2)^2 / mean_total)``: the factor of the loader's normalisation."""
+    N = d.shape[-1]
+    if mean_total is None:
+        mean_total = mean_total_intensity(d)
+    mean_total = float(mean_total)
+    if not np.isfinite(mean_total) or mean_total <= 0:
+        raise PtyAnalysisError("diffraction has no positive finite intensity: cannot normalise it")
+    return math.sqrt((N / 2) ** 2 / mean_total)
+
+
+def normalise_diffraction(diffraction, *, mean_total: float | None = None) -> np.ndarray:
+    """The study's loader normalisation: amplitudes rescaled so the mean total intensity per pattern is ``(N/2)^2``.
+
+    This (not multiplied by ``intensity_scale``) is what the study's comparison
+    script fed the Baseline (the ``"study"`` feed).
+
+    Parameters
+    ----------
+    diffraction : array_like, shape (..., N, N)
+        Normalized amplitudes (a dataset's ``diffraction``).
+    mean_total : float, optional
+        The split's mean total intensity per pattern (:func:`mean_total_intensity`);
+        default computed from ``diffraction`` itself (right only for a whole split).
+
+    Returns
+    -------
+    ndarray, float32, same shape as ``diffraction``
+    """
+    d = np.asarray(diffraction, dtype=np.float32)
+    return (d * np.float32(_normalisation(d, mean_total))).astype(np.float32)
+
+
 def scale_diffraction(diffraction, intensity_scale: float, *, mean_total: float | None = None) -> np.ndarray:
     """The network input the study's loader builds from a dataset's ``diffraction``.
 
     The loader rescales the amplitudes so the mean total intensity per pattern
-    is ``(N/2)^2``, then multiplies by ``intensity_scale`` (``sqrt(nphotons) /
+    is ``(N/2)^2`` (:func:`normalise_diffraction`), then the model's input is
+    that multiplied by ``intensity_scale`` (``sqrt(nphotons) /
     (N/2)`` for a model trained at that dose): the result's squares are counts.
 
     Parameters
@@ -51,13 +110,7 @@ def scale_diffraction(diffraction, intensity_scale: float, *, mean_total: float 
     ndarray, float32, same shape as ``diffraction``
     """
     d = np.asarray(diffraction, dtype=np.float32)
-    N = d.shape[-1]
-    if mean_total is None:
-        mean_total = mean_total_intensity(d)
-    mean_total = float(mean_total)
-    if not np.isfinite(mean_total) or mean_total <= 0:
-        raise PtyAnalysisError("diffraction has no positive finite intensity: cannot normalise it")
-    return (d * np.float32(math.sqrt((N / 2) ** 2 / mean_total) * intensity_scale)).astype(np.float32)
+    return (d * np.float32(_normalisation(d, mean_total) * intensity_scale)).astype(np.float32)
 
 
 def intensity_scale_for(nphotons: float, N: int) -> float:
@@ -153,23 +206,34 @@ def group_inputs(data, gridsize: int, intensity_scale: float, K: int = 7, seed: 
     return {"input": np.ascontiguousarray(x), "input_positions": local}, centres, members
 
 
-def study_model_inputs(data, sidecar: dict, mode: str = "trained", *, mean_total: float | None = None) -> dict:
-    """Map a study dataset to the Baseline's (gridsize 1) inputs.
+def _intensity_scale(params: dict | None, what: str) -> float:
+    if not params or params.get("intensity_scale") is None:
+        raise PtyAnalysisError(
+            f"the model's parameters have no 'intensity_scale': cannot build {what}. Put a params.json "
+            "(or <model>.json) with intensity_scale next to the model; a PtychoPINN bundle holds it in "
+            "its params.dill")
+    isc = float(params["intensity_scale"])
+    if not np.isfinite(isc) or isc <= 0:
+        raise PtyAnalysisError(f"the model's intensity_scale must be a positive number, got {params['intensity_scale']!r}")
+    return isc
+
+
+def study_model_inputs(data, sidecar: dict | None, mode: str = "trained", *, mean_total: float | None = None) -> dict:
+    """Map a study dataset to a gridsize-1 model's (the Baseline's) inputs.
 
     Parameters
     ----------
     data : PtychoData
         A split.
-    sidecar : dict
-        The model's parameters (needs ``intensity_scale``).
+    sidecar : dict or None
+        The model's parameters (``intensity_scale``; needed for ``"trained"``).
     mode : {"trained", "study"}
-        ``"trained"`` feeds what the model was trained with: all-zero local
-        offsets. ``"study"`` does what the study's comparison script did to
-        the positions: feed the absolute global scan positions [x, y] as
-        ``input_positions`` (the cause of the all-zero output). The diffraction
-        input is scaled by ``intensity_scale`` in both modes; the study's script
-        also omitted that factor (contract section 3), a second, separable
-        fault that this mode does not reproduce.
+        ``"trained"`` feeds what the model was trained with: normalised
+        diffraction times ``intensity_scale`` and all-zero local offsets.
+        ``"study"`` feeds exactly what the study's comparison script fed: the
+        normalised diffraction NOT multiplied by ``intensity_scale`` and the
+        absolute global scan positions [x, y] as ``input_positions`` (both
+        faults of the incident; the positions alone make the output zero).
     mean_total : float, optional
         Normalisation statistic of the whole split when ``data`` is one chunk
         of it (:func:`scale_diffraction`).
@@ -179,14 +243,96 @@ def study_model_inputs(data, sidecar: dict, mode: str = "trained", *, mean_total
     dict
         ``{"input": (n, N, N, 1) float32, "input_positions": (n, 1, 2, 1) float32}``.
     """
-    if "intensity_scale" not in sidecar:
-        raise PtyAnalysisError("model sidecar has no 'intensity_scale': cannot build the model input")
-    x = scale_diffraction(data.diffraction, float(sidecar["intensity_scale"]), mean_total=mean_total)[..., None]
     if mode == "trained":
+        x = scale_diffraction(data.diffraction, _intensity_scale(sidecar, "the trained feed"), mean_total=mean_total)
         pos = np.zeros((data.n, 1, 2, 1), np.float32)
     elif mode == "study":
+        x = normalise_diffraction(data.diffraction, mean_total=mean_total)
         xc, yc = xy_from_positions(data.positions)
         pos = np.stack([xc, yc], axis=1)[:, None, :, None].astype(np.float32)
     else:
-        raise PtyAnalysisError(f"mode must be 'trained' or 'study', got {mode!r}")
-    return {"input": x, "input_positions": pos}
+        raise PtyAnalysisError(f"mode must be one of {', '.join(map(repr, FEEDS))}, got {mode!r}")
+    return {"input": x[..., None], "input_positions": pos}
+
+
+def feed_gridsize(params: dict | None, input_shapes=None) -> int:
+    """The gridsize a model is fed with: its parameters' ``gridsize``, else its input's channel count.
+
+    Parameters
+    ----------
+    params : dict or None
+        Model parameters (sidecar, or a PtychoPINN bundle's params).
+    input_shapes : list of tuple, optional
+        The model's declared input shapes (first: ``(None, N, N, C)``).
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    PtyAnalysisError
+        The parameters' gridsize disagrees with the input's channel count, or
+        the channel count is not a square.
+    """
+    C = None
+    if input_shapes and input_shapes[0] is not None and len(input_shapes[0]) == 4 and input_shapes[0][-1]:
+        C = int(input_shapes[0][-1])
+    g = (params or {}).get("gridsize")
+    if g is not None:
+        g = int(g)
+        if C is not None and g * g != C:
+            raise PtyAnalysisError(f"the model's parameters say gridsize {g} but its input has {C} channels "
+                                   f"(gridsize^2 expected)")
+        return g
+    if C is None:
+        return 1
+    g = math.isqrt(C)
+    if g * g != C:
+        raise PtyAnalysisError(f"the model's input has {C} channels, not gridsize^2 for any gridsize")
+    return g
+
+
+def split_inputs(data, params: dict | None, mode: str = "trained", *, gridsize: int = 1, K: int | None = None,
+                 seed: int = 0, members=None, mean_total: float | None = None):
+    """A split's model inputs in one of the two feeds (:data:`FEEDS`), for any gridsize.
+
+    Parameters
+    ----------
+    data : PtychoData
+    params : dict or None
+        Model parameters (``intensity_scale``; ``K_inference`` for groups).
+    mode : {"trained", "study"}
+        See the module docstring.
+    gridsize : int
+        :func:`feed_gridsize` of the model.
+    K : int, optional
+        Neighbours a group is drawn from; default the parameters'
+        ``K_inference``, else 7 (as the study's comparison).
+    seed : int
+        Grouping seed.
+    members : array_like, optional
+        Precomputed groups (:func:`group_inputs`).
+    mean_total : float, optional
+        Normalisation statistic of the whole split.
+
+    Returns
+    -------
+    inputs : dict
+        ``input`` and ``input_positions``.
+    centres : ndarray, shape (b, 2)
+        (row, col) centre of each output patch.
+    members : ndarray, shape (b, C)
+    """
+    if mode not in FEEDS:
+        raise PtyAnalysisError(f"mode must be one of {', '.join(map(repr, FEEDS))}, got {mode!r}")
+    if int(gridsize) == 1:
+        if mean_total is None:
+            mean_total = mean_total_intensity(data.diffraction)
+        idx = np.arange(data.n) if members is None else np.asarray(members).reshape(-1)
+        part = data if members is None else data.subset(idx)
+        return study_model_inputs(part, params, mode, mean_total=mean_total), part.positions, idx[:, None]
+    if K is None:
+        K = int((params or {}).get("K_inference", 7))
+    return group_inputs(data, int(gridsize), _intensity_scale(params, "grouped inputs"), K=K, seed=seed,
+                        members=members, mean_total=mean_total)

@@ -295,6 +295,70 @@ def bundle_members(path) -> dict:
     return {"found": found, "other": [n for n in names if n not in matched]}
 
 
+def _scalar_params(d: dict) -> dict:
+    """The JSON-safe scalar entries of a parameter dict (numpy scalars as Python numbers)."""
+    out = {}
+    for k, v in d.items():
+        if hasattr(v, "item") and getattr(v, "shape", None) == ():
+            with contextlib.suppress(Exception):
+                v = v.item()
+        if isinstance(v, (int, float, str, bool)) or v is None:
+            out[str(k)] = v
+    return out
+
+
+def bundle_params(path, model_name: str = "diffraction_to_obj", *, loads=None) -> dict:
+    """The parameters a PtychoPINN bundle saved with one of its models (``<model>/params.dill``).
+
+    They hold what the model was trained with (``intensity_scale``,
+    ``gridsize``, ``N``, ``nphotons``, ...), read from the bundle itself rather
+    than from PtychoPINN's process-global parameters (which the next bundle
+    loaded overwrites).
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``wts.h5.zip`` bundle.
+    model_name : str
+    loads : callable, optional
+        Unpickler (default ``dill.loads``; unpickling a real bundle's params
+        needs TensorFlow for its probe tensor).
+
+    Returns
+    -------
+    dict
+        The scalar parameters, plus ``_sidecar_path`` (``<bundle>!<member>``).
+
+    Raises
+    ------
+    PtyAnalysisError
+        No such member, or it cannot be unpickled into a dict.
+    """
+    path = Path(path)
+    member = f"{model_name}/params.dill"
+    try:
+        with zipfile.ZipFile(path) as zf:
+            hits = [n for n in zf.namelist() if n == member or n.endswith("/" + member)]
+            if not hits:
+                raise PtyAnalysisError(f"PtychoPINN bundle {path} has no {member}")
+            blob = zf.read(hits[0])
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise PtyAnalysisError(f"{path} is not a readable zip bundle ({exc})") from exc
+    if loads is None:
+        try:
+            import dill  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise PtyAnalysisError(f"reading {path}!{hits[0]} needs dill ({exc})") from exc
+        loads = dill.loads
+    try:
+        params = loads(blob)
+    except Exception as exc:
+        raise PtyAnalysisError(f"cannot unpickle {path}!{hits[0]}: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(params, dict):
+        raise PtyAnalysisError(f"{path}!{hits[0]} holds {type(params).__name__}, expected a dict of parameters")
+    return {**_scalar_params(params), "_sidecar_path": f"{path}!{hits[0]}"}
+
+
 def _load_bundle(path: Path, model_name: str = "diffraction_to_obj") -> LoadedModel:
     members = bundle_members(path)
     lines = [f"    {m}: {'found' if ok else 'MISSING'}" for m, ok in members["found"].items()]
@@ -341,14 +405,17 @@ def _load_bundle(path: Path, model_name: str = "diffraction_to_obj") -> LoadedMo
         raise PtyAnalysisError(
             f"PtychoPINN bundle {path} loaded models {sorted(models)} but not {model_name!r}"
         )
-    sidecar = None
-    with contextlib.suppress(Exception):
-        from ptycho import params as ptycho_params  # type: ignore[import-not-found]
+    try:
+        sidecar = bundle_params(path, model_name)
+    except PtyAnalysisError as exc:
+        sidecar = None
+        with contextlib.suppress(Exception):
+            from ptycho import params as ptycho_params  # type: ignore[import-not-found]
 
-        sidecar = {
-            k: v for k, v in dict(ptycho_params.cfg).items()
-            if isinstance(v, (int, float, str, bool)) or v is None
-        }
+            sidecar = {**_scalar_params(dict(ptycho_params.cfg)),
+                       "_sidecar_path": "ptycho.params.cfg (process-global, after loading)"}
+        log.warning("%s; using PtychoPINN's process-global parameters after loading instead%s", exc,
+                    "" if sidecar else " (unavailable: the model has no parameters)")
     log.warning(
         "loading %s set PtychoPINN's process-global params (ptycho.params.cfg: intensity_scale, "
         "gridsize, N); loading another bundle later overwrites them for both models", path,

@@ -65,7 +65,7 @@ class LoadedModel:
     sidecar : dict or None
         Parameters stored next to the model (``<model>.json`` beside a
         ``.keras`` file or ``params.json`` in the model directory; for a
-        PtychoPINN bundle the parameters it restored).
+        PtychoPINN bundle its ``<model>/params.dill``, :func:`~ptyanalysis.inference.loading.bundle_params`).
     input_dtypes : list of str or None
         Declared input dtypes, where known.
     loader : str

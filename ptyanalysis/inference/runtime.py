@@ -26,7 +26,9 @@ class RuntimeConfig:
     Attributes
     ----------
     batch_size : int
-        Samples per model call (halved automatically on out-of-memory).
+        Samples per model call (halved automatically on out-of-memory, and
+        when the model's outputs do not have one row per sample; see
+        ``adapt_batch``).
     jit_compile : bool
         Compile the graph with XLA (``tf.function(jit_compile=True)``).
     run_eagerly : bool
@@ -40,6 +42,13 @@ class RuntimeConfig:
         an error, not a silent fallback.
     deterministic : bool
         Enable TF op determinism for the run (restored afterwards).
+    adapt_batch : bool
+        When a batch's outputs do not have one row per sample (a model that
+        merges a batch into fewer outputs, such as a PtychoPINN bundle's
+        ``diffraction_to_obj`` given >= 64 patches per call), halve the batch
+        until they do and keep that batch size (default). False raises a
+        :class:`PtyAnalysisError` instead (an experiment that must run at
+        exactly the batch size it asks for).
     """
 
     batch_size: int = 256
@@ -48,6 +57,7 @@ class RuntimeConfig:
     dtype: str | None = None
     device: str | None = None
     deterministic: bool = False
+    adapt_batch: bool = True
 
     def __post_init__(self):
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) \
@@ -71,6 +81,52 @@ class RuntimeConfig:
     def to_dict(self) -> dict:
         """Return the configuration as a plain dict."""
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+#: Default samples per model call (:attr:`RuntimeConfig.batch_size`).
+DEFAULT_BATCH_SIZE = RuntimeConfig.__dataclass_fields__["batch_size"].default
+
+_BATCH_SIZE_HELP = (
+    "samples per model call (default {default}). Halved automatically when a batch runs out of "
+    "memory, or when the model's outputs do not have one row per sample (a PtychoPINN bundle "
+    "merges a call of >= 64 patches, batch x gridsize^2, into one output); the batch size used "
+    "is recorded"
+)
+
+
+def add_batch_size_argument(parser, default: int = DEFAULT_BATCH_SIZE) -> None:
+    """Add the ``--batch-size`` option of every command that runs a model.
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    default : int
+    """
+    parser.add_argument("--batch-size", type=int, default=default, help=_BATCH_SIZE_HELP.format(default=default))
+
+
+def runtime_from_args(args, **overrides) -> RuntimeConfig:
+    """The :class:`RuntimeConfig` of a command's parsed options (``--batch-size``).
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+    **overrides
+        Other :class:`RuntimeConfig` fields.
+
+    Returns
+    -------
+    RuntimeConfig
+
+    Raises
+    ------
+    PtyAnalysisError
+        A batch size that is not a positive integer.
+    """
+    bs = getattr(args, "batch_size", DEFAULT_BATCH_SIZE)
+    if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or bs < 1:
+        raise PtyAnalysisError(f"--batch-size must be a positive integer, got {bs!r}")
+    return RuntimeConfig(batch_size=int(bs), **overrides)
 
 
 def _check_device(device: str) -> None:

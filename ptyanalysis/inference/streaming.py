@@ -18,7 +18,7 @@ from ..fileutil import atomic_path
 from ..provenance import software_versions, utc_now
 from ..inference.runtime import RuntimeConfig, _get_function, _runtime_scope
 from ..inference.stats import _StatsAccumulator
-from ..inference.model import _as_loaded, _tf
+from ..inference.model import _as_loaded, _function_cache, _tf
 from ..inference.sources import _resolve_inputs
 
 #: The one logger of the inference subpackage.
@@ -41,6 +41,22 @@ class OOMEvent:
 
 
 @dataclass(frozen=True)
+class RowsEvent:
+    """One batch whose outputs did not have one row per sample: where, the batch size before and
+    after halving, and each output's row count (None for a 0-d output)."""
+
+    start: int
+    batch_before: int
+    batch_after: int
+    rows: tuple
+
+    def to_dict(self) -> dict:
+        """Return the event as a JSON-safe dict."""
+        return {"start": self.start, "batch_before": self.batch_before, "batch_after": self.batch_after,
+                "rows": list(self.rows)}
+
+
+@dataclass(frozen=True)
 class InferenceResult:
     """What :func:`run_inference` returns.
 
@@ -55,9 +71,14 @@ class InferenceResult:
         ``{output name: OutputStats}``.
     runtime : dict
         Device used, batch sizes, jit/eager/dtype/determinism, versions,
-        elapsed seconds, samples/s.
+        elapsed seconds, samples/s; ``batch_size_limit`` (the largest batch
+        that gave one output row per sample, when a larger one did not; None
+        otherwise), ``batch_size_limit_source`` (``"this run"`` or ``"an
+        earlier run on this model"``) and ``row_mismatch_events``.
     oom_events : tuple of OOMEvent
     n_samples : int
+    row_events : tuple of RowsEvent
+        Batches whose outputs did not have one row per sample (rerun smaller).
     """
 
     outputs: list | None
@@ -67,6 +88,7 @@ class InferenceResult:
     runtime: dict
     oom_events: tuple
     n_samples: int
+    row_events: tuple = ()
 
     def to_dict(self) -> dict:
         """JSON-safe summary (no arrays): runtime record, statistics, OOM events, paths."""
@@ -77,6 +99,7 @@ class InferenceResult:
             "stats": {k: v.to_dict() for k, v in (self.stats or {}).items()} or None,
             "runtime": dict(self.runtime),
             "oom_events": [e.__dict__.copy() for e in self.oom_events],
+            "row_events": [e.to_dict() for e in self.row_events],
         }
 
 
@@ -152,20 +175,51 @@ class _Progress:
             self._bar.close()
 
 
+def _row_counts(arrays) -> list:
+    return [None if a.ndim == 0 else int(a.shape[0]) for a in arrays]
+
+
+def _output_labels(loaded, k: int) -> list:
+    return list(loaded.output_names) if len(loaded.output_names) == k else [f"output_{i}" for i in range(k)]
+
+
+def _limit_key(sources) -> tuple:
+    """Cache key of a model's rows-per-sample batch limit: the inputs' per-sample shapes."""
+    return ("rows_batch_limit",) + tuple(tuple(int(d) for d in s.shape[1:]) for s in sources)
+
+
 def _stream(loaded, sources, runtime, on_chunk, *, progress, prefetch, record, desc="inference"):
-    """Core loop: read chunks, call the model, hand outputs to ``on_chunk(outs, start)``."""
+    """Core loop: read chunks, call the model, hand outputs to ``on_chunk(outs, start)``.
+
+    Returns ``(oom_events, row_events)``. A batch whose outputs do not have one
+    row per sample is never handed on: with ``runtime.adapt_batch`` it is run
+    again with half the batch until the rows match, and that batch size is
+    kept for the rest of the run and remembered on the model (later runs with
+    the same per-sample input shapes start from it), with one notice.
+    """
     tf = _tf()
     n = int(sources[0].shape[0]) if sources else 0
     oom = _oom_types()
-    events, sizes, devices = [], [], []
+    events, row_events, sizes, devices = [], [], [], []
     cast = np.dtype(runtime.dtype) if runtime.dtype else None
     bar = _Progress(n, progress, desc)
     reader = _ChunkReader(sources, n, prefetch)
+    adapt = bool(getattr(runtime, "adapt_batch", True))
+    cache = _function_cache(loaded)
+    key = _limit_key(sources)
+    limit, limit_source = None, None
+    if adapt and cache.get(key) is not None:
+        limit, limit_source = int(cache[key]), "an earlier run on this model"
     t0 = time.perf_counter()
     try:
         with _runtime_scope(runtime, record):
             fn = _get_function(loaded, runtime)
             bs, pos = int(runtime.batch_size), 0
+            if limit is not None and limit < bs:
+                log.info("%s: batch size %d (not %d): an earlier run on this model found that larger batches "
+                         "do not give one output row per sample", loaded.source, limit, bs)
+                bs = limit
+            pending = None  # (rows seen, batch) of the last mismatch, until a batch matches
             while pos < n:
                 xs = reader.take(pos, bs)
                 m = len(xs[0])
@@ -187,16 +241,39 @@ def _stream(loaded, sources, runtime, on_chunk, *, progress, prefetch, record, d
                     bs = new
                     reader.unget(pos, xs)
                     continue
-                bad = [i for i, a in enumerate(arrays) if a.ndim == 0 or a.shape[0] != m]
+                rows = _row_counts(arrays)
+                bad = [i for i, r in enumerate(rows) if r != m]
                 if bad:  # never hand on outputs whose rows do not match the samples (no broadcast)
-                    names = list(loaded.output_names) if len(loaded.output_names) == len(arrays) else \
-                        [f"output_{i}" for i in range(len(arrays))]
-                    raise PtyAnalysisError(
-                        f"model {loaded.source}: output {names[bad[0]]!r} has shape {arrays[bad[0]].shape} "
-                        f"for a batch of {m} samples at sample {pos}; every output needs one row per "
-                        "input sample (outputs per group member, or aggregated outputs, cannot be "
-                        "matched to their inputs)"
-                    )
+                    names = _output_labels(loaded, len(arrays))
+                    what = (f"model {loaded.source}: output {names[bad[0]]!r} has shape {arrays[bad[0]].shape} "
+                            f"for a batch of {m} samples at sample {pos}")
+                    if not adapt or m <= 1:
+                        tried = ", ".join(str(e.batch_before) for e in row_events)
+                        raise PtyAnalysisError(
+                            what + "; every output needs one row per input sample (outputs per group member, "
+                            "or aggregated outputs, cannot be matched to their inputs)"
+                            + (f"; batches of {tried} and 1 were tried" if tried and m <= 1 else "")
+                            + ("" if adapt else "; the run asked for this exact batch size (adapt_batch=False)")
+                        )
+                    new = m // 2
+                    row_events.append(RowsEvent(pos, m, new, tuple(rows)))
+                    log.debug("%s; retrying with %d", what, new)
+                    pending = (rows, m)
+                    bs = new
+                    reader.unget(pos, xs)
+                    continue
+                if pending is not None:  # the first matching batch after a mismatch: the new limit
+                    limit, limit_source = m, "this run"
+                    cache[key] = m
+                    names = _output_labels(loaded, len(arrays))
+                    log.warning(
+                        "%s returned %s row(s) of %r for a batch of %d samples (it merges a batch into fewer "
+                        "outputs; a PtychoPINN bundle merges a call of >= 64 patches, batch x gridsize^2, into "
+                        "one); using batch size %d, the largest found by halving that gives one row per "
+                        "sample, for the rest of the run (recorded as batch_size_limit; pass a batch size of "
+                        "at most %d to skip the search)",
+                        loaded.source, pending[0][0], names[0], pending[1], m, m)
+                    pending = None
                 dev = getattr(outs[0], "device", None) if outs else None
                 if dev and dev not in devices:
                     devices.append(dev)
@@ -215,8 +292,10 @@ def _stream(loaded, sources, runtime, on_chunk, *, progress, prefetch, record, d
         device=devices[0] if devices else None, devices=devices,
         batch_sizes=sorted(sizes, reverse=True), elapsed_s=elapsed,
         samples_per_s=(n / elapsed) if elapsed > 0 else None, n_samples=n,
+        batch_size_limit=limit, batch_size_limit_source=limit_source,
+        row_mismatch_events=[e.to_dict() for e in row_events],
     )
-    return tuple(events)
+    return tuple(events), tuple(row_events)
 
 
 def _runtime_record(runtime: RuntimeConfig) -> dict:
@@ -229,6 +308,7 @@ def _runtime_record(runtime: RuntimeConfig) -> dict:
         "functions_run_eagerly": bool(tf.config.functions_run_eagerly()),
         "dtype": runtime.dtype,
         "deterministic": bool(runtime.deterministic),
+        "adapt_batch": bool(getattr(runtime, "adapt_batch", True)),
     }
 
 
@@ -311,10 +391,23 @@ def run_inference(model, inputs, runtime: RuntimeConfig = RuntimeConfig(), *, co
         Outputs are kept in memory only when neither ``consumers`` nor
         ``out_dir`` is given.
 
+    Notes
+    -----
+    An output row is only ever paired with its own sample. A batch whose
+    outputs have a row count different from its sample count (a model that
+    merges a batch into fewer outputs, e.g. a PtychoPINN bundle given a call
+    of >= 64 patches) is discarded and run again with half the samples, until
+    the rows match; that batch size is used for the rest of the run, recorded
+    in the runtime record (``batch_size_limit``, ``row_mismatch_events``),
+    remembered on the model for later runs, and announced once (logger
+    ``ptyanalysis.inference``, WARNING).
+
     Raises
     ------
     PtyAnalysisError
-        Inputs that do not match the model, unavailable device.
+        Inputs that do not match the model, unavailable device, outputs
+        without one row per sample even for a batch of one (or at all, with
+        ``runtime.adapt_batch=False``).
     tf.errors.ResourceExhaustedError, MemoryError
         When even a batch of one sample runs out of memory (smaller batches
         are retried with half the size; each halving is recorded).
@@ -328,7 +421,6 @@ def run_inference(model, inputs, runtime: RuntimeConfig = RuntimeConfig(), *, co
     versions = software_versions(("tensorflow", "keras", "numpy", "ptyanalysis"))
     record.update(tensorflow=versions.get("tensorflow"), keras=versions.get("keras"), versions=versions)
 
-    handlers: list = []
     accs: list | None = [] if stats else None
     collector = _Collector(n) if not consumers and out_dir is None else None
     writers: list | None = None
@@ -362,8 +454,8 @@ def run_inference(model, inputs, runtime: RuntimeConfig = RuntimeConfig(), *, co
             for c in consumers:
                 c(outs, start)
 
-        events = _stream(loaded, sources, runtime, on_chunk, progress=progress, prefetch=True,
-                         record=record, desc=f"inference {Path(loaded.source).name}")
+        events, row_events = _stream(loaded, sources, runtime, on_chunk, progress=progress, prefetch=True,
+                                     record=record, desc=f"inference {Path(loaded.source).name}")
         for w in writers or ():
             if w.written != n:  # pragma: no cover - the loop covers every sample
                 raise PtyAnalysisError(f"{w.path}: wrote {w.written} of {n} samples")
@@ -379,10 +471,12 @@ def run_inference(model, inputs, runtime: RuntimeConfig = RuntimeConfig(), *, co
         runtime=record,
         oom_events=events,
         n_samples=n,
+        row_events=row_events,
     )
 
 
-def predict(model, inputs, runtime: RuntimeConfig = RuntimeConfig(), *, progress=None) -> list:
+def predict(model, inputs, runtime: RuntimeConfig = RuntimeConfig(), *, progress=None,
+            record: dict | None = None) -> list:
     """Run a model on small in-memory inputs and return its outputs.
 
     The cheap path the diagnosis engines call repeatedly: no statistics, no
@@ -397,16 +491,24 @@ def predict(model, inputs, runtime: RuntimeConfig = RuntimeConfig(), *, progress
     runtime : RuntimeConfig
     progress : bool, optional
         Show a tqdm bar (default: off; this is called in loops).
+    record : dict, optional
+        Filled with the run's runtime facts (batch sizes used,
+        ``batch_size_limit``, ``row_mismatch_events``, device, seconds), as in
+        :attr:`InferenceResult.runtime`.
 
     Returns
     -------
     list of np.ndarray
-        One array per model output, in the model's output order.
+        One array per model output, in the model's output order; row ``i``
+        always belongs to sample ``i`` (see :func:`run_inference`, Notes).
     """
     loaded = _as_loaded(model)
     sources = _resolve_inputs(loaded, inputs)
     collector = _Collector(int(sources[0].shape[0]))
-    _stream(loaded, sources, runtime, collector, progress=bool(progress), prefetch=False, record={})
+    rec = record if record is not None else {}
+    if record is not None:
+        rec.update(_runtime_record(runtime))
+    _stream(loaded, sources, runtime, collector, progress=bool(progress), prefetch=False, record=rec)
     if collector.arrays is None:  # zero samples: run once on nothing is impossible; say so
         raise PtyAnalysisError("predict: the inputs hold no samples")
     return collector.arrays
