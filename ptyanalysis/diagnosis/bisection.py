@@ -1193,11 +1193,17 @@ def configure_parser(parser) -> None:
     parser.add_argument("--criterion", default="all-zero",
                         help="all-zero (default), non-finite, collapsed[:tol] or module:function")
     parser.add_argument("--study-inputs", action="store_true",
-                        help="the NPZs are study datasets, mapped as the study did (models.study_model_inputs)")
+                        help="the NPZs are study datasets, fed exactly as the study's comparison script fed them "
+                             "(Baseline: diffraction not x intensity_scale, absolute positions; "
+                             "ptyanalysis.inference.feeds); without --reference the reference is the passing "
+                             "split fed as the model was trained")
     parser.add_argument("--max-samples", type=int, default=2000)
     parser.add_argument("--max-evaluations", type=int, default=58)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="output directory")
+    from ..inference.runtime import add_batch_size_argument
+
+    add_batch_size_argument(parser)
 
 
 def run_cli(args) -> int:
@@ -1224,11 +1230,15 @@ def run_cli(args) -> int:
                                f"got {args.max_evaluations}")
     if args.seed < 0:
         raise PtyAnalysisError(f"--seed must be >= 0, got {args.seed}")
+    from ..inference.runtime import runtime_from_args
+
+    runtime = runtime_from_args(args)
     loaded = load_model(args.model)
     sets, _, reference = cli_input_sets(loaded, {"failing": args.failing, "passing": args.passing},
-                                        args.reference, study_inputs=args.study_inputs, trained_like="passing")
+                                        args.reference, study_inputs=args.study_inputs, trained_like="passing",
+                                        seed=args.seed, say=print)
     res = bisect(loaded, sets["failing"], sets["passing"], reference, crit, max_samples=args.max_samples,
-                 max_evaluations=args.max_evaluations, seed=args.seed)
+                 max_evaluations=args.max_evaluations, seed=args.seed, runtime=runtime)
     path = write_bisection(res, args.out)
     print(f"wrote {path}")
     print(f"verdict: {res.verdict['kind']} {res.verdict.get('name')}: {res.verdict['summary']}")

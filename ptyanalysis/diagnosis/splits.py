@@ -568,9 +568,14 @@ def configure_parser(parser) -> None:
     parser.add_argument("--reference", default=None, help="NPZ of inputs drawn like the training inputs")
     parser.add_argument("--names", default="train,test", help="names of the two splits (default train,test)")
     parser.add_argument("--study-inputs", action="store_true",
-                        help="the NPZs are study datasets; map them to the model inputs as the study did")
+                        help="the NPZs are study datasets, fed exactly as the study's comparison script fed them "
+                             "(Baseline: diffraction not x intensity_scale, absolute positions); without "
+                             "--reference the reference is split a fed as the model was trained")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="output directory")
+    from ..inference.runtime import add_batch_size_argument
+
+    add_batch_size_argument(parser)
 
 
 
@@ -596,16 +601,20 @@ def run_cli(args) -> int:
                                f"got {args.names!r}")
     if args.seed < 0:
         raise PtyAnalysisError(f"--seed must be >= 0, got {args.seed}")
+    from ..inference.runtime import runtime_from_args
+
+    runtime = runtime_from_args(args)
     loaded = load_model(args.model)
     sets, datasets, reference = cli_input_sets(loaded, {"a": args.a, "b": args.b}, args.reference,
-                                               study_inputs=args.study_inputs, trained_like="a")
+                                               study_inputs=args.study_inputs, trained_like="a",
+                                               seed=args.seed, say=print)
     gt = None
     if args.study_inputs:
         ys = {nm: datasets[k].Y for nm, k in zip(names, ("a", "b")) if getattr(datasets[k], "Y", None) is not None}
         if len(ys) == 2:
             gt = ys
     res = compare_splits(loaded, sets["a"], sets["b"], reference=reference, ground_truth=gt,
-                         names=names, seed=args.seed)
+                         names=names, seed=args.seed, runtime=runtime)
     paths = write_split_comparison(res, args.out)
     print(f"wrote {paths['json']}")
     for f in res.flags:

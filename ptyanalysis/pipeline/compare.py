@@ -20,9 +20,11 @@ nothing is implicit:
    dims (convention, arm, metric, component), its parameters and the software
    versions.
 
-How the Baseline is fed is explicit: ``baseline_positions="trained"`` gives it
-what it was trained with (all-zero local offsets); ``"study"`` reproduces the
-study's comparison script (absolute global positions), i.e. the incident.
+How the Baseline is fed is explicit (:mod:`ptyanalysis.inference.feeds`):
+``baseline_positions="trained"`` gives it what it was trained with (diffraction
+x intensity_scale, all-zero local offsets); ``"study"`` reproduces the study's
+comparison script (absolute global positions, diffraction not multiplied by
+intensity_scale), i.e. the incident with both its faults.
 An arm whose files are missing, or whose output is all zero, is kept in
 every table with empty values and a status, never dropped.
 """
@@ -85,7 +87,9 @@ class CompareConfig:
         file; default its own convention so numbers compare with theirs).
         ``comparison.nc`` holds both.
     batch_size : int
-        Inference batch size.
+        Inference batch size (halved automatically, and recorded in each arm's
+        runtime record, when a batch runs out of memory or the model's outputs
+        do not have one row per sample, e.g. a PtychoPINN bundle).
     chunk : int
         Groups prepared and streamed at a time (bounds memory).
     K : int or None
@@ -654,15 +658,22 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--view", required=True)
     parser.add_argument("--split", required=True)
     parser.add_argument("--baseline-positions", choices=("trained", "study"), default="trained",
-                        help="'study' feeds absolute positions as the study's script did (reproduces the incident)")
+                        help="'study' feeds the Baseline exactly as the study's script did: absolute positions and "
+                             "diffraction not multiplied by intensity_scale (reproduces the incident)")
     parser.add_argument("--register", choices=("all", "ptychi", "none"), default="ptychi",
                         help="arms registered to the ground truth (default ptychi, as the study)")
     parser.add_argument("--out", type=Path, help="output folder (default analysis/dose_<D>/<view>/<split>)")
+    from ..inference.runtime import add_batch_size_argument
+
+    add_batch_size_argument(parser)
 
 
 def run_cli(args) -> int:
     """Run ``ptyanalysis compare``."""
-    cfg = CompareConfig(baseline_positions=args.baseline_positions, register=args.register)
+    from ..inference.runtime import runtime_from_args
+
+    cfg = CompareConfig(baseline_positions=args.baseline_positions, register=args.register,
+                        batch_size=runtime_from_args(args).batch_size)
     ds = compare_job(args.hub, args.dose, args.view, args.split, cfg, out_dir=args.out)
     table = ds["metrics"].sel(convention="ptychopinn", metric=["ssim", "ms_ssim"]).to_dataframe().unstack("component")
     print(table["metrics"].round(4).to_string())
