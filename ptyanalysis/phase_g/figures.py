@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+
 import numpy as np
+
 from ..conventions import ARMS, canonical_arm, dose_label
 from ..errors import PtyAnalysisError
 from ..fileutil import atomic_path
-from ..phase_g.schema import FIGURES_DIR
 from ..phase_g.collect import JobRecord, read_frc_curves, read_reconstructions
-
+from ..phase_g.schema import FIGURES_DIR
 
 # --------------------------------------------------------------------------- figures
 
@@ -43,7 +44,25 @@ def _cell_labels(ds):
     return [f"{v}\n{s}" for v in ds["view"].values for s in ds["split"].values]
 
 
-def plot_metric_grid(ds, metric: str = "ms_ssim", arms=None):
+def _cell_text(why: str | None) -> str:
+    if why and why.startswith("zero"):
+        return why.replace("zero (", "zero\n(").replace(" outputs", "\noutputs")
+    return "missing"
+
+
+def cell_statuses(hub, jobs) -> dict:
+    """``{(arm, dose, view, split): status text}`` for every arm that is not ``ok`` (see :func:`ptyanalysis.phase_g.story.job_arms`)."""
+    from ..phase_g.story import job_arms
+
+    out = {}
+    for j in jobs:
+        for arm, a in job_arms(hub, j).items():
+            if arm in ARMS and a["status"] != "ok":
+                out[(arm, int(j.dose), j.view, j.split)] = a["text"]
+    return out
+
+
+def plot_metric_grid(ds, metric: str = "ms_ssim", arms=None, statuses=None, arm_labels=None):
     """Heat maps of one metric for each arm over dose x (view, split).
 
     Parameters
@@ -54,12 +73,18 @@ def plot_metric_grid(ds, metric: str = "ms_ssim", arms=None):
         ``"ms_ssim"``, ``"ssim"`` (fixed 0-1 colour scale) or any metric of ``ds``.
     arms : sequence of str, optional
         Arms to show (default all of ``ds``).
+    statuses : dict, optional
+        :func:`cell_statuses`: a cell of an all-zero arm is labelled
+        ``zero (all N outputs are 0)``, never "missing".
+    arm_labels : dict, optional
+        ``{arm: label}`` for the panel titles (e.g. ``PtyChi (rPIE)``).
 
     Returns
     -------
     matplotlib.figure.Figure
         One row per arm, columns amplitude and phase; each cell shows its value,
-        a missing cell is grey, hatched and labelled "missing".
+        a cell without one is grey, hatched and labelled with its reason
+        ("zero (...)" or "missing").
     """
     from matplotlib.patches import Rectangle
 
@@ -91,10 +116,13 @@ def plot_metric_grid(ds, metric: str = "ms_ssim", arms=None):
                     else:
                         ax.add_patch(Rectangle((k - 0.5, i - 0.5), 1, 1, facecolor="0.85", edgecolor="0.5",
                                                hatch="///", linewidth=0.5))
-                        ax.text(k, i, "missing", ha="center", va="center", fontsize=8, color="0.2")
+                        view, split = ds["view"].values[k // len(ds["split"])], ds["split"].values[k % len(ds["split"])]
+                        why = (statuses or {}).get((str(arm), int(doses[i]), str(view), str(split)))
+                        ax.text(k, i, _cell_text(why), ha="center", va="center", fontsize=6 if why else 8,
+                                color="darkred" if why and why.startswith("zero") else "0.2")
             ax.set_xticks(range(len(labels)), labels, fontsize=7)
             ax.set_yticks(range(len(doses)), [f"{int(d):g}" for d in doses], fontsize=8)
-            ax.set_title(f"{arm} — {comp}", fontsize=9)
+            ax.set_title(f"{(arm_labels or {}).get(str(arm), arm)} — {comp}", fontsize=9)
             if c == 0:
                 ax.set_ylabel("dose (photons)")
     if im is not None:
@@ -110,68 +138,221 @@ def _masked(img, coverage):
     return img
 
 
-def plot_reconstructions(job_dir, title: str | None = None):
-    """Ground truth and each arm, amplitude and phase, with shared colour limits.
+#: Colour of each arm in every line plot.
+ARM_COLORS = {"PtychoPINN": "tab:blue", "Baseline": "tab:orange", "PtyChi": "tab:green"}
+
+
+def _job_meta(job_dir: Path) -> dict:
+    """Border, csv convention, per-arm status text and iterative engine of a job (from ``comparison.nc``)."""
+    from ..phase_g.story import _read_nc_attrs, arm_label, arm_status_text
+
+    nc = job_dir / "comparison.nc"
+    info = _read_nc_attrs(nc) if nc.exists() else {}
+    params = info.get("parameters") or {}
+    details = info.get("arm_details") or {}
+    status = info.get("status") or {}
+    out = {"border": int(params.get("border", 2)) if isinstance(params, dict) else 2,
+           "convention": (params.get("csv_convention") if isinstance(params, dict) else None) or "ptychopinn",
+           "labels": {}, "status": {}}
+    for arm in ARMS:
+        d = details.get(arm, {})
+        st = status.get(arm) or d.get("status")
+        out["labels"][arm] = arm_label(arm, d.get("algorithm"))
+        if st:
+            out["status"][arm] = arm_status_text(st, d)
+    return out
+
+
+def scored_images(job_dir) -> dict:
+    """Each arm's amplitude and phase as the job scored them, and their differences from the ground truth.
+
+    Reads ``reconstructions_aligned.npz`` (registered, on the evaluation box),
+    else ``reconstructions.npz`` cropped to the covered box (then not registered:
+    said in ``note``). Trims the scoring border, then prepares the images as the
+    job's metric convention did (:func:`ptyanalysis.imaging.metrics.score`):
+    ``ptychopinn``: amplitude rescaled to the ground-truth mean, a least-squares
+    phase plane removed from each image; ``ptyanalysis``: the global phase
+    offset against the ground truth removed. A constant phase offset therefore
+    never clips a panel flat.
 
     Parameters
     ----------
     job_dir : str or Path
-        A job folder with ``reconstructions.npz``.
+
+    Returns
+    -------
+    dict
+        ``{"images": {name: {"amplitude", "phase", "d_amplitude"?, "d_phase"?}},
+        "status": {arm: text}, "labels": {arm: label}, "convention", "note"}``;
+        an arm that is all zero has no images and a status text.
+    """
+    from ..imaging.align import (
+        normalize_amplitude_mean,
+        remove_phase_offset,
+        remove_phase_plane,
+    )
+
+    job_dir = Path(job_dir)
+    meta = _job_meta(job_dir)
+    aligned = job_dir / "reconstructions_aligned.npz"
+    note = ""
+    if aligned.exists():
+        images, coverage = read_reconstructions(aligned)
+        box = None
+    else:
+        images, coverage = read_reconstructions(job_dir / "reconstructions.npz")
+        note = "reconstructions_aligned.npz absent: raw reconstructions on the covered box, not registered"
+        box = None
+        if coverage is not None and np.any(coverage > 0):
+            rows, cols = np.nonzero(coverage > 0)
+            box = (slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1))
+    b = meta["border"]
+
+    def prep(x):
+        x = np.asarray(x)
+        if box is not None:
+            x = x[box]
+        return x[b:-b, b:-b] if b and min(x.shape) > 2 * b + 4 else x
+
+    out = {"images": {}, "status": dict(meta["status"]), "labels": meta["labels"], "convention": meta["convention"],
+           "note": note}
+    if "GroundTruth" not in images:
+        raise PtyAnalysisError(f"{job_dir}: the reconstructions have no 'ground_truth' array; "
+                               "regenerate the job with `ptyanalysis compare`")
+    gt = prep(images["GroundTruth"]).astype(np.complex128)
+    ga = np.abs(gt)
+    plane = meta["convention"] == "ptychopinn"
+    gp = remove_phase_plane(np.angle(gt)) if plane else np.angle(gt)
+    out["images"]["GroundTruth"] = {"amplitude": ga, "phase": gp}
+    for name in [a for a in ARMS if a in images] + sorted(set(images) - set(ARMS) - {"GroundTruth"}):
+        x = prep(images[name]).astype(np.complex128)
+        if not np.any(np.abs(x) > 0) or not np.all(np.isfinite(x)):
+            out["status"].setdefault(name, "zero")
+            continue
+        pa = normalize_amplitude_mean(np.abs(x), ga) if plane else np.abs(x)
+        pp = remove_phase_plane(np.angle(x)) if plane else np.angle(remove_phase_offset(x, gt))
+        out["images"][name] = {"amplitude": pa, "phase": pp, "d_amplitude": pa - ga,
+                               "d_phase": np.angle(np.exp(1j * (pp - gp)))}
+    return out
+
+
+def _limits(arrays, symmetric=False):
+    pool = np.concatenate([np.asarray(a, float).ravel() for a in arrays]) if arrays else np.array([])
+    pool = pool[np.isfinite(pool)]
+    if not pool.size:
+        return (-1.0, 1.0) if symmetric else (0.0, 1.0)
+    if symmetric:
+        m = float(np.percentile(np.abs(pool), 99)) or 1e-6
+        return -m, m
+    lo, hi = (float(v) for v in np.percentile(pool, [1, 99]))
+    return (lo, hi) if hi > lo else (lo - 1e-6, lo + 1e-6)
+
+
+def plot_reconstructions(job_dir, title: str | None = None):
+    """Ground truth and each arm as scored (amplitude, phase) and each arm's difference from the ground truth.
+
+    Parameters
+    ----------
+    job_dir : str or Path
+        A job folder with ``reconstructions_aligned.npz`` or ``reconstructions.npz``.
     title : str, optional
         Figure title (default: the folder path below ``analysis``).
 
     Returns
     -------
     matplotlib.figure.Figure
-        Rows amplitude and phase; columns ground truth then
-        :data:`~ptyanalysis.conventions.ARMS`. Colour limits of a row are the
-        1-99 percentiles of the ground truth on covered pixels (of all images
-        when there is no ground truth); uncovered pixels (``coverage == 0``)
-        are grey; an arm absent from the file is a hatched "missing" panel.
+        Rows: amplitude, phase (as scored, :func:`scored_images`), amplitude
+        difference, phase difference (wrapped, radians); columns ground truth
+        then :data:`~ptyanalysis.conventions.ARMS`. Colour limits of a row are
+        the 1-99 percentiles of the images shown in it (differences: symmetric,
+        99th percentile of their magnitude). An arm without an image is a
+        hatched panel naming why (``zero (all N outputs are 0)``, ``missing``).
     """
     import matplotlib
 
     job_dir = Path(job_dir)
-    images, coverage = read_reconstructions(job_dir / "reconstructions.npz")
-    cols = ["GroundTruth"] + list(ARMS) + sorted(set(images) - set(ARMS) - {"GroundTruth"})
-    fig = _new_figure((2.6 * len(cols) + 1, 5.4))
-    axes = fig.subplots(2, len(cols), squeeze=False)
-    cmap = matplotlib.colormaps["gray"].with_extremes(bad="0.75")
-    pcmap = matplotlib.colormaps["twilight"].with_extremes(bad="0.75")
-    for r, (comp, fn, cm) in enumerate((("amplitude", np.abs, cmap), ("phase", np.angle, pcmap))):
-        ref = [images["GroundTruth"]] if "GroundTruth" in images else list(images.values())
-        pool = np.concatenate([_masked(fn(x), coverage).ravel() for x in ref]) if ref else np.array([])
-        pool = pool[np.isfinite(pool)]
-        lo, hi = (np.percentile(pool, [1, 99]) if pool.size else (0.0, 1.0))
-        if hi <= lo:
-            hi = lo + 1e-6
+    sc = scored_images(job_dir)
+    imgs = sc["images"]
+    cols = ["GroundTruth"] + list(ARMS) + sorted(set(imgs) - set(ARMS) - {"GroundTruth"})
+    rows = (("amplitude", "amplitude (as scored)", "gray", False),
+            ("phase", "phase (rad, as scored)", "viridis", False),
+            ("d_amplitude", "amplitude − GT", "RdBu_r", True),
+            ("d_phase", "phase − GT (rad)", "RdBu_r", True))
+    fig = _new_figure((2.4 * len(cols) + 1.4, 2.3 * len(rows) + 0.8))
+    axes = fig.subplots(len(rows), len(cols), squeeze=False)
+    for r, (key, label, cmap, sym) in enumerate(rows):
+        shown = [imgs[c][key] for c in cols if c in imgs and key in imgs[c]]
+        lo, hi = _limits(shown, symmetric=sym)
+        cm = matplotlib.colormaps[cmap].with_extremes(bad="0.75")
         im = None
         for c, name in enumerate(cols):
             ax = axes[r, c]
             ax.set_xticks([])
             ax.set_yticks([])
-            if name not in images:
-                ax.set_facecolor("0.85")
-                ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes)
-                ax.add_patch(matplotlib.patches.Rectangle((0, 0), 1, 1, transform=ax.transAxes, fill=False, hatch="///",
-                                                          edgecolor="0.5"))
+            if name in imgs and key in imgs[name]:
+                im = ax.imshow(imgs[name][key], cmap=cm, vmin=lo, vmax=hi)
+            elif name == "GroundTruth":
+                ax.set_axis_off()
+                ax.text(0.5, 0.5, "(reference)", ha="center", va="center", transform=ax.transAxes, color="0.4")
             else:
-                img = _masked(fn(images[name]), coverage)
-                im = ax.imshow(img, cmap=cm, vmin=lo, vmax=hi)
-                if not np.any(np.abs(images[name]) > 0):
-                    ax.text(0.5, 0.05, "all zero", ha="center", color="red", transform=ax.transAxes)
+                why = sc["status"].get(name, "missing")
+                ax.set_facecolor("0.88")
+                ax.add_patch(matplotlib.patches.Rectangle((0, 0), 1, 1, transform=ax.transAxes, fill=False,
+                                                          hatch="///", edgecolor="0.6"))
+                ax.text(0.5, 0.5, why.replace(" (", "\n("), ha="center", va="center", fontsize=8,
+                        transform=ax.transAxes, wrap=True, color="darkred" if why.startswith("zero") else "0.2")
             if r == 0:
-                ax.set_title("ground truth" if name == "GroundTruth" else name, fontsize=10)
+                ax.set_title("ground truth" if name == "GroundTruth" else sc["labels"].get(name, name), fontsize=10)
             if c == 0:
-                ax.set_ylabel(comp)
+                ax.set_ylabel(label, fontsize=9)
         if im is not None:
-            fig.colorbar(im, ax=axes[r, :].tolist(), shrink=0.85, label=f"{comp} (shared limits)")
-    fig.suptitle(title or "/".join(job_dir.parts[-3:]))
+            fig.colorbar(im, ax=axes[r, :].tolist(), shrink=0.9, label=label.split(" (")[0])
+    sub = f"{sc['convention']} convention" + (f"; {sc['note']}" if sc["note"] else "")
+    fig.suptitle(f"{title or '/'.join(job_dir.parts[-3:])}\n{sub}", fontsize=10)
     return fig
 
 
+def frc_rings(side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frequency (cycles/pixel) and pixel count of each ring of the study's FRC on a ``side`` x ``side`` square.
+
+    The rings are :func:`ptyanalysis.imaging.metrics.ptychopinn_frc_rings`
+    (integer radius ``k`` about pixel ``side // 2``, to the corners); ring
+    ``k`` is at ``k / side`` cycles/pixel.
+
+    Parameters
+    ----------
+    side : int
+
+    Returns
+    -------
+    frequency, n_per_ring : ndarray
+    """
+    from ..imaging.metrics import ptychopinn_frc_rings
+
+    ring = ptychopinn_frc_rings(int(side)).ravel()
+    n = np.bincount(ring)
+    return np.arange(n.size) / int(side), n
+
+
+def _frc_side(job_dir: Path, n_rings: int, border: int) -> tuple[int, bool]:
+    """Side of the scored square: exact from the aligned ground truth when it matches the curve length,
+    else the side whose ring count is ``n_rings`` (approximate)."""
+    p = job_dir / "reconstructions_aligned.npz"
+    if p.exists():
+        try:
+            images, _ = read_reconstructions(p)
+        except PtyAnalysisError:
+            images = {}
+        if "GroundTruth" in images:
+            side = min(images["GroundTruth"].shape) - 2 * border
+            if side > 0 and frc_rings(side)[1].size == n_rings:
+                return side, True
+    half = round((n_rings - 1) / np.sqrt(2))
+    return max(2 * half, 2), False
+
+
 def plot_frc_curves(job_dir, title: str | None = None):
-    """FRC curves of every arm, amplitude and phase, with the 0.5 and 1/7 thresholds.
+    """FRC of every arm against spatial frequency (cycles/pixel), amplitude and phase, with the 1/2-bit and 1/7 thresholds.
 
     Parameters
     ----------
@@ -183,33 +364,56 @@ def plot_frc_curves(job_dir, title: str | None = None):
     Returns
     -------
     matplotlib.figure.Figure
-        Two panels (amplitude, phase); an arm without a curve is named in the legend as missing.
+        Two panels (amplitude, phase); the legend is outside the axes; an arm
+        without a curve is named in it with its status (``zero (...)``, ``missing``).
     """
     job_dir = Path(job_dir)
     curves = read_frc_curves(job_dir)
-    fig = _new_figure((10, 4))
+    meta = _job_meta(job_dir)
+    fig = _new_figure((10, 4.4))
     axes = fig.subplots(1, 2, squeeze=False)[0]
-    colors = {"PtychoPINN": "tab:blue", "Baseline": "tab:orange", "PtyChi": "tab:green"}
+    n_rings = max((len(c["frequency_bin"]) for c in curves.values()), default=0)
+    side, exact = _frc_side(job_dir, n_rings, meta["border"]) if n_rings else (0, False)
+    freq_of = (lambda k: np.asarray(k, float) / side) if side else (lambda k: np.asarray(k, float))
     for ax, comp in zip(axes, ("amplitude", "phase")):
         for arm in list(ARMS) + sorted(set(curves) - set(ARMS)):
-            if arm in curves:
+            label = meta["labels"].get(arm, arm)
+            if arm in curves and np.any(np.isfinite(curves[arm][f"{comp}_frc"])):
                 c = curves[arm]
-                ax.plot(c["frequency_bin"], c[f"{comp}_frc"], label=arm, color=colors.get(arm))
+                ax.plot(freq_of(c["frequency_bin"]), c[f"{comp}_frc"], label=label, color=ARM_COLORS.get(arm))
             else:
-                ax.plot([], [], label=f"{arm} (missing)", color=colors.get(arm), linestyle=":")
-        ax.axhline(0.5, color="k", linestyle="--", linewidth=0.8, label="0.5 threshold")
-        ax.axhline(1 / 7, color="0.4", linestyle=":", linewidth=0.8, label="1/7 threshold")
-        ax.set_xlabel("ring index (frequency bin)")
+                why = meta["status"].get(arm, "missing")
+                ax.plot([], [], label=f"{label}: {why}", color=ARM_COLORS.get(arm), linestyle=":")
+        if side:
+            f, n = frc_rings(side)
+            from ..imaging.metrics import half_bit_threshold
+
+            ax.plot(f[1:], half_bit_threshold(n[1:]), color="k", linestyle="--", linewidth=0.9, label="1/2-bit threshold")
+        ax.axhline(1 / 7, color="0.4", linestyle=":", linewidth=0.9, label="1/7 threshold")
+        ax.set_xlabel("spatial frequency (cycles/pixel)" + ("" if exact or not side else ", approximate"))
         ax.set_ylabel("FRC")
+        if side:
+            ax.axvline(0.5, color="0.75", linewidth=0.8, label="0.5 cycles/pixel (Nyquist per axis)")
+            ax.set_xlim(0, frc_rings(side)[0][-1])
         ax.set_ylim(-0.05, 1.05)
-        ax.set_title(f"{comp} FRC")
-        ax.legend(fontsize=7)
-    fig.suptitle(title or "/".join(job_dir.parts[-3:]))
+        ax.set_title(f"{comp} FRC", fontsize=10)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center", fontsize=8, frameon=False)
+    fig.suptitle(f"{title or '/'.join(job_dir.parts[-3:])} ({meta['convention']} convention)", fontsize=10)
     return fig
 
 
-def plot_metrics_vs_dose(ds, metrics=("ms_ssim", "ssim", "mae", "frc50")):
-    """Metrics against dose: one panel per metric and component, one line per arm/view/split.
+#: Line style of each (view, split) in :func:`plot_metrics_vs_dose`.
+VIEW_SPLIT_STYLES = {("dense", "train"): ("-", "o"), ("dense", "test"): ("--", "s"),
+                     ("sparse", "train"): ("-.", "^"), ("sparse", "test"): (":", "D")}
+#: Readable metric names.
+METRIC_NAMES = {"ms_ssim": "MS-SSIM (higher is better)", "ssim": "SSIM (higher is better)",
+                "mae": "MAE (lower is better)", "frc50": "FRC50 (ring index; higher is better)",
+                "psnr": "PSNR (dB; higher is better)", "mse": "MSE (lower is better)"}
+
+
+def plot_metrics_vs_dose(ds, metrics=("ms_ssim", "ssim", "mae", "frc50"), arm_labels=None):
+    """Metrics against dose: one panel per metric and component; arms by colour, view and split by line style.
 
     Parameters
     ----------
@@ -217,38 +421,52 @@ def plot_metrics_vs_dose(ds, metrics=("ms_ssim", "ssim", "mae", "frc50")):
         From :func:`results_dataset` / :func:`load_results`.
     metrics : sequence of str
         Metrics to plot (rows).
+    arm_labels : dict, optional
+        ``{arm: label}`` (e.g. ``{"PtyChi": "PtyChi (rPIE)"}``).
 
     Returns
     -------
     matplotlib.figure.Figure
-        Colour = arm, line style = view, marker = split; dose on a log axis.
-        Missing values leave gaps.
+        Dose on a log axis; two legends outside the panels (arm colours; view /
+        split line styles). Missing values leave gaps.
     """
+    from matplotlib.lines import Line2D
+
+    arm_labels = arm_labels or {}
     metrics = [m for m in metrics if m in ds["metric"].values]
-    fig = _new_figure((10, 2.6 * max(1, len(metrics)) + 0.6))
+    fig = _new_figure((10, 2.5 * max(1, len(metrics)) + 1.0))
     axes = fig.subplots(max(1, len(metrics)), 2, squeeze=False)
-    colors = {"PtychoPINN": "tab:blue", "Baseline": "tab:orange", "PtyChi": "tab:green"}
-    styles = ["-", "--", "-.", ":"]
-    markers = ["o", "s", "^", "D"]
     doses = ds["dose"].values.astype(float)
+    views, splits = [str(v) for v in ds["view"].values], [str(s) for s in ds["split"].values]
+    extra = ["-", "--", "-.", ":"]
+    styles = {}
+    for i, (v, s) in enumerate((v, s) for v in views for s in splits):
+        styles[(v, s)] = VIEW_SPLIT_STYLES.get((v, s), (extra[i % 4], "x"))
     for r, metric in enumerate(metrics):
         for c, comp in enumerate(("amplitude", "phase")):
             ax = axes[r, c]
             for arm in ds["arm"].values:
-                for vi, view in enumerate(ds["view"].values):
-                    for si, split in enumerate(ds["split"].values):
-                        y = ds["value"].sel(arm=arm, view=view, split=split, metric=metric, component=comp).values
-                        if not np.any(np.isfinite(y)):
-                            continue
-                        ax.plot(doses, y, color=colors.get(str(arm)), linestyle=styles[vi % 4],
-                                marker=markers[si % 4], label=f"{arm} {view}/{split}")
+                for (view, split), (ls, mk) in styles.items():
+                    y = ds["value"].sel(arm=arm, view=view, split=split, metric=metric, component=comp).values
+                    if not np.any(np.isfinite(y)):
+                        continue
+                    ax.plot(doses, y, color=ARM_COLORS.get(str(arm)), linestyle=ls, marker=mk, markersize=4,
+                            linewidth=1.2)
             ax.set_xscale("log")
-            ax.set_title(f"{metric} — {comp}", fontsize=9)
-            ax.set_xlabel("dose (photons per pattern)")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=7)
-    fig.suptitle("Metrics against dose (gaps = missing)")
+            ax.set_title(f"{comp}", fontsize=9)
+            if c == 0:
+                ax.set_ylabel(METRIC_NAMES.get(metric, metric), fontsize=8)
+            if r == len(metrics) - 1:
+                ax.set_xlabel("dose (photons per pattern)")
+            ax.grid(True, which="major", alpha=0.3)
+    arm_h = [Line2D([], [], color=ARM_COLORS.get(str(a)), linewidth=3, label=arm_labels.get(str(a), str(a)))
+             for a in ds["arm"].values]
+    sty_h = [Line2D([], [], color="0.3", linestyle=ls, marker=mk, label=f"{v} / {s}")
+             for (v, s), (ls, mk) in styles.items()]
+    fig.legend(handles=arm_h, loc="outside upper center", ncol=len(arm_h), fontsize=8, title="arm (colour)",
+               frameon=False)
+    fig.legend(handles=sty_h, loc="outside lower center", ncol=len(sty_h), fontsize=8,
+               title="view / split (line style)", frameon=False)
     return fig
 
 
@@ -295,10 +513,15 @@ def write_figures(hub, ds, jobs) -> list[Path]:
     list of Path
         Every PNG written (atomically).
     """
+    from ..phase_g.story import arm_label, job_arms
+
     figdir = Path(hub) / "analysis" / FIGURES_DIR
-    written = [save_figure(plot_metric_grid(ds, "ms_ssim"), figdir / "ms_ssim_grid.png"),
-               save_figure(plot_metric_grid(ds, "ssim"), figdir / "ssim_grid.png"),
-               save_figure(plot_metrics_vs_dose(ds), figdir / "metrics_vs_dose.png")]
+    statuses = cell_statuses(hub, jobs)
+    algs = [job_arms(hub, j)["PtyChi"].get("algorithm") for j in jobs if j.status == "success"]
+    labels = {"PtyChi": arm_label("PtyChi", next((a for a in algs if a), None))}
+    written = [save_figure(plot_metric_grid(ds, "ms_ssim", statuses=statuses, arm_labels=labels), figdir / "ms_ssim_grid.png"),
+               save_figure(plot_metric_grid(ds, "ssim", statuses=statuses, arm_labels=labels), figdir / "ssim_grid.png"),
+               save_figure(plot_metrics_vs_dose(ds, arm_labels=labels), figdir / "metrics_vs_dose.png")]
     for j in jobs:
         if j.status != "success":
             continue

@@ -246,23 +246,10 @@ def read_diagnosis(hub) -> dict:
 
 
 def read_trust(hub, jobs) -> list:
-    """Trust flags from :mod:`ptyanalysis.phase_g.trust` when that module exists (``[]`` otherwise)."""
-    try:
-        from ..phase_g import trust
-    except ImportError:
-        return []
-    fn = getattr(trust, "trust_flags", None) or getattr(trust, "assess", None)
-    if fn is None:
-        return []
-    try:
-        flags = fn(hub, jobs) if fn.__code__.co_argcount >= 2 else fn(hub)
-    except TypeError:
-        flags = fn(hub)
-    items = flags.get("flags", flags) if isinstance(flags, dict) else flags
-    out = []
-    for f in items or []:
-        out.append(f if isinstance(f, str) else (getattr(f, "message", None) or getattr(f, "text", None) or str(f)))
-    return out
+    """One line per trust flag of every job (:mod:`ptyanalysis.phase_g.trust`); ``[]`` when nothing is flagged."""
+    from ..phase_g import trust
+
+    return [f"{j.label}: {f.arm} {f.check}: {f.message}" for j in jobs for f in trust.trust_flags(j, hub)]
 
 
 # --------------------------------------------------------------------------- facts
