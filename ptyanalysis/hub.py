@@ -110,3 +110,65 @@ def load_view(hub, dose, view: str, split: str):
     return data.subset(views[view][split])
 
 
+
+
+def hub_grid(hub) -> dict:
+    """What a hub holds: its doses, views and splits, read from the files.
+
+    Doses are the ``data/phase_c/dose_<D>`` folders; splits the
+    ``patched_<split>.npz`` files in them; views the ``views.json`` entries,
+    else the ``data/phase_e/dose_<D>/<view>/gs2`` model folders.
+
+    Parameters
+    ----------
+    hub : str or Path
+
+    Returns
+    -------
+    dict
+        ``{"doses": [int, ...], "views": [str, ...], "splits": [str, ...]}``,
+        sorted (empty lists when the hub has no such files).
+    """
+    hub = Path(hub)
+    doses, views, splits = set(), set(), set()
+    root = hub / "data" / "phase_c"
+    for ddir in root.glob("dose_*") if root.is_dir() else ():
+        try:
+            d = float(ddir.name[5:])
+        except ValueError:
+            continue
+        if not (ddir.is_dir() and np.isfinite(d) and d > 0 and d == int(d)):
+            continue
+        doses.add(int(d))
+        splits.update(p.name[len("patched_"):-len(".npz")] for p in ddir.glob("patched_*.npz"))
+        vp = ddir / "views.json"
+        if vp.exists():
+            views.update(load_views(hub, int(d)))
+        for g in (hub / "data" / "phase_e" / ddir.name).glob("*/gs2"):
+            views.add(g.parent.name)
+    return {"doses": sorted(doses), "views": sorted(views), "splits": sorted(splits)}
+
+
+def check_in_hub(hub, dose=None, view=None, split=None) -> None:
+    """Raise a :class:`PtyAnalysisError` listing what the hub has when ``dose``, ``view`` or ``split`` is not in it.
+
+    Parameters
+    ----------
+    hub : str or Path
+    dose : float, optional
+    view, split : str, optional
+        Only the ones given are checked.
+    """
+    have = hub_grid(hub)
+    bad = []
+    if dose is not None and have["doses"] and float(dose) not in [float(d) for d in have["doses"]]:
+        bad.append(f"dose {dose:g} (the hub has {', '.join(f'{d:g}' for d in have['doses'])})")
+    if view is not None and have["views"] and view not in have["views"]:
+        bad.append(f"view {view!r} (the hub has {', '.join(have['views'])})")
+    if split is not None and have["splits"] and split not in have["splits"]:
+        bad.append(f"split {split!r} (the hub has {', '.join(have['splits'])})")
+    if not any(have.values()):
+        raise PtyAnalysisError(f"{hub}: no study data found (expected data/phase_c/dose_<D>/patched_<split>.npz); "
+                               "create one with `ptyanalysis simulate` or point at a study hub")
+    if bad:
+        raise PtyAnalysisError(f"{hub}: not in this hub: {'; '.join(bad)}")
