@@ -8,23 +8,46 @@ reference health (:mod:`ptyanalysis.diagnosis.health`):
    whole sets when smaller, or when a subsample does not show the reported
    outcome): the failing set must fail and the passing set pass under the
    criterion; otherwise the verdict is ``none`` (or ``model`` when every set,
-   the reference included, fails and no runtime factor rescues it).
-2. **Runtime** (on a seeded subsample of at most 256 failing samples): batch
+   the reference included, fails and no runtime factor rescues it). When the
+   passing set fails too but the reference passes, the reference takes the
+   passing set's place (the summary says so). The reference is checked before
+   it is trusted: when its outputs are all zero, non-finite or collapsed it is
+   reported unusable and health is measured against the passing set.
+2. **Runtime** (on a seeded subsample of at most 128 failing samples): batch
    size 1, an odd batch size (partial last batch), the whole subsample as one
    batch, ``jit_compile``, eager execution, input dtype float64/float32/float16,
    other devices. A factor *flips* the outcome when the failing subsample
-   passes under it (and the passing set still passes under it).
-3. **Inputs** (on at most 512 failing samples): each input swapped between the sets (both directions; values are
-   resampled, seeded, to the other set's size), and interventions on the
-   failing set's input: centre it, match the passing set's mean and std,
-   replace it by the reference distribution, replace non-finite values, cast
-   it to the passing set's dtype. With several inputs, Zeller's ``ddmin`` finds
-   the minimal combination of inputs whose failing values still make the
-   model fail when every other input takes passing values.
-4. **Samples**: the failing set split into 4 random chunks; if every chunk
-   fails the failure is *global*; otherwise ``ddmin`` over samples finds a
-   1-minimal failing subset (repeated until the rest passes); a subset cause
-   needs the rest of the set to pass and to be small (at most 5 % of it).
+   passes under it (and the passing set still passes under it). **Batch
+   composition**: the same samples at the same batch size, shuffled and
+   interleaved with passing samples; when their outputs change with their
+   neighbours and the outcome depends on batching, the finding is ``runtime``
+   ``batch_composition`` ("outputs depend on which samples share a batch"),
+   never a batch size.
+3. **Inputs** (on at most 512 failing samples): each input swapped between the
+   sets (both directions; values are resampled, seeded, to the other set's
+   size), and interventions on the failing set's input (:func:`intervene`):
+   centre it, match the passing set's or the reference's mean and std, replace
+   it by the reference distribution, replace non-finite values, cast it to the
+   passing set's dtype. Among interventions that restore as much (within
+   :data:`TIE_TOLERANCE`) the most specific wins (:data:`SPECIFICITY`), and
+   the fix sentence comes from it, with the evidence's numbers (scale factor,
+   dtype, count and first indices of non-finite values). With several inputs,
+   Zeller's ``ddmin`` finds the minimal combination of inputs whose failing
+   values still make the model fail when every other input takes passing
+   values. **Several causes**: when no single change restores
+   :data:`COMBINE_BELOW` of the health, the best change per input is added
+   greedily on top of the others, then the combination is minimised; the
+   verdict names every input (``a+b``) with a fix for each and what each part
+   and the whole restore.
+4. **Samples**: samples holding NaN/Inf (or values far outside the passing
+   set's) are located by scanning the inputs, with no model call, and tested
+   as a subset first. Otherwise the failing set is split into 4 random chunks;
+   if every chunk fails the failure is *global*; otherwise ``ddmin`` over
+   samples finds a 1-minimal failing subset (repeated until the rest passes);
+   a subset cause needs the rest of the set to pass and to be small (at most
+   5 % of it). Its *culprits* (abnormal inputs, or needed for the failure) are
+   told apart from its *victims* (samples that fail only because they share a
+   batch with a culprit); the fix acts on the culprits.
 5. **Layers**: a multi-output probe over the functional graph finds the first
    layer whose activations are all zero (or non-finite) on the failing set but
    not on the passing set, with per-layer zero fractions for both
@@ -34,12 +57,17 @@ Each candidate cause gets ``restores`` in [0, 1] (share of the health lost on
 the failing set that its change brings back). Causes are ranked by
 ``restores``; among causes within 0.05 of the best the more specific wins:
 a small sample subset, then a runtime factor (no data changed), then an input.
+A batch-composition finding comes first (after culprit samples that explain
+it), since every other experiment changes the batches too. Experiments that
+raise (a batch the model cannot take, a dtype it refuses) are recorded with
+their error as evidence and never abort the run. Health is kept per model
+output, and a set is degraded when any of its outputs is.
 For sets larger than ``max_samples`` the experiments run on seeded subsamples
 (always including samples with non-finite values) and the winning fix is
 confirmed on the whole failing set.
 
 CLI: ``ptyanalysis bisect --model PATH --failing F.npz --passing P.npz
-[--reference R.npz] [--criterion ...] [--study-inputs] [--max-samples 2000]
+[--reference R.npz] [--criterion all-zero|mostly-zero|zero-fraction>=F|...] [--study-inputs] [--max-samples 2000]
 [--seed 0] --out DIR`` writes ``DIR/bisection.json``.
 """
 
@@ -52,8 +80,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PtyAnalysisError
-from ..diagnosis.health import (DEGRADED_HEALTH, degraded, health_score, outputs_stats, parse_criterion,
-                     restores as _restores)
+from ..diagnosis.health import (DEGRADED_HEALTH, degraded, health_scores, outputs_stats, parse_criterion,
+                                reference_problem, restores as _restores, sample_health)
 
 #: Causes within this much of the best ``restores`` are ranked by specificity.
 TIE_TOLERANCE = 0.05
@@ -65,7 +93,21 @@ PROBE_SAMPLES = 128
 #: Failing samples the input experiments run on.
 SCREEN_SAMPLES = 512
 #: Interventions tried on an input (in this order).
-INTERVENTIONS = ("swap", "centre", "match_passing", "reference", "replace_nonfinite", "cast_dtype")
+INTERVENTIONS = ("swap", "centre", "match_passing", "match_reference", "reference", "replace_nonfinite",
+                 "cast_dtype")
+#: Among interventions within TIE_TOLERANCE of the best, the first of these wins (the most specific change).
+SPECIFICITY = ("replace_nonfinite", "cast_dtype", "match_passing", "match_reference", "centre", "reference",
+               "swap")
+#: When no single change restores this share of the health, changes on several inputs are combined.
+COMBINE_BELOW = 0.9
+#: A sample whose largest |value| exceeds this many times the passing set's (99.9th percentile) is abnormal.
+OUTLIER_FACTOR = 10.0
+#: Batch size of the batch-composition experiments (also one of the batch sizes tried).
+COMPOSITION_BATCH = 7
+#: Change of a sample's outputs, relative to the output's largest |value|, that counts as "changed".
+COMPOSITION_TOL = 1e-3
+#: Share of the samples that must change with their neighbours for outputs to "depend on batch composition".
+COMPOSITION_MIN_CHANGED = 0.01
 _SPECIFICITY = {"samples": 0, "runtime": 1, "input": 2, "model": 3}
 
 
@@ -300,6 +342,13 @@ def _cast_like(y: np.ndarray, x: np.ndarray) -> np.ndarray:
     return y.astype(x.dtype) if x.dtype.kind in "fc" else y.astype(np.float32)
 
 
+def _match(x: np.ndarray, target: np.ndarray) -> np.ndarray:
+    mx, sx = _moments(x)
+    mt, st = _moments(target)
+    z = np.where(sx > 0, (x.astype(np.float64) - mx) / np.where(sx > 0, sx, 1), 0.0)
+    return _cast_like(z * st + mt, x)
+
+
 def intervene(kind: str, x: np.ndarray, passing: np.ndarray, reference: np.ndarray | None, rng):
     """Apply one input intervention to the failing set's values of one input.
 
@@ -309,9 +358,11 @@ def intervene(kind: str, x: np.ndarray, passing: np.ndarray, reference: np.ndarr
         One of :data:`INTERVENTIONS`: ``swap`` (passing values, resampled),
         ``centre`` (subtract the mean: per feature for inputs of at most 16 values
         per sample, else one scalar), ``match_passing`` (match the passing set's
-        mean and std, same rule), ``reference`` (reference values, resampled),
-        ``replace_nonfinite`` (NaN -> 0, +-Inf -> the passing set's finite max/min),
-        ``cast_dtype`` (cast to the passing set's dtype).
+        mean and std, same rule), ``match_reference`` (match the reference's
+        mean and std: a scale or offset error against the training inputs),
+        ``reference`` (reference values, resampled), ``replace_nonfinite``
+        (NaN -> 0, +-Inf -> the passing set's finite max/min), ``cast_dtype``
+        (cast to the passing set's dtype).
     x, passing : ndarray
         Failing and passing values of the input.
     reference : ndarray or None
@@ -338,16 +389,125 @@ def intervene(kind: str, x: np.ndarray, passing: np.ndarray, reference: np.ndarr
         hi = float(pf.max()) if pf.size else 0.0
         lo = float(pf.min()) if pf.size else 0.0
         return _cast_like(np.nan_to_num(x.astype(np.float64), nan=0.0, posinf=hi, neginf=lo), x)
-    mx, sx = _moments(x)
     if kind == "centre":
+        mx, sx = _moments(x)
         if np.all(np.abs(mx) <= 1e-12 * np.maximum(sx, 1)):
             return None
         return _cast_like(x.astype(np.float64) - mx, x)
     if kind == "match_passing":
-        mp, sp = _moments(passing)
-        z = np.where(sx > 0, (x.astype(np.float64) - mx) / np.where(sx > 0, sx, 1), 0.0)
-        return _cast_like(z * sp + mp, x)
+        return _match(x, passing)
+    if kind == "match_reference":
+        return None if reference is None else _match(x, reference)
     raise PtyAnalysisError(f"unknown intervention {kind!r}: expected one of {', '.join(INTERVENTIONS)}")
+
+
+# ----------------------------------------------------------------------------- evidence in words
+def _fmt(v) -> str:
+    v = np.asarray(v, dtype=np.float64).ravel()
+    if v.size == 1:
+        return f"{float(v[0]):.4g}"
+    return "[" + ", ".join(f"{float(a):.4g}" for a in v[:4]) + (", ..." if v.size > 4 else "") + "]"
+
+
+def _scalar_moments(x):
+    m, s = _moments(x)
+    return float(np.mean(m)), float(np.mean(s))
+
+
+def _nonfinite_evidence(x: np.ndarray, index_map=None) -> dict:
+    """Count, kinds and first sample indices of the non-finite values of one input."""
+    if x.dtype.kind not in "fc":
+        return {"count": 0}
+    bad = ~np.isfinite(x)
+    count = int(bad.sum())
+    if not count:
+        return {"count": 0}
+    rows = np.flatnonzero(bad.reshape(len(x), -1).any(axis=1))
+    idx = rows if index_map is None else np.asarray(index_map)[rows]
+    with np.errstate(invalid="ignore"):
+        return {"count": count, "nan": int(np.isnan(x).sum()), "posinf": int(np.isposinf(np.real(x)).sum()),
+                "neginf": int(np.isneginf(np.real(x)).sum()), "n_samples": int(len(rows)),
+                "first_samples": [int(i) for i in idx[:5]]}
+
+
+def _rescale_text(k, f, t, what) -> str:
+    mf, sf = _scalar_moments(f)
+    mt, st = _scalar_moments(t)
+    if st <= 1e-12 * max(1.0, abs(mt)):
+        val = "zeros" if mt == 0 else f"the constant {mt:.4g}"
+        return (f"feed {k!r} as {val}, as {what} are (the failing set's values have mean {_fmt(_moments(f)[0])} "
+                f"and spread {sf:.4g})")
+    if sf <= 0:
+        return (f"feed {k!r} with values spread like {what} (std {st:.4g}); the failing set holds the constant "
+                f"{mf:.4g}")
+    factor = st / sf
+    if abs(mt - factor * mf) <= 0.1 * max(st, abs(mt)):
+        return (f"multiply {k!r} by {factor:.4g} (the failing set's values are {1 / factor:.4g} x {what}: check "
+                "its units or normalisation, e.g. a scale factor missing or applied twice)")
+    return (f"rescale {k!r} to the mean {mt:.4g} and std {st:.4g} of {what}: (x - {mf:.4g}) x {factor:.4g} + "
+            f"{mt:.4g} (its spread is {1 / factor:.4g} x theirs and its mean {mf:.4g}: check its units, offset "
+            "or normalisation)")
+
+
+def _fix_text_input(k, kind, f, p, r, nonfinite=None) -> str:
+    """The fix for one input (failing values ``f``, passing ``p``, reference ``r`` or None), with numbers."""
+    mf, sf = _scalar_moments(f)
+    if kind == "reference":
+        rv = r
+        if rv is not None and rv.dtype.kind in "fiu" and np.all(rv == rv.reshape(-1)[0]):
+            c = float(rv.reshape(-1)[0])
+            val = "zeros" if c == 0 else f"the constant {c:.4g}"
+            return (f"feed {k!r} as {val}, as in training (the reference/training inputs are all {c:g}; the "
+                    f"failing set's values have mean {_fmt(_moments(f)[0])} and spread {sf:.4g})")
+        if rv is not None:
+            mr, sr = _scalar_moments(rv)
+            return (f"feed {k!r} with values distributed like the reference/training inputs (mean {mr:.4g}, std "
+                    f"{sr:.4g}; the failing set has mean {mf:.4g}, std {sf:.4g})")
+        return f"feed {k!r} with values distributed like the reference/training inputs"
+    if kind == "match_passing":
+        return _rescale_text(k, f, p, "the passing set's values")
+    if kind == "match_reference":
+        return _rescale_text(k, f, r, "the reference/training inputs")
+    if kind == "centre":
+        return f"centre {k!r}: subtract its mean ({_fmt(_moments(f)[0])}) before feeding the model"
+    if kind == "replace_nonfinite":
+        nf = nonfinite or _nonfinite_evidence(f)
+        kinds = ", ".join(f"{nf[t]} {w}" for t, w in (("nan", "NaN"), ("posinf", "+Inf"), ("neginf", "-Inf"))
+                          if nf.get(t))
+        hint = ""
+        if f.dtype == np.float16 and (nf.get("posinf") or nf.get("neginf")):
+            hint = "; float16 overflows above 65504: export it as float32"
+        return (f"replace or drop the {nf.get('count', 0)} non-finite values of {k!r} ({kinds}) in "
+                f"{nf.get('n_samples', 0)} sample(s), first at sample(s) {nf.get('first_samples', [])}{hint}")
+    if kind == "cast_dtype":
+        hint = " (float16 keeps about 3 significant digits and overflows above 65504)" if f.dtype == np.float16 else ""
+        return f"cast {k!r} to {p.dtype} before feeding the model: the failing set holds it as {f.dtype}{hint}"
+    mp, sp = _scalar_moments(p)
+    return (f"feed {k!r} with values like the passing set's (the failing set has mean {mf:.4g}, std {sf:.4g}; "
+            f"the passing set mean {mp:.4g}, std {sp:.4g})")
+
+
+def _reason_text(k, kind, f, p, r, nonfinite=None) -> str:
+    """What is wrong with one input, in a few words, for the verdict's summary."""
+    if kind == "replace_nonfinite":
+        nf = nonfinite or _nonfinite_evidence(f)
+        return (f"it holds {nf.get('count', 0)} non-finite value(s) in {nf.get('n_samples', 0)} sample(s)"
+                + (" (a float16 export overflowed)" if f.dtype == np.float16 and (nf.get("posinf") or nf.get("neginf"))
+                   else ""))
+    if kind == "cast_dtype":
+        return f"it arrives as {f.dtype} where the passing set holds {p.dtype}"
+    target = p
+    if kind in ("match_reference", "reference") and r is not None:
+        target, what = r, "the reference/training inputs'"
+    else:
+        what = "the passing set's"
+    mf, sf = _scalar_moments(f)
+    mt, st = _scalar_moments(target)
+    if kind == "centre":
+        return f"its mean is {_fmt(_moments(f)[0])} where {what} is {_fmt(_moments(target)[0])}"
+    if st > 0 and sf > 0 and abs(np.log(sf / st)) > np.log(1.5):
+        return f"its spread is {sf / st:.4g} x {what} (mean {mf:.4g} vs {mt:.4g})"
+    return f"its values (mean {mf:.4g}, std {sf:.4g}) differ from {what} (mean {mt:.4g}, std {st:.4g})"
 
 
 # ----------------------------------------------------------------------------- ddmin
@@ -425,31 +585,45 @@ class _Runner:
         self.evaluations += 1
         return predict(self.loaded, [s[k] for k in self.names], runtime or self.runtime)
 
+    def score(self, outs, st=None):
+        """(fails, health, per-output health, stats, criterion error) of a list of outputs."""
+        st = st if st is not None else outputs_stats(outs)
+        err = None
+        try:
+            fails = bool(self.criterion.fails(outs, st))
+        except Exception as exc:
+            fails, err = None, f"{type(exc).__name__}: {exc}"
+        if self.ref_stats is not None:
+            hpo = health_scores(st, self.ref_stats)
+            h = float(np.mean(hpo)) if hpo else np.nan
+        else:
+            hpo, h = [], np.nan
+        return fails, h, hpo, st, err
+
+    def skipped(self, stage, name, target, s, change, why, details=None):
+        e = Experiment(len(self.experiments), stage, name, target, change, _n(s), None, np.nan, None,
+                       np.nan, np.nan, why, 0.0, dict(details or {}))
+        self.experiments.append(e)
+        return e
+
     def run(self, stage, name, target, s, change="", runtime=None, details=None, keep=False):
         t0 = time.perf_counter()
         details = dict(details or {})
         try:
             outs = self.outputs(s, runtime)
         except _BudgetSpent:
-            e = Experiment(len(self.experiments), stage, name, target, change, _n(s), None, np.nan, None,
-                           np.nan, np.nan, "skipped: evaluation budget spent", 0.0, details)
-            self.experiments.append(e)
-            return e, None
-        except PtyAnalysisError:
-            raise
-        except Exception as exc:  # an experiment that cannot run is recorded, not fatal
+            return self.skipped(stage, name, target, s, change, "skipped: evaluation budget spent", details), None
+        except Exception as exc:  # an experiment that cannot run is recorded as evidence, never fatal
             e = Experiment(len(self.experiments), stage, name, target, change, _n(s), None, np.nan, None,
                            np.nan, np.nan, f"{type(exc).__name__}: {str(exc)[:300]}",
                            time.perf_counter() - t0, details)
             self.experiments.append(e)
             return e, None
-        st = outputs_stats(outs)
-        try:
-            fails = bool(self.criterion.fails(outs, st))
-        except Exception as exc:
-            fails = None
-            details["criterion_error"] = f"{type(exc).__name__}: {exc}"
-        h = health_score(st, self.ref_stats) if self.ref_stats is not None else np.nan
+        fails, h, hpo, st, err = self.score(outs)
+        if err:
+            details["criterion_error"] = err
+        if hpo:
+            details["health_per_output"] = hpo
         r = None
         if target == "failing" and self.h_fail is not None and stage not in ("reproduce",):
             r = _restores(self.h_fail, h)
@@ -593,7 +767,7 @@ def _run_layers(runner: _Runner, F: dict, P: dict | None, rng) -> dict:
 def _runtime_factors(runtime, F: dict, n: int) -> list:
     """(factor, value, RuntimeConfig) alternatives to the default runtime."""
     out = []
-    for bs in sorted({1, 7, n}):
+    for bs in sorted({1, COMPOSITION_BATCH, n}):
         if bs != runtime.batch_size and bs <= max(n, 1):
             out.append(("batch_size", bs, replace(runtime, batch_size=bs)))
     if not runtime.run_eagerly:
@@ -618,6 +792,73 @@ def _runtime_factors(runtime, F: dict, n: int) -> list:
     return out
 
 
+def _per_sample_change(a: list, b: list) -> np.ndarray:
+    """Per sample, the largest change between two output lists, relative to each output's largest |value|."""
+    n = a[0].shape[0]
+    d = np.zeros(n)
+    for x, y in zip(a, b):
+        x = np.nan_to_num(np.abs(x) if np.iscomplexobj(x) else np.asarray(x, dtype=np.float64), nan=0.0,
+                          posinf=0.0, neginf=0.0).reshape(n, -1)
+        y = np.nan_to_num(np.abs(y) if np.iscomplexobj(y) else np.asarray(y, dtype=np.float64), nan=0.0,
+                          posinf=0.0, neginf=0.0).reshape(n, -1)
+        scale = max(float(np.max(np.abs(x), initial=0.0)), float(np.max(np.abs(y), initial=0.0)))
+        if scale > 0:
+            d = np.maximum(d, np.max(np.abs(x - y), axis=1) / scale)
+    return d
+
+
+def _stage_composition(runner, Fr, Pr, rng, kept: dict) -> dict:
+    """Do a sample's outputs depend on which samples share its batch? Same samples, same batch size, other neighbours."""
+    n = _n(Fr)
+    if n < 4:
+        return {"status": "skipped", "reason": "fewer than 4 failing samples"}
+    b = COMPOSITION_BATCH if n >= 2 * COMPOSITION_BATCH else max(1, n // 2)
+    rt = replace(runner.runtime, batch_size=b)
+    base = kept.get(b)
+    if base is None:
+        e, r = runner.run("runtime", f"composition:in_order[b={b}]", "failing", Fr,
+                          f"the failing subsample in its order, batch size {b}", runtime=rt, keep=True)
+        base = (e, None if r is None else r[0])
+    e_base, y_base = base
+    if y_base is None:
+        return {"status": "error", "reason": e_base.error}
+    perm = rng.permutation(n)
+    e_sh, r_sh = runner.run("runtime", "composition:shuffled", "failing", _take(Fr, perm),
+                            f"the same {n} failing samples shuffled (batch size {b}): other batch neighbours",
+                            runtime=rt, keep=True, details={"batch_size": b})
+    pick = np.sort(rng.choice(_n(Pr), n, replace=_n(Pr) < n))
+    mixed = {}
+    for k in Fr:
+        # the failing samples keep their values and dtype; only their neighbours change
+        v = np.empty((2 * n,) + Fr[k].shape[1:], dtype=Fr[k].dtype)
+        v[0::2], v[1::2] = Fr[k], Pr[k][pick].astype(Fr[k].dtype)
+        mixed[k] = v
+    e_mx, r_mx = runner.run("runtime", "composition:interleaved", "failing", mixed,
+                            f"the same {n} failing samples interleaved with passing samples (batch size {b})",
+                            runtime=rt, keep=True, details={"batch_size": b})
+    out = {"status": "done", "batch_size": b, "n_samples": n, "experiments": [e_base.id, e_sh.id, e_mx.id],
+           "arrangements": {}}
+    changed_any = 0.0
+    for label, e, r, fix in (("shuffled", e_sh, r_sh, lambda y: y[np.argsort(perm)]),
+                             ("interleaved", e_mx, r_mx, lambda y: y[0::2])):
+        if r is None:
+            out["arrangements"][label] = {"error": e.error}
+            continue
+        ys = [fix(o) for o in r[0]]
+        ch = _per_sample_change(y_base, ys)
+        fails, h, _, _, _ = runner.score(ys)
+        frac = float(np.mean(ch > COMPOSITION_TOL))
+        changed_any = max(changed_any, frac)
+        out["arrangements"][label] = {"changed_fraction": frac, "max_relative_change": float(ch.max()),
+                                      "fails": fails, "health": h,
+                                      "restores": None if runner.h_fail is None else _restores(runner.h_fail, h)}
+    out["in_order"] = {"fails": e_base.fails, "health": e_base.health}
+    n_changed = int(round(changed_any * n))
+    out["dependent"] = bool(changed_any >= COMPOSITION_MIN_CHANGED and n_changed >= 2)
+    out["changed_fraction"] = changed_any
+    return out
+
+
 def _stage_runtime(runner, F, P, rng, causes, appliers):
     idx = _subsample_idx(F, RUNTIME_SAMPLES, rng)
     Fr = _take(F, idx)
@@ -630,12 +871,16 @@ def _stage_runtime(runner, F, P, rng, causes, appliers):
             return {"status": "skipped", "reason": "the failing subsample does not fail under the default runtime"}
     h0 = e0.health
     Pr = _take(P, _subsample_idx(P, RUNTIME_SAMPLES, rng))
-    flips = []
+    flips, kept = [], {}
     for factor, value, rt in _runtime_factors(runner.runtime, Fr, _n(Fr)):
-        e, _ = runner.run("runtime", f"{factor}={value}", "failing", Fr, f"failing subsample with {factor}={value}",
-                          runtime=rt, details={"factor": factor, "value": value})
+        e, r = runner.run("runtime", f"{factor}={value}", "failing", Fr, f"failing subsample with {factor}={value}",
+                          runtime=rt, details={"factor": factor, "value": value}, keep=factor == "batch_size")
+        if factor == "batch_size" and r is not None:
+            kept[value] = (e, r[0])
         if e.fails is False:
             flips.append((factor, value, rt, e))
+    comp = _stage_composition(runner, Fr, Pr, rng, kept)
+    kept.clear()
     found = []
     for factor, value, rt, e in flips:
         ep, _ = runner.run("runtime", f"{factor}={value}:passing", "passing", Pr,
@@ -647,10 +892,33 @@ def _stage_runtime(runner, F, P, rng, causes, appliers):
         if ex.stage == "runtime" and "factor" in ex.details:
             tried.setdefault(ex.details["factor"], []).append(
                 {"value": ex.details["value"], "fails": ex.fails, "error": ex.error})
+    batch_flip = [f for f in found if f["factor"] == "batch_size"]
+    arr = comp.get("arrangements", {}) if comp.get("status") == "done" else {}
+    outcome_moves = any(a.get("fails") is False for a in arr.values()) or any(
+        a.get("health") is not None and np.isfinite(a.get("health", np.nan))
+        and abs(a["health"] - comp["in_order"]["health"]) > TIE_TOLERANCE for a in arr.values())
+    composition = bool(comp.get("dependent")) and (bool(batch_flip) or outcome_moves)
+    comp["related_to_failure"] = composition
+    if composition:
+        best = max([f["restores"] for f in batch_flip] + [a.get("restores") or 0.0 for a in arr.values()] + [0.0])
+        ev = {"changed_fraction": comp["changed_fraction"], "batch_size": comp["batch_size"],
+              "arrangements": arr, "in_order": comp["in_order"], "experiments": comp["experiments"],
+              "batch_sizes_that_pass": [f["value"] for f in batch_flip],
+              "restores_basis": ("best of the arrangements and batch sizes tried (a batch size is not the fix: "
+                                 "the outputs change with the batch neighbours at the same batch size)"),
+              "n_samples": comp["n_samples"]}
+        causes.append(Cause("runtime", "batch_composition", best, ev))
+        appliers[("runtime", "batch_composition")] = (None, (
+            "make each sample's output independent of the other samples in its batch: remove or fix the "
+            "batch-level operation (e.g. a per-batch mean, centring or normalisation inside the model); "
+            "changing the batch size only hides it"))
     for factor in dict.fromkeys(f["factor"] for f in found):
+        if composition and factor == "batch_size":
+            continue  # explained by batch composition: never recommend a batch size for it
         good = [f for f in found if f["factor"] == factor and f["passing_still_passes"]]
         if not good:
             continue
+
         # best restoration; among equals prefer the largest batch size / float32 / graph mode
         def pref(f):
             v = f["value"]
@@ -662,31 +930,50 @@ def _stage_runtime(runner, F, P, rng, causes, appliers):
             "tried": tried.get(factor, []), "default": getattr(runner.runtime, factor, None),
             "failing_health_default": h0, "experiment": b["experiment"], "n_samples": _n(Fr)}))
         ok_vals = ", ".join(str(f["value"]) for f in good)
-        appliers[("runtime", factor)] = (lambda s, rt=b["rt"]: (s, rt),
-                                         f"run with {factor}={b['value']} (the failing set passes with: {ok_vals};"
-                                         f" default {getattr(runner.runtime, factor, None)})")
+        text = (f"run with {factor}={b['value']} (the failing set passes with: {ok_vals}; "
+                f"default {getattr(runner.runtime, factor, None)})")
+        if factor == "dtype":
+            held = sorted({f"{k!r} as {v.dtype}" for k, v in F.items() if v.dtype.kind == "f"
+                           and str(v.dtype) != b["value"]})
+            passing_dt = sorted({str(v.dtype) for v in P.values() if v.dtype.kind == "f"})
+            text = (f"cast the inputs to {b['value']} before the model (run with dtype={b['value']}): the failing "
+                    f"set holds {', '.join(held) or 'its inputs'}; the passing set holds {', '.join(passing_dt)}"
+                    f" (the failing set passes with dtype: {ok_vals})")
+        appliers[("runtime", factor)] = (lambda s, rt=b["rt"]: (s, rt), text)
     for f in found:
         f.pop("rt", None)
-    return {"status": "done", "flips": found, "n_samples": _n(Fr)}
+    return {"status": "done", "flips": found, "n_samples": _n(Fr), "composition": comp}
 
 
-def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info):
+def _pick_intervention(exps: dict):
+    """Best intervention of one input: the most specific among those within TIE_TOLERANCE of the best."""
+    ok = {kd: e for kd, e in exps.items() if e is not None and e.restores is not None}
+    if not ok:
+        return None, 0.0
+    best = max(e.restores for e in ok.values())
+    tied = [kd for kd, e in ok.items() if e.restores >= best - TIE_TOLERANCE]
+    kind = min(tied, key=lambda kd: SPECIFICITY.index(kd) if kd in SPECIFICITY else 99)
+    return kind, ok[kind].restores
+
+
+def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info, F0=None, index_map=None):
     from ..diagnosis.splits import drift_measures
 
     names = runner.names
     per = {k: {} for k in names}
-    # swaps first (they also seed the ddmin cache)
+    arrays = {k: {} for k in names}
     cache = {frozenset(names): True}
 
     def config(keep_failing):
         return {k: (F[k] if k in keep_failing else _resample(P[k], _n(F), np.random.default_rng(7)))
                 for k in names}
 
+    whole = F0 if F0 is not None else F
     for k in names:
         d = drift_measures(F[k], P[k], seed=0)
         info = {"drift_failing_vs_passing": d, "dtype_failing": str(F[k].dtype), "dtype_passing": str(P[k].dtype),
-                "nonfinite_failing": int((~np.isfinite(F[k])).sum()) if F[k].dtype.kind == "f" else 0,
-                "nonfinite_passing": int((~np.isfinite(P[k])).sum()) if P[k].dtype.kind == "f" else 0}
+                "nonfinite_failing": _nonfinite_evidence(whole[k], None)["count"],
+                "nonfinite_passing": int((~np.isfinite(P[k])).sum()) if P[k].dtype.kind in "fc" else 0}
         if R is not None:
             info["drift_failing_vs_reference"] = drift_measures(R[k], F[k], seed=0)
             info["drift_passing_vs_reference"] = drift_measures(R[k], P[k], seed=0)
@@ -704,25 +991,41 @@ def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info):
         e, _ = runner.run("input", f"reverse_swap:{k}", "passing", s,
                           f"passing set with {k} taken from the failing set (does it now fail?)")
         input_info[k]["reverse_swap_fails"] = e.fails
-    # interventions on the most suspect inputs
+
+    def drift_of(k):
+        d = input_info[k]["drift_failing_vs_passing"]["drift_score"]
+        if R is not None:
+            d = max(d, input_info[k]["drift_failing_vs_reference"]["drift_score"])
+        return float(np.nan_to_num(d, nan=np.inf, posinf=1e300))
+
     def suspicion(k):
-        sw = per[k]["swap"].restores or 0.0
-        return (sw, input_info[k]["drift_failing_vs_passing"]["drift_score"])
+        return ((per[k]["swap"].restores or 0.0), drift_of(k))
+
     order = sorted(names, key=suspicion, reverse=True)
-    suspects = [k for k in order if (per[k]["swap"].restores or 0) > 0.01
-                or input_info[k]["drift_failing_vs_passing"]["drifted"]
+    suspects = [k for k in order if (per[k]["swap"].restores or 0) > 0.01 or drift_of(k) >= 1
                 or input_info[k]["nonfinite_failing"] > 0 or F[k].dtype != P[k].dtype][:3]
     if not suspects:
         suspects = order[:1]
     for k in suspects:
         for kind in INTERVENTIONS[1:]:
-            new = intervene(kind, F[k], P[k], None if R is None else R[k], np.random.default_rng(13))
+            try:
+                new = intervene(kind, F[k], P[k], None if R is None else R[k], np.random.default_rng(13))
+            except Exception as exc:  # an intervention that cannot be built is evidence, not fatal
+                runner.skipped("input", f"{kind}:{k}", "failing", F, f"failing set with {k}: {kind}",
+                               f"{type(exc).__name__}: {str(exc)[:300]}")
+                continue
             if new is None:
+                continue
+            same = next((kd for kd, a in arrays[k].items() if a.shape == new.shape and a.dtype == new.dtype
+                         and np.array_equal(a, new, equal_nan=a.dtype.kind in "fc")), None)
+            if same is not None:  # identical values (e.g. a constant reference): no second model call
+                per[k][kind] = per[k][same]
                 continue
             s = dict(F)
             s[k] = new
             e, _ = runner.run("input", f"{kind}:{k}", "failing", s, f"failing set with {k}: {kind}")
             per[k][kind] = e
+            arrays[k][kind] = new
     # ddmin over inputs (the minimal set of inputs whose failing values still fail)
     combo = None
     if len(names) > 1:
@@ -746,18 +1049,25 @@ def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info):
                 e, _ = runner.run("combination", "swap:" + "+".join(sorted(minimal)), "failing", s,
                                   "failing set with " + ", ".join(sorted(minimal)) + " taken from the passing set")
                 causes.append(Cause("input", "+".join(sorted(minimal)), e.restores or 0.0,
-                                    {"ddmin": combo, "experiment": e.id}))
+                                    {"ddmin": combo, "experiment": e.id,
+                                     "parts": [{"input": k, "intervention": "swap",
+                                                "restores_alone": per[k]["swap"].restores or 0.0,
+                                                "fix": _fix_text_input(k, "swap", F[k], P[k], None)}
+                                               for k in sorted(minimal)]}))
                 appliers[("input", "+".join(sorted(minimal)))] = (
                     lambda s2, mm=tuple(minimal): ({k: (_resample(P[k], _n(s2), np.random.default_rng(7))
                                                         if k in mm else v) for k, v in s2.items()}, None),
-                    "replace " + ", ".join(sorted(minimal)) + " by values like the passing set's")
+                    "replace " + ", ".join(sorted(minimal)) + " by values like the passing set's (together: "
+                    "each alone does not restore the outputs)")
+    nf_ev = {k: _nonfinite_evidence(whole[k], index_map if F0 is not None else None) for k in names}
+    best_single = 0.0
     for k in names:
         exps = {kind: e for kind, e in per[k].items() if e.restores is not None}
         if not exps:
             continue
-        best_kind = max(exps, key=lambda kd: (exps[kd].restores, -INTERVENTIONS.index(kd)))
-        best = exps[best_kind].restores
+        best_kind, best = _pick_intervention(exps)
         in_combo = combo is not None and combo["inputs"] == [k]
+        best_single = max(best_single, best)
         if best < 0.05 and not in_combo:
             continue
         ev = {"restores_by_intervention": {kd: e.restores for kd, e in exps.items()},
@@ -765,104 +1075,262 @@ def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info):
               "drift_score": input_info[k]["drift_failing_vs_passing"]["drift_score"],
               "smd": input_info[k]["drift_failing_vs_passing"]["smd"],
               "reverse_swap_fails": input_info[k].get("reverse_swap_fails"),
-              "ddmin_minimal": in_combo}
+              "ddmin_minimal": in_combo,
+              "reason": _reason_text(k, best_kind, F[k], P[k], None if R is None else R[k], nf_ev[k])}
+        if R is not None:
+            ev["drift_score_vs_reference"] = input_info[k]["drift_failing_vs_reference"]["drift_score"]
         if F[k].dtype != P[k].dtype:
             ev["dtype"] = {"failing": str(F[k].dtype), "passing": str(P[k].dtype)}
+        if nf_ev[k]["count"]:
+            ev["nonfinite"] = nf_ev[k]
         causes.append(Cause("input", k, best, ev))
+        appliers[("input", k)] = (_input_applier(k, best_kind, P, R),
+                                  _fix_text_input(k, best_kind, F[k], P[k], None if R is None else R[k], nf_ev[k]))
+    multi = None
+    if best_single < COMBINE_BELOW:
+        multi = _stage_several(runner, F, P, R, per, suspects, causes, appliers, nf_ev)
+    return {"status": "done", "suspects": suspects, "ddmin": combo, "several_causes": multi}
 
-        def apply(s2, k=k, kind=best_kind):
+
+def _input_applier(k, kind, P, R):
+    def apply(s2):
+        new = intervene(kind, s2[k], P[k], None if R is None else R[k], np.random.default_rng(13))
+        out = dict(s2)
+        if new is not None:
+            out[k] = new
+        return out, None
+    return apply
+
+
+def _stage_several(runner, F, P, R, per, suspects, causes, appliers, nf_ev):
+    """Several independent causes: the best change per input added greedily, then minimised.
+
+    Runs when no single change restores the reference health. Each step tries,
+    on top of the changes kept so far, every intervention of every input not
+    yet changed, and keeps the one that restores the most (the most specific
+    among near ties); it stops when nothing adds more than 1 % or the health is
+    restored. Then each kept change is dropped in turn, and left out when the
+    rest restores as much without it.
+    """
+    cands = [k for k in suspects if any(e is not None and e.restores is not None for e in per[k].values())]
+    if len(cands) < 2:
+        return {"status": "skipped", "reason": "fewer than two inputs with changes to combine"}
+    results = {}
+    for k in cands:
+        for kind, e in per[k].items():
+            if e is not None and e.restores is not None:
+                results[frozenset({(k, kind)})] = e
+
+    def evaluate(changes: dict):
+        key = frozenset(changes.items())
+        if key not in results:
+            s = dict(F)
+            for k, kind in changes.items():
+                new = intervene(kind, F[k], P[k], None if R is None else R[k], np.random.default_rng(13))
+                if new is not None:
+                    s[k] = new
+            label = "+".join(f"{kind}:{k}" for k, kind in sorted(changes.items()))
+            e, _ = runner.run("combination", f"several:{label}", "failing", s,
+                              "failing set with " + "; ".join(f"{k}: {kind}" for k, kind in sorted(changes.items())))
+            results[key] = e
+        return results[key]
+
+    current: dict = {}
+    cur = 0.0
+    steps = []
+    while len(current) < len(cands):
+        trials = []
+        for k in cands:
+            if k in current:
+                continue
+            for kind in per[k]:
+                e = evaluate({**current, k: kind})
+                if e.restores is not None:
+                    trials.append((k, kind, e))
+        if not trials:
+            break
+        top = max(e.restores for _, _, e in trials)
+        tied = [t for t in trials if t[2].restores >= top - TIE_TOLERANCE]
+        k, kind, e = min(tied, key=lambda t: (SPECIFICITY.index(t[1]) if t[1] in SPECIFICITY else 99, -t[2].restores))
+        if e.restores <= cur + 0.01:
+            break
+        current[k] = kind
+        cur = e.restores
+        steps.append({"input": k, "intervention": kind, "restores": cur, "experiment": e.id})
+        if cur >= 1 - TIE_TOLERANCE / 5:
+            break
+    if len(current) > 1:
+        for k in list(current):
+            rest = {kk: vv for kk, vv in current.items() if kk != k}
+            if len(rest) and evaluate(rest).restores is not None and evaluate(rest).restores >= cur - TIE_TOLERANCE:
+                current = rest
+                cur = evaluate(rest).restores
+    info = {"status": "done", "steps": steps, "kept": dict(current), "restores": cur}
+    if len(current) < 2:
+        return info
+    final = evaluate(current)
+    parts = []
+    for k, kind in sorted(current.items()):
+        alone = results.get(frozenset({(k, kind)}))
+        without = evaluate({kk: vv for kk, vv in current.items() if kk != k})
+        parts.append({"input": k, "intervention": kind,
+                      "restores_alone": None if alone is None else alone.restores,
+                      "restores_without_it": without.restores,
+                      "reason": _reason_text(k, kind, F[k], P[k], None if R is None else R[k], nf_ev[k]),
+                      "fix": _fix_text_input(k, kind, F[k], P[k], None if R is None else R[k], nf_ev[k])})
+    name = "+".join(sorted(current))
+    causes.append(Cause("input", name, final.restores or 0.0,
+                        {"several_causes": True, "parts": parts, "experiment": final.id, "steps": steps}))
+
+    def apply(s2, changes=dict(current)):
+        out = dict(s2)
+        for k, kind in changes.items():
             new = intervene(kind, s2[k], P[k], None if R is None else R[k], np.random.default_rng(13))
-            out = dict(s2)
             if new is not None:
                 out[k] = new
-            return out, None
-        appliers[("input", k)] = (apply, _fix_text_input(k, best_kind, F[k], P[k], R))
-    return {"status": "done", "suspects": suspects, "ddmin": combo}
+        return out, None
+    appliers[("input", name)] = (apply, "; ".join(p["fix"] for p in parts))
+    info["cause"] = name
+    return info
 
 
-def _fix_text_input(k, kind, f, p, R):
-    if kind == "reference":
-        hint = ""
-        if R is not None:
-            rv = R[k]
-            if rv.dtype.kind == "f" and np.all(rv == 0):
-                hint = " (all zeros, as in training)"
-        return f"feed {k!r} with values distributed like the reference/training inputs{hint}"
-    if kind == "match_passing":
-        _, sf = _moments(f)
-        _, sp = _moments(p)
-        ratio = float(np.mean(sf)) / max(float(np.mean(sp)), 1e-30)
-        return (f"rescale/shift {k!r} to the passing set's mean and std (the failing set's spread is "
-                f"{ratio:.3g} x the passing set's: check its units or normalisation)")
-    if kind == "centre":
-        return f"centre {k!r} (subtract its mean) before feeding the model"
-    if kind == "replace_nonfinite":
-        return f"replace or drop the non-finite values of {k!r}"
-    if kind == "cast_dtype":
-        return f"cast {k!r} to {p.dtype} (the failing set holds it as {f.dtype})"
-    return f"feed {k!r} with values like the passing set's"
+def _abnormal_rows(F: dict, P: dict) -> dict:
+    """``{row: [reasons]}``: rows holding NaN/Inf, or values far outside the passing set's (no model call)."""
+    out: dict = {}
+    for k, v in F.items():
+        r = np.abs(v.reshape(len(v), -1)) if v.dtype.kind in "fciu" else None
+        if r is None:
+            continue
+        if v.dtype.kind in "fc":
+            fin = np.isfinite(r)
+            bad = ~fin.all(axis=1)
+            for i in np.flatnonzero(bad):
+                out.setdefault(int(i), []).append(f"{k}: {int((~fin[i]).sum())} non-finite value(s)")
+            amax = np.max(np.where(fin, r, 0), axis=1)
+        else:
+            bad = np.zeros(len(v), bool)
+            amax = r.max(axis=1).astype(np.float64)
+        p = P[k].reshape(len(P[k]), -1)
+        pa = np.abs(p.astype(np.float64)) if p.dtype.kind in "fciu" else None
+        if pa is None:
+            continue
+        pa = np.where(np.isfinite(pa), pa, 0).max(axis=1)
+        pmax = float(np.quantile(pa, 0.999)) if pa.size else 0.0
+        if pmax > 0:
+            for i in np.flatnonzero((amax > OUTLIER_FACTOR * pmax) & ~bad):
+                out.setdefault(int(i), []).append(
+                    f"{k}: largest |value| {amax[i]:.4g} = {amax[i] / pmax:.3g} x the passing set's")
+    return out
 
 
-def _stage_samples(runner, F, rng, causes, appliers, index_map, max_tests=24):
+def _stage_samples(runner, F, P, rng, causes, appliers, index_map, bad_flags=None, max_tests=24):
     n = _n(F)
     if n < 2:
         return {"status": "skipped", "reason": "fewer than 2 samples"}
-    perm = rng.permutation(n)
-    chunks = [np.sort(c) for c in np.array_split(perm, min(4, n))]
     cache, exps = {}, {}
+    limit = max(1, int(MAX_SUBSET_FRACTION * n))
+    budget = [max_tests]
 
     def test(sub):
         key = tuple(sorted(int(i) for i in sub))
         if key not in cache:
+            if budget[0] <= 0:
+                return None
+            budget[0] -= 1
             e, _ = runner.run("samples", f"subset[{len(key)}]", "failing", _take(F, np.array(key)),
                               f"failing samples subset of {len(key)}",
                               details={"indices": [int(index_map[i]) for i in key]} if len(key) <= 16 else {})
             cache[key], exps[key] = e.fails, e
         return cache[key]
 
+    def orig(rows):
+        return sorted(int(index_map[i]) for i in rows)
+
+    abnormal = _abnormal_rows(F, P)
+    scan = {"abnormal_rows": orig(abnormal)[:50], "n_abnormal": len(abnormal)}
+
+    def register(culprits, victims, rest, how, subset_fails=None):
+        key = tuple(sorted(int(i) for i in rest))
+        e = exps[key]
+        ev = {"n_samples_working_set": n, "rest_health": e.health, "experiment": e.id, "found_by": how,
+              "victims": orig(victims), "abnormal": {str(int(index_map[i])): abnormal[i] for i in culprits
+                                                     if i in abnormal}}
+        if subset_fails is not None:
+            ev["culprits_alone_fail"] = subset_fails
+        if bad_flags is not None:
+            others = np.flatnonzero(bad_flags)
+            others = np.setdiff1d(others, list(culprits) + list(victims))
+            ev["n_other_failing_samples"] = int(len(others))
+        nf = {k: [int(index_map[i]) for i in culprits if v.dtype.kind in "fc" and not np.isfinite(v[i]).all()]
+              for k, v in F.items()}
+        nf = {k: v for k, v in nf.items() if v}
+        if nf:
+            ev["nonfinite_inputs"] = nf
+        names = orig(culprits)
+        causes.append(Cause("samples", names, e.restores or 0.0, ev))
+        why = "; ".join(f"sample {s}: {', '.join(r)}" for s, r in list(ev["abnormal"].items())[:5])
+        text = f"drop or repair sample(s) {names} of the failing set" + (f" ({why})" if why else "")
+        if ev["victims"]:
+            text += (f"; sample(s) {ev['victims']} fail only because they share a batch with them: keep them")
+        elif ev.get("n_other_failing_samples"):
+            text += (f"; {ev['n_other_failing_samples']} other sample(s) fail only because they share a batch "
+                     "with them: keep them")
+        appliers[("samples", tuple(names))] = (None, text)
+
+    # 1. samples found by scanning the inputs (NaN/Inf, far outliers), tested as a subset
+    if 0 < len(abnormal) <= limit:
+        rows = sorted(abnormal)
+        rest = [i for i in range(n) if i not in abnormal]
+        if rest and test(rest) is False:
+            register(rows, [], rest, "input scan (non-finite or far-outlying values)", test(rows))
+            return {"status": "done", "scope": "subset", "scan": scan, "subset": orig(rows), "rest_passes": True}
+    # 2. ddmin over samples
+    perm = rng.permutation(n)
+    chunks = [np.sort(c) for c in np.array_split(perm, min(4, n))]
     outcomes = [test(c) for c in chunks]
     if all(o is True for o in outcomes):
-        return {"status": "done", "scope": "global", "chunk_fails": outcomes,
+        return {"status": "done", "scope": "global", "chunk_fails": outcomes, "scan": scan,
                 "summary": "every quarter of the failing set fails on its own: the failure is global"}
     failing_chunks = [c for c, o in zip(chunks, outcomes) if o is True]
     if not failing_chunks:
-        return {"status": "done", "scope": "collective", "chunk_fails": outcomes,
+        return {"status": "done", "scope": "collective", "chunk_fails": outcomes, "scan": scan,
                 "summary": "no quarter of the failing set fails on its own: the failure needs many samples "
                            "together (batch composition or size)"}
     found: list[int] = []
-    remaining = np.setdiff1d(np.arange(n), [])
-    budget = max_tests
+    remaining = np.arange(n)
     rest_passes = False
     for _ in range(3):
         start = [int(i) for i in np.concatenate(failing_chunks) if int(i) not in set(found)]
         if not start or test(start) is not True:
             break
-        before = len(runner.experiments)
-        sub, complete = ddmin(start, test, max_tests=budget)
-        budget -= len(runner.experiments) - before
+        sub, complete = ddmin(start, lambda s: test(s), max_tests=max(budget[0], 1))
         found.extend(int(i) for i in sub)
         remaining = np.setdiff1d(np.arange(n), found)
         if len(remaining) == 0:
             break
         rest_passes = test(list(remaining)) is False
-        if rest_passes or budget <= 0:
+        if rest_passes or budget[0] <= 0:
             break
         failing_chunks = [np.setdiff1d(c, found) for c in failing_chunks]
-    orig = sorted(int(index_map[i]) for i in found)
-    small = 0 < len(found) <= max(1, int(MAX_SUBSET_FRACTION * n))
-    out = {"status": "done", "scope": "subset" if (small and rest_passes) else "unclear",
-           "chunk_fails": outcomes, "subset": orig, "rest_passes": rest_passes}
+    small = 0 < len(found) <= limit
+    out = {"status": "done", "scope": "subset" if (small and rest_passes) else "unclear", "scan": scan,
+           "chunk_fails": outcomes, "subset": orig(found), "rest_passes": rest_passes}
     if small and rest_passes:
-        key = tuple(sorted(int(i) for i in remaining))
-        e = exps[key]
-        ev = {"n_samples_working_set": n, "rest_health": e.health, "experiment": e.id}
-        nf = {k: [int(index_map[i]) for i in found if v.dtype.kind == "f" and not np.isfinite(v[i]).all()]
-              for k, v in F.items()}
-        nf = {k: v for k, v in nf.items() if v}
-        if nf:
-            ev["nonfinite_inputs"] = nf
-        causes.append(Cause("samples", orig, e.restores or 0.0, ev))
-        appliers[("samples", tuple(orig))] = (None, f"drop or repair samples {orig} of the failing set")
+        rest = [int(i) for i in remaining]
+        # 3. culprits (abnormal inputs, or needed for the failure) vs victims (fail only by sharing a batch)
+        culprits, victims = list(found), []
+        abn = [i for i in found if i in abnormal]
+        if abn and len(abn) < len(found):
+            keep_back = sorted(rest + [i for i in found if i not in abn])
+            if test(keep_back) is False:
+                culprits, victims = abn, [i for i in found if i not in abn]
+        elif 1 < len(found) <= 8:
+            outs = {i: test(sorted(rest + [i])) for i in found}
+            vic = [i for i, o in outs.items() if o is False]
+            if vic and len(vic) < len(found):
+                culprits, victims = [i for i in found if i not in vic], vic
+        out["culprits"], out["victims"] = orig(culprits), orig(victims)
+        register(culprits, victims, rest, "ddmin over samples")
     return out
 
 
@@ -874,7 +1342,15 @@ def _rank(causes: list) -> list:
     rest = [c for c in causes if c not in top]
     top.sort(key=lambda c: (_SPECIFICITY.get(c.kind, 9), -c.restores))
     rest.sort(key=lambda c: -c.restores)
-    return top + rest
+    ranked = top + rest
+    # outputs that depend on the batch neighbours: that finding comes first (after culprit samples that
+    # explain it), since every other experiment changes the batches too
+    comp = [c for c in ranked if c.kind == "runtime" and c.name == "batch_composition"]
+    if comp:
+        samples = [c for c in ranked if c.kind == "samples" and c.restores >= comp[0].restores - TIE_TOLERANCE
+                   and c.restores > 0]
+        ranked = samples + comp + [c for c in ranked if c not in samples and c not in comp]
+    return ranked
 
 
 # ----------------------------------------------------------------------------- main
@@ -893,9 +1369,12 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
     reference : same, optional
         Inputs drawn like the model's training inputs: health is measured
         against the model's outputs on them (else against the passing set's).
+        A reference whose own outputs are unusable (all zero, non-finite,
+        collapsed) is reported as such and not trusted.
     criterion : str, callable or Criterion
         ``"all-zero"`` (default), ``"non-finite"``, ``"collapsed[:tol]"``,
-        ``"module:function"`` or a predicate ``f(outputs) -> bool`` (True = fails).
+        ``"zero-fraction>=F"``, ``"mostly-zero"``, ``"module:function"`` or a
+        predicate ``f(outputs) -> bool`` (True = fails).
     runtime : RuntimeConfig, optional
         The default runtime the failure is observed under.
     max_samples : int
@@ -944,49 +1423,93 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
         idx["reference"] = _subsample_idx(R0, max_samples, rng)
     whole = {"failing": F0, "passing": P0, "reference": R0}
     work = {k: (whole[k] if len(v) == _n(whole[k]) else _take(whole[k], v)) for k, v in idx.items()}
-    stats = {}
+    stats, bad_flags = {}, None
     for label in ("reference", "passing", "failing"):
         if label not in work:
             continue
         s = work[label]
         sub = _n(s) < _n(whole[label])
-        e, st = runner.run("reproduce", label + (":subsample" if sub else ""), label, s,
-                           f"{label} set as given" + (f" (seeded subsample of {_n(s)})" if sub else ""))
+        e, r = runner.run("reproduce", label + (":subsample" if sub else ""), label, s,
+                          f"{label} set as given" + (f" (seeded subsample of {_n(s)})" if sub else ""), keep=True)
         want = label == "failing"  # the outcome the set should show
         if sub and e.fails is not None and e.fails != want:
             # the subsample does not show what the set is said to show: use the whole set
             idx[label] = np.arange(_n(whole[label]))
             work[label] = whole[label]
-            e, st = runner.run("reproduce", label, label, whole[label], f"whole {label} set")
-        stats[label] = (e, st)
+            e, r = runner.run("reproduce", label, label, whole[label], f"whole {label} set", keep=True)
+        if label == "failing" and r is not None:
+            sh = sample_health(r[0])
+            bad_flags = sh["all_zero"] | sh["nonfinite"]
+        stats[label] = (e, None if r is None else r[1])
     F, P, R = work["failing"], work["passing"], work.get("reference")
     idxF = idx["failing"]
     subsampled = _n(F) < _n(F0)
     settings["working_samples"] = {k: _n(v) for k, v in work.items()}
-    ref_ok = "reference" in stats and stats["reference"][0].fails is False
+    out_names = list(getattr(loaded, "output_names", None) or [])
+
+    # the reference is checked before it is trusted
+    ref_e, ref_st = stats.get("reference", (None, None))
+    ref_problem = reference_problem(ref_st) if ref_st is not None else None
+    ref_ok = ref_e is not None and ref_e.fails is False and ref_problem is None
+    pass_e, pass_st = stats["passing"]
+    pass_problem = reference_problem(pass_st) if pass_st is not None else None
+    ref_note = ""
     if ref_ok:
-        runner.ref_stats, ref_source = stats["reference"][1], "reference set"
-    elif stats["passing"][0].fails is False:
-        runner.ref_stats, ref_source = stats["passing"][1], "passing set (no healthy reference)"
+        runner.ref_stats, ref_source = ref_st, "reference set"
+    elif pass_e.fails is False and pass_problem is None:
+        runner.ref_stats = pass_st
+        if ref_problem:
+            ref_source = "passing set (the reference is unusable)"
+            ref_note = (f" The reference set is unusable: the model's outputs on it are not healthy ({ref_problem});"
+                        " health is measured against the passing set instead.")
+        elif ref_e is not None:
+            ref_source = "passing set (the reference fails the criterion)"
+        else:
+            ref_source = "passing set (no healthy reference)"
     else:
-        runner.ref_stats = stats.get("reference", stats["passing"])[1]
-        ref_source = "reference set (fails itself)" if "reference" in stats else "passing set (fails itself)"
-    hs = {}
+        runner.ref_stats = ref_st if ref_st is not None else pass_st
+        ref_source = "reference set (fails itself)" if ref_st is not None else "passing set (fails itself)"
+        if ref_problem or pass_problem:
+            ref_note = (" No set gives usable reference outputs ("
+                        + "; ".join(f"{lbl}: {p}" for lbl, p in (("reference", ref_problem), ("passing", pass_problem))
+                                    if p) + "): health scores are not meaningful.")
+    hs, hpo = {}, {}
     for label, (e, st) in stats.items():
-        h = health_score(st, runner.ref_stats) if st is not None else np.nan
-        hs[label] = h
-        runner.experiments[e.id] = replace(e, health=h)
+        if st is not None and runner.ref_stats is not None:
+            hpo[label] = health_scores(st, runner.ref_stats)
+            hs[label] = float(np.mean(hpo[label])) if hpo[label] else np.nan
+        else:
+            hpo[label], hs[label] = [], np.nan
+        runner.experiments[e.id] = replace(e, health=hs[label],
+                                           details={**e.details, "health_per_output": hpo[label]})
+    if len(out_names) != len(hpo.get("failing") or []):
+        out_names = [f"output_{k}" for k in range(len(hpo.get("failing") or []))]
+
+    def deg_outputs(label):
+        return [out_names[k] for k, h in enumerate(hpo.get(label) or []) if degraded(h)]
+
     fail_fails = stats["failing"][0].fails is True
-    pass_fails = stats["passing"][0].fails is True
+    pass_fails = pass_e.fails is True
     health = {"failing": hs.get("failing"), "passing": hs.get("passing"), "reference": hs.get("reference"),
               "reference_source": ref_source, "degraded_threshold": DEGRADED_HEALTH,
-              "failing_degraded": degraded(hs.get("failing", np.nan)),
-              "passing_degraded": degraded(hs.get("passing", np.nan)) if ref_ok else False,
-              "outputs": {lbl: [o.to_dict() for o in st] for lbl, (e, st) in stats.items() if st is not None}}
+              "failing_degraded": degraded(hpo.get("failing") or hs.get("failing", np.nan)),
+              "passing_degraded": degraded(hpo.get("passing") or hs.get("passing", np.nan)) if ref_ok else False,
+              "outputs": {lbl: [o.to_dict() for o in st] for lbl, (e, st) in stats.items() if st is not None},
+              "output_names": out_names, "per_output": hpo,
+              "failing_degraded_outputs": deg_outputs("failing"),
+              "passing_degraded_outputs": deg_outputs("passing") if ref_ok else [],
+              "reference_usable": None if ref_e is None else ref_problem is None,
+              "reference_problem": ref_problem}
     input_info: dict = {}
     layers: dict = {"status": "not run", "rows": []}
+    # a reference whose outputs are unusable is not used for interventions either
+    R_use = R if ref_ok or (R is not None and ref_problem is None) else None
+    if R is not None and R_use is None:
+        settings["reference_for_interventions"] = "not used: " + (ref_problem or "the reference fails")
 
     def finish(reproduced, verdict, fix, ranked):
+        if ref_note and "summary" in verdict and ref_note.strip() not in verdict["summary"]:
+            verdict = {**verdict, "summary": verdict["summary"] + ref_note}
         res = BisectionResult(
             reproduced=reproduced, criterion=crit.to_dict(), health=health, causes=tuple(ranked),
             verdict=verdict, fix=fix, evaluations=runner.evaluations, elapsed_s=time.perf_counter() - t0,
@@ -1003,9 +1526,11 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
         return finish(False, {"kind": "none", "name": None, "summary": (
             f"not reproduced: the failing set does not fail under the {crit.label!r} criterion "
             f"(health {hs['failing']:.3f} against the {ref_source}); nothing to bisect")},
-            "none needed under this criterion (try another criterion if the outputs still look wrong)", [])
+            "none needed under this criterion (try another criterion, e.g. zero-fraction>=0.5, if the "
+            "outputs still look wrong)", [])
+    passing_note = ""
     if pass_fails:
-        ref_fails = stats["reference"][0].fails if "reference" in stats else None
+        ref_fails = ref_e.fails if ref_e is not None else None
         if ref_fails is not False:
             # model fault: does any runtime factor rescue it?
             rt = _stage_runtime(runner, F, P, rng, causes, appliers)
@@ -1018,7 +1543,7 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
             rescued = [replace(c, restores=1.0, evidence={**c.evidence, "restores_basis": (
                 "criterion flip on the failing and the passing set (every set fails under the default "
                 "runtime: no healthy reference)"), "restores_vs_failing_reference": c.restores})
-                for c in causes if c.kind == "runtime"]
+                for c in causes if c.kind == "runtime" and c.name != "batch_composition"]
             if rescued:
                 causes = rescued + [c for c in causes if c.kind != "runtime"]
                 c = rescued[0]
@@ -1039,16 +1564,22 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
                 + (f"; activations are already all zero at layer {first!r}" if first else "")
                 + ": the model itself is at fault (e.g. untrained or dead weights saved)")},
                 "check that the trained weights were saved and loaded (retrain or reload the model)", causes)
-        return finish(False, {"kind": "none", "name": None, "summary": (
-            "not reproduced: the passing set fails too, while the reference passes; rerun with the "
-            "reference as the passing set to bisect against it")}, "rerun with --passing set to the reference", [])
+        if not ref_ok:
+            return finish(False, {"kind": "none", "name": None, "summary": (
+                f"not reproduced: the passing set fails too, and the reference is unusable ({ref_problem})")},
+                "give a reference set the model was trained like (--reference)", [])
+        # the passing set fails too but the reference passes: bisect against the reference
+        P, R_use = R, None
+        settings["passing_role"] = "reference set (the passing set fails too)"
+        passing_note = (f" The passing set fails too (health {hs['passing']:.3f}), so the reference set took "
+                        "its place in the experiments.")
 
     # 2. experiments (screening subsamples inside the stages)
     runner.h_fail = hs["failing"]
     rt_info = _stage_runtime(runner, F, P, rng, causes, appliers)
     iS = _subsample_idx(F, SCREEN_SAMPLES, rng)
-    in_info = _stage_inputs(runner, _take(F, iS), P, R, rng, causes, appliers, input_info)
-    sm_info = _stage_samples(runner, F, rng, causes, appliers, idxF)
+    in_info = _stage_inputs(runner, _take(F, iS), P, R_use, rng, causes, appliers, input_info, F0=F0)
+    sm_info = _stage_samples(runner, F, P, rng, causes, appliers, idxF, bad_flags)
     if probe_layers:
         layers = _run_layers(runner, F, P, rng)
     settings["stages"] = {"runtime": rt_info, "inputs": in_info, "samples": sm_info}
@@ -1058,25 +1589,29 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
     confirmed = None
     if top is not None and subsampled:
         key = (top.kind, tuple(top.name) if isinstance(top.name, list) else top.name)
+        e = None
         if top.kind == "samples":
             keep = np.setdiff1d(np.arange(_n(F0)), top.name)
             e, _ = runner.run("confirm", "confirm:drop_samples", "failing", _take(F0, keep),
-                              "whole failing set without the subset")
+                              "whole failing set without the culprit samples")
         else:
             fn = appliers.get(key, (None,))[0]
             if fn is not None:
                 s2, rt2 = fn(F0)
                 e, _ = runner.run("confirm", f"confirm:{top.kind}:{top.name}", "failing", s2,
                                   "fix applied to the whole failing set", runtime=rt2)
-            else:
-                e = None
         if e is not None and e.fails is not None:
             confirmed = {"fails": e.fails, "restores": _restores(hs["failing"], e.health), "experiment": e.id}
             settings["confirmation"] = confirmed
     verdict, fix = _verdict(top, ranked, appliers, health, layers, sm_info, crit)
+    verdict["summary"] += passing_note
     if confirmed is not None:
         verdict["confirmed_on_whole_set"] = not confirmed["fails"]
     return finish(True, verdict, fix, ranked)
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.0f} %"
 
 
 def _verdict(top, ranked, appliers, health, layers, sm_info, crit):
@@ -1084,6 +1619,11 @@ def _verdict(top, ranked, appliers, health, layers, sm_info, crit):
     if health.get("passing_degraded"):
         deg = (f" Note: the passing set is itself degraded (health {health['passing']:.3f} against the "
                f"{health['reference_source']}): it passes the criterion but is far from healthy.")
+    if health.get("failing_degraded_outputs") and len(health.get("output_names", [])) > 1:
+        deg += (f" Degraded output(s) of the failing set: {', '.join(health['failing_degraded_outputs'])} "
+                "(health per output: " + ", ".join(
+                    f"{n} {h:.2f}" for n, h in zip(health["output_names"], health["per_output"].get("failing", [])))
+                + ").")
     where = ""
     if layers.get("first_dead"):
         where = f" Activations first die at layer {layers['first_dead']!r}."
@@ -1099,29 +1639,71 @@ def _verdict(top, ranked, appliers, health, layers, sm_info, crit):
     others = [c for c in ranked[1:4] if c.restores > 0]
     also = ""
     if others:
-        also = " Other changes that help: " + "; ".join(f"{c.kind} {c.name} ({100 * c.restores:.0f} %)"
+        also = " Other changes that help: " + "; ".join(f"{c.kind} {c.name} ({_pct(c.restores)})"
                                                       for c in others) + "."
-    if top.kind == "input":
+    parts_ev = top.evidence.get("parts")
+    verdict_extra = {}
+    if top.kind == "input" and parts_ev:
+        # several causes (a greedy combination or a ddmin combination of swaps)
+        descr = "; ".join(
+            f"{p['input']!r}" + (f" ({p['reason']})" if p.get("reason") else "")
+            + f": {p['intervention']} alone restores {_pct(p.get('restores_alone'))}" for p in parts_ev)
+        how = ("no single change restores the reference health" if top.evidence.get("several_causes")
+               else "only changing them together makes the failure go away")
+        summary = (f"{len(parts_ev)} causes, inputs {' and '.join(repr(p['input']) for p in parts_ev)}: "
+                   f"{how}; {descr}; together they restore {_pct(top.restores)} of the reference health.")
+        verdict_extra["causes"] = [{"kind": "input", "name": p["input"], "intervention": p["intervention"],
+                                    "restores_alone": p.get("restores_alone"),
+                                    "restores_without_it": p.get("restores_without_it"), "fix": p["fix"]}
+                                   for p in parts_ev]
+        verdict_extra["restores"] = top.restores
+    elif top.kind == "input":
         ev = top.evidence.get("restores_by_intervention", {})
-        # a fixed order (that of INTERVENTIONS), so the sentence does not reorder with round-off
         order = {k: i for i, k in enumerate(INTERVENTIONS)}
-        parts = ", ".join(f"{k} {100 * v:.0f} %" for k, v in sorted(ev.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])))
-        summary = (f"input {top.name!r} is at fault: changing it alone restores "
-                   f"{100 * top.restores:.0f} % of the reference health ({parts}).")
+        parts = ", ".join(f"{k} {_pct(v)}" for k, v in sorted(ev.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])))
+        reason = top.evidence.get("reason")
+        best = top.evidence.get("best_intervention")
+        summary = (f"input {top.name!r} is at fault" + (f": {reason}" if reason else "") + ". "
+                   + (f"The most specific change that works is {best}; changing it " if best else "Changing it ")
+                   + f"alone restores {_pct(top.restores)} of the reference health"
+                   + (f" ({parts})" if parts else "") + ".")
     elif top.kind == "samples":
         nf = top.evidence.get("nonfinite_inputs")
-        summary = (f"{len(top.name)} sample(s) {top.name} cause the failure: the rest of the set passes "
-                   f"(restores {100 * top.restores:.0f} %)"
+        vic = top.evidence.get("victims") or []
+        nother = top.evidence.get("n_other_failing_samples") or 0
+        summary = (f"{len(top.name)} sample(s) {top.name} cause the failure: without them the rest of the set "
+                   f"passes (restores {_pct(top.restores)})"
                    + (f"; they hold non-finite values in {', '.join(nf)}" if nf else "")
-                   + ". A batch-level operation spreads them to their whole batch.")
+                   + (f"; found by {top.evidence['found_by']}" if top.evidence.get("found_by") else "") + ".")
+        if vic:
+            summary += (f" Sample(s) {vic} fail only because they share a batch with them (victims, not "
+                        "culprits): a batch-level operation spreads the failure.")
+        elif nother:
+            summary += (f" {nother} other sample(s) fail only because they share a batch with them: a "
+                        "batch-level operation spreads the failure.")
+        verdict_extra["culprits"], verdict_extra["victims"] = list(top.name), list(vic)
+    elif top.kind == "runtime" and top.name == "batch_composition":
+        ev = top.evidence
+        arr = ev.get("arrangements", {})
+        summary = ("outputs depend on which samples share a batch: the same failing samples at the same batch "
+                   f"size ({ev.get('batch_size')}) give different outputs with other neighbours ("
+                   + ", ".join(f"{k}: {_pct(a.get('changed_fraction'))} of the samples change"
+                               for k, a in arr.items() if "changed_fraction" in a)
+                   + "). This is batch composition, not batch size")
+        if ev.get("batch_sizes_that_pass"):
+            summary += (f" (batch size {ev['batch_sizes_that_pass']} passes only because a sample then has "
+                        "fewer or no neighbours)")
+        summary += "."
     elif top.kind == "runtime":
         summary = (f"runtime factor {top.name!r} flips the outcome: with {top.name}="
-                   f"{top.evidence.get('value')} the failing set passes (restores {100 * top.restores:.0f} %)"
+                   f"{top.evidence.get('value')} the failing set passes (restores {_pct(top.restores)})"
                    f" and the passing set still passes.")
+        if top.name == "dtype":
+            summary += f" Fix: {fix}."
     else:
-        summary = f"{top.kind} {top.name}: restores {100 * top.restores:.0f} %."
+        summary = f"{top.kind} {top.name}: restores {_pct(top.restores)}."
     summary += where + also + deg
-    return {"kind": top.kind, "name": top.name, "summary": summary,
+    return {"kind": top.kind, "name": top.name, "summary": summary, **verdict_extra,
             "passing_degraded": bool(health.get("passing_degraded"))}, fix
 
 

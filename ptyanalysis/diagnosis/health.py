@@ -16,6 +16,10 @@ outputs are scored on their modulus). Two questions are asked of them:
       the standard deviation of the finite output values of some output is
       below ``tol`` (default ``1e-6``) times ``max(1, |mean|)`` -- a constant
       output, e.g. an untrained model -- or all of its values are non-finite.
+  ``zero-fraction>=F`` (``mostly-zero`` is ``zero-fraction>=0.9``)
+      a partial failure: in some output, at least the share ``F`` (0 < F <= 1)
+      of the values is not "nonzero" (exactly 0, or non-finite), e.g. a
+      model that blanks 72 % of its outputs fails ``zero-fraction>=0.5``.
   ``module:function``
       a user predicate ``f(outputs: list[np.ndarray]) -> bool`` (True = fails).
 
@@ -32,7 +36,7 @@ outputs are scored on their modulus). Two questions are asked of them:
   over outputs. It is 1 for outputs that look like the reference, 0 for all
   zeros, all non-finite or a constant output, and it moves continuously in
   between, so a partial repair (e.g. 10 % of the reference's nonzero pixels
-  come back) scores partially. Both too few and too many nonzero values, and
+  come back) scores partially. :func:`health_scores` gives ``h_k`` per output. Both too few and too many nonzero values, and
   both a collapsed and an exploded spread, lower the score. Differences
   within :data:`RATIO_TOL` (20 %) count as healthy, so that sampling noise
   between two healthy sets (a few hundred samples) does not read as damage.
@@ -40,9 +44,17 @@ outputs are scored on their modulus). Two questions are asked of them:
 ``restores(h_fail, h_exp, h_ref)`` = ``(h_exp - h_fail) / (h_ref - h_fail)``
 clipped to [0, 1] is the share of the lost health an experiment brings back.
 
-Thresholds (module constants): a set whose health is below
-:data:`DEGRADED_HEALTH` (0.5) is flagged *degraded* even when it does not meet
-the failure criterion (e.g. a "passing" split that is 99 % zeros).
+Thresholds (module constants): a set is flagged *degraded* when the health of
+any of its outputs is below :data:`DEGRADED_HEALTH` (0.5), even when it does
+not meet the failure criterion (e.g. a "passing" split that is 99 % zeros, or
+a two-output model whose amplitude output is dead while its phase is fine).
+
+A reference is only trusted when its own outputs are usable
+(:func:`reference_problem`: not all zero, not non-finite, not collapsed).
+
+Values are counted by the package's one rule
+(:func:`ptyanalysis.inference.stats.count_values`): zero, nonzero (finite and
+not 0) or non-finite; NaN is never "nonzero".
 """
 
 from __future__ import annotations
@@ -54,6 +66,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import PtyAnalysisError
+from ..inference.stats import count_values
 
 #: Health below this is flagged "degraded" (also for a set that passes the criterion).
 DEGRADED_HEALTH = 0.5
@@ -62,7 +75,9 @@ RATIO_TOL = 0.2
 #: Default tolerance of the ``collapsed`` criterion (relative std).
 COLLAPSE_TOL = 1e-6
 #: Criterion names understood by :func:`parse_criterion`.
-CRITERIA = ("all-zero", "non-finite", "collapsed")
+CRITERIA = ("all-zero", "non-finite", "collapsed", "zero-fraction")
+#: Zero fraction of the ``mostly-zero`` criterion.
+MOSTLY_ZERO = 0.9
 
 
 # --------------------------------------------------------------------------- stats
@@ -143,7 +158,7 @@ def output_stats(array) -> OutputHealth:
         mean = float(v64.mean())
         std = float(v64.std())
         mn, mx = float(v64.min()), float(v64.max())
-        nz = float(np.count_nonzero(v)) / nfin
+        nz = float(count_values(v)[0]) / nfin
     else:
         mean = std = mn = mx = float("nan")
         nz = 0.0
@@ -213,6 +228,36 @@ def _ratio(a: float, b: float) -> float:
     return min(1.0, (min(a, b) / max(a, b)) / (1.0 - RATIO_TOL))
 
 
+def health_scores(stats, reference) -> list:
+    """Health in [0, 1] of each output against the reference statistics of the same output.
+
+    Parameters
+    ----------
+    stats : list of OutputHealth
+        Statistics of the outputs to score (:func:`outputs_stats`).
+    reference : list of OutputHealth
+        Statistics of healthy outputs (same number of outputs).
+
+    Returns
+    -------
+    list of float
+        Per output ``finite_fraction * ratio(nonzero fraction) * ratio(std)``
+        with ``ratio(a, b) = min(1, (min/max) / 0.8)`` (see the module docstring).
+    """
+    stats = list(stats)
+    reference = list(reference)
+    if len(stats) != len(reference):
+        raise PtyAnalysisError(
+            f"health_score: {len(stats)} outputs to score but {len(reference)} reference "
+            "outputs: they must come from the same model"
+        )
+    hs = []
+    for s, r in zip(stats, reference):
+        h = s.finite_fraction * _ratio(s.nonzero_fraction, r.nonzero_fraction) * _ratio(s.std, r.std)
+        hs.append(float(np.clip(h, 0.0, 1.0)))
+    return hs
+
+
 def health_score(stats, reference) -> float:
     """Continuous health in [0, 1] of output statistics against reference statistics.
 
@@ -226,24 +271,39 @@ def health_score(stats, reference) -> float:
     Returns
     -------
     float
-        Mean over outputs of ``finite_fraction * ratio(nonzero fraction)
-        * ratio(std)`` with ``ratio(a, b) = min(1, (min/max) / 0.8)`` (see the
-        module docstring).
+        The mean over outputs of :func:`health_scores` (NaN for no outputs).
     """
-    stats = list(stats)
-    reference = list(reference)
-    if len(stats) != len(reference):
-        raise PtyAnalysisError(
-            f"health_score: {len(stats)} outputs to score but {len(reference)} reference "
-            "outputs: they must come from the same model"
-        )
-    if not stats:
-        return float("nan")
-    hs = []
-    for s, r in zip(stats, reference):
-        h = s.finite_fraction * _ratio(s.nonzero_fraction, r.nonzero_fraction) * _ratio(s.std, r.std)
-        hs.append(float(np.clip(h, 0.0, 1.0)))
-    return float(np.mean(hs))
+    hs = health_scores(stats, reference)
+    return float(np.mean(hs)) if hs else float("nan")
+
+
+def reference_problem(stats) -> str | None:
+    """Why outputs cannot serve as the healthy reference, in plain words (None when they can).
+
+    Parameters
+    ----------
+    stats : list of OutputHealth
+        Statistics of the model's outputs on the would-be reference inputs.
+
+    Returns
+    -------
+    str or None
+        E.g. ``"output 0 is all zero (0 nonzero of 4096 values)"``; None
+        when every output has finite, nonzero, non-constant values.
+    """
+    probs = []
+    for k, st in enumerate(stats):
+        if st.n_values == 0:
+            probs.append(f"output {k} is empty")
+        elif st.finite_fraction == 0:
+            probs.append(f"output {k} is entirely non-finite ({st.nonfinite_count} NaN/Inf values)")
+        elif st.nonzero_fraction == 0:
+            probs.append(f"output {k} is all zero (0 nonzero of {st.n_values} values)")
+        elif st.finite_fraction < 0.5:
+            probs.append(f"output {k} is mostly non-finite ({st.nonfinite_count} of {st.n_values} values)")
+        elif not (st.std > COLLAPSE_TOL * max(1.0, abs(st.mean))):
+            probs.append(f"output {k} is collapsed to a constant ({st.mean:.4g})")
+    return "; ".join(probs) if probs else None
 
 
 def restores(h_fail: float, h_exp: float, h_ref: float = 1.0) -> float:
@@ -280,9 +340,9 @@ class Criterion:
     Attributes
     ----------
     kind : str
-        ``"all-zero"``, ``"non-finite"``, ``"collapsed"`` or ``"predicate"``.
+        ``"all-zero"``, ``"non-finite"``, ``"collapsed"``, ``"zero-fraction"`` or ``"predicate"``.
     tol : float
-        Relative std tolerance of ``collapsed``.
+        Relative std tolerance of ``collapsed``; the zero-fraction threshold of ``zero-fraction``.
     predicate : callable or None
         ``f(outputs) -> bool`` (True = fails) for ``kind == "predicate"``.
     label : str
@@ -315,6 +375,8 @@ class Criterion:
             return any(
                 s.finite_fraction == 0 or s.std <= self.tol * max(1.0, abs(s.mean)) for s in st
             )
+        if self.kind == "zero-fraction":
+            return any(s.n_values and 1.0 - s.finite_fraction * s.nonzero_fraction >= self.tol for s in st)
         raise PtyAnalysisError(f"unknown criterion kind {self.kind!r}")
 
     def to_dict(self) -> dict:
@@ -322,6 +384,8 @@ class Criterion:
         d = {"kind": self.kind, "label": self.label}
         if self.kind == "collapsed":
             d["tol"] = self.tol
+        if self.kind == "zero-fraction":
+            d["zero_fraction"] = self.tol
         return d
 
 
@@ -332,6 +396,8 @@ def parse_criterion(spec) -> Criterion:
     ----------
     spec : str, callable or Criterion
         ``"all-zero"``, ``"non-finite"``, ``"collapsed"``, ``"collapsed:1e-4"``,
+        ``"zero-fraction>=0.5"`` (fails when some output is at least 50 % zero
+        or non-finite), ``"mostly-zero"`` (``zero-fraction>=0.9``),
         ``"package.module:function"`` (a predicate ``f(outputs) -> bool``, True
         = fails), a callable predicate, or a Criterion (returned as is).
 
@@ -355,6 +421,21 @@ def parse_criterion(spec) -> Criterion:
     s = str(spec).strip()
     if s in ("all-zero", "non-finite"):
         return Criterion(s, label=s)
+    if s == "mostly-zero":
+        s = f"zero-fraction>={MOSTLY_ZERO:g}"
+    if s.startswith("zero-fraction"):
+        rest = s[len("zero-fraction"):].strip()
+        try:
+            if not rest.startswith(">="):
+                raise ValueError
+            frac = float(rest[2:])
+        except ValueError:
+            raise PtyAnalysisError(
+                f"criterion {s!r}: write the zero-fraction threshold as zero-fraction>=F with "
+                "0 < F <= 1, e.g. zero-fraction>=0.9 (or mostly-zero for 0.9)") from None
+        if not (0 < frac <= 1):
+            raise PtyAnalysisError(f"criterion {s!r}: the zero fraction F must satisfy 0 < F <= 1")
+        return Criterion("zero-fraction", tol=frac, label=f"zero-fraction>={frac:g}")
     if s == "collapsed" or s.startswith("collapsed:"):
         tol = COLLAPSE_TOL
         if ":" in s:
@@ -383,21 +464,25 @@ def parse_criterion(spec) -> Criterion:
             raise PtyAnalysisError(f"criterion {s!r}: {fn_name!r} in {mod_name!r} is not callable")
         return Criterion("predicate", predicate=fn, label=s)
     raise PtyAnalysisError(
-        f"unknown criterion {s!r}: expected one of all-zero, non-finite, collapsed[:tol] "
-        "or module:function"
+        f"unknown criterion {s!r}: expected one of all-zero, non-finite, collapsed[:tol], "
+        "zero-fraction>=F, mostly-zero or module:function"
     )
 
 
-def degraded(h: float) -> bool:
-    """True when a health score is below :data:`DEGRADED_HEALTH` (or not finite).
+def degraded(h) -> bool:
+    """True when a health score, or any of several per-output scores, is below :data:`DEGRADED_HEALTH`.
 
     Parameters
     ----------
-    h : float
-        A :func:`health_score`.
+    h : float or sequence of float
+        A :func:`health_score`, or the per-output :func:`health_scores` (a set
+        is degraded when any of its outputs is).
 
     Returns
     -------
     bool
+        Also True for a non-finite score or an empty sequence.
     """
+    if isinstance(h, (list, tuple, np.ndarray)):
+        return len(h) == 0 or any(degraded(float(x)) for x in h)
     return not (np.isfinite(h) and h >= DEGRADED_HEALTH)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from ..errors import PtyAnalysisError
 from ..diagnosis.health import DEGRADED_HEALTH, degraded, health_score, outputs_stats
-from ..diagnosis.inputs import cli_input_sets, normalise_input_set, reference_from_sidecar
+from ..diagnosis.inputs import cli_input_sets, normalise_input_set, reference_from_sidecar, split_ground_truth
 
 
 
@@ -20,6 +20,8 @@ KS_THRESHOLD = 0.2
 W1_THRESHOLD = 0.1
 #: |Standardised mean difference| threshold.
 SMD_THRESHOLD = 0.2
+#: A spread at most this share of the sides' largest magnitude counts as (near-)zero.
+DEGENERATE_SPREAD = 1e-6
 #: Values per side used for the KS and Wasserstein measures and the quantiles.
 DRIFT_SUBSAMPLE = 20_000
 QUANTILE_SUBSAMPLE = 1_000_000
@@ -101,7 +103,18 @@ def drift_measures(a, b, *, seed: int = 0, n_sub: int = DRIFT_SUBSAMPLE) -> dict
     dict
         ``ks``, ``ks_pvalue``, ``wasserstein`` (normed), ``smd``, ``drift_score``,
         ``drifted`` (bool) and ``flags`` (``{measure: bool}``), thresholds in
-        ``thresholds``.
+        ``thresholds``; ``scale`` and ``scale_basis`` say what W1 and the SMD
+        were divided by.
+
+    Notes
+    -----
+    W1 is divided by the baseline's std and the SMD by the pooled std. A side
+    whose spread is (near-)zero (at most :data:`DEGENERATE_SPREAD` of the largest
+    ``|mean|`` or std of either side, e.g. offsets that are all zero in training)
+    would make these ratios explode (W1/sd of 1e5), so a stated fallback scale is
+    used instead: the pooled std when the baseline alone is degenerate, and the
+    largest ``|mean|`` when both sides are constant (then W1 is the relative
+    difference of the two constants). Two sides that are both all zero do not drift.
     """
     from scipy import stats as sst
 
@@ -118,13 +131,27 @@ def drift_measures(a, b, *, seed: int = 0, n_sub: int = DRIFT_SUBSAMPLE) -> dict
     ks = sst.ks_2samp(sa, sb)
     ma, mb = float(va.astype(np.float64).mean()), float(vb.astype(np.float64).mean())
     sda, sdb = float(va.astype(np.float64).std()), float(vb.astype(np.float64).std())
-    w = float(sst.wasserstein_distance(sa, sb)) / max(sda, 1e-3)
-    smd = (mb - ma) / max(np.sqrt((sda ** 2 + sdb ** 2) / 2), 1e-3)
+    pooled = float(np.sqrt((sda ** 2 + sdb ** 2) / 2))
+    mag = max(abs(ma), abs(mb), sda, sdb)
+    tiny = DEGENERATE_SPREAD * mag
+    w1 = float(sst.wasserstein_distance(sa, sb))
+    if mag == 0:
+        w_scale, s_scale, basis = 1.0, 1.0, "both sides are all zero"
+    elif sda > tiny:
+        w_scale, s_scale, basis = sda, max(pooled, tiny), "baseline std"
+    elif pooled > tiny:
+        w_scale, s_scale, basis = pooled, pooled, "pooled std (the baseline has (near-)zero spread)"
+    else:
+        w_scale = s_scale = max(abs(ma), abs(mb))
+        basis = "largest |mean| (both sides are (near-)constant)"
+    w = w1 / w_scale
+    smd = (mb - ma) / s_scale
     flags = {"ks": bool(ks.statistic >= KS_THRESHOLD), "wasserstein": bool(w >= W1_THRESHOLD),
              "smd": bool(abs(smd) >= SMD_THRESHOLD)}
     score = max(ks.statistic / KS_THRESHOLD, w / W1_THRESHOLD, abs(smd) / SMD_THRESHOLD)
     res.update(ks=float(ks.statistic), ks_pvalue=float(ks.pvalue), wasserstein=w, smd=float(smd),
-               drift_score=float(score), drifted=bool(score >= 1), flags=flags)
+               drift_score=float(score), drifted=bool(score >= 1), flags=flags, scale=float(w_scale),
+               scale_basis=basis)
     return res
 
 
@@ -608,11 +635,7 @@ def run_cli(args) -> int:
     sets, datasets, reference = cli_input_sets(loaded, {"a": args.a, "b": args.b}, args.reference,
                                                study_inputs=args.study_inputs, trained_like="a",
                                                seed=args.seed, say=print)
-    gt = None
-    if args.study_inputs:
-        ys = {nm: datasets[k].Y for nm, k in zip(names, ("a", "b")) if getattr(datasets[k], "Y", None) is not None}
-        if len(ys) == 2:
-            gt = ys
+    gt = split_ground_truth(datasets, dict(zip(("a", "b"), names)), say=print) if args.study_inputs else None
     res = compare_splits(loaded, sets["a"], sets["b"], reference=reference, ground_truth=gt,
                          names=names, seed=args.seed, runtime=runtime)
     paths = write_split_comparison(res, args.out)
