@@ -269,3 +269,33 @@ def global_positions_from_offsets(global_offsets) -> np.ndarray:
 #: offsets as given (the code the study ran), ``"batch_centred"`` first subtracts the batch mean of
 #: the offsets (PtychoPINN since commit 898b42e, 2026-07-08), so each output depends on its batch.
 REASSEMBLY = ("study", "batch_centred")
+
+
+def zero_text(n=None) -> str:
+    """How an all-zero arm is named in every table and plot: ``"zero (all N outputs are 0)"`` (never "missing")."""
+    return "zero (all outputs are 0)" if n is None else f"zero (all {int(n):,} outputs are 0)"
+
+
+def arm_status_text(status: str, detail: dict | None = None) -> str:
+    """Human text of an arm's status in a comparison job.
+
+    Parameters
+    ----------
+    status : str
+        ``ok``, ``zero``, ``missing`` or ``failed`` (the comparison job's arm status).
+    detail : dict, optional
+        The arm's details: ``output_stats`` (``size``: number of outputs) for
+        ``zero``, ``error`` (why) for ``missing`` / ``failed``.
+
+    Returns
+    -------
+    str
+        ``ok``, ``zero (all N outputs are 0)``, ``missing (why)``.
+    """
+    detail = detail or {}
+    if status == "zero":
+        return zero_text((detail.get("output_stats") or {}).get("size"))
+    if status in ("missing", "failed"):
+        why = detail.get("error")
+        return f"{status} ({why})" if why else status
+    return status

@@ -10,7 +10,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     submodules=['compare', 'grid', 'notebook'],
     submod_attrs={
         'compare': ['CompareConfig', 'ArmResult', 'network_inputs', 'run_network_arm', 'load_iterative_arm', 'covered_box', 'write_metrics_csv', 'write_frc_csv', 'plot_comparison', 'compare_job'],
-        'grid': ['GridSpec', 'GridCell', 'RunSettings', 'CellResult', 'GridResult', 'spec_from_dict', 'load_spec', 'notebook_parameters', 'validate_parameters', 'expand', 'cell_status', 'run_cell', 'default_workers', 'run_grid', 'bench_grid'],
-        'notebook': ['scoped_env', 'declared_parameters', 'check_parameters', 'literal_kind', 'default_kind', 'kind_mismatch', 'inspect_parameters', 'notebook_parameters', 'validate_parameters', 'load_params', 'execute'],
+        'grid': ['GridSpec', 'GridCell', 'RunSettings', 'CellResult', 'GridResult', 'spec_from_dict', 'load_spec', 'validate_parameters', 'expand', 'cell_status', 'run_cell', 'default_workers', 'run_grid', 'bench_grid'],
+        'notebook': ['TEMPLATE_PACKAGE', 'NOTEBOOK_DIR_ENV', 'KERNEL_ENV', 'KERNEL_ARGUMENTS', 'scoped_env', 'template_names', 'template_path', 'notebook_source', 'read_notebook', 'parameters_cell_index', 'Parameter', 'parse_parameters', 'declared_parameters', 'check_value', 'validate_parameters', 'notebook_dir', 'check_parameters', 'load_params', 'failed_path', 'execute'],
     },
 )

@@ -653,10 +653,18 @@ def _write_job(out, job, arms, results, scores, regs, aligned, gt_full, mask, bo
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``ptyanalysis compare``."""
-    parser.add_argument("hub", type=Path)
-    parser.add_argument("--dose", type=float, required=True)
-    parser.add_argument("--view", required=True)
-    parser.add_argument("--split", required=True)
+    from ..conventions import DOSES, SPLITS, VIEWS
+
+    parser.add_argument("hub", type=Path, help="study hub (data/phase_c, phase_e, phase_f)")
+    parser.add_argument("--dose", type=float, required=True, metavar="PHOTONS",
+                        help="photons per pattern, one of the hub's data/phase_c/dose_<D> folders "
+                             f"(the synthetic study: {', '.join(f'{d:g}' for d in DOSES)}); checked against the hub")
+    parser.add_argument("--view", required=True, metavar="VIEW",
+                        help=f"scan-overlap view, one of the hub's ({' | '.join(VIEWS)} in the synthetic study); "
+                             "checked against the hub")
+    parser.add_argument("--split", required=True, metavar="SPLIT",
+                        help=f"data split, one of the hub's patched_<split>.npz ({' | '.join(SPLITS)}); "
+                             "checked against the hub")
     parser.add_argument("--baseline-positions", choices=("trained", "study"), default="trained",
                         help="'study' feeds the Baseline exactly as the study's script did: absolute positions and "
                              "diffraction not multiplied by intensity_scale (reproduces the incident)")
@@ -675,6 +683,46 @@ def run_cli(args) -> int:
     cfg = CompareConfig(baseline_positions=args.baseline_positions, register=args.register,
                         batch_size=runtime_from_args(args).batch_size)
     ds = compare_job(args.hub, args.dose, args.view, args.split, cfg, out_dir=args.out)
-    table = ds["metrics"].sel(convention="ptychopinn", metric=["ssim", "ms_ssim"]).to_dataframe().unstack("component")
-    print(table["metrics"].round(4).to_string())
+    print(arm_table(ds).to_string())
+    details = json.loads(ds.attrs.get("arm_details", "{}"))
+    missing = {a: d for a, d in details.items() if d.get("status") in ("missing", "failed")}
+    if missing:
+        why = "; ".join(f"{a}: {d.get('error', d.get('status'))}" for a, d in missing.items())
+        raise PtyAnalysisError(f"dose {args.dose:g} {args.view} {args.split}: {len(missing)} arm(s) could not be "
+                               f"compared ({why}); the job files record them as missing. Train the arms with "
+                               f"`ptyanalysis train {args.hub}` (or point at a hub that has them)")
     return 0
+    _hub.check_in_hub(args.hub, args.dose, args.view, args.split)
+
+
+def arm_table(ds, convention: str = "ptychopinn"):
+    """SSIM and MS-SSIM of each arm with its status (``ok``, ``zero (all N outputs are 0)``, ``missing (why)``).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        :func:`compare_job`'s result.
+    convention : str
+        Metric convention shown (named in the column header).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per arm.
+    """
+    import pandas as pd
+
+    from ..conventions import arm_status_text
+
+    details = json.loads(ds.attrs.get("arm_details", "{}"))
+    rows = []
+    for arm in ds["arm"].values:
+        arm = str(arm)
+        d = details.get(arm, {})
+        row = {"arm": arm, "status": arm_status_text(str(ds["status"].sel(arm=arm).values), d)}
+        for metric in ("ssim", "ms_ssim"):
+            for comp in ("amplitude", "phase"):
+                v = float(ds["metrics"].sel(convention=convention, arm=arm, metric=metric, component=comp))
+                row[f"{metric} {comp} ({convention})"] = round(v, 4) if np.isfinite(v) else "—"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("arm")

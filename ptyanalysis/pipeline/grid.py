@@ -32,10 +32,12 @@ Each cell runs the notebook with the parameters ``dose`` (int), ``view``,
 ``split`` (the notebook must declare them), ``hub`` and ``output_dir``
 (absolute paths, passed only when the notebook declares them) plus the
 common ``parameters``. Before anything runs, the notebook's parameters cell
-is read with ``papermill.inspect_notebook``: a common parameter the notebook
-does not declare is an error (papermill itself only warns), and a value
-whose type does not match the declared default (bool / number / str / list
-/ dict, ints accepted for floats, null accepted for any) is an error.
+is read and the values checked by :mod:`ptyanalysis.pipeline.notebook` (the
+same rules as the notebook's own checking cell): a common parameter the
+notebook does not declare is an error (papermill itself only warns), and a
+value whose type does not fit the declaration (its annotation, else the
+default's kind: bool / number / str / list / dict; ints accepted for floats,
+null for an Optional or None default) is an error.
 
 Outputs of a cell, under ``HUB/analysis/dose_<D>/<view>/<split>/``: the
 executed notebook (same file name as the input, e.g.
@@ -102,7 +104,6 @@ nbclient's ``resources``, not ``os.chdir``, which is not thread-safe) and
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import os
@@ -114,7 +115,6 @@ from pathlib import Path
 from ..conventions import dose_label
 from ..errors import PtyAnalysisError
 from ..fileutil import write_json
-from ..pipeline.notebook import scoped_env as _env
 from ..provenance import software_versions, utc_now
 
 #: Keys a grid YAML file may contain.
@@ -373,8 +373,8 @@ def spec_from_dict(data: dict, source: str = "<dict>", base_dir=None) -> GridSpe
         if key in data and (not isinstance(data[key], str) or not data[key].strip()):
             raise _err(source, key, f"expected a non-empty string, got {data[key]!r}")
     notebook = _path(data["notebook"], base)
-    if notebook.suffix != ".ipynb":
-        raise _err(source, "notebook", f"expected a .ipynb file, got {data['notebook']!r}")
+    if notebook.suffix not in (".ipynb", ".py"):
+        raise _err(source, "notebook", f"expected a .ipynb file (or a Jupytext .py source), got {data['notebook']!r}")
     if not notebook.is_file():
         raise _err(source, "notebook", f"file not found: {notebook}")
     doses_raw = data["doses"]
@@ -450,38 +450,12 @@ def load_spec(path, base_dir=None) -> GridSpec:
 # --------------------------------------------------------------------------- parameters
 
 
-def notebook_parameters(notebook, kernel: str = "python3") -> dict:
-    """The parameters a notebook declares: ``{name: {"default": str, "kind": str | None}}``.
-
-    ``kernel`` is used when the notebook has no ``kernelspec`` metadata. The
-    kind is :func:`ptyanalysis.pipeline.notebook.default_kind` of the default.
-
-    Raises
-    ------
-    PtyAnalysisError
-        The notebook cannot be read or has no cell tagged ``parameters``.
-
-    Parameters
-    ----------
-    notebook : str or Path
-    kernel : str
-
-    Returns
-    -------
-    dict
-    """
-    from ..pipeline.notebook import default_kind, inspect_parameters
-
-    notebook = Path(notebook)
-    declared, tagged = inspect_parameters(notebook, kernel)
-    if not tagged:
-        raise PtyAnalysisError(f"{notebook}: no cell tagged 'parameters'; tag the cell holding the defaults "
-                               "(JupyterLab: property inspector -> Add Tag)")
-    return {name: {"default": p["default"], "kind": default_kind(p["default"])} for name, p in declared.items()}
-
-
 def validate_parameters(spec: GridSpec) -> dict:
     """Check the spec's parameters against the notebook's parameters cell, before anything runs.
+
+    The declarations are read and the values checked by the one mechanism of
+    :mod:`ptyanalysis.pipeline.notebook` (the rules of
+    :func:`~ptyanalysis.pipeline.notebook.check_value`).
 
     Parameters
     ----------
@@ -490,18 +464,19 @@ def validate_parameters(spec: GridSpec) -> dict:
     Returns
     -------
     dict
-        The declared parameters (see :func:`notebook_parameters`).
+        The declared parameters (``{name: Parameter}``, see
+        :func:`ptyanalysis.pipeline.notebook.declared_parameters`).
 
     Raises
     ------
     PtyAnalysisError
         The notebook does not declare ``dose``, ``view`` or ``split``; a common
-        parameter is unknown to the notebook or reserved; a value's kind does
-        not match the declared default.
+        parameter is unknown to the notebook (with a "did you mean") or
+        reserved; a value's type does not fit the declaration.
     """
-    from ..pipeline.notebook import kind_mismatch
+    from ..pipeline import notebook as nbk
 
-    declared = notebook_parameters(spec.notebook, spec.kernel)
+    declared = nbk.declared_parameters(spec.notebook)
     missing = [p for p in CELL_PARAMETERS if p not in declared]
     if missing:
         raise PtyAnalysisError(f"{spec.notebook}: the parameters cell must declare {', '.join(CELL_PARAMETERS)} "
@@ -509,19 +484,11 @@ def validate_parameters(spec: GridSpec) -> dict:
     reserved = [k for k in spec.parameters if k in CELL_PARAMETERS + OPTIONAL_PARAMETERS]
     if reserved:
         raise _err(spec.source, "parameters", f"{reserved[0]!r} is set by the grid runner for each cell; remove it")
-    unknown = [k for k in spec.parameters if k not in declared]
-    if unknown:
-        raise _err(spec.source, "parameters", f"unknown parameter(s) {', '.join(map(repr, unknown))}: "
-                   f"{spec.notebook.name} declares {', '.join(declared) or 'none'}")
-    checks = dict(spec.parameters)
-    checks.update({"dose": spec.doses[0], "view": spec.views[0], "split": spec.splits[0]})
-    for name, value in checks.items():
-        want = declared[name]["kind"]
-        got = kind_mismatch(want, value)
-        if got is not None:
-            raise _err(spec.source, "parameters" if name in spec.parameters else name + "s",
-                       f"{name!r} is {value!r} ({got}) but {spec.notebook.name} declares "
-                       f"{name} = {declared[name]['default']} ({want})")
+    nbk.validate_parameters(spec.notebook, dict(spec.parameters), source=f"{spec.source}: key 'parameters'",
+                            declared=declared)
+    for name, values in (("dose", spec.doses), ("view", spec.views), ("split", spec.splits)):
+        nbk.validate_parameters(spec.notebook, {name: values[0]}, source=f"{spec.source}: key '{name}s'",
+                                declared=declared)
     return declared
 
 
@@ -555,8 +522,9 @@ def expand(spec: GridSpec, declared: dict | None = None) -> list[GridCell]:
                     params["hub"] = str(spec.hub)
                 if "output_dir" in declared:
                     params["output_dir"] = str(out)
-                cells.append(GridCell(d, v, s, params, out, out / spec.notebook.name, out / LOG_NAME,
-                                      _param_hash(spec.notebook.name, params)))
+                executed = spec.notebook.stem + ".ipynb"  # a Jupytext source executes to an .ipynb
+                cells.append(GridCell(d, v, s, params, out, out / executed, out / LOG_NAME,
+                                      _param_hash(executed, params)))
     return cells
 
 
@@ -620,8 +588,9 @@ def run_cell(cell: GridCell, settings: RunSettings) -> CellResult:
         ``"success"`` or ``"failed"`` with the last error's name, message and
         notebook cell index.
     """
-    import papermill as pm
     from papermill.exceptions import PapermillExecutionError
+
+    from ..pipeline.notebook import execute
 
     t0 = time.perf_counter()
     cell.output_dir.mkdir(parents=True, exist_ok=True)
@@ -630,7 +599,7 @@ def run_cell(cell: GridCell, settings: RunSettings) -> CellResult:
     err: dict = {}
     attempts = start_fails = 0
     pm_s = 0.0
-    with open(cell.log, "w", encoding="utf-8") as log, _env(MPLBACKEND="Agg"):
+    with open(cell.log, "w", encoding="utf-8") as log:
         while attempts <= settings.retries:
             attempts += 1
             log.write(f"=== attempt {attempts} at {utc_now()}: {Path(settings.notebook).name} "
@@ -638,12 +607,10 @@ def run_cell(cell: GridCell, settings: RunSettings) -> CellResult:
             log.flush()
             t1 = time.perf_counter()
             try:
-                pm.execute_notebook(settings.notebook, str(cell.output_notebook), parameters=cell.parameters,
-                                    kernel_name=settings.kernel, progress_bar=False, log_output=False,
-                                    stdout_file=log, stderr_file=log, start_timeout=settings.start_timeout_s,
-                                    execution_timeout=settings.timeout_s,
-                                    resources={"metadata": {"path": str(cell.output_dir)}},
-                                    extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                # the one runner: quiet kernel, atomic output, a failed run kept as <name>.failed.ipynb
+                execute(settings.notebook, cell.output_notebook, cell.parameters, cwd=cell.output_dir,
+                        kernel=settings.kernel, timeout=settings.timeout_s, start_timeout=settings.start_timeout_s,
+                        log=log, validate=False)
             except PapermillExecutionError as exc:
                 err = {"error_name": exc.ename, "error_value": str(exc.evalue), "cell_index": exc.cell_index,
                        "exec_count": exc.exec_count}
@@ -745,20 +712,15 @@ def _start_local_cluster(workers: int):
 
 
 def _fast_parameter_names(notebook: Path):
-    """Names assigned in the first ``parameters``-tagged cell, read with json + ast (no papermill import).
+    """Names the notebook's parameters cell declares (read without a kernel or papermill), or None.
 
     Only used to decide early whether a cluster will be needed; ``None`` when unsure.
     """
+    from ..pipeline import notebook as nbk
+
     try:
-        nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
-        cell = next(c for c in nb["cells"] if "parameters" in (c.get("metadata", {}).get("tags") or []))
-        src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
-        names = set()
-        for node in ast.parse(src).body:
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
-            names.update(t.id for t in targets if isinstance(t, ast.Name))
-        return names
-    except (OSError, ValueError, KeyError, StopIteration, SyntaxError, TypeError):
+        return set(nbk.declared_parameters(notebook))
+    except PtyAnalysisError:
         return None
 
 

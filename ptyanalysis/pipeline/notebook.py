@@ -1,24 +1,59 @@
-"""Helpers for the parameterized notebooks: strict parameters and papermill execution.
+"""The parameterized notebooks: their sources, their parameters, and the one papermill runner.
 
-papermill only *warns* about a parameter the notebook does not declare. Here
-an unknown parameter is an error, twice over:
+Sources
+    Each notebook's source is a Jupytext percent-format ``.py`` file shipped
+    inside the package (``ptyanalysis/templates/<name>.py``), found with
+    :func:`template_path` (``importlib.resources``); :func:`read_notebook`
+    turns it (or any ``.ipynb``) into a notebook.
 
-* :func:`execute` (what ``make demo`` and the tools use) reads the notebook's
-  parameters cell with ``papermill.inspect_notebook`` and refuses unknown
-  names before starting a kernel;
-* inside the notebook, the cell after the parameters cell calls
-  :func:`check_parameters`, which fails when the injected cell defined a name
-  the parameters cell did not (so running the notebook with plain
-  ``papermill -p typo 1`` fails too).
+Parameters
+    A notebook declares its parameters in one cell tagged ``parameters``:
+    plain assignments, optionally annotated, each with a comment saying what
+    it is::
 
-Each notebook's parameters cell ends with
-``_declared = declared_parameters(globals())``.
+        hub: Path = "../demo_hub"             # study hub (relative to this notebook's folder)
+        dose: float = 1000.0                  # photons per pattern
+        output_dir: Optional[Path] = None     # default: HUB/analysis/...
+        names: list[str] = ["train", "test"]  # a string "a,b" is read as ["a", "b"]
+
+    :func:`declared_parameters` reads that cell (no kernel, no papermill):
+    name, default, expected type (the annotation, else the default's kind;
+    ``Path`` marks a path, ``Optional[...]`` also accepts None; a None
+    default without annotation accepts anything) and help text.
+
+    The same declaration is checked in two places, with the same rules
+    (:func:`check_value`):
+
+    * before a kernel starts, by :func:`validate_parameters` (what
+      :func:`execute`, the grid and ``make notebooks`` use);
+    * inside the notebook, by the cell after the parameters cell, which calls
+      :func:`check_parameters` with ``globals()`` and the notebook's template
+      name: it refuses a misspelt name that papermill injected (papermill
+      itself only warns) with a "did you mean", a wrong type, and a declared
+      name that is gone (renamed by an edit), before any work. It makes
+      relative paths absolute against the notebook's folder
+      (:func:`notebook_dir`), whether papermill ran from the repository root,
+      from ``notebooks/`` or JupyterLab opened it.
+
+Running
+    :func:`execute` is the one papermill runner (grid cells, the Phase G
+    report, the diagnosis notebooks of the demo, ``make notebooks``): it
+    validates first, runs the kernel quietly (:data:`KERNEL_ENV`; the kernel's
+    own log, where the shutdown interrupt of ``jupyter_client`` shows up as
+    ``KeyboardInterrupt caught in kernel``, is raised to CRITICAL), writes the
+    executed notebook atomically and keeps a failed one as
+    ``<output>.failed.ipynb``.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import dataclasses
+import difflib
+import json
 import os
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -26,8 +61,28 @@ import yaml
 from ..errors import PtyAnalysisError
 from ..fileutil import atomic_path
 
-#: Names every IPython namespace holds that are not parameters.
+#: The package holding the notebook sources (Jupytext percent-format ``.py`` files).
+TEMPLATE_PACKAGE = "ptyanalysis.templates"
+#: Environment variable the runner sets for the kernel: the folder relative paths resolve against.
+NOTEBOOK_DIR_ENV = "PTYANALYSIS_NOTEBOOK_DIR"
+#: Environment of every kernel :func:`execute` starts (a value already set in the environment wins,
+#: except ``MPLBACKEND``, which is always Agg: the notebooks ask for inline figures themselves).
+#: ``TF_CPP_MIN_LOG_LEVEL=3``: no TensorFlow C++ start-up lines; ``PYDEVD_DISABLE_FILE_VALIDATION``:
+#: no debugger warning about frozen modules at kernel start.
+KERNEL_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+#: Extra arguments of every kernel: ipykernel logs the SIGINT that jupyter_client sends before
+#: every shutdown as ``ERROR | KeyboardInterrupt caught in kernel`` when it lands inside a message
+#: handler; a cell's errors reach the notebook through messages, not through this log.
+KERNEL_ARGUMENTS = ("--IPKernelApp.log_level=CRITICAL",)
+#: Tag of papermill's injected cell.
+INJECTED_TAG = "injected-parameters"
+#: Names every IPython namespace holds.
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+#: Annotation names understood by :func:`declared_parameters` and the kind each gives.
+_KINDS = {"int": "int", "float": "float", "str": "str", "bool": "bool", "Path": "path",
+          "list": "list", "tuple": "list", "List": "list", "Tuple": "list", "Sequence": "list",
+          "dict": "dict", "Dict": "dict", "Any": None, "object": None}
+_NO_DEFAULT = object()
 
 
 @contextlib.contextmanager
@@ -51,66 +106,222 @@ def scoped_env(**values):
                 os.environ[k] = v
 
 
-def declared_parameters(namespace: dict) -> frozenset:
-    """Names defined so far in a notebook namespace (call at the end of the parameters cell).
+# --------------------------------------------------------------------------- sources
 
-    Parameters
-    ----------
-    namespace : dict
-        The notebook's ``globals()``.
+
+def template_names() -> tuple[str, ...]:
+    """Names of the notebooks shipped with the package (``00_compare_arms``, ...), sorted.
 
     Returns
     -------
-    frozenset of str
-        Names not starting with ``_`` and not IPython's own.
+    tuple of str
     """
-    return frozenset(k for k in namespace if not k.startswith("_") and k not in _IPYTHON_NAMES)
+    from importlib.resources import files
+
+    return tuple(sorted(p.name[:-3] for p in files(TEMPLATE_PACKAGE).iterdir()
+                        if p.name.endswith(".py") and p.name[:1].isdigit()))
 
 
-def check_parameters(namespace: dict, declared) -> dict:
-    """Fail if a name was injected that the parameters cell did not declare.
+def template_path(name: str) -> Path:
+    """The source (Jupytext percent-format ``.py``) of a notebook shipped with the package.
 
     Parameters
     ----------
-    namespace : dict
-        The notebook's ``globals()``.
-    declared : set
-        :func:`declared_parameters` as captured at the end of the parameters cell.
+    name : str
+        Notebook name, e.g. ``"03_phase_g_figures"`` (a ``.py`` or ``.ipynb``
+        suffix is ignored).
 
     Returns
     -------
-    dict
-        The parameter values (declared names that are not modules or functions).
+    Path
+
+    Raises
+    ------
+    PtyAnalysisError
+        No such notebook in the package.
     """
-    import types
+    from importlib.resources import as_file, files
 
-    unknown = sorted(k for k in declared_parameters(namespace) - set(declared)
-                     if not isinstance(namespace[k], types.ModuleType))
-    if unknown:
-        raise PtyAnalysisError(
-            f"unknown notebook parameter(s) {unknown}; this notebook accepts: "
-            f"{sorted(k for k in declared if not callable(namespace.get(k)))}"
-        )
-    return {k: namespace[k] for k in declared
-            if not callable(namespace.get(k)) and not isinstance(namespace.get(k), types.ModuleType)}
+    stem = str(name).removesuffix(".ipynb").removesuffix(".py")
+    res = files(TEMPLATE_PACKAGE) / f"{stem}.py"
+    if not res.is_file():
+        raise PtyAnalysisError(f"no notebook {stem!r} in the package; choose one of {', '.join(template_names())}")
+    with as_file(res) as p:  # a real file for a normal install (not extracted from a zip)
+        return Path(p)
 
 
-def literal_kind(value) -> str | None:
-    """Kind of a parameter value: ``bool``, ``number``, ``str``, ``list``, ``dict``, None for None.
-
-    Any other value gives its type name. The grid runner and :func:`execute`
-    both compare a value's kind with the kind of the notebook's default.
+def notebook_source(notebook) -> Path:
+    """The file of a notebook given as a path (``.ipynb`` or Jupytext ``.py``) or a template name.
 
     Parameters
     ----------
-    value : object
+    notebook : str or Path
 
     Returns
     -------
-    str or None
+    Path
+
+    Raises
+    ------
+    PtyAnalysisError
+        Neither an existing file nor a template name.
     """
-    if value is None:
-        return None
+    p = Path(notebook)
+    if p.is_file():
+        return p
+    if p.suffix in ("", ".py", ".ipynb") and p.parent == Path("."):
+        with contextlib.suppress(PtyAnalysisError):
+            return template_path(p.name)
+    raise PtyAnalysisError(f"notebook not found: {notebook} (give an .ipynb, a Jupytext .py, "
+                           f"or one of the package's notebooks: {', '.join(template_names())})")
+
+
+def read_notebook(notebook):
+    """Read a notebook: an ``.ipynb``, a Jupytext percent-format ``.py`` or a template name.
+
+    Parameters
+    ----------
+    notebook : str, Path or nbformat.NotebookNode
+
+    Returns
+    -------
+    nbformat.NotebookNode
+        Version 4; a ``.py`` source gets the ``python3`` kernelspec when it
+        names none.
+
+    Raises
+    ------
+    PtyAnalysisError
+        Not found or not readable.
+    """
+    import nbformat
+
+    if isinstance(notebook, nbformat.NotebookNode):
+        return notebook
+    path = notebook_source(notebook)
+    try:
+        if path.suffix == ".py":
+            import jupytext
+
+            nb = jupytext.read(path, fmt="py:percent")
+        else:
+            nb = nbformat.read(path, as_version=4)
+    except Exception as exc:  # noqa: BLE001 - JSON, nbformat validation, jupytext parsing errors
+        raise PtyAnalysisError(f"{path}: cannot read the notebook ({type(exc).__name__}: {exc})") from None
+    nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
+    return nb
+
+
+def _source(cell) -> str:
+    src = cell.get("source", "")
+    return src if isinstance(src, str) else "".join(src)
+
+
+def _tags(cell) -> list:
+    return list((cell.get("metadata") or {}).get("tags") or [])
+
+
+def parameters_cell_index(nb) -> int | None:
+    """Index of the first cell tagged ``parameters`` (None when there is none).
+
+    Parameters
+    ----------
+    nb : nbformat.NotebookNode or dict
+
+    Returns
+    -------
+    int or None
+    """
+    return next((i for i, c in enumerate(nb["cells"]) if "parameters" in _tags(c)), None)
+
+
+# --------------------------------------------------------------------------- declared parameters
+
+
+@dataclasses.dataclass(frozen=True)
+class Parameter:
+    """One parameter as declared in a notebook's parameters cell.
+
+    Attributes
+    ----------
+    name : str
+    default_src : str
+        The default as written.
+    default : object
+        Its value when it is a literal (else a private marker).
+    kind : str or None
+        ``int``, ``float``, ``number``, ``str``, ``path``, ``bool``, ``list``,
+        ``dict``; None: anything.
+    optional : bool
+        None is accepted.
+    items : str or None
+        Kind of the items of a list (``list[str]``: ``str``).
+    annotation : str or None
+        The annotation as written.
+    help : str
+        The comment on the declaration's line.
+    """
+
+    name: str
+    default_src: str
+    default: object = _NO_DEFAULT
+    kind: str | None = None
+    optional: bool = True
+    items: str | None = None
+    annotation: str | None = None
+    help: str = ""
+
+    def expected(self) -> str:
+        """What the parameter accepts, in words (e.g. ``"a path or None"``)."""
+        words = {"int": "int", "float": "number", "number": "number", "str": "str", "path": "path (str)",
+                 "bool": "bool", "list": "list", "dict": "dict"}
+        if self.kind is None:
+            return "anything"
+        w = words[self.kind]
+        if self.kind == "list" and self.items:
+            w += f" of {self.items}, or one comma-separated str"
+        return w + (" or None" if self.optional else "")
+
+    def declaration(self) -> str:
+        """The declaration as written (``name: annotation = default``)."""
+        return f"{self.name}{': ' + self.annotation if self.annotation else ''} = {self.default_src}"
+
+
+def _annotation_kind(node) -> tuple[str | None, bool, str | None]:
+    """(kind, optional, items) of an annotation AST; kind None when not understood."""
+    if isinstance(node, ast.Constant) and node.value is None:
+        return None, True, None
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):  # a string annotation
+        try:
+            return _annotation_kind(ast.parse(node.value, mode="eval").body)
+        except SyntaxError:
+            return None, True, None
+    if isinstance(node, ast.Attribute):  # pathlib.Path, typing.Optional
+        node = ast.Name(node.attr)
+    if isinstance(node, ast.Name):
+        return _KINDS.get(node.id), node.id in ("Any", "object"), None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):  # X | None
+        parts = [node.left, node.right]
+        none = [p for p in parts if isinstance(p, ast.Constant) and p.value is None]
+        rest = [p for p in parts if p not in none]
+        if none and len(rest) == 1:
+            k, _, it = _annotation_kind(rest[0])
+            return k, True, it
+        return None, True, None
+    if isinstance(node, ast.Subscript):
+        head = node.value.attr if isinstance(node.value, ast.Attribute) else getattr(node.value, "id", None)
+        if head == "Optional":
+            k, _, it = _annotation_kind(node.slice)
+            return k, True, it
+        kind = _KINDS.get(head)
+        if kind == "list":
+            inner = node.slice.elts[0] if isinstance(node.slice, ast.Tuple) else node.slice
+            return "list", False, _annotation_kind(inner)[0]
+        return kind, False, None
+    return None, True, None
+
+
+def _literal_kind(value) -> str | None:
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, (int, float)):
@@ -121,157 +332,349 @@ def literal_kind(value) -> str | None:
         return "list"
     if isinstance(value, dict):
         return "dict"
-    return type(value).__name__
+    return None
 
 
-def default_kind(default_src: str) -> str | None:
-    """Kind (see :func:`literal_kind`) of a default as written in a parameters cell; None when unknown.
-
-    None (no constraint) for a ``None`` default or an expression that is not a literal.
+def parse_parameters(source: str, where: str = "parameters cell") -> dict:
+    """Read the declarations of a parameters cell's source (top-level assignments to a name).
 
     Parameters
     ----------
-    default_src : str
-        The default's source text (papermill's ``default``).
-
-    Returns
-    -------
-    str or None
-    """
-    import ast
-
-    try:
-        v = ast.literal_eval(default_src)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return None
-    k = literal_kind(v)
-    return k if k in ("bool", "number", "str", "list", "dict") else None
-
-
-def kind_mismatch(want: str | None, value) -> str | None:
-    """The kind of ``value`` when it does not fit a parameter declared with kind ``want``, else None.
-
-    Parameters
-    ----------
-    want : str or None
-        :func:`default_kind` of the declared default (None: anything fits).
-    value : object
-        The value to inject. ``None`` always fits (an optional input, e.g.
-        ``reference = None``).
-
-    Returns
-    -------
-    str or None
-        :func:`literal_kind` of ``value`` on a mismatch.
-    """
-    got = literal_kind(value)
-    if want is None or value is None or got == want:
-        return None
-    return str(got)
-
-
-def inspect_parameters(path, kernel: str = "python3") -> tuple[dict, bool]:
-    """The parameters a notebook declares, and whether it has a cell tagged ``parameters``.
-
-    Parameters
-    ----------
-    path : str or Path
-        The notebook.
-    kernel : str
-        Kernel name used when the notebook has no ``kernelspec`` metadata
-        (papermill's inspection needs one).
-
-    Returns
-    -------
-    declared : dict
-        ``{name: {"name", "inferred_type_name", "default", "help"}}``
-        (``papermill.inspect_notebook``).
-    tagged : bool
-        Whether a cell is tagged ``parameters``.
-
-    Raises
-    ------
-    PtyAnalysisError
-        The notebook cannot be read.
-    """
-    import nbformat
-    import papermill as pm
-
-    try:
-        nb = nbformat.read(Path(path), as_version=4)
-    except Exception as exc:
-        raise PtyAnalysisError(f"{path}: cannot read the notebook ({type(exc).__name__}: {exc})") from None
-    tagged = any("parameters" in (c.get("metadata", {}).get("tags") or []) for c in nb.cells)
-    if not tagged:
-        return {}, False
-    try:
-        if nb.metadata.get("kernelspec", {}).get("name"):
-            declared = dict(pm.inspect_notebook(str(path)))
-        else:
-            from papermill.inspection import _infer_parameters
-
-            declared = {p.name: p._asdict() for p in _infer_parameters(nb, name=kernel, language="python")}
-    except Exception as exc:  # papermill raises plain exceptions on unreadable parameter cells
-        raise PtyAnalysisError(f"{path}: cannot read the notebook's parameters cell ({exc})") from None
-    return declared, True
-
-
-def notebook_parameters(path) -> dict:
-    """The parameters a notebook declares: ``{name: {"name", "inferred_type_name", "default", "help"}}``.
-
-    Empty when no cell is tagged ``parameters`` (see :func:`inspect_parameters`).
-
-    Parameters
-    ----------
-    path : str or Path
+    source : str
+        The cell's source (IPython magics are ignored).
+    where : str
+        Named in errors.
 
     Returns
     -------
     dict
+        ``{name: Parameter}`` in the order written.
 
     Raises
     ------
     PtyAnalysisError
-        The notebook or its parameters cell cannot be read.
+        The cell is not valid Python.
     """
-    return inspect_parameters(path)[0]
+    lines = source.splitlines()
+    code = "\n".join("" if ln.lstrip().startswith(("%", "!")) else ln for ln in lines)
+    try:
+        tree = ast.parse(code)
+    except SyntaxError as exc:
+        raise PtyAnalysisError(f"{where}: not valid Python (line {exc.lineno}: {exc.msg})") from None
+    out = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name, value, ann = node.targets[0].id, node.value, None
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            name, value, ann = node.target.id, node.value, node.annotation
+        else:
+            continue
+        src = ast.get_source_segment(code, value) or ""
+        try:
+            default = ast.literal_eval(value)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            default = _NO_DEFAULT
+        if ann is not None:
+            kind, optional, items = _annotation_kind(ann)
+            optional = optional or default is None
+        elif default is _NO_DEFAULT or default is None:
+            kind, optional, items = None, True, None
+        else:  # no annotation: the default's kind; None also fits (an optional input, as YAML null)
+            kind, optional, items = _literal_kind(default), True, None
+        line = lines[node.end_lineno - 1] if node.end_lineno else ""
+        tail = line[node.end_col_offset:] if node.end_col_offset is not None else ""
+        help_ = tail.split("#", 1)[1].strip() if "#" in tail else ""
+        out[name] = Parameter(name, src, default, kind, optional, items,
+                              ast.get_source_segment(code, ann) if ann is not None else None, help_)
+    return out
 
 
-def validate_parameters(notebook, parameters: dict, source: str = "parameters") -> None:
-    """Refuse parameters the notebook does not declare or whose kind differs from the default's.
-
-    papermill would only warn about an unknown name and inject any value.
+def declared_parameters(notebook) -> dict:
+    """The parameters a notebook declares in its cell tagged ``parameters``.
 
     Parameters
     ----------
-    notebook : str or Path
-    parameters : dict
-        Values to inject.
-    source : str
-        Where the values come from (named in the error).
+    notebook : str, Path or nbformat.NotebookNode
+        ``.ipynb``, Jupytext ``.py``, template name, or a notebook.
+
+    Returns
+    -------
+    dict
+        ``{name: Parameter}``.
 
     Raises
     ------
     PtyAnalysisError
-        An unknown name, or a value whose kind (:func:`literal_kind`: bool,
-        number, str, list, dict) is not the declared default's (a ``None``
-        default accepts anything, a ``None`` value fits any default; ints
-        and floats are both numbers).
+        The notebook cannot be read, has no cell tagged ``parameters``
+        (JupyterLab: property inspector, Add Tag), or that cell is not Python.
     """
-    declared = notebook_parameters(notebook)
-    unknown = sorted(set(parameters) - set(declared))
+    import nbformat
+
+    if not isinstance(notebook, nbformat.NotebookNode) and Path(notebook).suffix == ".ipynb" \
+            and Path(notebook).is_file():
+        try:  # plain JSON: fast, no nbformat validation
+            nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise PtyAnalysisError(f"{notebook}: cannot read the notebook ({type(exc).__name__}: {exc})") from None
+        label = str(notebook)
+    else:
+        nb = read_notebook(notebook)
+        label = str(notebook) if not isinstance(notebook, nbformat.NotebookNode) else "notebook"
+    i = parameters_cell_index(nb)
+    if i is None:
+        raise PtyAnalysisError(f"{label}: no cell tagged 'parameters'; tag the cell holding the defaults "
+                               "(JupyterLab: property inspector -> Add Tag)")
+    return parse_parameters(_source(nb["cells"][i]), where=f"{label}: parameters cell")
+
+
+def _type_name(value) -> str:
+    return "None" if value is None else type(value).__name__
+
+
+def check_value(param: Parameter, value, *, base=None, notebook: str = "the notebook"):
+    """Check (and normalise) one value against its declaration.
+
+    Parameters
+    ----------
+    param : Parameter
+    value : object
+    base : Path, optional
+        Folder a relative path resolves against; None leaves paths as given.
+    notebook : str
+        Named in errors.
+
+    Returns
+    -------
+    value : object
+        Normalised: ``float`` for a float; a list for a list (a string split
+        on commas); a path made absolute against ``base``.
+    notice : str or None
+        What was accepted loosely (a string read as a list), to be shown.
+
+    Raises
+    ------
+    PtyAnalysisError
+        The value does not fit; the message names the parameter, the value,
+        its type and what the notebook declares.
+    """
+    def bad():
+        return PtyAnalysisError(f"{param.name!r} is {value!r} ({_type_name(value)}) but {notebook} declares "
+                                f"{param.declaration()} ({param.expected()})")
+
+    k = param.kind
+    if value is None:
+        if param.optional or k is None:
+            return None, None
+        raise bad()
+    if k is None:
+        return value, None
+    if k == "bool":
+        if isinstance(value, bool):
+            return value, None
+        raise bad()
+    if k in ("int", "float", "number"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad()
+        if k == "int" and not isinstance(value, int):
+            raise bad()
+        return (float(value) if k == "float" else value), None
+    if k in ("str", "path"):
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if not isinstance(value, str):
+            raise bad()
+        if k == "path" and base is not None:
+            p = Path(value).expanduser()
+            return (p if p.is_absolute() else (Path(base) / p)).resolve(), None
+        return value, None
+    if k == "list":
+        notice = None
+        if isinstance(value, str):
+            items = [s.strip() for s in value.split(",")]
+            if not all(items):
+                raise bad()
+            notice = f"{param.name}: the string {value!r} is read as the list {items!r}"
+            value = items
+        if not isinstance(value, (list, tuple)):
+            raise bad()
+        if param.items and any(_literal_kind(v) != {"int": "number", "float": "number"}.get(param.items, param.items)
+                               for v in value if param.items in ("str", "int", "float", "bool")):
+            raise bad()
+        return list(value), notice
+    if k == "dict":
+        if isinstance(value, dict):
+            return value, None
+        raise bad()
+    return value, None
+
+
+def _unknown_error(unknown, declared: dict, notebook: str, source: str | None = None) -> PtyAnalysisError:
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, list(declared), n=1, cutoff=0.6)
+        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    where = f"{source}: " if source else ""
+    return PtyAnalysisError(f"{where}unknown parameter(s) {', '.join(hints)}: {notebook} declares "
+                            f"{', '.join(declared) or 'none'}")
+
+
+def validate_parameters(notebook, parameters: dict, source: str | None = None, declared: dict | None = None) -> dict:
+    """Refuse parameters a notebook does not declare or whose type does not fit, before a kernel starts.
+
+    Parameters
+    ----------
+    notebook : str, Path or nbformat.NotebookNode
+    parameters : dict
+        Values to inject.
+    source : str, optional
+        Where the values come from (named in the error).
+    declared : dict, optional
+        :func:`declared_parameters` of the notebook, when already read.
+
+    Returns
+    -------
+    dict
+        The declared parameters (``{name: Parameter}``).
+
+    Raises
+    ------
+    PtyAnalysisError
+        An unknown name (with a "did you mean") or a value that does not
+        fit (:func:`check_value`).
+    """
+    declared = declared_parameters(notebook) if declared is None else declared
+    label = Path(str(notebook)).name if not hasattr(notebook, "cells") else "the notebook"
+    unknown = [k for k in parameters if k not in declared]
     if unknown:
-        raise PtyAnalysisError(
-            f"{source}: unknown parameter(s) {unknown} for {notebook}; it accepts {sorted(declared)}"
-        )
+        raise _unknown_error(unknown, declared, label, source)
     for name, value in parameters.items():
-        want = default_kind(declared[name]["default"])
-        got = kind_mismatch(want, value)
-        if got is not None:
-            raise PtyAnalysisError(
-                f"{source}: parameter {name!r} is {value!r} ({got}) but {Path(notebook).name} declares "
-                f"{name} = {declared[name]['default']} ({want})"
-            )
+        try:
+            check_value(declared[name], value, notebook=label)
+        except PtyAnalysisError as exc:
+            raise PtyAnalysisError(f"{source}: {exc}" if source else str(exc)) from None
+    return declared
+
+
+# --------------------------------------------------------------------------- inside the notebook
+
+
+def notebook_dir(namespace: dict, name: str) -> tuple[Path, str | None]:
+    """The folder of the running notebook: what its relative paths resolve against.
+
+    In order: :data:`NOTEBOOK_DIR_ENV` (set by :func:`execute`); the notebook
+    path JupyterLab gives the kernel (``__session__``); the working directory
+    when it holds ``<name>.ipynb`` (JupyterLab, ``papermill`` run from
+    ``notebooks/`` or with ``--cwd notebooks``); ``notebooks/`` below it when
+    that holds ``<name>.ipynb`` (papermill run from the repository root);
+    else the working directory.
+
+    Parameters
+    ----------
+    namespace : dict
+        The notebook's ``globals()``.
+    name : str
+        The notebook's name (without suffix).
+
+    Returns
+    -------
+    folder : Path
+    notice : str or None
+        Set when the folder was inferred (the last two cases).
+    """
+    env = os.environ.get(NOTEBOOK_DIR_ENV)
+    if env:
+        return Path(env).resolve(), None
+    session = namespace.get("__session__") or namespace.get("__vsc_ipynb_file__")
+    if isinstance(session, str) and session.endswith(".ipynb") and Path(session).is_absolute() \
+            and Path(session).is_file():
+        return Path(session).resolve().parent, None
+    cwd = Path.cwd()
+    if (cwd / f"{name}.ipynb").is_file():
+        return cwd, None
+    if (cwd / "notebooks" / f"{name}.ipynb").is_file():
+        return (cwd / "notebooks").resolve(), ("relative paths resolve against notebooks/, the folder of "
+                                               f"{name}.ipynb (the kernel runs in the folder above it)")
+    return cwd, (f"{name}.ipynb is not in the working directory: relative paths resolve against it "
+                 "(run papermill with --cwd <the notebook's folder> to change that)")
+
+
+def _injected_names(namespace: dict) -> list:
+    """Names assigned by papermill's injected cell, when it ran just before the current cell."""
+    hist = namespace.get("In")
+    if not isinstance(hist, list) or len(hist) < 2:
+        return []
+    prev = hist[-2]
+    if not isinstance(prev, str) or not prev.lstrip().startswith("# Parameters"):
+        return []
+    with contextlib.suppress(PtyAnalysisError):
+        return list(parse_parameters(prev))
+    return []
+
+
+def check_parameters(namespace: dict, notebook, *, say=print) -> dict:
+    """The first cell after a notebook's parameters cell: check its parameters before any work.
+
+    Compares ``namespace`` with the parameters declared by the notebook's
+    source (its template), then writes the normalised values back into it
+    (absolute paths, lists from comma-separated strings, floats).
+
+    Parameters
+    ----------
+    namespace : dict
+        The notebook's ``globals()`` (updated in place).
+    notebook : str, Path or dict
+        The notebook's template name (e.g. ``"00_compare_arms"``), its source
+        file, or a ``{name: Parameter}`` declaration.
+    say : callable
+        Shows notices (e.g. a string read as a list, an inferred folder).
+
+    Returns
+    -------
+    dict
+        ``{name: value}`` of the declared parameters, normalised.
+
+    Raises
+    ------
+    PtyAnalysisError
+        A name papermill injected that the notebook does not declare (with a
+        "did you mean"), a declared name that is no longer defined, or a
+        value whose type does not fit; the message lists the real
+        parameters only.
+    """
+    if isinstance(notebook, dict):
+        declared, name = notebook, "the notebook"
+    else:
+        declared = declared_parameters(notebook)
+        name = Path(str(notebook)).name.removesuffix(".py").removesuffix(".ipynb")
+    unknown = [k for k in _injected_names(namespace) if k not in declared]
+    if unknown:
+        raise _unknown_error(unknown, declared, name)
+    missing = [k for k in declared if k not in namespace]
+    if missing:
+        pool = [k for k in namespace if not k.startswith("_") and k not in _IPYTHON_NAMES]
+        hints = []
+        for k in missing:
+            close = difflib.get_close_matches(k, pool, n=1, cutoff=0.6)
+            hints.append(f"{k!r}" + (f" (found {close[0]!r}: renamed?)" if close else ""))
+        raise PtyAnalysisError(f"parameter(s) {', '.join(hints)} of {name} are not defined: "
+                               f"the parameters cell must define {', '.join(declared)}")
+    base, notice = notebook_dir(namespace, name)
+    uses_paths = any(p.kind == "path" for p in declared.values())
+    values, notices = {}, []
+    for k, p in declared.items():
+        v, n = check_value(p, namespace[k], base=base, notebook=name)
+        values[k] = v
+        if n:
+            notices.append(n)
+    if notice and uses_paths:
+        notices.append(notice)
+    for n in notices:
+        say(f"note: {n}")
+    namespace.update(values)
+    return values
+
+
+# --------------------------------------------------------------------------- running
 
 
 def load_params(path) -> dict:
@@ -302,36 +705,111 @@ def load_params(path) -> dict:
     return data
 
 
-def execute(notebook, output, parameters: dict | None = None, *, cwd=None, kernel: str = "python3",
-            timeout: int | None = 1800, progress: bool = False, log_output: bool = False) -> Path:
-    """Execute a notebook with papermill after validating its parameters.
-
-    The output notebook is written to a temporary name and renamed into place
-    only when the run succeeds; on failure the partial notebook is kept next
-    to it as ``<output>.failed.ipynb`` for inspection, and the error is raised.
+def failed_path(output) -> Path:
+    """Where :func:`execute` keeps the partial notebook of a failed run (``<output>.failed.ipynb``).
 
     Parameters
     ----------
-    notebook, output : path
-    parameters : dict
-    cwd : path, optional
-        Working directory of the kernel (default: the notebook's folder).
+    output : str or Path
+
+    Returns
+    -------
+    Path
+    """
+    output = Path(output)
+    return output.with_name(output.name.removesuffix(".ipynb") + ".failed.ipynb")
+
+
+def execute(notebook, output, parameters: dict | None = None, *, cwd=None, notebook_folder=None,
+            kernel: str = "python3", timeout: int | None = 1800, start_timeout: int = 60, log=None,
+            progress: bool = False, validate: bool = True, engine_name: str | None = None,
+            **engine_kwargs) -> Path:
+    """Execute a notebook with papermill: the one runner of the package.
+
+    Parameters are validated first (:func:`validate_parameters`). The kernel
+    gets :data:`KERNEL_ENV` and :data:`KERNEL_ARGUMENTS`. The executed
+    notebook is written to a temporary name and renamed onto ``output`` only
+    when the run succeeds; on failure the partial notebook is kept as
+    :func:`failed_path` for inspection and the error is raised (a previous
+    ``output`` is left as it was).
+
+    Parameters
+    ----------
+    notebook : str, Path or nbformat.NotebookNode
+        ``.ipynb``, Jupytext ``.py`` source or template name.
+    output : str or Path
+        The executed notebook.
+    parameters : dict, optional
+        Injected after the parameters cell.
+    cwd : str or Path, optional
+        Working directory of the kernel (default: the notebook's folder for
+        an ``.ipynb``, else the output's folder).
+    notebook_folder : str or Path, optional
+        What the notebook's relative paths resolve against (default ``cwd``).
     kernel : str
     timeout : int, optional
         Per-cell timeout in seconds.
+    start_timeout : int
+        Kernel start timeout in seconds.
+    log : file, optional
+        Receives the cells' stdout and stderr as they run.
+    progress : bool
+        papermill's progress bar.
+    validate : bool
+        Validate the parameters (a caller that already did may skip it).
+    engine_name : str, optional
+        papermill engine (default papermill's own, a fresh kernel per run;
+        the grid passes its kernel-reusing engine).
+    **engine_kwargs
+        Passed to the engine (e.g. ``km``, a running kernel's manager).
+
+    Returns
+    -------
+    Path
+        ``output``.
+
+    Raises
+    ------
+    PtyAnalysisError
+        Invalid parameters (nothing started).
+    papermill.PapermillExecutionError
+        A cell raised (the failed notebook is kept).
     """
+    import nbformat
     import papermill as pm
 
     parameters = dict(parameters or {})
-    notebook, output = Path(notebook), Path(output)
-    validate_parameters(notebook, parameters)
-    with scoped_env(MPLBACKEND=os.environ.get("MPLBACKEND", "Agg")), atomic_path(output) as tmp:
+    output = Path(output)
+    given_nb = hasattr(notebook, "cells")
+    src_file = None if given_nb else notebook_source(notebook)
+    nb = read_notebook(notebook if given_nb else src_file)
+    if validate:
+        validate_parameters(notebook if given_nb else src_file, parameters, declared=declared_parameters(nb))
+    if cwd is None:
+        cwd = src_file.parent if src_file is not None and src_file.suffix == ".ipynb" else output.parent
+    cwd = Path(cwd).resolve()
+    env = {k: os.environ.get(k, v) for k, v in KERNEL_ENV.items()}
+    env.update(MPLBACKEND="Agg", **{NOTEBOOK_DIR_ENV: str(Path(notebook_folder or cwd).resolve())})
+    output.parent.mkdir(parents=True, exist_ok=True)
+    failed = failed_path(output)
+    with tempfile.TemporaryDirectory(prefix=".ptyanalysis-nb-") as td, scoped_env(**env), \
+            atomic_path(output) as tmp:
+        if src_file is not None and src_file.suffix == ".ipynb":
+            src = src_file
+        else:  # papermill reads .ipynb files only
+            src = Path(td) / (output.name if output.suffix == ".ipynb" else output.name + ".ipynb")
+            nbformat.write(nb, src)
         try:
-            pm.execute_notebook(str(notebook), str(tmp), parameters=parameters, kernel_name=kernel,
-                                cwd=str(cwd or notebook.parent), progress_bar=progress,
-                                log_output=log_output, execution_timeout=timeout)
-        except Exception:
-            if tmp.exists():
-                os.replace(tmp, output.with_suffix(".failed.ipynb"))
+            # the kernel's working directory via nbclient's resources: no chdir of this process
+            pm.execute_notebook(str(src), str(tmp), parameters=parameters, kernel_name=kernel,
+                                resources={"metadata": {"path": str(cwd)}},
+                                progress_bar=progress, log_output=False, stdout_file=log, stderr_file=log,
+                                start_timeout=start_timeout, execution_timeout=timeout,
+                                engine_name=engine_name,
+                                **{"extra_arguments": list(KERNEL_ARGUMENTS), **engine_kwargs})
+        except BaseException:
+            if tmp.exists() and tmp.stat().st_size:
+                os.replace(tmp, failed)
             raise
+    failed.unlink(missing_ok=True)
     return output

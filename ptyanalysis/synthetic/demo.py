@@ -5,8 +5,7 @@
 2. run the per-job comparison notebook over the grid dose x view x split
    (:mod:`ptyanalysis.pipeline.grid`, papermill on a Dask LocalCluster);
 3. run the split-comparison and zero-prediction-bisection notebooks on the
-   reproduced incident (the Baseline fed as the study fed it), with their
-   parameter files from ``params/``;
+   reproduced incident (the Baseline fed as the study fed it);
 4. Phase G: artifacts, figures and the HTML report (:mod:`ptyanalysis.phase_g`);
 5. verification (:mod:`ptyanalysis.phase_g.verify`);
 
@@ -24,11 +23,9 @@ from pathlib import Path
 from ..conventions import DOSES, SPLITS, VIEWS
 from ..errors import PtyAnalysisError
 
-#: The repository root (notebooks/ and params/ live there; the package is installed editable).
-ROOT = Path(__file__).resolve().parents[1]
 #: Files every comparison cell must leave.
 JOB_OUTPUTS = ("comparison_metrics.csv", "reconstructions.npz", "comparison_plot.png", "comparison.nc")
-#: The diagnosis notebooks and their parameter files (``params/<size>_<name>.yaml``).
+#: The diagnosis notebooks (the package's templates) run on the reproduced incident.
 DIAGNOSIS_NOTEBOOKS = ("01_split_comparison", "02_zero_prediction_bisection")
 
 
@@ -80,10 +77,11 @@ def grid_spec(hub, workers=None):
     GridSpec
     """
     from ..pipeline import grid as grid
+    from ..pipeline.notebook import template_path
 
     doses = json.loads((Path(hub) / "study.json").read_text())["config"]["doses"]
     return grid.spec_from_dict({
-        "hub": str(hub), "notebook": str(ROOT / "notebooks" / "00_compare_arms.ipynb"),
+        "hub": str(hub), "notebook": str(template_path("00_compare_arms")),
         "doses": [int(d) for d in doses], "views": list(VIEWS), "splits": list(SPLITS),
         "outputs": list(JOB_OUTPUTS), "retries": 1,
         **({"workers": workers} if workers else {}),
@@ -96,7 +94,7 @@ def diagnosis_parameters(hub, name: str, dose: float) -> dict:
 
     hub = Path(hub).resolve()
     model = _hub.model_dir(hub, dose, "Baseline")
-    common = {"model": str(model), "reference": str(model / "reference_inputs.npz"),
+    common = {"hub": str(hub), "dose": float(dose), "model": str(model), "reference": str(model / "reference_inputs.npz"),
               "study_inputs": True, "ensure_synthetic": None,
               "output_dir": str(hub / "analysis" / "diagnosis" / name)}
     train, test = (str(_hub.dataset_path(hub, dose, s)) for s in ("train", "test"))
@@ -146,13 +144,13 @@ def run_demo(hub, size: str = "demo", workers=None, say=print) -> dict:
         out = hub / "analysis" / "diagnosis" / f"{name}.ipynb"
         out.parent.mkdir(parents=True, exist_ok=True)
         say(f"running {name} on the reproduced incident (dose {lowest:g})")
-        nbk.execute(ROOT / "notebooks" / f"{name}.ipynb", out, params, cwd=ROOT)
+        nbk.execute(name, out, params, cwd=out.parent)
         diag[name] = out
     t["diagnosis"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     say("Phase G: artifacts, figures, HTML report")
-    pg = report_report.phase_g(hub, notebook=ROOT / "notebooks" / "03_phase_g_figures.ipynb")
+    pg = report_report.phase_g(hub)
     t["phase_g"] = time.perf_counter() - t0
     vr = verify.verify_hub(hub)
     bis = json.loads((hub / "analysis" / "diagnosis" / "02_zero_prediction_bisection" / "bisection.json").read_text())
