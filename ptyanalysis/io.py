@@ -60,6 +60,7 @@ import dataclasses
 import json
 import math
 import struct
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -73,7 +74,12 @@ from .fileutil import atomic_path
 
 __all__ = [
     "PtychoData",
+    "DatasetNotice",
+    "GROUND_TRUTH_KEYS",
     "load_dataset",
+    "ground_truth_patches",
+    "ground_truth_source",
+    "nonfinite_warnings",
     "save_dataset",
     "validate_dataset",
     "to_xarray",
@@ -81,14 +87,25 @@ __all__ = [
     "make_metadata",
     "add_transformation",
     "recover_counts",
+    "estimate_dose",
+    "DoseEstimate",
+    "DOSE_TOLERANCE",
+    "NpyMember",
+    "locate_npy_member",
+    "locate_npy_file",
     "DATASET_KEYS",
 ]
 
 #: Keys of a dataset NPZ that ptyanalysis reads (``diff3d`` is the legacy name of ``diffraction``).
 DATASET_KEYS = (
     "diffraction", "diff3d", "xcoords", "ycoords", "xcoords_start", "ycoords_start",
-    "probeGuess", "objectGuess", "Y", "scan_index", "_metadata",
+    "probeGuess", "objectGuess", "Y", "ground_truth_patches", "scan_index", "_metadata",
 )
+
+#: NPZ keys ground-truth object patches are read from, in order of preference (PtychoPINN's
+#: ``simulate_and_save`` writes ``ground_truth_patches`` (n, N, N, 1); its ``generate_patches``
+#: writes a ``Y`` that is not per pattern, which is ignored).
+GROUND_TRUTH_KEYS = ("Y", "ground_truth_patches")
 
 #: PtychoData field -> NPZ key (used in messages, so a message always names the key).
 _FIELD_KEY = {
@@ -116,7 +133,7 @@ _FIELD_KIND = {
     "scan_index": "index",
 }
 
-_REGEN = "regenerate the dataset (ptyanalysis synth or the study's simulation) or fix it with ptyanalysis.io.save_dataset"
+_REGEN = "regenerate the dataset (ptyanalysis simulate, or the study's simulation) or fix it with ptyanalysis.io.save_dataset"
 
 # Elements per chunk when scanning large (possibly memory-mapped) arrays.
 _CHUNK = 1 << 22
@@ -180,6 +197,10 @@ def _coerce(value, fld: str, source: str):
 # --------------------------------------------------------------------------- the container
 
 
+class DatasetNotice(UserWarning):
+    """A dataset was read loosely (an ignored key, NaN / Inf accepted, a dose estimated): said, never silent."""
+
+
 @dataclass(frozen=True, eq=False)
 class PtychoData:
     """One split of a ptychography dataset, in the canonical layout.
@@ -209,6 +230,10 @@ class PtychoData:
         Parsed ``_metadata`` JSON (``physics_parameters``, ``data_transformations``).
     path : Path, optional
         File the data was loaded from.
+    Y_key : str
+        NPZ key ``Y`` was read from: ``"Y"``, or ``"ground_truth_patches"``
+        (what PtychoPINN's ``simulate_and_save`` writes) when the file's ``Y``
+        was absent or not per pattern (:func:`load_dataset`). Used in messages.
 
     Notes
     -----
@@ -226,6 +251,7 @@ class PtychoData:
     ycoords_start: np.ndarray | None = None
     metadata: dict = field(default_factory=dict)
     path: Path | None = None
+    Y_key: str = "Y"
 
     def __post_init__(self):
         source = str(self.path) if self.path is not None else "<memory>"
@@ -248,6 +274,9 @@ class PtychoData:
         object.__setattr__(self, "metadata", meta)
         if self.path is not None and not isinstance(self.path, Path):
             object.__setattr__(self, "path", Path(self.path))
+        if self.Y_key not in GROUND_TRUTH_KEYS:
+            raise PtyAnalysisError(
+                f"{source}: PtychoData.Y_key must be one of {GROUND_TRUTH_KEYS}, got {self.Y_key!r}")
 
     # -- properties ---------------------------------------------------------
 
@@ -389,6 +418,67 @@ def _negative_report(arr) -> tuple[int, int, float]:
     return count, first, lo
 
 
+def _key_of(data: PtychoData, fld: str) -> str:
+    """NPZ key of a PtychoData field (``Y`` may have come from ``ground_truth_patches``)."""
+    return data.Y_key if fld == "Y" else _FIELD_KEY[fld]
+
+
+def _nonfinite_phrase(a, fld: str, count: int, first: int) -> str:
+    """``"10 NaN/Inf value(s) among 3276800 (first in pattern 7)"``: the count, the size and the first index."""
+    unit = {"diffraction": "pattern", "Y": "patch", "obj": "row", "probe": "row"}.get(fld, "index")
+    where = f" (first in {unit} {first})" if np.ndim(a) else ""
+    return f"{count} NaN/Inf value(s) among {int(np.size(a))}{where}"
+
+
+def _finite_stats(a) -> str:
+    """``min / mean / max`` of the finite values of an array (chunked), for a warning."""
+    x = np.asarray(a)
+    per_row = max(1, int(np.prod(x.shape[1:]))) if x.ndim else 1
+    step = max(1, _CHUNK // per_row)
+    lo, hi, tot, cnt = math.inf, -math.inf, 0.0, 0
+    blocks = [x] if x.ndim == 0 else (x[i:i + step] for i in range(0, x.shape[0], step))
+    for block in blocks:
+        b = np.asarray(block)
+        b = np.abs(b) if np.iscomplexobj(b) else b
+        b = b[np.isfinite(b)]
+        if b.size:
+            lo, hi = min(lo, float(b.min())), max(hi, float(b.max()))
+            tot += float(np.sum(b, dtype=np.float64))
+            cnt += int(b.size)
+    if not cnt:
+        return "no finite values"
+    mod = "|.| " if np.iscomplexobj(x) else ""
+    return f"finite values {mod}min {lo:.6g}, mean {tot / cnt:.6g}, max {hi:.6g} over {cnt}"
+
+
+def nonfinite_warnings(data: PtychoData, *, source: str | None = None) -> list[str]:
+    """Warn (:class:`DatasetNotice`) about every array of ``data`` that holds NaN / Inf.
+
+    For commands that go on with such data (``allow_nonfinite=True``): each
+    warning names the file, the key, the count, the first index and gives
+    statistics over the finite values, saying that they are used.
+
+    Returns
+    -------
+    list of str
+        The messages warned (empty when every value is finite).
+    """
+    src = source or ("<memory>" if data.path is None else str(data.path))
+    out = []
+    for fld in ("diffraction", "xcoords", "ycoords", "xcoords_start", "ycoords_start", "probe", "obj", "Y"):
+        a = getattr(data, fld)
+        if a is None:
+            continue
+        count, first = _nonfinite_report(a)
+        if count:
+            msg = (f"{src}: key {_key_of(data, fld)!r} contains {_nonfinite_phrase(a, fld, count, first)}; "
+                   f"loaded anyway (allow_nonfinite): {_finite_stats(a)} (statistics computed from the "
+                   "data use its finite values only)")
+            warnings.warn(msg, DatasetNotice, stacklevel=3)
+            out.append(msg)
+    return out
+
+
 def validate_dataset(data: PtychoData, *, source: str = "<memory>", allow_nonfinite: bool = False) -> None:
     """Check a dataset against the study contract; raise on the first problem.
 
@@ -476,8 +566,8 @@ def validate_dataset(data: PtychoData, *, source: str = "<memory>", allow_nonfin
         )
     if data.Y is not None and data.Y.shape != (n, N, N):
         raise PtyAnalysisError(
-            f"{src}: key 'Y' has shape {data.Y.shape} but expected (n, N, N) = ({n}, {N}, {N}) "
-            f"like the diffraction patterns; {_REGEN}"
+            f"{src}: key {data.Y_key!r} has shape {data.Y.shape} but expected (n, N, N) = ({n}, {N}, {N}) "
+            f"(or (n, N, N, 1)) like the diffraction patterns; {_REGEN}"
         )
 
     if not allow_nonfinite:
@@ -488,10 +578,9 @@ def validate_dataset(data: PtychoData, *, source: str = "<memory>", allow_nonfin
                 continue
             count, first = _nonfinite_report(a)
             if count:
-                where = f" (first at index {first} along axis 0)" if a.ndim else ""
                 raise PtyAnalysisError(
-                    f"{src}: key {_FIELD_KEY[fld]!r} contains {count} NaN/Inf value(s){where} but "
-                    "expected finite values; pass allow_nonfinite=True to load deliberately "
+                    f"{src}: key {_key_of(data, fld)!r} contains {_nonfinite_phrase(a, fld, count, first)} "
+                    "but expected finite values; pass allow_nonfinite=True to load deliberately "
                     f"poisoned data, otherwise {_REGEN}"
                 )
     count, first, lo = _negative_report(d)
@@ -514,38 +603,177 @@ def _npy_name(key: str) -> str:
     return key + ".npy"
 
 
-def _try_memmap(path: Path, info: zipfile.ZipInfo, want: np.dtype):
-    """Memory-map a stored (uncompressed) .npy zip member, or return None if not feasible."""
-    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
-        return None
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(info.header_offset)
-            local = fh.read(30)
-            if len(local) != 30 or local[:4] != b"PK\x03\x04":
-                return None
-            name_len, extra_len = struct.unpack("<HH", local[26:30])
-            start = info.header_offset + 30 + name_len + extra_len
-            fh.seek(start)
-            version = np.lib.format.read_magic(fh)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-            elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-            else:
-                return None
-            offset = fh.tell()
-    except (OSError, ValueError, struct.error):
-        return None
-    if dtype.hasobject or dtype != want:
-        return None
+@dataclass(frozen=True)
+class NpyMember:
+    """Where the array of one ``.npy`` member of an NPZ lies in the file.
+
+    Found by :func:`locate_npy_member` from the member's zip local header and
+    its ``.npy`` header, without reading the data.
+
+    Attributes
+    ----------
+    key : str
+        Member name without ``.npy``.
+    stored : bool
+        The member is stored uncompressed (``np.savez``) and not encrypted, so
+        its bytes can be read in place; when False the remaining fields are
+        None / False (a compressed member has to be decompressed to be read).
+    shape : tuple of int or None
+    dtype : numpy.dtype or None
+    fortran : bool
+        Fortran-ordered array.
+    offset : int or None
+        Absolute file offset of the first data byte.
+    nbytes : int or None
+        Size of the array data in bytes.
+    """
+
+    key: str
+    stored: bool
+    shape: tuple | None = None
+    dtype: np.dtype | None = None
+    fortran: bool = False
+    offset: int | None = None
+    nbytes: int | None = None
+
+
+def _npy_header(fh):
+    """Read a ``.npy`` header at the handle's position: (shape, fortran, dtype), or None for a
+    format version other than 1.0 / 2.0 (left to numpy's own reader). Raises ValueError/EOFError."""
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(fh)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(fh)
+    return None
+
+
+def _npy_extent(where: str, key: str, header, offset: int, room: int, file_size: int, what: str) -> NpyMember:
+    """Build the NpyMember of an array whose data starts at ``offset``; raise when it is truncated."""
+    shape, fortran, dtype = header
     count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-    if count == 0:
+    nbytes = 0 if dtype.hasobject else count * dtype.itemsize
+    if not dtype.hasobject and (nbytes > room or offset + nbytes > file_size):
+        raise PtyAnalysisError(
+            f"{where} is truncated: its header declares a {dtype} array of shape {tuple(shape)} "
+            f"({nbytes} bytes) but {what} holds {max(0, min(room, file_size - offset))} bytes of data; "
+            f"copy the file again or {_REGEN}")
+    return NpyMember(key=key, stored=True, shape=tuple(int(v) for v in shape), dtype=dtype,
+                     fortran=bool(fortran), offset=int(offset), nbytes=int(nbytes))
+
+
+def locate_npy_member(path, info: zipfile.ZipInfo, fh=None) -> NpyMember:
+    """Locate the array data of one ``.npy`` member of an NPZ (the one NPZ-member reader).
+
+    Used by :func:`load_dataset` (memory mapping) and by
+    :func:`ptyanalysis.inference.sources.open_npz` (streaming).
+
+    Parameters
+    ----------
+    path : str or Path
+        The NPZ file (used in messages, and opened when ``fh`` is None).
+    info : zipfile.ZipInfo
+        The member (``zipfile.ZipFile(path).getinfo(...)``).
+    fh : binary file, optional
+        An open handle on ``path`` (its position is changed).
+
+    Returns
+    -------
+    NpyMember
+        ``stored=False`` for a compressed or encrypted member (or a ``.npy``
+        format version other than 1.0 / 2.0): read it with numpy instead.
+
+    Raises
+    ------
+    PtyAnalysisError
+        Naming the file and the key, when a stored member's zip local header or
+        ``.npy`` header is unreadable, or its data would run past the member's
+        recorded size or the end of the file (a truncated or corrupt file).
+    """
+    p = Path(path)
+    key = info.filename.removesuffix(".npy")
+    if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:
+        return NpyMember(key=key, stored=False)
+    where = f"{p}: key {key!r} (member {info.filename})"
+    if fh is None:
+        try:
+            with open(p, "rb") as own:
+                return locate_npy_member(p, info, own)
+        except OSError as exc:
+            raise PtyAnalysisError(f"{where} could not be read ({exc}); check the file's permissions") from None
+    try:
+        file_size = fh.seek(0, 2)
+        fh.seek(info.header_offset)
+        local = fh.read(30)
+        if len(local) != 30 or local[:4] != b"PK\x03\x04":
+            raise PtyAnalysisError(
+                f"{where} has no valid zip local header: the file is corrupt or truncated (an "
+                f"interrupted copy?): copy it again or {_REGEN}")
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        start = info.header_offset + 30 + name_len + extra_len
+        fh.seek(start)
+        try:
+            header = _npy_header(fh)
+        except (ValueError, EOFError, struct.error) as exc:
+            raise PtyAnalysisError(
+                f"{where} is not a readable .npy array ({exc}): the file is corrupt or truncated: "
+                f"copy it again or {_REGEN}") from None
+        offset = fh.tell()
+    except OSError as exc:
+        raise PtyAnalysisError(f"{where} could not be read ({exc}); copy the file again or {_REGEN}") from None
+    if header is None:
+        return NpyMember(key=key, stored=False)
+    return _npy_extent(where, key, header, offset, info.file_size - (offset - start), file_size,
+                       "the zip member")
+
+
+def locate_npy_file(path, key: str | None = None) -> NpyMember:
+    """Locate the array data of a plain ``.npy`` file (the same reader as :func:`locate_npy_member`).
+
+    Parameters
+    ----------
+    path : str or Path
+    key : str, optional
+        Name used in messages and in the result (default: the file's stem).
+
+    Returns
+    -------
+    NpyMember
+        ``stored=False`` only for a ``.npy`` format version other than 1.0 / 2.0.
+
+    Raises
+    ------
+    PtyAnalysisError
+        If the file cannot be opened, is not a ``.npy`` file, or is shorter than its header declares.
+    """
+    p = Path(path)
+    key = p.stem if key is None else key
+    try:
+        with open(p, "rb") as fh:
+            file_size = fh.seek(0, 2)
+            fh.seek(0)
+            try:
+                header = _npy_header(fh)
+            except (ValueError, EOFError, struct.error) as exc:
+                raise PtyAnalysisError(f"{p}: is not a readable .npy file ({exc}); save it with np.save") from None
+            offset = fh.tell()
+    except OSError as exc:
+        raise PtyAnalysisError(f"{p}: cannot be read ({exc}); check the path and its permissions") from None
+    if header is None:
+        return NpyMember(key=key, stored=False)
+    return _npy_extent(str(p), key, header, offset, file_size - offset, file_size, "the file")
+
+
+def _try_memmap(path: Path, info: zipfile.ZipInfo, want: np.dtype):
+    """Memory-map a stored (uncompressed) .npy zip member, or return None if not feasible.
+
+    A truncated stored member raises (:func:`locate_npy_member`).
+    """
+    m = locate_npy_member(path, info)
+    if not m.stored or m.dtype.hasobject or m.dtype != want or m.nbytes == 0:
         return None
-    if offset - start + count * dtype.itemsize > info.file_size:
-        return None  # truncated member: let the normal reader report it
-    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape,
-                     order="F" if fortran else "C")
+    return np.memmap(path, dtype=m.dtype, mode="r", offset=m.offset, shape=m.shape,
+                     order="F" if m.fortran else "C")
 
 
 def _read_member(path: Path, zf: zipfile.ZipFile, key: str, *, allow_pickle=False,
@@ -752,11 +980,27 @@ def load_dataset(path, *, validate: bool = True, allow_nonfinite: bool = False,
         diff = _coerce(raw_d, "diffraction", src) if dkey == "diffraction" else _coerce_legacy(raw_d, src)
         diff = _canonical_layout(diff, x.size, src, dkey)
 
-        Y = read("Y", mmap_dtype=np.complex64 if mmap else None)
-        if Y is not None:
-            Y = _coerce(Y, "Y", src)
-            if Y.ndim == 4 and Y.shape[-1] == 1:
-                Y = Y[..., 0]
+        Y, y_key = None, "Y"
+        for gkey in GROUND_TRUTH_KEYS:
+            G = read(gkey, mmap_dtype=np.complex64 if mmap else None)
+            if G is None:
+                continue
+            G = _coerce_named(G, "Y", gkey, src)
+            file_shape = tuple(G.shape)
+            if G.ndim == 4 and G.shape[-1] == 1:
+                G = G[..., 0]
+            if gkey == "Y" and G.ndim >= 1 and G.shape[0] != x.size:
+                # PtychoPINN's generate_patches(nsamples=1) writes Y (1, N, N, 1); its loader ignores it
+                nxt = ("'ground_truth_patches'" if "ground_truth_patches" in members else
+                       "'objectGuess' (cut at the scan positions)" if "objectGuess" in members else
+                       "nowhere (the file has neither 'ground_truth_patches' nor 'objectGuess')")
+                warnings.warn(
+                    f"{p}: key 'Y' has shape {file_shape} whose first axis is not the {x.size} patterns "
+                    f"(PtychoPINN's generate_patches writes such a Y); ignored, as PtychoPINN's loader "
+                    f"ignores it: ground truth comes from {nxt}", DatasetNotice, stacklevel=2)
+                continue
+            Y, y_key = G, gkey
+            break
         opt = {}
         for key in ("xcoords_start", "ycoords_start", "scan_index"):
             a = read(key)
@@ -770,19 +1014,91 @@ def load_dataset(path, *, validate: bool = True, allow_nonfinite: bool = False,
     data = PtychoData(
         diffraction=diff, xcoords=x, ycoords=y, probe=probe, obj=obj, Y=Y,
         scan_index=opt["scan_index"], xcoords_start=opt["xcoords_start"],
-        ycoords_start=opt["ycoords_start"], metadata=meta, path=p,
+        ycoords_start=opt["ycoords_start"], metadata=meta, path=p, Y_key=y_key,
     )
     if validate:
         validate_dataset(data, source=src, allow_nonfinite=allow_nonfinite)
+        if allow_nonfinite:
+            nonfinite_warnings(data, source=src)
     return data
+
+
+def _coerce_named(arr, fld: str, key: str, source: str):
+    """Apply the dtype rule of field ``fld`` to an array read from NPZ key ``key``, naming that key."""
+    try:
+        return _coerce(arr, fld, source)
+    except PtyAnalysisError as exc:
+        if key == _FIELD_KEY[fld]:
+            raise
+        raise PtyAnalysisError(str(exc).replace(f"key {_FIELD_KEY[fld]!r}", f"key {key!r}", 1)) from None
 
 
 def _coerce_legacy(arr, source: str):
     """Apply the diffraction dtype rule to a legacy ``diff3d`` array, naming that key."""
+    return _coerce_named(arr, "diffraction", "diff3d", source)
+
+
+# --------------------------------------------------------------------------- ground truth
+
+
+def ground_truth_source(data: PtychoData) -> str | None:
+    """Where :func:`ground_truth_patches` takes a dataset's ground truth from.
+
+    Returns
+    -------
+    str or None
+        ``"Y"`` or ``"ground_truth_patches"`` (the NPZ key ``data.Y`` was read
+        from), ``"objectGuess"`` (patches cut from the object at the scan
+        positions), or None when the dataset has neither.
+    """
+    if data.Y is not None:
+        return data.Y_key
+    if data.obj is not None:
+        return "objectGuess"
+    return None
+
+
+def ground_truth_patches(data: PtychoData, indices=None) -> np.ndarray:
+    """The ground-truth object patches of a dataset, by the one rule every reader uses.
+
+    ``data.Y`` when present (a per-pattern ``Y``, else PtychoPINN's
+    ``ground_truth_patches``: :func:`load_dataset`), otherwise the (N, N)
+    patches cut from ``objectGuess`` at the scan positions with bilinear
+    interpolation (:func:`ptyanalysis.imaging.stitching.extract`; what
+    PtychoPINN's loader does when a file has no per-pattern ``Y``; it matches
+    PtychoPINN's ``ground_truth_patches`` to 5e-6 on its own files).
+
+    Parameters
+    ----------
+    data : PtychoData
+    indices : array_like of int, optional
+        Patterns wanted (default all), in that order.
+
+    Returns
+    -------
+    ndarray, shape (k, N, N), complex64
+
+    Raises
+    ------
+    PtyAnalysisError
+        Naming the file, when the dataset has no ground truth (no ``Y``,
+        ``ground_truth_patches`` or ``objectGuess``) or a patch falls outside
+        ``objectGuess``.
+    """
+    src = "<memory>" if data.path is None else str(data.path)
+    idx = np.arange(data.n) if indices is None else np.asarray(indices).reshape(-1)
+    if data.Y is not None:
+        return np.asarray(data.Y[idx], dtype=np.complex64)
+    if data.obj is None:
+        raise PtyAnalysisError(
+            f"{src}: no ground truth: the dataset has no per-pattern 'Y', no 'ground_truth_patches' and "
+            "no 'objectGuess'; use a split file that carries the object (objectGuess)")
+    from .imaging.stitching import extract
+
     try:
-        return _coerce(arr, "diffraction", source)
+        return np.asarray(extract(data.obj, data.positions[idx], data.N, method="bilinear"), dtype=np.complex64)
     except PtyAnalysisError as exc:
-        raise PtyAnalysisError(str(exc).replace("key 'diffraction'", "key 'diff3d'", 1)) from None
+        raise PtyAnalysisError(f"{src}: cannot cut the ground truth from key 'objectGuess': {exc}") from None
 
 
 # --------------------------------------------------------------------------- writing
@@ -926,6 +1242,7 @@ def to_xarray(data: PtychoData):
         "nphotons": float("nan") if nph is None else float(nph),
         "position_unit": POSITION_UNIT,
         "has_start_coords": int(data.xcoords_start is not None),
+        "Y_key": data.Y_key,
     }
     return xr.Dataset(data_vars=data_vars, coords=coords, attrs=attrs)
 
@@ -983,7 +1300,7 @@ def from_xarray(ds) -> PtychoData:
     return PtychoData(
         diffraction=diff, xcoords=col, ycoords=row, probe=probe, obj=obj, Y=Y,
         scan_index=sidx, xcoords_start=col0, ycoords_start=row0, metadata=meta,
-        path=None if source is None else Path(source),
+        path=None if source is None else Path(source), Y_key=str(ds.attrs.get("Y_key", "Y")),
     )
 
 
@@ -1078,57 +1395,238 @@ def add_transformation(metadata, operation: str, parameters, tool: str = "ptyana
 # --------------------------------------------------------------------------- physics
 
 
-def recover_counts(data: PtychoData, *, nphotons: float | None = None,
-                   dtype=np.float64) -> np.ndarray:
-    """Recover photon counts from normalized amplitudes (study contract, section 2).
+#: Counts up to this value are checked to be integers by :func:`estimate_dose` (float32 amplitudes
+#: resolve them to about 1e-4).
+_INTEGER_CHECK_MAX_COUNT = 1000.0
+#: Largest deviation from an integer accepted for those counts.
+_INTEGER_TOLERANCE = 0.01
+#: Smallest count tried for the smallest nonzero amplitude (1 first; 2..4 when no pixel holds 1 count).
+_SMALLEST_COUNTS = (1, 2, 3, 4)
+#: Default tolerance of the dose check against ``_metadata``: a split's realised dose differs from the
+#: simulation's nphotons by the region it covers (4.9 % on a PtychoPINN y-split at 1e4).
+DOSE_TOLERANCE = 0.25
 
-    ``counts = (diffraction * s)**2`` with
-    ``s = sqrt(nphotons / mean over patterns of sum(diffraction**2))``. For
-    simulated Poisson data the result is close to integers (exact up to the
-    relative Poisson fluctuation of the dataset's total dose), and the mean
-    total per pattern equals ``nphotons`` by construction: a dose sanity check.
+
+@dataclass(frozen=True)
+class DoseEstimate:
+    """The scale ``s`` and the dose of a dataset estimated from its amplitudes (:func:`estimate_dose`).
+
+    Attributes
+    ----------
+    scale : float or None
+        ``s`` with ``counts = (diffraction * s)**2``; None when unavailable.
+    dose : float or None
+        Mean over patterns of the total counts: this file's realised dose.
+    method : str
+        ``"smallest_nonzero"`` (``s = sqrt(k) / smallest nonzero amplitude``, checked: every count up
+        to 1000 comes out an integer; exact, needs no metadata), ``"mean"`` (``s = sqrt(nphotons /
+        mean total diffraction**2)``: assumes the realised dose equals ``nphotons``, so ``dose`` is
+        ``nphotons`` by construction and the counts are off by the dose's own fluctuation), or
+        ``"unavailable"``.
+    smallest_count : int or None
+        ``k``: the count of the smallest nonzero amplitude (1 where 1-count pixels exist).
+    integer_deviation : float or None
+        Largest ``|counts - round(counts)|`` over the counts <= 1000 (smallest-nonzero rule).
+    nphotons : float or None
+        ``_metadata`` ``physics_parameters.nphotons`` (or the value passed).
+    scale_mean_rule : float or None
+        ``s`` by the mean rule, when ``nphotons`` is known.
+    relative_difference : float or None
+        ``dose / nphotons - 1`` when both the smallest-nonzero estimate and ``nphotons`` exist.
+    agrees : bool or None
+        ``|relative_difference| <= tolerance``; None when it cannot be checked.
+    nonfinite : int
+        NaN / Inf amplitudes left out.
+    note : str
+        What was done, in words (printed by callers).
+    """
+
+    scale: float | None
+    dose: float | None
+    method: str
+    smallest_count: int | None
+    integer_deviation: float | None
+    nphotons: float | None
+    scale_mean_rule: float | None
+    relative_difference: float | None
+    agrees: bool | None
+    nonfinite: int
+    note: str
+
+    def to_dict(self) -> dict:
+        """JSON-friendly dict."""
+        return dataclasses.asdict(self)
+
+
+def _amplitude_blocks(d):
+    """Float64 row blocks of a (possibly memory-mapped) diffraction stack."""
+    step = max(1, _CHUNK // max(1, int(np.prod(d.shape[1:]))))
+    for start in range(0, d.shape[0], step):
+        yield np.asarray(d[start:start + step], dtype=np.float64)
+
+
+def estimate_dose(data: PtychoData, *, nphotons: float | None = None,
+                  tolerance: float = DOSE_TOLERANCE) -> DoseEstimate:
+    """Estimate the scale ``s`` and the dose of a dataset from its amplitudes alone.
+
+    The stored amplitude is ``sqrt(counts) / s`` (contract section 2), so the
+    smallest nonzero amplitude is ``sqrt(1) / s`` wherever 1-count pixels exist
+    (any low-dose pattern has many): ``s = 1 / min(diffraction > 0)``, accepted
+    only when every count up to 1000 then comes out an integer (within 0.01);
+    ``k = 2, 3, 4`` counts are tried for the smallest amplitude when 1 fails.
+    This needs no ``_metadata`` (PtychoPINN's legacy ``RawData.to_file`` writes
+    none) and is exact: the simulation scales to the *expected* photon count
+    before the Poisson draw, so the mean rule below is off by the dose's own
+    fluctuation (0.06 % in ``s`` on the study's files) and, for a split, by the
+    region it covers. The dose is then the mean total count per pattern.
+
+    Where the check fails (no low counts, e.g. a high dose, or amplitudes that
+    are not ``sqrt(counts) / s``), the mean rule ``s = sqrt(nphotons / mean
+    total diffraction**2)`` is used when ``nphotons`` is known (method
+    ``"mean"``: less reliable, said in ``note``), else the estimate is
+    ``"unavailable"``. Where both the smallest-nonzero estimate and
+    ``_metadata``'s ``nphotons`` exist they are compared: ``agrees`` is False
+    (with a :class:`DatasetNotice`) when the realised dose differs from
+    ``nphotons`` by more than ``tolerance``.
 
     Parameters
     ----------
     data : PtychoData
     nphotons : float, optional
         Dose to use instead of ``metadata['physics_parameters']['nphotons']``.
+    tolerance : float
+        Relative tolerance of the check against ``nphotons`` (default 0.25).
+
+    Returns
+    -------
+    DoseEstimate
+        NaN / Inf amplitudes are left out (counted in ``nonfinite``).
+    """
+    src = "<memory>" if data.path is None else str(data.path)
+    nph = data.nphotons if nphotons is None else float(nphotons)
+    if nph is not None and (not math.isfinite(nph) or nph <= 0):
+        raise PtyAnalysisError(f"{src}: nphotons must be positive and finite, got {nph!r}")
+    d = data.diffraction
+    amin, total, bad = math.inf, 0.0, 0
+    for block in _amplitude_blocks(d):
+        fin = np.isfinite(block)
+        if not fin.all():
+            bad += int((~fin).sum())
+            block = np.where(fin, block, 0.0)
+        pos = block[block > 0]
+        if pos.size:
+            amin = min(amin, float(pos.min()))
+        total += float(np.sum(block * block))
+    mean_total = total / d.shape[0] if d.shape[0] else float("nan")
+    s_mean = math.sqrt(nph / mean_total) if nph is not None and mean_total > 0 else None
+    scale = k_used = dev_used = None
+    if math.isfinite(amin):
+        for k in _SMALLEST_COUNTS:
+            s_try = math.sqrt(k) / amin
+            dev = 0.0
+            for block in _amplitude_blocks(d):
+                c = np.square(block * s_try)
+                c = c[np.isfinite(c) & (c <= _INTEGER_CHECK_MAX_COUNT)]
+                if c.size:
+                    dev = max(dev, float(np.max(np.abs(c - np.rint(c)))))
+                if dev > _INTEGER_TOLERANCE:
+                    break
+            if dev <= _INTEGER_TOLERANCE:
+                scale, k_used, dev_used = s_try, k, dev
+                break
+    nonfinite = f"; {bad} NaN/Inf amplitude(s) left out" if bad else ""
+    if scale is not None:
+        dose = scale * scale * mean_total
+        rel = agrees = None
+        check = "no nphotons in _metadata to check it against"
+        if nph is not None:
+            rel = dose / nph - 1.0
+            agrees = abs(rel) <= tolerance
+            check = (f"nphotons {nph:g} in _metadata: realised dose {100 * rel:+.2f} % from it "
+                     f"({'agrees' if agrees else 'DISAGREES'} within {100 * tolerance:g} %)")
+        note = (f"smallest-nonzero rule: smallest nonzero amplitude {amin:.7g} = sqrt({k_used})/s, "
+                f"s = {scale:.7g}, counts <= {_INTEGER_CHECK_MAX_COUNT:g} integer to {dev_used:.1e}; "
+                f"dose (mean total counts per pattern) {dose:.6g}; {check}{nonfinite}")
+        if agrees is False:
+            warnings.warn(f"{src}: key 'diffraction': {note}", DatasetNotice, stacklevel=2)
+        return DoseEstimate(scale, dose, "smallest_nonzero", k_used, dev_used, nph, s_mean, rel, agrees, bad, note)
+    why = ("the smallest nonzero amplitude does not give integer counts (no low counts: a high dose, or "
+           "amplitudes that are not sqrt(counts)/s)" if math.isfinite(amin) else "no positive finite amplitude")
+    if s_mean is not None:
+        note = (f"mean rule (less reliable): {why}; s = sqrt(nphotons / mean total diffraction^2) = "
+                f"{s_mean:.7g} with nphotons {nph:g} assumes the realised dose equals nphotons{nonfinite}")
+        return DoseEstimate(s_mean, nph, "mean", None, None, nph, s_mean, None, None, bad, note)
+    note = (f"unavailable: {why}, and no nphotons (no _metadata physics_parameters.nphotons) for the mean "
+            f"rule; pass nphotons=<dose>{nonfinite}")
+    return DoseEstimate(None, None, "unavailable", None, None, None, None, None, None, bad, note)
+
+
+def recover_counts(data: PtychoData, *, nphotons: float | None = None,
+                   dtype=np.float64, method: str = "auto") -> np.ndarray:
+    """Recover photon counts from normalized amplitudes (study contract, sections 2 and 10).
+
+    ``counts = (diffraction * s)**2`` with ``s`` from :func:`estimate_dose`:
+    the smallest-nonzero-amplitude rule where low counts exist (exact: the
+    counts come out integers, and their mean total per pattern is the file's
+    realised dose), else the mean rule ``s = sqrt(nphotons / mean over
+    patterns of sum(diffraction**2))`` (mean total = ``nphotons`` by
+    construction, off by the dose's own fluctuation; said with a
+    :class:`DatasetNotice`).
+
+    Parameters
+    ----------
+    data : PtychoData
+    nphotons : float, optional
+        Dose to use instead of ``metadata['physics_parameters']['nphotons']``
+        (only the mean rule needs it).
     dtype : numpy dtype
         Output dtype (float64 by default; pass float32 to halve memory on big splits).
+    method : {"auto", "smallest_nonzero", "mean"}
+        ``"auto"``: the smallest-nonzero rule when it holds, else the mean rule.
 
     Returns
     -------
     ndarray, shape (n, N, N)
-        Estimated counts.
+        Estimated counts (NaN where the amplitude is NaN).
 
     Raises
     ------
     PtyAnalysisError
-        If no dose is known, or the patterns carry no intensity.
+        If the requested rule cannot be applied (no low counts for
+        ``"smallest_nonzero"``; no dose known or empty patterns for ``"mean"``).
     """
     src = "<memory>" if data.path is None else str(data.path)
+    if method not in ("auto", "smallest_nonzero", "mean"):
+        raise PtyAnalysisError(f"method must be 'auto', 'smallest_nonzero' or 'mean', got {method!r}")
     nph = data.nphotons if nphotons is None else float(nphotons)
-    if nph is None:
-        raise PtyAnalysisError(
-            f"{src}: key '_metadata' has no physics_parameters.nphotons, so counts cannot be "
-            "recovered; pass nphotons=<dose> or add it with ptyanalysis.io.make_metadata"
-        )
-    if not math.isfinite(nph) or nph <= 0:
+    if nph is not None and (not math.isfinite(nph) or nph <= 0):
         raise PtyAnalysisError(f"{src}: nphotons must be positive and finite, got {nph!r}")
-    d = data.diffraction
-    total = 0.0
-    step = max(1, _CHUNK // max(1, d.shape[1] * d.shape[2]))
-    for start in range(0, d.shape[0], step):
-        block = np.asarray(d[start:start + step], dtype=np.float64)
-        total += float(np.sum(block * block))
-    mean_total = total / d.shape[0]
-    if not math.isfinite(mean_total) or mean_total <= 0:
-        raise PtyAnalysisError(
-            f"{src}: key 'diffraction' has mean total intensity {mean_total!r} per pattern; "
-            "counts cannot be recovered from empty or non-finite patterns"
-        )
-    s2 = nph / mean_total
-    out = np.array(d, dtype=dtype, copy=True)
+    est = estimate_dose(data, nphotons=nphotons) if method != "mean" else None
+    if est is not None and est.method == "smallest_nonzero":
+        s2 = est.scale ** 2
+    elif method == "smallest_nonzero":
+        raise PtyAnalysisError(f"{src}: key 'diffraction': the smallest-nonzero rule does not hold ({est.note})")
+    else:
+        if nph is None:
+            raise PtyAnalysisError(
+                f"{src}: key '_metadata' has no physics_parameters.nphotons and the amplitudes hold no low "
+                "counts to calibrate on, so counts cannot be recovered; pass nphotons=<dose> or add it "
+                "with ptyanalysis.io.make_metadata"
+            )
+        total = 0.0
+        for block in _amplitude_blocks(data.diffraction):
+            total += float(np.nansum(block * block))
+        mean_total = total / data.diffraction.shape[0]
+        if not math.isfinite(mean_total) or mean_total <= 0:
+            raise PtyAnalysisError(
+                f"{src}: key 'diffraction' has mean total intensity {mean_total!r} per pattern; "
+                "counts cannot be recovered from empty patterns"
+            )
+        s2 = nph / mean_total
+        if method == "auto":
+            warnings.warn(f"{src}: key 'diffraction': counts recovered by the {est.note}", DatasetNotice,
+                          stacklevel=2)
+    out = np.array(data.diffraction, dtype=dtype, copy=True)
     np.square(out, out=out)
     out *= s2
     return out

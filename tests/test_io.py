@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
 import os
+import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -293,7 +297,9 @@ def test_bad_shapes(tmp_path):
     assert f"({N}, {N})" in _err(_write(tmp_path, "c.npz", probeGuess=np.ones((N + 2, N + 2), np.complex64)), "probeGuess")
     _err(_write(tmp_path, "d.npz", probeGuess=np.ones((N,), np.complex64)), "probeGuess")
     _err(_write(tmp_path, "e.npz", Y=np.ones((n, N, N - 1), np.complex64)), "Y")
-    _err(_write(tmp_path, "f.npz", Y=np.ones((n - 1, N, N), np.complex64)), "Y")
+    # a Y whose first axis is not n is ignored with a notice (PtychoPINN's rule; tests below)
+    with pytest.warns(pio.DatasetNotice, match="key 'Y' has shape"):
+        assert pio.load_dataset(_write(tmp_path, "f.npz", Y=np.ones((n - 1, N, N), np.complex64))).Y is None
     _err(_write(tmp_path, "g.npz", objectGuess=np.ones((5,), np.complex64)), "objectGuess")
     _err(_write(tmp_path, "h.npz", xcoords=np.zeros((n, 3))), "xcoords")
     _err(_write(tmp_path, "i.npz", scan_index=np.arange(n - 1)), "scan_index")
@@ -431,13 +437,386 @@ def test_recover_counts_poisson():
     pio.validate_dataset(data)
     rec = pio.recover_counts(data)
     assert rec.shape == (npat, Nn, Nn) and rec.dtype == np.float64
-    np.testing.assert_allclose(rec.sum(axis=(1, 2)).mean(), nphotons, rtol=1e-6)  # by construction
+    # the smallest-nonzero rule: the counts themselves, and their mean total is the realised dose
+    np.testing.assert_allclose(rec, counts, rtol=1e-6, atol=1e-3)
+    np.testing.assert_allclose(rec.sum(axis=(1, 2)).mean(), counts.sum(axis=(1, 2)).mean(), rtol=1e-6)
     assert abs(counts.sum(axis=(1, 2)).mean() / nphotons - 1) < 0.03  # the data's own dose
-    low = rec < 20
-    assert np.max(np.abs(rec[low] - np.round(rec[low]))) < 0.1
-    np.testing.assert_allclose(rec, counts, rtol=0.02, atol=1e-3)
-    assert np.mean(np.abs(rec - np.round(rec)) < 0.1) > 0.95
-    # dose from the argument; missing dose is a clear error
-    np.testing.assert_allclose(pio.recover_counts(data.replace(metadata={}), nphotons=nphotons), rec, rtol=1e-6)
+    # the mean rule (method="mean") puts the mean total at nphotons by construction
+    mean_rule = pio.recover_counts(data, method="mean")
+    np.testing.assert_allclose(mean_rule.sum(axis=(1, 2)).mean(), nphotons, rtol=1e-6)
+    np.testing.assert_allclose(mean_rule, counts, rtol=0.03, atol=1e-3)
+    # no metadata is no problem where low counts exist; the mean rule then needs the dose
+    np.testing.assert_allclose(pio.recover_counts(data.replace(metadata={})), rec, rtol=1e-12)
+    np.testing.assert_allclose(pio.recover_counts(data.replace(metadata={}), method="mean", nphotons=nphotons),
+                               mean_rule, rtol=1e-6)
+    with pytest.raises(PtyAnalysisError, match="nphotons"):
+        pio.recover_counts(data.replace(metadata={}), method="mean")
+
+
+
+# --------------------------------------------------------------------------- files PtychoPINN writes
+
+_spec = importlib.util.spec_from_file_location(
+    "ptychopinn_files", Path(__file__).parent / "data" / "ptychopinn" / "ptychopinn_files.py")
+ppf = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(ppf)
+
+
+def _shape_pattern(shape, n, N, obj):
+    names = {n: "n", N: "N"}
+    if len(shape) == 2 and tuple(shape) == tuple(obj):
+        return ("H", "W")
+    return tuple(names.get(v, v) for v in shape)
+
+
+def test_generated_files_are_shaped_like_ptychopinns_own(tmp_path):
+    """Keys (in order), dtypes, shapes (up to n, N, H, W) and zip storage as in PtychoPINN's real files."""
+    manifest = json.loads((Path(__file__).parent / "data" / "ptychopinn" / "MANIFEST.json").read_text())
+    paths, _sim, _idx = ppf.write_patched_splits(tmp_path)
+    ppf.write_simulated(tmp_path / "simulate_and_save_output.npz")
+    ppf.write_legacy(tmp_path / "legacy_train_rawdata_to_file.npz")
+    mine = {"patched_train.npz": paths["train"], "patched_test.npz": paths["test"],
+            "simulate_and_save_output.npz": tmp_path / "simulate_and_save_output.npz",
+            "legacy_train_rawdata_to_file.npz": tmp_path / "legacy_train_rawdata_to_file.npz"}
+    for name, real in manifest.items():
+        keys = real["keys"]
+        rn = keys["xcoords"]["shape"][0]
+        rN = keys["probeGuess"]["shape"][0]
+        with np.load(mine[name], allow_pickle=True) as z, zipfile.ZipFile(mine[name]) as zf:
+            assert list(z.files) == list(keys), name
+            gn, gN = z["xcoords"].shape[0], z["probeGuess"].shape[0]
+            for key, info in keys.items():
+                assert str(z[key].dtype) == info["dtype"], (name, key)
+                assert (_shape_pattern(z[key].shape, gn, gN, z["objectGuess"].shape)
+                        == _shape_pattern(info["shape"], rn, rN, keys["objectGuess"]["shape"])), (name, key)
+            stored = {i.compress_type for i in zf.infolist()}
+            assert stored == ({zipfile.ZIP_STORED} if name.startswith("legacy") else {zipfile.ZIP_DEFLATED}), name
+            if "_metadata" in z.files:
+                tools = [r["tool"] for r in json.loads(z["_metadata"].item())["data_transformations"]]
+                assert tools == real.get("metadata_tools", []), name
+
+
+def test_ptychopinn_split_Y_is_ignored_with_a_notice_and_ground_truth_patches_used(tmp_path):
+    paths, sim, idx = ppf.write_patched_splits(tmp_path)
+    for split, p in paths.items():
+        with pytest.warns(pio.DatasetNotice) as rec:
+            data = pio.load_dataset(p)
+        msgs = [str(w.message) for w in rec]
+        assert len(msgs) == 1, msgs
+        # names the file and the shape as written, says it is ignored and where ground truth comes from
+        assert str(p) in msgs[0] and "key 'Y' has shape (1, 16, 16, 1)" in msgs[0]
+        assert f"not the {len(idx[split])} patterns" in msgs[0] and "ignored" in msgs[0]
+        assert "'ground_truth_patches'" in msgs[0]
+        assert data.Y_key == "ground_truth_patches" and pio.ground_truth_source(data) == "ground_truth_patches"
+        assert data.Y.shape == (len(idx[split]), 16, 16) and data.Y.dtype == np.complex64
+        np.testing.assert_array_equal(pio.ground_truth_patches(data), sim["gt"][idx[split]])
+        np.testing.assert_array_equal(pio.ground_truth_patches(data, [2, 0]), sim["gt"][idx[split]][[2, 0]])
+        assert data.metadata["physics_parameters"]["nphotons"] == 1e4
+        # the subset keeps the key; a save/load round trip writes it as the contract's Y
+        assert data.subset([0, 1]).Y_key == "ground_truth_patches"
+        back = pio.load_dataset(pio.save_dataset(tmp_path / f"again_{split}.npz", data))
+        assert back.Y_key == "Y"
+        np.testing.assert_array_equal(back.Y, data.Y)
+        ds = pio.to_xarray(data)
+        assert pio.from_xarray(ds).Y_key == "ground_truth_patches"
+
+
+def test_ground_truth_cut_from_objectGuess_when_no_per_pattern_patches(tmp_path):
+    paths, sim, idx = ppf.write_patched_splits(tmp_path)
+    with np.load(paths["train"], allow_pickle=True) as z:
+        raw = {k: z[k] for k in z.files if k != "ground_truth_patches"}
+    np.savez(tmp_path / "no_gtp.npz", **raw)
+    with pytest.warns(pio.DatasetNotice, match=r"ground truth comes from 'objectGuess' \(cut at the scan positions\)"):
+        data = pio.load_dataset(tmp_path / "no_gtp.npz")
+    assert data.Y is None and pio.ground_truth_source(data) == "objectGuess"
+    gt = pio.ground_truth_patches(data)
+    assert gt.shape == (len(idx["train"]), 16, 16) and gt.dtype == np.complex64
+    np.testing.assert_allclose(gt, sim["gt"][idx["train"]], atol=1e-5)  # bilinear, at float positions
+    # PtychoPINN's legacy RawData.to_file: no Y, no ground_truth_patches, no _metadata; nothing to say
+    sim2 = ppf.write_legacy(tmp_path / "legacy.npz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        legacy = pio.load_dataset(tmp_path / "legacy.npz", mmap=True)
+    assert isinstance(legacy.diffraction, np.memmap) and legacy.metadata == {} and legacy.nphotons is None
+    assert pio.ground_truth_source(legacy) == "objectGuess"
+    np.testing.assert_allclose(pio.ground_truth_patches(legacy), sim2["gt"], atol=1e-5)
+    # no ground truth at all, or a patch outside the object: errors naming the file
+    raw.pop("objectGuess")
+    np.savez(tmp_path / "no_obj.npz", **raw)
+    with pytest.warns(pio.DatasetNotice, match="ground truth comes from nowhere"):
+        bare = pio.load_dataset(tmp_path / "no_obj.npz")
+    assert pio.ground_truth_source(bare) is None
+    with pytest.raises(PtyAnalysisError, match=re.escape(str(tmp_path / "no_obj.npz")) + ".*no ground truth"):
+        pio.ground_truth_patches(bare)
+    far = legacy.replace(xcoords=legacy.xcoords + 100.0)
+    with pytest.raises(PtyAnalysisError, match="key 'objectGuess'.*outside"):
+        pio.ground_truth_patches(far)
+
+
+def test_other_ground_truth_shape_disagreements_stay_errors(tmp_path):
+    paths, _sim, idx = ppf.write_patched_splits(tmp_path)
+    with np.load(paths["train"], allow_pickle=True) as z:
+        raw = {k: z[k] for k in z.files}
+    k = len(idx["train"])
+
+    def err(name, key, **changes):
+        arrays = dict(raw, **changes)
+        np.savez(tmp_path / name, **arrays)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pio.DatasetNotice)
+            msg = _err(tmp_path / name, key)
+        return msg
+
+    gtp = raw["ground_truth_patches"]
+    assert f"({k}, 16, 16)" in err("a.npz", "ground_truth_patches", ground_truth_patches=gtp[1:])
+    err("b.npz", "ground_truth_patches", ground_truth_patches=np.zeros((k, 16, 15, 1), np.complex64))
+    err("c.npz", "ground_truth_patches", ground_truth_patches=np.zeros((k, 16, 16, 2), np.complex64))
+    assert "dtype" in err("d.npz", "ground_truth_patches", ground_truth_patches=np.zeros((k, 16, 16, 1), np.int32))
+    # a per-pattern Y with the wrong patch size is an error, not ignored
+    err("e.npz", "Y", Y=np.zeros((k, 16, 12, 1), np.complex64))
+    # a per-pattern Y wins over ground_truth_patches
+    np.savez(tmp_path / "f.npz", **dict(raw, Y=gtp * 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        both = pio.load_dataset(tmp_path / "f.npz")
+    assert both.Y_key == "Y"
+    np.testing.assert_array_equal(both.Y, gtp[..., 0] * 2)
+    # NaN in ground_truth_patches is reported under that key
+    bad = gtp.copy()
+    bad[3, 5, 5, 0] = np.nan
+    msg = err("g.npz", "ground_truth_patches", ground_truth_patches=bad)
+    assert "1 NaN/Inf value(s)" in msg and "first in patch 3" in msg
+
+
+def test_nonfinite_error_names_file_key_count_and_first_index(tmp_path):
+    data = _make(n=20)
+    d = data.diffraction.copy()
+    d[7, 1, 2] = np.nan
+    d[7, 3, 3] = np.inf
+    d[12, 0, 0] = np.nan
+    p = _write(tmp_path, "nan.npz", data=data, diffraction=d)
+    msg = _err(p, "diffraction")
+    assert f"3 NaN/Inf value(s) among {d.size}" in msg and "first in pattern 7" in msg
+    assert "allow_nonfinite=True" in msg and "ptyanalysis simulate" in msg
+    # where the command goes on: a warning with statistics over the finite values, saying so
+    with pytest.warns(pio.DatasetNotice) as rec:
+        loaded = pio.load_dataset(p, allow_nonfinite=True)
+    (w,) = [str(r.message) for r in rec]
+    fin = d[np.isfinite(d)]
+    assert str(p) in w and "key 'diffraction'" in w and "3 NaN/Inf value(s)" in w and "first in pattern 7" in w
+    assert f"over {fin.size}" in w and f"mean {fin.astype(np.float64).mean():.6g}" in w
+    assert "finite values only" in w
+    assert np.isnan(loaded.diffraction[7, 1, 2])
+
+
+def test_nonfinite_diffraction_normalisation_uses_the_finite_values(tmp_path):
+    from ptyanalysis.inference import feeds
+
+    data = _make(n=20)
+    d = data.diffraction.astype(np.float64)
+    good = feeds.mean_total_intensity(d)
+    d2 = data.diffraction.copy()
+    d2[4, 2, 2] = np.nan
+    p = _write(tmp_path, "nan.npz", data=data, diffraction=d2)
+    with pytest.warns(pio.DatasetNotice):
+        loaded = pio.load_dataset(p, allow_nonfinite=True)
+    with pytest.warns(pio.DatasetNotice) as rec:
+        mt = feeds.mean_total_intensity(loaded.diffraction, source=loaded.path)
+    msg = str(rec[0].message)
+    assert str(p) in msg and "key 'diffraction'" in msg and "1 NaN/Inf value(s)" in msg and "pattern 4" in msg
+    expected = (np.sum(d ** 2) - d[4, 2, 2] ** 2) / d.shape[0]
+    assert mt == pytest.approx(expected, rel=1e-6) and mt < good
+    with pytest.warns(pio.DatasetNotice):
+        x = feeds.scale_diffraction(loaded.diffraction, 2.0)
+    assert np.isfinite(x).sum() == x.size - 1
+
+
+def test_dose_from_the_amplitudes_alone(tmp_path):
+    sim = ppf.write_legacy(tmp_path / "legacy.npz", n=30, nphotons=1e4)
+    data = pio.load_dataset(tmp_path / "legacy.npz")
+    assert data.metadata == {}
+    est = pio.estimate_dose(data)
+    realised = sim["counts"].sum(axis=(1, 2)).mean()
+    assert est.method == "smallest_nonzero" and est.smallest_count == 1
+    assert est.dose == pytest.approx(realised, rel=1e-3)
+    assert est.scale == pytest.approx(sim["s"], rel=1e-6)
+    assert est.integer_deviation < 1e-3
+    assert est.nphotons is None and est.agrees is None and est.relative_difference is None
+    assert "smallest-nonzero rule" in est.note and "no nphotons in _metadata" in est.note
+    assert json.loads(json.dumps(est.to_dict()))["method"] == "smallest_nonzero"
+    # checked against _metadata where both exist; a split's own dose is a few per cent off nphotons
+    paths, sim2, idx = ppf.write_patched_splits(tmp_path)
+    for split, p in paths.items():
+        with pytest.warns(pio.DatasetNotice):
+            d = pio.load_dataset(p)
+        e = pio.estimate_dose(d)
+        real = sim2["counts"][idx[split]].sum(axis=(1, 2)).mean()
+        assert e.dose == pytest.approx(real, rel=1e-3) and e.nphotons == 1e4
+        assert e.relative_difference == pytest.approx(real / 1e4 - 1, abs=1e-3) and e.agrees is True
+        assert e.scale_mean_rule == pytest.approx(np.sqrt(1e4 / np.mean(np.sum(
+            d.diffraction.astype(np.float64) ** 2, axis=(1, 2)))))
+    # a mislabelled file: the disagreement is reported
+    mis, _, _ = ppf.write_patched_splits(tmp_path / "..", metadata_nphotons=1e3)
+    with pytest.warns(pio.DatasetNotice):
+        d = pio.load_dataset(mis["train"])
+    with pytest.warns(pio.DatasetNotice, match="DISAGREES"):
+        e = pio.estimate_dose(d)
+    assert e.agrees is False and e.relative_difference > 5
+
+
+def test_dose_without_low_counts_says_so(tmp_path):
+    # amplitudes that are not sqrt(integer)/s (no low counts to calibrate on)
+    rng = np.random.default_rng(1)
+    data = _make(n=20).replace(diffraction=rng.uniform(3.0, 5.0, (20, N, N)).astype(np.float32))
+    est = pio.estimate_dose(data)  # _make's metadata has nphotons 1e4
+    assert est.method == "mean" and "less reliable" in est.note and est.dose == 1e4
+    assert est.scale == pytest.approx(np.sqrt(1e4 / np.mean(np.sum(data.diffraction.astype(float) ** 2, axis=(1, 2)))))
+    none = pio.estimate_dose(data.replace(metadata={}))
+    assert none.method == "unavailable" and none.scale is None and none.dose is None and "nphotons" in none.note
+    with pytest.warns(pio.DatasetNotice, match="mean rule"):
+        pio.recover_counts(data)
+    with pytest.raises(PtyAnalysisError, match="smallest-nonzero rule does not hold"):
+        pio.recover_counts(data, method="smallest_nonzero")
     with pytest.raises(PtyAnalysisError, match="nphotons"):
         pio.recover_counts(data.replace(metadata={}))
+    # the smallest amplitude holding 2 counts (no 1-count pixel) is found too
+    counts = rng.poisson(3.0, (20, N, N))
+    counts[counts == 1] = 0  # 0, 2, 3, ... counts
+    s = 3.0
+    two = _make(n=20).replace(diffraction=(np.sqrt(counts) / s).astype(np.float32), metadata={})
+    e2 = pio.estimate_dose(two)
+    assert e2.method == "smallest_nonzero" and e2.smallest_count == 2 and e2.scale == pytest.approx(s, rel=1e-6)
+
+
+def test_recover_counts_unbiased_on_ptychopinn_splits(tmp_path):
+    paths, sim, idx = ppf.write_patched_splits(tmp_path, n=40)
+    for split, p in paths.items():
+        with pytest.warns(pio.DatasetNotice):
+            data = pio.load_dataset(p)
+        true = sim["counts"][idx[split]]
+        rec = pio.recover_counts(data)
+        assert np.max(np.abs(rec - true)) <= 3e-4 * max(1.0, float(true.max())) ** 0.5 + 1e-4
+        assert np.abs(rec.sum() / true.sum() - 1) < 1e-6
+        # the mean rule is biased on a split (its realised dose is not nphotons)
+        biased = pio.recover_counts(data, method="mean")
+        assert abs(biased.sum() / true.sum() - 1) > 0.01
+
+
+# --------------------------------------------------------------------------- the one NPZ-member reader
+
+
+def _stored_npz_with_short_member(path, key="diffraction", rows=10, claimed=40):
+    """A stored NPZ whose ``key`` member's header declares ``claimed`` rows but holds ``rows``."""
+    data = _make(n=claimed)
+    raw = _raw(data)
+    np.savez(path, **raw)
+    arr = np.ascontiguousarray(raw[key])
+    import io as _io
+
+    buf = _io.BytesIO()
+    np.lib.format.write_array(buf, arr)
+    blob = buf.getvalue()
+    cut = len(blob) - (claimed - rows) * arr[0].nbytes
+    with zipfile.ZipFile(path) as zf:
+        members = {i.filename: zf.read(i.filename) for i in zf.infolist()}
+    members[key + ".npy"] = blob[:cut]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for name, b in members.items():
+            zf.writestr(name, b)
+    return path
+
+
+def test_one_npz_member_reader_for_datasets_and_streaming(tmp_path):
+    from ptyanalysis.inference import sources
+
+    data = _make()
+    p = pio.save_dataset(tmp_path / "d.npz", data)
+    with zipfile.ZipFile(p) as zf:
+        m = pio.locate_npy_member(p, zf.getinfo("diffraction.npy"))
+    assert m.stored and m.shape == (n, N, N) and m.dtype == np.float32 and m.nbytes == data.diffraction.nbytes
+    with open(p, "rb") as fh:
+        fh.seek(m.offset)
+        np.testing.assert_array_equal(np.frombuffer(fh.read(m.nbytes), np.float32).reshape(m.shape), data.diffraction)
+    srcs = sources.open_npz(p)
+    np.testing.assert_array_equal(srcs["diffraction"].read(2, 5), data.diffraction[2:5])
+    assert srcs["diffraction"].offset == m.offset
+    # a truncated stored member: the same error from both readers, naming the file and the key
+    bad = _stored_npz_with_short_member(tmp_path / "short.npz")
+    with pytest.raises(PtyAnalysisError, match=r"short\.npz: key 'diffraction'.*truncated"):
+        sources.open_npz(bad)
+    with pytest.raises(PtyAnalysisError, match=r"short\.npz: key 'diffraction'.*truncated"):
+        pio.load_dataset(bad, mmap=True)
+    _err(bad, "diffraction")  # without mmap numpy's reader fails; still named
+    # compressed members are not located (read by numpy instead)
+    pc = pio.save_dataset(tmp_path / "c.npz", data, compress=True)
+    with zipfile.ZipFile(pc) as zf:
+        assert not pio.locate_npy_member(pc, zf.getinfo("diffraction.npy")).stored
+    # a plain .npy: the same reader
+    np.save(tmp_path / "x.npy", data.diffraction)
+    f = pio.locate_npy_file(tmp_path / "x.npy")
+    assert f.shape == (n, N, N) and f.key == "x"
+    blob = (tmp_path / "x.npy").read_bytes()
+    (tmp_path / "y.npy").write_bytes(blob[:-100])
+    with pytest.raises(PtyAnalysisError, match="truncated"):
+        pio.locate_npy_file(tmp_path / "y.npy")
+    with pytest.raises(PtyAnalysisError, match="input 'input'.*truncated"):
+        sources._npy_source("input", tmp_path / "y.npy")
+
+
+def test_the_one_member_reader_is_not_copied():
+    from ptyanalysis.inference import sources
+
+    text = Path(sources.__file__).read_text()
+    assert "read_array_header" not in text and "PK\\x03\\x04" not in text
+
+
+def test_error_messages_name_real_commands():
+    """Every ``ptyanalysis <command>`` an error message suggests is a real command."""
+    import ptyanalysis
+    from ptyanalysis.cli import COMMANDS
+
+    pat = re.compile(r"\bptyanalysis ([a-z][a-z_-]*)")
+    found = []
+    for f in Path(ptyanalysis.__file__).parent.rglob("*.py"):
+        tree = ast.parse(f.read_text())
+        consts = {t.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
+                  and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+                  for t in node.targets if isinstance(t, ast.Name)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "PtyAnalysisError":
+                texts = [c.value for c in ast.walk(node) if isinstance(c, ast.Constant) and isinstance(c.value, str)]
+                texts += [consts[c.id] for c in ast.walk(node) if isinstance(c, ast.Name) and c.id in consts]
+                found += [(f.name, m.group(1)) for t in texts for m in pat.finditer(t)]
+    assert ("io.py", "simulate") in found
+    assert [x for x in found if x[1] not in COMMANDS] == []
+
+
+def test_open_npz_skips_pickled_members_with_a_notice(tmp_path, caplog):
+    from ptyanalysis.inference import sources
+
+    data = _make()
+    for compress in (False, True):
+        p = pio.save_dataset(tmp_path / f"d{compress}.npz", data, compress=compress)
+        with caplog.at_level("WARNING", logger="ptyanalysis.inference"):
+            srcs = sources.open_npz(p)
+        assert "_metadata" not in srcs and "diffraction" in srcs
+        assert "'_metadata' holds a pickled object array" in caplog.text
+        np.testing.assert_array_equal(srcs["Y"].read(0, 3), data.Y[:3])
+
+
+def test_diagnosis_ground_truth_uses_the_one_rule(tmp_path):
+    from ptyanalysis.diagnosis.inputs import split_ground_truth
+
+    paths, sim, idx = ppf.write_patched_splits(tmp_path)
+    ppf.write_legacy(tmp_path / "legacy.npz", seed=5)
+    with pytest.warns(pio.DatasetNotice):
+        a = pio.load_dataset(paths["train"])
+    b = pio.load_dataset(tmp_path / "legacy.npz")
+    said = []
+    gt = split_ground_truth({"a": a, "b": b}, {"a": "train", "b": "legacy"}, say=said.append)
+    np.testing.assert_array_equal(gt["train"], sim["gt"][idx["train"]])
+    np.testing.assert_array_equal(gt["legacy"], pio.ground_truth_patches(b))
+    assert "key 'ground_truth_patches'" in said[0] and "key 'objectGuess'" in said[1]
+    said.clear()
+    assert split_ground_truth({"a": a, "b": b.replace(obj=None)}, {"a": "train", "b": "legacy"}, say=said.append) is None
+    assert "no ground truth" in said[-1] and "legacy.npz" in said[-1]

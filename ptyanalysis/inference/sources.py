@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from ..errors import PtyAnalysisError
 from ..inference.model import LoadedModel
+from ..io import locate_npy_file, locate_npy_member
 
 #: The one logger of the inference subpackage.
 log = logging.getLogger("ptyanalysis.inference")
@@ -71,28 +72,19 @@ class _FileSource:
                 self._fh = None
 
 
-def _npy_header(fh) -> tuple:
-    version = np.lib.format.read_magic(fh)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-    else:
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-    return shape, fortran, dtype, fh.tell()
-
-
 def _npy_source(name, path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise PtyAnalysisError(f"input {name!r}: file {path} does not exist")
     try:
-        with open(path, "rb") as fh:
-            shape, fortran, dtype, offset = _npy_header(fh)
-    except (ValueError, OSError) as exc:
-        raise PtyAnalysisError(f"input {name!r}: {path} is not a readable .npy file ({exc})") from exc
-    if fortran or dtype.hasobject:
-        return _ArraySource(name, np.load(path, mmap_mode=None if dtype.hasobject else "r",
-                                          allow_pickle=False))
-    return _FileSource(name, path, offset, dtype, shape)
+        member = locate_npy_file(path, key=name)  # raises on a truncated file
+    except PtyAnalysisError as exc:
+        raise PtyAnalysisError(f"input {name!r}: {exc}") from None
+    if member.stored and member.dtype.hasobject:
+        raise PtyAnalysisError(f"input {name!r}: {path} holds a pickled object array; save a numeric array with np.save")
+    if not member.stored or member.fortran:
+        return _ArraySource(name, np.load(path, mmap_mode="r" if member.stored else None, allow_pickle=False))
+    return _FileSource(name, path, member.offset, member.dtype, member.shape)
 
 
 def _memmap_source(name, arr: np.memmap):
@@ -134,28 +126,33 @@ def open_npz(path) -> dict:
         for info in zf.infolist():
             if not info.filename.endswith(".npy"):
                 continue
-            name = info.filename[: -len(".npy")]
-            if info.compress_type == zipfile.ZIP_STORED:
-                fh.seek(info.header_offset)
-                local = fh.read(30)
-                if local[:4] != b"PK\x03\x04":
-                    raise PtyAnalysisError(f"{path}: bad zip local header for member {info.filename}")
-                n_name = int.from_bytes(local[26:28], "little")
-                n_extra = int.from_bytes(local[28:30], "little")
-                fh.seek(info.header_offset + 30 + n_name + n_extra)
-                try:
-                    shape, fortran, dtype, offset = _npy_header(fh)
-                except ValueError as exc:
-                    raise PtyAnalysisError(f"{path}: member {info.filename} is not a .npy array ({exc})") from exc
-                if not fortran and not dtype.hasobject:
-                    out[name] = _FileSource(name, path, offset, dtype, shape)
-                    continue
+            member = locate_npy_member(path, info, fh)  # raises on a truncated or corrupt member
+            name = member.key
+            if member.stored and member.dtype.hasobject:
+                log.warning("%s: member %r holds a pickled object array (e.g. a dataset's _metadata), "
+                            "not model input: skipped", path, name)
+                continue
+            if member.stored and not member.fortran:
+                out[name] = _FileSource(name, path, member.offset, member.dtype, member.shape)
+                continue
             log.warning(
                 "%s: member %r is compressed (or Fortran-ordered) and is read into memory; "
                 "store the split with np.savez (uncompressed) to stream it", path, name,
             )
-            with np.load(path, allow_pickle=False) as data:
-                out[name] = _ArraySource(name, data[name])
+            try:
+                with np.load(path, allow_pickle=False) as data:
+                    out[name] = _ArraySource(name, data[name])
+            except ValueError as exc:
+                if "Object arrays" not in str(exc):
+                    raise PtyAnalysisError(f"{path}: key {name!r} could not be read ({exc}); the file is "
+                                           "corrupt or truncated: copy it again") from None
+                log.warning("%s: member %r holds a pickled object array (e.g. a dataset's _metadata), "
+                            "not model input: skipped", path, name)
+            except Exception as exc:  # noqa: BLE001 - zlib, EOF...
+                raise PtyAnalysisError(
+                    f"{path}: key {name!r} could not be read ({type(exc).__name__}: {exc}); the file "
+                    "is corrupt or truncated, or the member is not a numeric array: copy it again or "
+                    "re-save it with np.savez") from None
     return out
 
 
