@@ -217,6 +217,47 @@ def feed_split(loaded, data, mode: str = "study", *, seed: int = 0, label: str =
     return {k: inputs[k] for k in names} if names else inputs
 
 
+def split_ground_truth(datasets: dict, names: dict, *, say=None) -> dict | None:
+    """Ground-truth object patches of the study datasets a diagnosis command compares.
+
+    The one rule of :func:`ptyanalysis.io.ground_truth_patches` (a per-pattern
+    ``Y``, else PtychoPINN's ``ground_truth_patches``, else patches cut from
+    ``objectGuess``), used by ``compare-splits`` and notebook 01.
+
+    Parameters
+    ----------
+    datasets : dict
+        ``{label: PtychoData}`` (:func:`cli_input_sets`).
+    names : dict
+        ``{label: split name}``: the keys of the result.
+    say : callable, optional
+        Where the notice goes when a split has no ground truth (default: the log).
+
+    Returns
+    -------
+    dict or None
+        ``{split name: (n, N, N) complex64}``, or None (with a notice naming
+        the file and why) unless every split has ground truth.
+    """
+    import logging
+
+    from ..io import ground_truth_patches, ground_truth_source
+
+    log = logging.getLogger("ptyanalysis.diagnosis")
+    out = {}
+    for label, name in names.items():
+        data = datasets.get(label)
+        if data is None:
+            return None
+        try:
+            out[name] = ground_truth_patches(data)
+        except PtyAnalysisError as exc:
+            (say or log.warning)(f"no ground truth compared: {exc}")
+            return None
+        (say or log.info)(f"ground truth of {name}: {data.path}: key {ground_truth_source(data)!r}")
+    return out
+
+
 def cli_input_sets(loaded, paths: dict, reference=None, *, study_inputs: bool = False, trained_like: str,
                    seed: int = 0, say=None):
     """Load the input sets of a diagnosis command (``compare-splits``, ``bisect``).

@@ -29,12 +29,14 @@ from ..conventions import global_positions_from_offsets, ptychopinn_offsets, xy_
 from ..errors import PtyAnalysisError
 
 
-def mean_total_intensity(diffraction) -> float:
+def mean_total_intensity(diffraction, *, source=None) -> float:
     """Mean over patterns of the total intensity ``sum(diffraction**2)`` (float64, in row blocks).
 
     This is the dataset statistic :func:`scale_diffraction` normalises by; compute it
     once on a whole split and pass it on when the split is processed in chunks, so
-    every chunk gets the same normalisation.
+    every chunk gets the same normalisation. NaN / Inf values are left out of
+    the sums (they count as 0), with a :class:`ptyanalysis.io.DatasetNotice`
+    naming ``source`` (the file), the key, the count and the first pattern.
     """
     d = diffraction if hasattr(diffraction, "shape") else np.asarray(diffraction)
     if len(d.shape) < 2:
@@ -43,10 +45,29 @@ def mean_total_intensity(diffraction) -> float:
     n = d3.shape[0]
     step = max(1, (1 << 22) // max(1, d3.shape[1] * d3.shape[2]))
     totals = np.empty(n, np.float64)
+    bad, first = 0, -1
     for s0 in range(0, n, step):
         block = np.asarray(d3[s0:s0 + step], dtype=np.float64)
+        fin = np.isfinite(block)
+        if not fin.all():
+            if first < 0:
+                first = s0 + int(np.argmax(~fin.reshape(len(block), -1).all(axis=1)))
+            bad += int(fin.size - np.count_nonzero(fin))
+            block = np.where(fin, block, 0.0)
         totals[s0:s0 + step] = np.sum(block ** 2, axis=(-2, -1))
-    return float(np.mean(totals)) if n else float("nan")
+    mean = float(np.mean(totals)) if n else float("nan")
+    if bad:
+        import warnings
+
+        from ..io import DatasetNotice
+
+        size = int(np.prod(d3.shape))
+        warnings.warn(
+            f"{source if source is not None else '<array>'}: key 'diffraction' contains {bad} NaN/Inf "
+            f"value(s) among {size} (first in pattern {first}): the normalisation uses the mean total "
+            f"intensity of the {size - bad} finite values ({mean:.6g} per pattern); the NaN/Inf values "
+            "stay in the model input", DatasetNotice, stacklevel=2)
+    return mean
 
 
 #: The two ways a split is fed (module docstring).
@@ -60,7 +81,8 @@ def _normalisation(d: np.ndarray, mean_total: float | None) -> float:
         mean_total = mean_total_intensity(d)
     mean_total = float(mean_total)
     if not np.isfinite(mean_total) or mean_total <= 0:
-        raise PtyAnalysisError("diffraction has no positive finite intensity: cannot normalise it")
+        raise PtyAnalysisError(f"diffraction has no positive finite intensity (mean total {mean_total!r} per "
+                               "pattern over its finite values): cannot normalise it; the patterns are empty")
     return math.sqrt((N / 2) ** 2 / mean_total)
 
 
@@ -198,7 +220,7 @@ def group_inputs(data, gridsize: int, intensity_scale: float, K: int = 7, seed: 
                 f"members must be (b, {C}) integer indices into the {data.n} patterns, got shape "
                 f"{members.shape} dtype {members.dtype}")
     if mean_total is None:
-        mean_total = mean_total_intensity(data.diffraction)
+        mean_total = mean_total_intensity(data.diffraction, source=data.path)
     x = scale_diffraction(np.asarray(data.diffraction)[members], intensity_scale, mean_total=mean_total)
     x = np.transpose(x, (0, 2, 3, 1))
     glob, local = ptychopinn_offsets(data.positions[members])
@@ -243,6 +265,8 @@ def study_model_inputs(data, sidecar: dict | None, mode: str = "trained", *, mea
     dict
         ``{"input": (n, N, N, 1) float32, "input_positions": (n, 1, 2, 1) float32}``.
     """
+    if mean_total is None:
+        mean_total = mean_total_intensity(data.diffraction, source=data.path)
     if mode == "trained":
         x = scale_diffraction(data.diffraction, _intensity_scale(sidecar, "the trained feed"), mean_total=mean_total)
         pos = np.zeros((data.n, 1, 2, 1), np.float32)
@@ -328,7 +352,7 @@ def split_inputs(data, params: dict | None, mode: str = "trained", *, gridsize: 
         raise PtyAnalysisError(f"mode must be one of {', '.join(map(repr, FEEDS))}, got {mode!r}")
     if int(gridsize) == 1:
         if mean_total is None:
-            mean_total = mean_total_intensity(data.diffraction)
+            mean_total = mean_total_intensity(data.diffraction, source=data.path)
         idx = np.arange(data.n) if members is None else np.asarray(members).reshape(-1)
         part = data if members is None else data.subset(idx)
         return study_model_inputs(part, params, mode, mean_total=mean_total), part.positions, idx[:, None]
