@@ -190,7 +190,7 @@ def _network_plan(arm: str, data, sidecar: dict, config: CompareConfig) -> dict:
     import ptyanalysis.inference.feeds as models_feeds
 
     gridsize = int(sidecar.get("gridsize", 1 if arm == "Baseline" else 2))
-    plan = {"gridsize": gridsize, "mean_total": models_feeds.mean_total_intensity(data.diffraction), "n_outputs": data.n}
+    plan = {"gridsize": gridsize, "mean_total": models_feeds.mean_total_intensity(data.diffraction, source=data.path), "n_outputs": data.n}
     if gridsize > 1:
         if "intensity_scale" not in sidecar:
             raise PtyAnalysisError("model sidecar has no 'intensity_scale': cannot build the model input")
