@@ -9,13 +9,30 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 
-# Files get the permissions a plain open() would give (0666 minus the umask), not mkstemp's 0600.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+
+def _new_temp(parent: Path, prefix: str, suffix: str, directory: bool = False) -> Path:
+    """Create a new, uniquely named file or directory in ``parent`` and return its path.
+
+    Created with mode 0666 (file) or 0777 (directory) so that the process
+    umask applies, exactly as for a plain ``open()`` or ``mkdir``: the final
+    file gets the permissions a direct write would have given it (``mkstemp``
+    would give 0600). The umask is never read or changed.
+    """
+    for _ in range(100):
+        p = parent / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            if directory:
+                os.mkdir(p, 0o777)
+            else:
+                os.close(os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return p
+    raise FileExistsError(f"no free temporary name in {parent}")
 
 
 @contextlib.contextmanager
@@ -38,13 +55,9 @@ def atomic_path(path, suffix: str | None = None):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sfx = path.suffix if suffix is None else suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + sfx, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = _new_temp(path.parent, f".{path.name}.", ".tmp" + sfx)
     try:
         yield tmp
-        with contextlib.suppress(FileNotFoundError):
-            os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -68,10 +81,9 @@ def atomic_dir(path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = _new_temp(path.parent, f".{path.name}.", ".tmp", directory=True)
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_UMASK)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             if old.exists():
