@@ -7,11 +7,28 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-import numpy as np
-from ..conventions import VIEWS, SPLITS, canonical_arm, dose_label
-from ..errors import PtyAnalysisError
-from ..phase_g.schema import FILES, FRC_COLUMNS, METRICS_COLUMNS, SCALAR_METRICS, TUPLE_METRICS
 
+import numpy as np
+
+from ..conventions import (
+    PTYANALYSIS_KEY_PREFIX,
+    RECONSTRUCTION_COMPONENTS,
+    RECONSTRUCTION_OFFSET_PREFIXES,
+    RECONSTRUCTION_PREFIXES,
+    SPLITS,
+    VIEWS,
+    arm_from_reconstruction_prefix,
+    canonical_arm,
+    dose_label,
+)
+from ..errors import PtyAnalysisError
+from ..phase_g.schema import (
+    FILES,
+    FRC_COLUMNS,
+    METRICS_COLUMNS,
+    SCALAR_METRICS,
+    TUPLE_METRICS,
+)
 
 # --------------------------------------------------------------------------- records
 
@@ -36,6 +53,9 @@ class JobRecord:
         missing numbers are ``None``.
     error : str or None
         Why the job has no metrics.
+    trust : JobTrust or None
+        Whether its per-job results can be trusted (:func:`ptyanalysis.phase_g.trust.job_trust`);
+        ``None`` when not checked (a job without metrics, or ``collect_jobs(check_trust=False)``).
     """
 
     dose: int
@@ -45,6 +65,12 @@ class JobRecord:
     status: str
     metrics: tuple = ()
     error: str | None = None
+    trust: object = None
+
+    @property
+    def trust_flags(self) -> tuple:
+        """The :class:`~ptyanalysis.phase_g.trust.TrustFlag` s of the job (empty when none or not checked)."""
+        return self.trust.flags if self.trust is not None else ()
 
     @property
     def label(self) -> str:
@@ -205,48 +231,221 @@ def read_frc_curves(job_dir) -> dict:
     return out
 
 
-def read_reconstructions(path) -> tuple[dict, np.ndarray | None]:
-    """Read a job's ``reconstructions.npz``.
+@dataclass(frozen=True)
+class ReconstructionFile:
+    """A job's ``reconstructions.npz`` (or ``reconstructions_aligned.npz``), whichever tool wrote it.
+
+    Attributes
+    ----------
+    path : Path
+    layout : str
+        ``"study"`` (PtychoPINN ``compare_models``: ``<prefix>_{amplitude,phase,complex}``),
+        ``"ptyanalysis"`` (the study's names plus ``ptyanalysis__*`` arrays) or
+        ``"ptyanalysis-legacy"`` (one complex array per arm name, ``ground_truth``, ``coverage``).
+    images : dict
+        ``{"GroundTruth" | arm: complex 2-D ndarray}``, each on its own canvas as stored.
+    coverage : ndarray or None
+        The evaluation mask / coverage map of all arms (ptyanalysis files only).
+    arm_coverage : dict
+        ``{arm: coverage map}`` on the arm's canvas (ptyanalysis files only).
+    offsets : dict
+        ``{arm: (dy, dx) or None}``: registration offsets (aligned files; ``None`` = not registered).
+    origin : tuple or None
+        Object pixel (row, col) of pixel (0, 0) of every arm's canvas, when the file says
+        (ptyanalysis files); ``None``: unknown (the study's own canvases are centred on the scan).
+    counts : dict
+        ``{arm: {"n_patches": int, "n_offsets": int}}``: patches stitched and the places they were meant for, where the file records them.
+    notes : tuple of str
+        What was accepted loosely (e.g. an object array that was skipped).
+    """
+
+    path: Path
+    layout: str
+    images: dict
+    coverage: np.ndarray | None = None
+    arm_coverage: dict = field(default_factory=dict)
+    offsets: dict = field(default_factory=dict)
+    origin: tuple | None = None
+    counts: dict = field(default_factory=dict)
+    notes: tuple = ()
+
+
+def _npz_members(path: Path) -> dict:
+    """Every member of an NPZ as an array; 0-d object members (e.g. a ``None`` offset) unpickled, others skipped.
+
+    Returns ``{key: ndarray}`` plus a list of skipped keys under ``None``.
+    """
+    import zipfile
+
+    out: dict = {}
+    skipped: list = []
+    try:
+        zf = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise PtyAnalysisError(f"{path}: not a readable .npz ({type(exc).__name__}: {exc}); "
+                               "regenerate it with the comparison job") from None
+    with zf:
+        for name in zf.namelist():
+            if not name.endswith(".npy"):
+                continue
+            key = name[:-4]
+            try:
+                with zf.open(name) as fh:
+                    version = np.lib.format.read_magic(fh)
+                    shape, _, dtype = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
+                                       else np.lib.format.read_array_header_2_0(fh))
+                if dtype.hasobject and shape != ():
+                    skipped.append(key)  # an object array that is not a scalar: never unpickled
+                    continue
+                with zf.open(name) as fh:
+                    # only a 0-d object member (the study's None offsets) is unpickled, as io.py does for _metadata
+                    out[key] = np.lib.format.read_array(fh, allow_pickle=dtype.hasobject)
+            except Exception as exc:  # noqa: BLE001 - a damaged member, whatever numpy/zipfile raise
+                raise PtyAnalysisError(f"{path}: array {key!r} cannot be read ({type(exc).__name__}: {exc}); "
+                                       "store plain numeric arrays (regenerate the file with the comparison job)") from None
+    out[None] = skipped
+    return out
+
+
+def _scalar(arr, path, key):
+    v = np.asarray(arr)
+    if v.shape != () and v.size != 1:
+        raise PtyAnalysisError(f"{path}: array {key!r} must be a scalar (0-d), got shape {v.shape}")
+    v = v.reshape(()).item()
+    if v is None:
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise PtyAnalysisError(f"{path}: array {key!r} must hold a number or None, got {v!r}") from None
+
+
+def _image_from_components(parts: dict, path, prefix) -> np.ndarray | None:
+    """One image from its ``amplitude`` / ``phase`` / ``complex`` arrays (complex preferred; squeezed to 2-D)."""
+    arrs = {}
+    for comp, a in parts.items():
+        a = np.asarray(a)
+        if a.dtype.hasobject:  # the study writes None for a missing arm
+            if a.shape == () and a.item() is None:
+                continue
+            raise PtyAnalysisError(f"{path}: array '{prefix}_{comp}' is an object array, expected an image")
+        a = np.squeeze(a)
+        if a.ndim != 2:
+            raise PtyAnalysisError(f"{path}: array '{prefix}_{comp}' must be a 2-D image (after squeezing), "
+                                   f"got shape {np.shape(parts[comp])}")
+        arrs[comp] = a
+    shapes = {c: a.shape for c, a in arrs.items()}
+    if len(set(shapes.values())) > 1:
+        raise PtyAnalysisError(f"{path}: the arrays of {prefix!r} disagree in shape ({shapes}); "
+                               "amplitude, phase and complex must be on the same canvas")
+    if "complex" in arrs:
+        return arrs["complex"].astype(np.complex64)
+    if "amplitude" in arrs and "phase" in arrs:
+        return (arrs["amplitude"] * np.exp(1j * arrs["phase"])).astype(np.complex64)
+    if "amplitude" in arrs:
+        return arrs["amplitude"].astype(np.complex64)
+    return None
+
+
+def read_reconstruction_file(path) -> ReconstructionFile:
+    """Read a job's reconstruction NPZ in the study's layout, ptyanalysis's, or ptyanalysis's previous one.
 
     Parameters
     ----------
     path : str or Path
-        The NPZ: ``ground_truth``, one complex 2-D array per arm, optional
-        ``coverage``. Other non-image arrays are ignored.
+        ``reconstructions.npz`` or ``reconstructions_aligned.npz``. Study layout: arrays
+        ``<prefix>_{amplitude,phase,complex}`` (prefixes
+        :data:`~ptyanalysis.conventions.RECONSTRUCTION_PREFIXES`, aliases accepted), offsets
+        ``<prefix>_offset_{dy,dx}`` as 0-d arrays (``None`` as a 0-d object array: only such 0-d
+        object members are unpickled). ptyanalysis adds ``ptyanalysis__*`` arrays. The previous
+        ptyanalysis layout (one complex array per arm name, ``ground_truth``, ``coverage``,
+        ``coverage_<arm>``) is read too.
 
     Returns
     -------
-    images : dict
-        ``{"GroundTruth" | arm: complex 2-D ndarray}``.
-    coverage : ndarray or None
-        The coverage count map, if present.
+    ReconstructionFile
 
     Raises
     ------
     PtyAnalysisError
-        A 2-D complex array under a label that is not a known arm.
+        Unreadable file or member, an image array under an unknown arm prefix, or the arrays of one
+        image disagreeing in shape.
     """
     path = Path(path)
+    members = _npz_members(path)
+    skipped = members.pop(None)
+    notes = [f"{path.name}: object array {k!r} skipped (not an image)" for k in skipped]
+    P = PTYANALYSIS_KEY_PREFIX
+    comps = RECONSTRUCTION_COMPONENTS
+    offset_prefix = {v: k for k, v in RECONSTRUCTION_OFFSET_PREFIXES.items()}
+    study_keys = [k for k in members if not k.startswith(P) and k.rpartition("_")[2] in comps and "_" in k]
+    ours = any(k.startswith(P) for k in members)
     images: dict = {}
+    arm_coverage: dict = {}
+    offsets: dict = {}
+    counts: dict = {}
     coverage = None
-    try:
-        z = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise PtyAnalysisError(f"{path}: not a readable .npz ({type(exc).__name__}: {exc}); "
-                               "regenerate it with the comparison job") from None
-    with z:
-        for key in z.files:
+    origin = None
+    if study_keys or ours:
+        layout = "ptyanalysis" if ours else "study"
+        groups: dict = {}
+        for key in study_keys:
+            prefix, _, comp = key.rpartition("_")
             try:
-                arr = z[key]
-            except ValueError as exc:
-                if "allow_pickle" in str(exc):
-                    continue  # an object array: not an image, ignored like the other non-image arrays
-                raise PtyAnalysisError(f"{path}: array {key!r} cannot be read ({exc})") from None
-            except Exception as exc:  # a damaged member
-                raise PtyAnalysisError(f"{path}: array {key!r} cannot be read ({type(exc).__name__}: {exc}); "
-                                       "store plain numeric arrays") from None
+                arm = arm_from_reconstruction_prefix(prefix)
+            except PtyAnalysisError as exc:
+                raise PtyAnalysisError(f"{path}: array {key!r}: {exc}") from None
+            groups.setdefault(arm, {})[comp] = members[key]
+        for arm, parts in groups.items():
+            img = _image_from_components(parts, path, RECONSTRUCTION_PREFIXES.get(arm, arm))
+            if img is not None:
+                images[arm] = img
+        for key, arr in members.items():
+            if key.endswith(("_offset_dy", "_offset_dx")) and not key.startswith(P):
+                prefix, axis = key[:-len("_offset_dy")], key[-2:]
+                arm = offset_prefix.get(prefix)
+                if arm is None:
+                    try:
+                        arm = canonical_arm(prefix)
+                    except PtyAnalysisError as exc:
+                        raise PtyAnalysisError(f"{path}: array {key!r}: {exc}") from None
+                offsets.setdefault(arm, {})[axis] = _scalar(arr, path, key)
+        offsets = {a: (None if d.get("dy") is None or d.get("dx") is None else (d["dy"], d["dx"]))
+                   for a, d in offsets.items()}
+        for key, arr in members.items():
+            if not key.startswith(P):
+                continue
+            name = key[len(P):]
+            if name == "coverage":
+                coverage = np.asarray(arr)
+            elif name == "origin":
+                o = np.asarray(arr, dtype=np.float64).reshape(-1)
+                if o.size != 2 or not np.all(np.isfinite(o)):
+                    raise PtyAnalysisError(f"{path}: array {key!r} must be (row, col), got {o.tolist()}")
+                origin = (round(o[0]), round(o[1]))
+            elif name.startswith(("coverage_", "n_patches_", "n_offsets_")):
+                what, _, prefix = name.partition("_") if name.startswith("coverage_") else name.rpartition("_")
+                try:
+                    arm = arm_from_reconstruction_prefix(prefix)
+                except PtyAnalysisError as exc:
+                    raise PtyAnalysisError(f"{path}: array {key!r}: {exc}") from None
+                if what == "coverage":
+                    arm_coverage[arm] = np.asarray(arr)
+                else:
+                    v = _scalar(arr, path, key)
+                    if v is not None:
+                        counts.setdefault(arm, {})[what] = int(v)
+    else:
+        layout = "ptyanalysis-legacy"
+        for key, arr in members.items():
             if key == "coverage":
                 coverage = np.asarray(arr)
+                continue
+            if key.startswith("coverage_"):
+                try:
+                    arm_coverage[canonical_arm(key[len("coverage_"):])] = np.asarray(arr)
+                except PtyAnalysisError as exc:
+                    raise PtyAnalysisError(f"{path}: array {key!r}: {exc}") from None
                 continue
             if arr.ndim != 2 or not (np.iscomplexobj(arr) or key.lower() in ("ground_truth", "gt")):
                 continue
@@ -255,7 +454,33 @@ def read_reconstructions(path) -> tuple[dict, np.ndarray | None]:
             except PtyAnalysisError as exc:
                 raise PtyAnalysisError(f"{path}: array {key!r}: {exc}") from None
             images[name] = np.asarray(arr)
-    return images, coverage
+    return ReconstructionFile(path=path, layout=layout, images=images, coverage=coverage,
+                              arm_coverage=arm_coverage, offsets=offsets, origin=origin, counts=counts,
+                              notes=tuple(notes))
+
+
+def read_reconstructions(path) -> tuple[dict, np.ndarray | None]:
+    """Read a job's ``reconstructions.npz`` (any layout of :func:`read_reconstruction_file`).
+
+    Parameters
+    ----------
+    path : str or Path
+        The NPZ.
+
+    Returns
+    -------
+    images : dict
+        ``{"GroundTruth" | arm: complex 2-D ndarray}`` (each arm on its own canvas in the study's files).
+    coverage : ndarray or None
+        The coverage / evaluation mask of all arms, if the file has one.
+
+    Raises
+    ------
+    PtyAnalysisError
+        See :func:`read_reconstruction_file`.
+    """
+    rec = read_reconstruction_file(path)
+    return rec.images, rec.coverage
 
 
 def read_manifest(hub) -> dict | None:
@@ -310,7 +535,7 @@ def _manifest_key(entry: dict) -> tuple:
     return int(dose), view, split
 
 
-def collect_jobs(hub) -> list[JobRecord]:
+def collect_jobs(hub, check_trust: bool = True) -> list[JobRecord]:
     """Find every comparison job of a hub and read its metrics.
 
     The jobs are the union of the grid manifest's jobs (if
@@ -322,6 +547,9 @@ def collect_jobs(hub) -> list[JobRecord]:
     ----------
     hub : str or Path
         Study hub.
+    check_trust : bool
+        Check each successful job's reconstructions and logs
+        (:func:`ptyanalysis.phase_g.trust.job_trust`) into :attr:`JobRecord.trust`.
 
     Returns
     -------
@@ -372,7 +600,13 @@ def collect_jobs(hub) -> list[JobRecord]:
         csv_path = out_dir / "comparison_metrics.csv"
         if st == "success":
             if csv_path.exists():
-                jobs.append(JobRecord(dose, view, split, out_dir, "success", tuple(read_comparison_metrics(csv_path))))
+                metrics = tuple(read_comparison_metrics(csv_path))
+                trust = None
+                if check_trust:
+                    from .trust import job_trust
+
+                    trust = job_trust(hub, dose, view, split, out_dir)
+                jobs.append(JobRecord(dose, view, split, out_dir, "success", metrics, trust=trust))
             else:
                 jobs.append(JobRecord(dose, view, split, out_dir, "missing", (), f"{csv_path.relative_to(hub).as_posix()} not found"))
         else:

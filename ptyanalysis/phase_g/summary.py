@@ -5,12 +5,21 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-import numpy as np
-from ..conventions import ARMS, SPLITS, dose_label
-from ..provenance import utc_now
-from ..phase_g.schema import AGGREGATE_METRICS, DELTA_ARMS, DELTA_DECIMALS, HIGHLIGHT_ORDER, HIGHLIGHT_PREFIXES, MS_SSIM_THRESHOLD, PREVIEW_PREFIXES
-from ..phase_g.collect import JobRecord, _parse_dose_dir
 
+import numpy as np
+
+from ..conventions import ARMS, SPLITS, dose_label
+from ..phase_g.collect import JobRecord, _parse_dose_dir
+from ..phase_g.schema import (
+    AGGREGATE_METRICS,
+    DELTA_ARMS,
+    DELTA_DECIMALS,
+    HIGHLIGHT_ORDER,
+    HIGHLIGHT_PREFIXES,
+    MS_SSIM_THRESHOLD,
+    PREVIEW_PREFIXES,
+)
+from ..provenance import utc_now
 
 # --------------------------------------------------------------------------- summaries
 
@@ -74,12 +83,14 @@ def _aggregate(jobs: list[JobRecord]) -> tuple[dict, list[str]]:
     for model in sorted(models):
         agg[model] = {}
         for metric in AGGREGATE_METRICS:
-            amps, phs, gaps = [], [], []
+            amps, phs, gaps, untrusted = [], [], [], []
             for j in jobs:
                 row = next((m for m in j.metrics if m["model"] == model and m["metric"] == metric), None)
                 if row is not None and row.get("amplitude") is not None and row.get("phase") is not None:
                     amps.append(row["amplitude"])
                     phs.append(row["phase"])
+                    if any(f.arm == model for f in j.trust_flags):
+                        untrusted.append(j.label)
                 else:
                     gaps.append(j.label)
                     if j.status == "success":  # failed jobs are listed once, by summarize_jobs
@@ -94,6 +105,7 @@ def _aggregate(jobs: list[JobRecord]) -> tuple[dict, list[str]]:
                 entry["best_phase"] = max(phs) if phs else None
             entry["n_jobs"] = len(amps)
             entry["missing_jobs"] = gaps
+            entry["untrusted_jobs"] = untrusted  # counted in the means above, flagged (see "untrusted")
             agg[model][metric] = entry
     return agg, missing
 
@@ -112,8 +124,12 @@ def summarize_jobs(jobs: list[JobRecord], hub) -> dict:
     -------
     dict
         ``{n_jobs, n_success, n_failed, jobs, aggregate_metrics,
-        phase_c_metadata_compliance, missing, generated_at}``. Aggregates are
-        means over the jobs where both amplitude and phase are present.
+        phase_c_metadata_compliance, missing, untrusted, n_untrusted_jobs,
+        generated_at}``. Aggregates are means over the jobs where both amplitude
+        and phase are present. ``untrusted`` has one line per trust flag
+        (:mod:`ptyanalysis.phase_g.trust`); each job entry has ``trust_flags``
+        and ``trust`` (measurements and notes) when it was checked. The flags
+        are added beside the study's fields: no number is dropped or changed.
     """
     agg, missing_values = _aggregate(jobs)
     missing = [f"{j.label}: job {j.status} ({j.error})" for j in jobs if j.status != "success"]
@@ -123,6 +139,9 @@ def summarize_jobs(jobs: list[JobRecord], hub) -> dict:
         e = {"dose": j.dose, "view": j.view, "split": j.split, "status": j.status, "metrics": [dict(m) for m in j.metrics]}
         if j.error:
             e["error"] = j.error
+        if j.trust is not None:
+            e["trust_flags"] = [f.as_dict() for f in j.trust.flags]
+            e["trust"] = {k: v for k, v in j.trust.as_dict().items() if k != "flags"}
         job_entries.append(e)
     n_success = sum(j.status == "success" for j in jobs)
     return {
@@ -133,6 +152,8 @@ def summarize_jobs(jobs: list[JobRecord], hub) -> dict:
         "aggregate_metrics": agg,
         "phase_c_metadata_compliance": phase_c_metadata_compliance(hub),
         "missing": missing,
+        "untrusted": [f"{j.label}: {f.arm} {f.check}: {f.message}" for j in jobs for f in j.trust_flags],
+        "n_untrusted_jobs": sum(bool(j.trust_flags) for j in jobs),
         "generated_at": utc_now(),
     }
 
@@ -304,6 +325,19 @@ def _missing_section(summary: dict) -> list[str]:
     return lines
 
 
+def _untrusted_section(summary: dict) -> list[str]:
+    flags = summary.get("untrusted") or []
+    if not flags:
+        return []
+    lines = ["## Untrusted Results", "",
+             f"{len(flags)} flag(s) in {summary.get('n_untrusted_jobs', '?')} job(s): the reconstructions behind these "
+             "numbers are not what they claim to be (checked by ptyanalysis: covered fraction of the scan, patches "
+             "stitched against offsets, mostly-zero output). The numbers are kept as the job wrote them.", ""]
+    lines += [f"- {m}" for m in flags]
+    lines.append("")
+    return lines
+
+
 def metrics_summary_markdown(summary: dict) -> str:
     """``metrics_summary.md`` in the study's layout (plus a missing-results section).
 
@@ -343,6 +377,10 @@ def metrics_summary_markdown(summary: dict) -> str:
         if job.get("status", "success") != "success":
             L += [f"**{job['status'].upper()}:** {job.get('error', '')}", "", "---", ""]
             continue
+        for f in job.get("trust_flags") or []:
+            L += [f"**UNTRUSTED {f['arm']}** ({f['check']}): {f['message']}  "]
+        if job.get("trust_flags"):
+            L.append("")
         models: dict = {}
         for m in job["metrics"]:
             models.setdefault(m["model"], []).append(m)
@@ -356,6 +394,7 @@ def metrics_summary_markdown(summary: dict) -> str:
             L.append("")
         L += ["---", ""]
     L += _missing_section(summary)
+    L += _untrusted_section(summary)
     comp = summary.get("phase_c_metadata_compliance", {})
     L += ["## Phase C Metadata Compliance", "",
           "Validation of Phase C NPZ files for _metadata and canonical transformations.", ""]
@@ -436,6 +475,7 @@ def aggregate_report_markdown(summary: dict, threshold: float = MS_SSIM_THRESHOL
         L.append(f"| vs {other} | {format_delta(x['amplitude'], 6)} | {format_delta(x['phase'], 6)} |")
     L.append("")
     L += _missing_section(summary)
+    L += _untrusted_section(summary)
     return "\n".join(L)
 
 
@@ -474,6 +514,9 @@ def aggregate_highlights_text(summary: dict, threshold: float = MS_SSIM_THRESHOL
             L.append("")
     if summary.get("missing"):
         L += ["", f"Missing: {len(summary['missing'])} job(s)/arm value(s) (see metrics_summary.md)"]
+    if summary.get("untrusted"):
+        L += ["", f"Untrusted: {len(summary['untrusted'])} flag(s) in {summary.get('n_untrusted_jobs', '?')} job(s) "
+              "(see metrics_summary.md, 'Untrusted Results')"]
     return "\n".join(L) + "\n"
 
 
@@ -499,6 +542,9 @@ def metrics_digest_markdown(summary: dict, highlights: str) -> str:
               "Review pipeline logs for diagnostic information.", ""]
     else:
         L += ["**✓ ALL COMPARISONS SUCCESSFUL ✓**", "", f"All {n_jobs} comparison job(s) completed successfully.", ""]
+    if summary.get("untrusted"):
+        L += [f"**⚠️ UNTRUSTED RESULTS: {len(summary['untrusted'])} flag(s) in {summary.get('n_untrusted_jobs', '?')} "
+              "job(s); see 'Untrusted Results' below.**", ""]
     L += ["## Pipeline Summary", "", f"- Total comparison jobs: {n_jobs}", f"- Successful: {n_ok}",
           f"- Failed: {n_failed}", "", "## Highlights", "", "```", highlights.strip(), "```", ""]
     d = compute_deltas(summary["aggregate_metrics"])
@@ -514,6 +560,7 @@ def metrics_digest_markdown(summary: dict, highlights: str) -> str:
         L.append(f"| PtychoPINN - {other} | {format_delta(x['amplitude'], 6)} | {format_delta(x['phase'], 6)} |")
     L.append("")
     L += _missing_section(summary)
+    L += _untrusted_section(summary)
     L += ["## References", "", "- Full metrics report: `aggregate_report.md`", "- Raw metrics data: `metrics_summary.json`",
           "- Detailed highlights: `aggregate_highlights.txt`"]
     return "\n".join(L) + "\n"

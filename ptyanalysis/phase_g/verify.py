@@ -40,7 +40,12 @@ and ptyanalysis's own:
 13. job files: every successful job of the manifest has its output folder, the
     files listed in its ``outputs`` (default: ``comparison_metrics.csv``,
     ``reconstructions.npz``, ``comparison_plot.png``, ``comparison.nc``), all
-    non-empty, the PNGs valid images, and its log.
+    non-empty, the PNGs valid images, and its log;
+14. per-job results can be trusted: every successful job's reconstructions
+    (any tool's layout) and logs pass :func:`ptyanalysis.phase_g.trust.job_trust`
+    (covered fraction of the scan, patches stitched against offsets, mostly-zero
+    output); invalid, with each flag's evidence under ``flags``, when any job
+    is flagged. Checks 1-10 keep the study's schema and meaning.
 """
 
 from __future__ import annotations
@@ -51,13 +56,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import PtyAnalysisError
-from ..fileutil import write_json
-import ptyanalysis.phase_g.schema as R_schema
-import ptyanalysis.phase_g.inventory as R_inventory
-import ptyanalysis.phase_g.summary as R_summary
 import ptyanalysis.phase_g.collect as R_collect
 import ptyanalysis.phase_g.figures as R_figures
+import ptyanalysis.phase_g.inventory as R_inventory
+import ptyanalysis.phase_g.schema as R_schema
+import ptyanalysis.phase_g.summary as R_summary
+
+from ..errors import PtyAnalysisError
+from ..fileutil import write_json
 
 #: Sentinel the grid runner writes as the last line of a fully successful run.
 GRID_SUCCESS_SENTINEL = "SUCCESS: all cells completed"
@@ -610,7 +616,7 @@ def check_figures(hub: Path) -> dict:
     figdir = hub / "analysis" / R_schema.FIGURES_DIR
     desc = "Figures exist and are valid images"
     try:
-        jobs = R_collect.collect_jobs(hub)
+        jobs = R_collect.collect_jobs(hub, check_trust=False)
     except PtyAnalysisError as exc:
         return _result(hub, figdir, desc, f"cannot read the jobs: {exc}")
     expected = {hub / "analysis" / p for p in R_figures.expected_figures(jobs)}
@@ -671,10 +677,45 @@ def check_job_files(hub: Path) -> dict:
     return _result(hub, path, desc)
 
 
+def check_trust(hub: Path) -> dict:
+    """Check 14: no job's per-job results are flagged as untrustworthy (:mod:`ptyanalysis.phase_g.trust`).
+
+    Parameters
+    ----------
+    hub : Path
+        Study hub (absolute).
+
+    Returns
+    -------
+    dict
+        ``{valid, path, description, error?}`` plus ``flags`` (``{job, arm, check, message, evidence}``)
+        and ``notes`` (what could not be checked, per job).
+    """
+    import ptyanalysis.phase_g.trust as R_trust
+
+    path = hub / "analysis"
+    desc = "Per-job results can be trusted (scan coverage, patch counts, zero output)"
+    try:
+        jobs = R_collect.collect_jobs(hub)
+    except PtyAnalysisError as exc:
+        return _result(hub, path, desc, f"cannot read the jobs: {exc}")
+    checked = [j for j in jobs if j.trust is not None]
+    flags = [{"job": j.label, **f.as_dict()} for j in checked for f in j.trust.flags]
+    notes = {j.label: list(j.trust.notes) for j in checked if j.trust.notes}
+    if not checked:
+        return _result(hub, path, desc, "no job with metrics to check", notes=notes)
+    if flags:
+        lines = R_trust.flag_lines(checked)
+        n_jobs = sum(bool(j.trust.flags) for j in checked)
+        return _result(hub, path, desc, f"{len(flags)} flag(s) in {n_jobs} of {len(checked)} job(s): "
+                       + "; ".join(lines[:5]) + ("; ..." if len(lines) > 5 else ""), flags=flags, notes=notes)
+    return _result(hub, path, desc, n_jobs_checked=len(checked), notes=notes)
+
+
 #: The checks, in report order.
 CHECKS = (check_manifest, check_metrics_summary_json, check_metrics_summary_md, check_aggregate_highlights,
           check_metrics_digest, check_delta_summary, check_delta_highlights, check_ssim_grid,
-          check_orchestrator_logs, check_inventory, check_numbers, check_figures, check_job_files)
+          check_orchestrator_logs, check_inventory, check_numbers, check_figures, check_job_files, check_trust)
 
 
 def verify_hub(hub, report_path=None, write: bool = True) -> VerifyResult:

@@ -41,6 +41,8 @@ import numpy as np
 
 from .. import hub as _hub
 from ..conventions import ARMS, canonical_arm
+from ..conventions import (PTYANALYSIS_KEY_PREFIX, RECONSTRUCTION_OFFSET_PREFIXES, RECONSTRUCTION_PREFIXES,
+                           reconstruction_key)
 from ..conventions import METRIC_CONVENTIONS as CONVENTIONS  # conventions scored in every job
 from ..errors import PtyAnalysisError
 from ..fileutil import atomic_path, write_npz, write_text
@@ -255,6 +257,7 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig) -> 
     return ArmResult(arm, status, out.image, out.coverage, time.perf_counter() - t0,
                      {"model": str(model_dir), "output_stats": total, "runtime": runtimes[-1] if runtimes else {},
                       "crop": M, "baseline_positions": config.baseline_positions if arm == "Baseline" else None,
+                      "n_patches": st.n_added, "n_offsets": plan["n_outputs"],
                       "sidecar": {k: sidecar.get(k) for k in ("arm", "gridsize", "N", "intensity_scale", "nphotons")}})
 
 
@@ -577,7 +580,7 @@ def compare_job(hub, dose, view: str, split: str, config: CompareConfig = Compar
     ds = _to_dataset(job, arms, results, scores, regs, config, box)
     if write:
         out = Path(out_dir) if out_dir is not None else _hub.analysis_dir(hub, dose, view, split)
-        _write_job(out, job, arms, results, scores, regs, aligned, gt_full, mask, box, config, ds)
+        _write_job(out, job, arms, results, scores, regs, aligned, gt_full, mask, box, config, ds, origin=frame[0])
     return ds
 
 
@@ -620,7 +623,65 @@ def _to_dataset(job, arms, results, scores, regs, config, box):
     return ds
 
 
-def _write_job(out, job, arms, results, scores, regs, aligned, gt_full, mask, box, config, ds):
+def reconstruction_arrays(images: dict, *, coverage=None, arm_coverage=None, offsets=None, origin=None,
+                          counts=None) -> dict:
+    """The arrays of a job's ``reconstructions.npz`` / ``reconstructions_aligned.npz``.
+
+    The study's layout (``compare_models``): ``<prefix>_{amplitude,phase,complex}`` per image
+    (:data:`~ptyanalysis.conventions.RECONSTRUCTION_PREFIXES`) and ``<prefix>_offset_{dy,dx}``
+    (0-d float, ``None`` as a 0-d object array), so the study's readers read it; ptyanalysis's
+    extras under ``ptyanalysis__`` names, which cannot collide with the study's.
+
+    Parameters
+    ----------
+    images : dict
+        ``{arm | "GroundTruth": complex 2-D image}`` (``None`` values are left out).
+    coverage : ndarray, optional
+        The evaluation mask (``ptyanalysis__coverage``).
+    arm_coverage : dict, optional
+        ``{arm: coverage map}`` (``ptyanalysis__coverage_<prefix>``).
+    offsets : dict, optional
+        ``{arm: (dy, dx) or None}``: registration offsets.
+    origin : (int, int), optional
+        Object pixel of pixel (0, 0) of every image (``ptyanalysis__origin``).
+    counts : dict, optional
+        ``{arm: {"n_patches": int, "n_offsets": int}}``: patches stitched and the places they were
+        meant for (``ptyanalysis__n_patches_<prefix>``, ``ptyanalysis__n_offsets_<prefix>``).
+
+    Returns
+    -------
+    dict
+        Name -> array, for :func:`ptyanalysis.fileutil.write_npz`.
+    """
+    P = PTYANALYSIS_KEY_PREFIX
+    out: dict = {}
+    for name, img in images.items():
+        if img is None:
+            continue
+        z = np.asarray(img, np.complex64)
+        out[reconstruction_key(name, "amplitude")] = np.abs(z)
+        out[reconstruction_key(name, "phase")] = np.angle(z)
+        out[reconstruction_key(name, "complex")] = z
+    for arm, off in (offsets or {}).items():
+        prefix = RECONSTRUCTION_OFFSET_PREFIXES[canonical_arm(arm)]
+        for i, axis in enumerate(("dy", "dx")):
+            out[f"{prefix}_offset_{axis}"] = (np.array(None, dtype=object) if off is None
+                                              else np.array(float(off[i]), dtype=np.float64))
+    if coverage is not None:
+        out[P + "coverage"] = np.asarray(coverage, np.float32)
+    for arm, cov in (arm_coverage or {}).items():
+        if cov is not None:
+            out[f"{P}coverage_{RECONSTRUCTION_PREFIXES[canonical_arm(arm)]}"] = np.asarray(cov, np.float32)
+    if origin is not None:
+        out[P + "origin"] = np.asarray(origin, np.int64).reshape(2)
+    for arm, c in (counts or {}).items():
+        for what in ("n_patches", "n_offsets"):
+            if c.get(what) is not None:
+                out[f"{P}{what}_{RECONSTRUCTION_PREFIXES[canonical_arm(arm)]}"] = np.array(int(c[what]), np.int64)
+    return out
+
+
+def _write_job(out, job, arms, results, scores, regs, aligned, gt_full, mask, box, config, ds, origin=(0, 0)):
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
@@ -633,15 +694,16 @@ def _write_job(out, job, arms, results, scores, regs, aligned, gt_full, mask, bo
         s = scores[conv].get(arm)
         if s is not None and s.get("frc_curves"):
             write_frc_csv(out / f"{arm}_frc_curves.csv", arm, s["frc_curves"])
-    raw = {"ground_truth": gt_full, "coverage": mask.astype(np.float32)}
-    for arm in arms:
-        if results[arm].image is not None:
-            raw[arm] = results[arm].image
-            raw[f"coverage_{arm}"] = results[arm].coverage.astype(np.float32)
-    write_npz(out / "reconstructions.npz", raw)
-    al = {"ground_truth": aligned["GroundTruth"], "coverage": mask[box].astype(np.float32)}
-    al.update({a: v for a, v in aligned.items() if a != "GroundTruth" and v is not None})
-    write_npz(out / "reconstructions_aligned.npz", al)
+    # the study's names (its readers read our files) plus ptyanalysis__ extras; every arm on the ground truth's frame
+    counts = {a: {k: results[a].detail.get(k) for k in ("n_patches", "n_offsets")} for a in arms
+              if results[a].detail.get("n_patches") is not None}
+    kept = [a for a in arms if results[a].image is not None]
+    write_npz(out / "reconstructions.npz", reconstruction_arrays(
+        {"GroundTruth": gt_full, **{a: results[a].image for a in kept}}, coverage=mask,
+        arm_coverage={a: results[a].coverage for a in kept}, origin=origin, counts=counts))
+    write_npz(out / "reconstructions_aligned.npz", reconstruction_arrays(
+        aligned, coverage=mask[box], offsets={a: regs.get(a) for a in arms if aligned.get(a) is not None},
+        origin=(origin[0] + box[0].start, origin[1] + box[1].start)))
     fig = plot_comparison({**{a: aligned[a] for a in arms}, "GroundTruth": aligned["GroundTruth"]},
                           mask[box], f"dose {job['dose']:g}, {job['view']}, {job['split']}")
     with atomic_path(out / "comparison_plot.png") as tmp:

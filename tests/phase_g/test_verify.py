@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import ptyanalysis.phase_g.report as R_report
-from ptyanalysis.phase_g import verify as V
 from ptyanalysis.errors import PtyAnalysisError
+from ptyanalysis.phase_g import verify as V
 
 _spec = importlib.util.spec_from_file_location("phase_g_fixture", Path(__file__).parent / "data" / "phase_g_fixture.py")
 F = importlib.util.module_from_spec(_spec)
@@ -44,7 +44,7 @@ def _only_failure(res, description_start):
 def test_clean_hub_passes_and_report_schema(hub):
     res = V.verify_hub(hub)
     assert res.all_valid, _failed(res)
-    assert res.n_checks == 13 and res.n_valid == 13 and res.n_invalid == 0
+    assert res.n_checks == 14 and res.n_valid == 14 and res.n_invalid == 0
     rep = json.loads((hub / "analysis" / "verification_report.json").read_text())
     assert set(rep) == {"all_valid", "n_checks", "n_valid", "n_invalid", "validations"}
     for v in rep["validations"]:
