@@ -117,37 +117,6 @@ def arm_from_reconstruction_prefix(prefix: str) -> str:
             return arm
     return canonical_arm(prefix)
 
-#: Array-name prefix of each image in a job's ``reconstructions.npz`` / ``reconstructions_aligned.npz``:
-#: ``<prefix>_{amplitude,phase,complex}``, the study's ``compare_models`` naming (it writes no
-#: iterative arm; ``ptychi`` is ptyanalysis's choice, after ``ptychi_reconstruction.npz``).
-RECONSTRUCTION_PREFIXES = {"PtychoPINN": "ptychopinn", "Baseline": "baseline", "PtyChi": "ptychi",
-                           "GroundTruth": "ground_truth"}
-#: Components stored per image, in that order (``amplitude`` = ``abs``, ``phase`` = ``angle``).
-RECONSTRUCTION_COMPONENTS = ("amplitude", "phase", "complex")
-#: Prefix of each arm's registration offsets ``<prefix>_offset_dy`` / ``_dx`` in
-#: ``reconstructions_aligned.npz`` (the study writes ``pinn`` and ``baseline``; 0-d arrays, None
-#: stored as a 0-d object array).
-RECONSTRUCTION_OFFSET_PREFIXES = {"PtychoPINN": "pinn", "Baseline": "baseline", "PtyChi": "ptychi"}
-#: Prefix of every array ptyanalysis adds to those files (coverage, counts, frame), so that no
-#: name can collide with the study's.
-PTYANALYSIS_KEY_PREFIX = "ptyanalysis__"
-
-
-def reconstruction_key(arm: str, component: str) -> str:
-    """Name of an image array in a job's reconstruction NPZ, e.g. ``("Baseline", "complex") -> "baseline_complex"``."""
-    if component not in RECONSTRUCTION_COMPONENTS:
-        raise PtyAnalysisError(f"component must be one of {', '.join(RECONSTRUCTION_COMPONENTS)}, got {component!r}")
-    return f"{RECONSTRUCTION_PREFIXES[canonical_arm(arm)]}_{component}"
-
-
-def arm_from_reconstruction_prefix(prefix: str) -> str:
-    """Canonical arm (or ``"GroundTruth"``) of a reconstruction-array prefix (:data:`RECONSTRUCTION_PREFIXES`,
-    else any alias of :func:`canonical_arm`, e.g. ``pty_chi``); unknown prefixes raise :class:`PtyAnalysisError`."""
-    for arm, p in RECONSTRUCTION_PREFIXES.items():
-        if prefix == p:
-            return arm
-    return canonical_arm(prefix)
-
 #: Metric conventions (:mod:`ptyanalysis.imaging.metrics`), in the order of ``comparison.nc``'s
 #: ``convention`` dimension: the study's (``compare_models``) first, ours second.
 METRIC_CONVENTIONS = ("ptychopinn", "ptyanalysis")
