@@ -48,13 +48,14 @@ def mean_total_intensity(diffraction, *, source=None) -> float:
     bad, first = 0, -1
     for s0 in range(0, n, step):
         block = np.asarray(d3[s0:s0 + step], dtype=np.float64)
-        fin = np.isfinite(block)
-        if not fin.all():
+        sums = np.sum(block ** 2, axis=(-2, -1))
+        if not np.isfinite(sums).all():  # only then look for the NaN/Inf values
+            fin = np.isfinite(block)
             if first < 0:
                 first = s0 + int(np.argmax(~fin.reshape(len(block), -1).all(axis=1)))
             bad += int(fin.size - np.count_nonzero(fin))
-            block = np.where(fin, block, 0.0)
-        totals[s0:s0 + step] = np.sum(block ** 2, axis=(-2, -1))
+            sums = np.sum(np.where(fin, block, 0.0) ** 2, axis=(-2, -1))
+        totals[s0:s0 + step] = sums
     mean = float(np.mean(totals)) if n else float("nan")
     if bad:
         import warnings
