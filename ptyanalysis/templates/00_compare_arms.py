@@ -18,8 +18,8 @@
 # on the ground truth's frame, registered (sub-pixel) and scored on amplitude and phase with
 # both metric conventions (`ptychopinn` = the study's `compare_models`, `ptyanalysis` = ours).
 # Writes the study's per-job files under `analysis/dose_<D>/<view>/<split>/`.
-# `baseline_positions="study"` feeds the Baseline what the study's script fed it (absolute
-# positions) and reproduces the all-zero incident.
+# `baseline_positions="study"` feeds the Baseline what the study's script fed it (diffraction
+# not multiplied by its intensity scale, and absolute positions) and reproduces the all-zero incident.
 #
 # Edit the parameters cell and run all cells; nothing is simulated or trained unless
 # `ensure_synthetic` names a synthetic study size.
@@ -41,8 +41,9 @@ hub: Path = "../demo_hub"  # study hub (data/phase_c, phase_e, phase_f); relativ
 dose: float = 1000.0  # photons per pattern
 view: str = "dense"  # dense | sparse
 split: str = "test"  # train | test
-baseline_positions: str = "trained"  # trained (zeros, as trained) | study (absolute positions)
+baseline_positions: str = "trained"  # trained (as the model was trained) | study (as the study's script fed it)
 register: str = "ptychi"  # ptychi (the study default) | all | none
+batch_size: int = 256  # inference batch size of the network arms
 output_dir: Optional[Path] = None  # default: HUB/analysis/dose_<D>/<view>/<split>
 ensure_synthetic: Optional[str] = None  # e.g. "ci": simulate and train this synthetic study if the hub has none
 
@@ -54,7 +55,7 @@ if ensure_synthetic:
     from ptyanalysis.synthetic import demo
 
     demo.ensure_study(hub, size=ensure_synthetic)
-config = compare.CompareConfig(baseline_positions=baseline_positions, register=register)
+config = compare.CompareConfig(baseline_positions=baseline_positions, register=register, batch_size=batch_size)
 ds = compare.compare_job(hub, dose, view, split, config, out_dir=output_dir)
 job_dir = output_dir or hubs.analysis_dir(hub, dose, view, split)
 

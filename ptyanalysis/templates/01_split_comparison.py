@@ -31,7 +31,7 @@ from typing import Optional
 
 from ptyanalysis import hub as hubs
 from ptyanalysis.diagnosis import inputs, splits
-from ptyanalysis.inference import load_model
+from ptyanalysis.inference import RuntimeConfig, load_model
 from ptyanalysis.pipeline import notebook as nbk
 
 # %% tags=["parameters"]
@@ -42,7 +42,8 @@ split_a: Optional[Path] = None  # first split NPZ; default: HUB's train dataset 
 split_b: Optional[Path] = None  # second split NPZ; default: HUB's test dataset at DOSE
 reference: Optional[Path] = None  # NPZ of inputs drawn like the training inputs; default: derived like the CLI
 names: list[str] = ["train", "test"]  # names of the two splits ("train,test" is read as a list)
-study_inputs: bool = True  # the split files are study datasets, fed as the study's script did
+study_inputs: bool = True  # the split files are study datasets, fed exactly as the study's script fed them
+batch_size: int = 256  # inference batch size
 max_output_samples: Optional[int] = 2000  # run the model on at most this many (seeded) samples per split
 seed: int = 0  # seed of every subsample
 output_dir: Optional[Path] = None  # default: HUB/analysis/diagnosis/split_comparison
@@ -61,13 +62,13 @@ split_a = split_a or hubs.dataset_path(hub, dose, "train")
 split_b = split_b or hubs.dataset_path(hub, dose, "test")
 output_dir = output_dir or hubs.analysis_root(hub) / "diagnosis" / "split_comparison"
 loaded = load_model(model)
+# the inputs, the reference and the ground truth exactly as `ptyanalysis compare-splits` takes them
 sets, datasets, ref = inputs.cli_input_sets(loaded, {"a": split_a, "b": split_b}, reference,
-                                            study_inputs=study_inputs, trained_like="a")
-# ground truth per split, as `ptyanalysis compare-splits` takes it (both study datasets hold Y)
-ys = {nm: datasets[k].Y for nm, k in zip(names, ("a", "b")) if getattr(datasets.get(k), "Y", None) is not None}
-truth = ys if len(ys) == 2 else None
+                                            study_inputs=study_inputs, trained_like="a", seed=seed, say=print)
+truth = inputs.split_ground_truth(datasets, dict(zip(("a", "b"), names)), say=print) if study_inputs else None
 result = splits.compare_splits(loaded, sets["a"], sets["b"], reference=ref, ground_truth=truth,
-                               names=tuple(names), seed=seed, max_output_samples=max_output_samples)
+                               names=tuple(names), seed=seed, max_output_samples=max_output_samples,
+                               runtime=RuntimeConfig(batch_size=batch_size))
 written = splits.write_split_comparison(result, output_dir)
 
 # %% [markdown]

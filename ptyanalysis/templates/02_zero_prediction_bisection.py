@@ -29,7 +29,7 @@ from typing import Optional
 
 from ptyanalysis import hub as hubs
 from ptyanalysis.diagnosis import bisection, health, inputs
-from ptyanalysis.inference import load_model
+from ptyanalysis.inference import RuntimeConfig, load_model
 from ptyanalysis.pipeline import notebook as nbk
 
 # %% tags=["parameters"]
@@ -40,7 +40,8 @@ failing: Optional[Path] = None  # NPZ of the failing inputs; default: HUB's test
 passing: Optional[Path] = None  # NPZ of the passing inputs; default: HUB's train dataset at DOSE
 reference: Optional[Path] = None  # NPZ of inputs drawn like the training inputs; default: derived like the CLI
 criterion: str = "all-zero"  # all-zero | non-finite | collapsed[:tol] | module:function
-study_inputs: bool = True  # failing/passing are study datasets, mapped as the study's script did
+study_inputs: bool = True  # failing/passing are study datasets, fed exactly as the study's script fed them
+batch_size: int = 256  # as `ptyanalysis bisect --batch-size`
 max_samples: int = 2000  # as `ptyanalysis bisect --max-samples`
 max_evaluations: int = 58  # as `ptyanalysis bisect --max-evaluations`
 seed: int = 0  # as `ptyanalysis bisect --seed`
@@ -60,10 +61,12 @@ failing = failing or hubs.dataset_path(hub, dose, "test")
 passing = passing or hubs.dataset_path(hub, dose, "train")
 output_dir = output_dir or hubs.analysis_root(hub) / "diagnosis" / "bisection"
 loaded = load_model(model)
+# the inputs and the reference exactly as `ptyanalysis bisect` takes them
 sets, _, ref = inputs.cli_input_sets(loaded, {"failing": failing, "passing": passing}, reference,
-                                     study_inputs=study_inputs, trained_like="passing")
+                                     study_inputs=study_inputs, trained_like="passing", seed=seed, say=print)
 result = bisection.bisect(loaded, sets["failing"], sets["passing"], ref, health.parse_criterion(criterion),
-                          max_samples=max_samples, max_evaluations=max_evaluations, seed=seed)
+                          max_samples=max_samples, max_evaluations=max_evaluations, seed=seed,
+                          runtime=RuntimeConfig(batch_size=batch_size))
 path = bisection.write_bisection(result, output_dir)
 
 # %% [markdown]
