@@ -13,6 +13,8 @@ key                 shape, dtype            meaning
 ``probeGuess``      (N, N) complex64        probe on the object pixel grid
 ``objectGuess``     (H, W) complex64        full ground-truth object (optional)
 ``Y``               (n, N, N) complex64     ground-truth object patches (optional)
+``ground_truth_``   (n, N, N, 1) complex64  ground-truth patches as PtychoPINN's
+``patches``                                 ``simulate_and_save`` writes them (optional)
 ``scan_index``      (n,) int                (optional)
 ``_metadata``       0-d object array        JSON string: ``physics_parameters``,
                                             ``data_transformations``
@@ -38,6 +40,34 @@ Loading (:func:`load_dataset`)
   or float coordinates -> float64; integer ``scan_index`` -> int64.
 * Every problem raises :class:`~ptyanalysis.errors.PtyAnalysisError` naming
   the file, the key, what was expected and what to do.
+
+Ground truth (:func:`ground_truth_patches`, the one rule every reader uses)
+--------------------------------------------------------------------------
+* ``Y`` (or ``ground_truth_patches``) of shape (n, N, N) or (n, N, N, 1) is
+  the per-pattern ground truth (``PtychoData.Y``; ``PtychoData.Y_key`` says
+  which key it came from).
+* A ``Y`` whose first axis is not n (PtychoPINN's ``generate_patches(nsamples=1)``
+  writes ``Y`` (1, N, N, 1): the patch of one random position) is ignored, as
+  PtychoPINN's loader ignores it, with a :class:`DatasetNotice` naming the file
+  and the shape. Ground truth then comes from ``ground_truth_patches`` when
+  present, else is cut from ``objectGuess`` at the scan positions (bilinear,
+  as PtychoPINN does). Every other shape disagreement is an error.
+
+NaN / Inf
+---------
+:func:`validate_dataset` refuses them with an error naming the file, the key,
+the count and the first pattern. With ``allow_nonfinite=True`` (the diagnosis
+tools, which go on with poisoned data) :func:`load_dataset` warns instead
+(:class:`DatasetNotice`: the same facts plus statistics over the finite
+values), and the statistics computed from the data use the finite values.
+
+Dose (:func:`estimate_dose`, :func:`recover_counts`)
+----------------------------------------------------
+The scale ``s`` of ``diffraction = sqrt(counts) / s`` and the dose are
+estimated from the amplitudes alone: the smallest nonzero amplitude is
+``sqrt(1) / s`` where low counts exist (exact, no ``_metadata`` needed), else
+the mean rule with ``nphotons``; the method is recorded and the dose checked
+against ``_metadata`` where both exist.
 
 Memory mapping
 --------------
@@ -897,7 +927,17 @@ def load_dataset(path, *, validate: bool = True, allow_nonfinite: bool = False,
     PtychoData
         In the canonical ``(n, N, N)`` layout with canonical dtypes; legacy
         ``diff3d`` / ``(N, N, n)`` inputs are converted. ``metadata`` is ``{}``
-        when the file has no ``_metadata``.
+        when the file has no ``_metadata``. ``Y`` is the per-pattern ground
+        truth: the file's ``Y``, or its ``ground_truth_patches`` when ``Y`` is
+        absent or not per pattern (then ignored with a :class:`DatasetNotice`,
+        as PtychoPINN's loader ignores it); :func:`ground_truth_patches` cuts
+        it from ``objectGuess`` when neither is there.
+
+    Warns
+    -----
+    DatasetNotice
+        A ``Y`` whose first axis is not n was ignored; NaN / Inf were accepted
+        (``allow_nonfinite=True``).
 
     Raises
     ------
