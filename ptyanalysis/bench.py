@@ -9,13 +9,15 @@ Sections
 --------
 ``stitching``
     Dense random scan (uniform positions at the study's density: 10,304
-    positions over 336 x 336 px), 64 x 64 complex64 patches; bilinear and
-    Fourier placement with the numpy backend (and the TensorFlow backend when
-    a GPU is visible, with its speed-up over the CPU); the fast
-    :func:`~ptyanalysis.imaging.stitching.ptychopinn_reassemble` against the study-like
-    reference loop :func:`~ptyanalysis.imaging.stitching._naive_reassemble` at
-    n = 1,000 and 5,000. Throughput in patches/s (stitch rows: best of 3 runs);
-    peak extra memory from
+    positions over 336 x 336 px), 64 x 64 complex64 patches, n = 20,000 and
+    80,000: the plain integer slice-add loop and the copy bound (``np.copyto``
+    of the same bytes), then nearest, bilinear and Fourier placement with the
+    CPU kernel on every core and on one thread, each as a ratio to both
+    (:func:`bench_stitching`); a GPU array backend's rows where one is usable;
+    :func:`~ptyanalysis.imaging.stitching.ptychopinn_reassemble` against the
+    study's own implementation (a whole-canvas shift per patch,
+    :func:`~ptyanalysis.imaging.stitching._naive_reassemble`) at n = 1,000 and
+    5,000. Throughput in patches/s (best of 3 runs); peak extra memory from
     ``tracemalloc`` (numpy allocations during the stitch, excluding the input
     patches), measured in a separate run from the timing.
 ``inference``
@@ -71,20 +73,6 @@ def _patch_pool(N: int, k: int = _POOL, seed: int = 1) -> np.ndarray:
     return p
 
 
-def _run_stitch(pool, pos, method, backend, chunk=_POOL, crop=None):
-    """Stitch len(pos) patches cycled from ``pool`` through one Stitcher."""
-    from .imaging.stitching import Stitcher, scan_frame
-
-    N = pool.shape[1]
-    origin, shape = scan_frame(pos, N, crop=crop, method=method)
-    st = Stitcher(shape, origin, N, dtype=np.complex64, method=method, crop=crop, backend=backend)
-    n = pos.shape[0]
-    for s in range(0, n, chunk):
-        k = min(chunk, n - s)
-        st.add(pool[:k], pos[s:s + k])
-    return st.result()
-
-
 def _timed(fn, *args, **kw):
     t0 = time.perf_counter()
     out = fn(*args, **kw)
@@ -102,30 +90,82 @@ def _peak_mib(fn, *args, **kw) -> float:
     return peak / 2**20
 
 
-def _gpu_available() -> bool:
-    from .imaging.stitching import _gpu_visible
+def _run_stitch(pool, pos, method, backend, chunk=_POOL, crop=None, threads=None):
+    """Stitch len(pos) patches cycled from ``pool`` through one Stitcher (result taken too)."""
+    from .imaging.stitching import Stitcher, scan_frame
 
-    return _gpu_visible()
+    N = pool.shape[1]
+    origin, shape = scan_frame(pos, N, crop=crop, method=method)
+    st = Stitcher(shape, origin, N, dtype=np.complex64, method=method, crop=crop, backend=backend,
+                  threads=threads)
+    n = pos.shape[0]
+    for s in range(0, n, chunk):
+        k = min(chunk, n - s)
+        st.add(pool[:k], pos[s:s + k])
+    return st, st.result()
 
 
-def bench_stitching(sizes=(1000, 20000, 80000), N: int = 64, quick: bool = False,
-                    naive_sizes=(1000, 5000), methods=("bilinear", "fourier"), repeats: int = 3) -> list:
-    """Stitching throughput and memory on a dense random scan.
+def _plain_loop(pool, pos, chunk=_POOL):
+    """The plain integer slice-add loop a user would write (rounded positions, one thread)."""
+    N = pool.shape[1]
+    tl = np.rint(pos).astype(np.int64) - N // 2
+    tl -= tl.min(axis=0)
+    H, W = (tl.max(axis=0) + N).tolist()
+    canvas = np.zeros((H, W), pool.dtype)
+    n = pos.shape[0]
+    for s in range(0, n, chunk):
+        k = min(chunk, n - s)
+        for p, (y, x) in zip(pool[:k], tl[s:s + k].tolist()):
+            canvas[y:y + N, x:x + N] += p
+    return canvas
+
+
+def _copy_bound(pool, n, chunk=_POOL):
+    """Copy n patches' bytes (np.copyto, chunk by chunk): the memory-bandwidth bound."""
+    dst = np.empty_like(pool[:chunk])
+    for s in range(0, n, chunk):
+        k = min(chunk, n - s)
+        np.copyto(dst[:k], pool[:k])
+    return dst
+
+
+def _best(fn, repeats, *args, **kw):
+    """(first result, best wall time) over ``repeats`` runs."""
+    runs = [_timed(fn, *args, **kw) for _ in range(max(1, repeats))]
+    return runs[0][0], min(r[1] for r in runs)
+
+
+def bench_stitching(sizes=(20000, 80000), N: int = 64, quick: bool = False,
+                    naive_sizes=(1000, 5000), methods=("nearest", "bilinear", "fourier"),
+                    repeats: int = 3) -> list:
+    """Stitching throughput against the plain loop and the copy bound, in one run.
+
+    At each size, on the same patches (64 x 64 complex64, cycled from a
+    4,096-patch pool, so they stream from memory) and positions: the plain
+    integer slice-add loop (``canvas[y:y+N, x:x+N] += p``, one thread, rounded
+    positions), the copy bound (``np.copyto`` of the same bytes), then each
+    method through :class:`~ptyanalysis.imaging.stitching.Stitcher` (coverage
+    and normalisation included) with every core and with one thread. Each
+    row's note gives its speed as a ratio to the plain loop and to the copy
+    bound measured in this run; the nearest mode's raw sum is checked
+    bit-identical to the plain loop's canvas.
 
     Parameters
     ----------
     sizes : sequence of int
-        Numbers of patches.
+        Numbers of patches (the first is the main comparison; 20,000 and
+        80,000 also give a linearity ratio).
     N : int
         Patch size.
     quick : bool
-        Small sizes only (1,000 and 5,000; naive loop at 1,000).
+        Small sizes only (1,000 and 5,000; the study's implementation at 1,000).
     naive_sizes : sequence of int
-        Sizes at which the study-like reference loop runs (it is slow).
+        Sizes at which the study's implementation (a whole-canvas shift per
+        patch) is timed against :func:`~ptyanalysis.imaging.stitching.ptychopinn_reassemble`.
     methods : sequence of str
-        Placement methods timed with the numpy backend.
+        Placement methods timed with the CPU kernel.
     repeats : int
-        Stitch timings are the best of this many runs (the machine may be shared).
+        Timings are the best of this many runs (the machine may be shared).
 
     Returns
     -------
@@ -133,29 +173,50 @@ def bench_stitching(sizes=(1000, 20000, 80000), N: int = 64, quick: bool = False
         One row per measurement: ``section, case, n, canvas, seconds,
         patches_per_s, peak_extra_mib, note``.
     """
-    from .imaging.stitching import _naive_reassemble, ptychopinn_reassemble
+    from .imaging.stitching import (
+        _default_threads,
+        _naive_reassemble,
+        gpu_backend,
+        ptychopinn_reassemble,
+    )
 
     if quick:
         sizes, naive_sizes, repeats = (1000, 5000), (1000,), 1
     pool = _patch_pool(N)
     rows = []
-    gpu = _gpu_available()
+    gpu = gpu_backend()
+    T = _default_threads()
+    nan = float("nan")
+    _run_stitch(pool[:64], dense_scan(64), "bilinear", "numpy")  # compile (or load) the kernel
     for n in sizes:
         pos = dense_scan(n)
+        canvas, t_plain = _best(_plain_loop, repeats, pool, pos)
+        _, t_copy = _best(_copy_bound, repeats, pool, n)
+        shape = "x".join(map(str, canvas.shape))
+        rows.append(dict(section="stitching", case="plain integer slice-add loop (reference)", n=n, canvas=shape,
+                         seconds=t_plain, patches_per_s=n / t_plain, peak_extra_mib=nan,
+                         note="for p, (y, x) in ...: canvas[y:y+N, x:x+N] += p; one thread"))
+        gbs = 2 * n * pool[0].nbytes / t_copy / 1e9
+        rows.append(dict(section="stitching", case="copy bound: np.copyto of the patches' bytes", n=n, canvas="",
+                         seconds=t_copy, patches_per_s=n / t_copy, peak_extra_mib=nan,
+                         note=f"{gbs:.1f} GB/s read + write; {t_plain / t_copy:.2f}x the plain loop"))
         for method in methods:
-            _run_stitch(pool[:64], pos[:64], method, "numpy")  # warm-up
-            runs = [_timed(_run_stitch, pool, pos, method, "numpy") for _ in range(max(1, repeats))]
-            res, dt = runs[0][0], min(r[1] for r in runs)
-            mem = _peak_mib(_run_stitch, pool, pos, method, "numpy")
-            rows.append(dict(section="stitching", case=f"stitch {method} (numpy)", n=n,
-                             canvas="x".join(map(str, res.shape)), seconds=dt, patches_per_s=n / dt,
-                             peak_extra_mib=mem, note=f"canvas {res.image.nbytes / 2**20:.1f} MiB"))
-            if gpu and method == "bilinear":
-                _run_stitch(pool[:64], pos[:64], method, "tensorflow")
-                dtg = min(_timed(_run_stitch, pool, pos, method, "tensorflow")[1] for _ in range(max(1, repeats)))
-                rows.append(dict(section="stitching", case=f"stitch {method} (tensorflow GPU)", n=n,
-                                 canvas="x".join(map(str, res.shape)), seconds=dtg, patches_per_s=n / dtg,
-                                 peak_extra_mib=float("nan"), note=f"{dt / dtg:.1f}x the numpy CPU time"))
+            for threads in (T, 1) if (method != "fourier" and T > 1) else (T,):
+                (st, res), dt = _best(_run_stitch, repeats, pool, pos, method, "numpy", threads=threads)
+                mem = _peak_mib(_run_stitch, pool, pos, method, "numpy", threads=threads) if threads == T else nan
+                note = (f"{t_plain / dt:.2f}x the plain loop, {t_copy / dt:.2f} of the copy bound; "
+                        f"canvas {res.image.nbytes / 2**20:.1f} MiB")
+                if method == "nearest":
+                    same = np.array_equal(st.weighted_sum(), canvas)
+                    note += f"; raw sum {'bit-identical to' if same else 'DIFFERS from'} the plain loop"
+                    note += " (target: faster than it)" if threads == T else ""
+                if method == "bilinear" and threads == T:
+                    note += " (target: at least as fast as it)"
+                rows.append(dict(section="stitching", case=f"stitch {method} (numpy, {threads} thread{'s' * (threads > 1)})",
+                                 n=n, canvas="x".join(map(str, res.shape)), seconds=dt, patches_per_s=n / dt,
+                                 peak_extra_mib=mem, note=note))
+                if gpu is not None and threads == T and method != "fourier":
+                    rows += _gpu_rows(gpu, pool, pos, method, res, dt, t_plain, repeats)
     for n in naive_sizes:
         pos = dense_scan(n)
         offs = np.stack([pos[:, 1], pos[:, 0]], axis=1)[:, None, :, None]  # [x, y]
@@ -166,18 +227,42 @@ def bench_stitching(sizes=(1000, 20000, 80000), N: int = 64, quick: bool = False
         memn = _peak_mib(_naive_reassemble, patches[: min(n, 200)], offs[: min(n, 200)], 20)
         err = float(np.max(np.abs(fast.image - naive)) / max(np.max(np.abs(naive)), 1e-30))
         side = "x".join(map(str, fast.shape))
-        rows.append(dict(section="stitching", case="ptychopinn_reassemble M=20 (fast)", n=n, canvas=side,
+        rows.append(dict(section="stitching", case="ptychopinn_reassemble M=20", n=n, canvas=side,
                          seconds=dtf, patches_per_s=n / dtf, peak_extra_mib=memf,
-                         note=f"{dtn / dtf:.0f}x faster than the naive loop; max rel. diff {err:.1e}"))
-        rows.append(dict(section="stitching", case="naive study-like loop M=20", n=n, canvas=side,
-                         seconds=dtn, patches_per_s=n / dtn, peak_extra_mib=memn,
-                         note="memory measured on 200 patches (it does not grow with n)"))
-    lin = {r["n"]: r["seconds"] for r in rows if r["case"] == "stitch bilinear (numpy)"}
+                         note=f"{dtn / dtf:.0f}x the study's implementation (next row; not the plain loop); "
+                              f"max rel. diff {err:.1e}"))
+        rows.append(dict(section="stitching", case="study's reassemble_position (whole-canvas shift per patch)",
+                         n=n, canvas=side, seconds=dtn, patches_per_s=n / dtn, peak_extra_mib=memn,
+                         note="scipy.ndimage.shift of the whole canvas per patch; memory on 200 patches"))
+    lin = {r["n"]: r["seconds"] for r in rows if r["case"] == f"stitch bilinear (numpy, {T} thread{'s' * (T > 1)})"}
     if 20000 in lin and 80000 in lin:
         rows.append(dict(section="stitching", case="linearity bilinear: t(80k)/t(20k)", n=80000, canvas="",
-                         seconds=lin[80000] / lin[20000], patches_per_s=float("nan"),
-                         peak_extra_mib=float("nan"), note="target <= 4.5"))
+                         seconds=lin[80000] / lin[20000], patches_per_s=nan,
+                         peak_extra_mib=nan, note="target <= 4.5"))
     return rows
+
+
+def _gpu_rows(be, pool, pos, method, ref, t_cpu, t_plain, repeats) -> list:
+    """GPU rows: host patches, and patches already on the device, against the CPU kernel."""
+    n = pos.shape[0]
+
+    def run(src):
+        out = _run_stitch(src, pos, method, be)
+        be.synchronize()
+        return out
+
+    (_, res), dt = _best(run, repeats, pool)
+    dev_pool = be.asarray(pool)
+    _, dtd = _best(run, repeats, dev_pool)
+    err = float(np.max(np.abs(res.image - ref.image)) / max(float(np.max(np.abs(ref.image))), 1e-30))
+    shape = "x".join(map(str, res.shape))
+    return [dict(section="stitching", case=f"stitch {method} ({be.label}, host patches)", n=n, canvas=shape,
+                 seconds=dt, patches_per_s=n / dt, peak_extra_mib=float("nan"),
+                 note=f"{t_cpu / dt:.2f}x the CPU kernel, {t_plain / dt:.2f}x the plain loop; "
+                      f"max rel. diff to the CPU {err:.1e}"),
+            dict(section="stitching", case=f"stitch {method} ({be.label}, patches on the device)", n=n,
+                 canvas=shape, seconds=dtd, patches_per_s=n / dtd, peak_extra_mib=float("nan"),
+                 note=f"{t_cpu / dtd:.2f}x the CPU kernel (no host-to-device copy)")]
 
 
 def _bench_model(N: int = 64):

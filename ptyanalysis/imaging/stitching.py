@@ -49,19 +49,34 @@ returned so callers can mask.
 
 Backends
 --------
-``backend="numpy"`` vectorises the bilinear split per block of patches and adds
-each block with a tight loop of slice-adds (the fastest way measured on a
-2-core CPU; see :mod:`ptyanalysis.bench`). ``backend="tensorflow"`` does the
-same arithmetic with TensorFlow ops and one ``tf.tensor_scatter_nd_add`` per
-chunk (for a GPU). ``"auto"`` picks TensorFlow only where a GPU is visible.
+``backend="numpy"`` (the CPU path) runs a compiled kernel (numba, no Python
+per patch) that adds each patch's rows straight into the canvas, with the
+bilinear split computed row by row in registers; threads own disjoint bands
+of canvas rows (``threads``, default every core), and within a band patches
+are added in their order, so the result is bit-identical for any number of
+threads and any chunking.
+
+``backend="cupy"`` / ``"torch"`` run one vectorised core, written against the
+small :class:`ArrayBackend` interface, on a GPU: the bilinear split (or the
+Fourier shift) of a block of patches as array arithmetic and one scatter-add
+into a flat canvas. Patches already on that device (e.g. network outputs) are
+used where they are. GPU atomics add in no fixed order, so results agree with
+the CPU path to float32 round-off. The same core runs on PyTorch CPU tensors
+and on numpy (``ArrayBackend("numpy")``, where ``np.add.at`` adds in patch
+order and reproduces the CPU kernel exactly: that is how it is tested without
+a GPU). ``"auto"`` picks a GPU array backend where CuPy or PyTorch can use a
+GPU, else ``"numpy"``; no path imports TensorFlow.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import math
 import os
 import shutil
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,24 +85,35 @@ from ..conventions import check_positions, global_positions_from_offsets, patch_
 from ..errors import PtyAnalysisError
 
 __all__ = [
-    "METHODS",
+    "ARRAY_MODULES",
     "BACKENDS",
+    "METHODS",
+    "ArrayBackend",
     "StitchResult",
     "Stitcher",
-    "stitch",
     "extract",
-    "scan_frame",
-    "ptychopinn_reassemble",
+    "gpu_backend",
     "ptychopinn_frame",
+    "ptychopinn_reassemble",
+    "scan_frame",
+    "stitch",
 ]
 
 #: Placement methods for sub-pixel positions.
 METHODS = ("bilinear", "fourier", "nearest")
-#: Stitching backends.
-BACKENDS = ("auto", "numpy", "tensorflow")
+#: Stitching backends: the compiled CPU kernel ("numpy"), GPU array modules, or "auto".
+BACKENDS = ("auto", "numpy", "cupy", "torch")
+#: Array modules the vectorised core (:class:`ArrayBackend`) runs on.
+ARRAY_MODULES = ("numpy", "cupy", "torch")
 
-#: Patches per vectorised block inside the numpy backend (fits in L2 cache).
-_BLOCK = 16
+#: Patches per Fourier-shift block on the CPU path.
+_FOURIER_BLOCK = 256
+#: Patches per scatter-add block of the array backends (bounds device memory:
+#: about 2 x 17 x (N + 1)^2 bytes per patch for complex64).
+_ARRAY_BLOCK = 2048
+#: A CPU thread gets at least this many canvas rows and this many patches per chunk.
+_MIN_BAND_ROWS = 8
+_MIN_PATCHES_PER_THREAD = 16
 #: Default number of patches handed to the accumulator at once by :func:`stitch`.
 DEFAULT_CHUNK = 4096
 _DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
@@ -111,6 +137,9 @@ class StitchResult:
         Placement method used.
     n_clipped : int
         Patches not entirely inside the canvas (their outside part is dropped).
+    backend : str
+        What ran the arithmetic: ``"numpy"`` (the CPU kernel) or an
+        :class:`ArrayBackend` label such as ``"torch (cuda)"``.
     """
 
     image: np.ndarray
@@ -118,6 +147,7 @@ class StitchResult:
     origin: tuple
     method: str = "bilinear"
     n_clipped: int = 0
+    backend: str = "numpy"
 
     @property
     def shape(self) -> tuple:
@@ -178,7 +208,7 @@ def _check_pair(value, name: str, positive: bool = False) -> tuple:
         fv = float(v)
         if not math.isfinite(fv) or fv != round(fv):
             raise PtyAnalysisError(f"{name} must hold whole numbers of pixels, got {value!r}")
-        out.append(int(round(fv)))
+        out.append(round(fv))
     if positive and min(out) < 1:
         raise PtyAnalysisError(f"{name} must be positive, got {value!r}")
     return tuple(out)
@@ -244,8 +274,16 @@ def scan_frame(positions, N: int, *, crop=None, method: str = "bilinear"):
 
 
 # --------------------------------------------------------------------------- #
-# block kernels (numpy)
+# Fourier shift (numpy / scipy)
 # --------------------------------------------------------------------------- #
+def _fourier_ramps(frac: np.ndarray, M: int, cdt):
+    """Phase ramps ``exp(-2 pi i f k)`` along rows and columns, each (B, M), dtype ``cdt``."""
+    k = np.fft.fftfreq(M)
+    ry = np.exp(-2j * np.pi * frac[:, 0, None] * k[None, :]).astype(cdt)
+    rx = np.exp(-2j * np.pi * frac[:, 1, None] * k[None, :]).astype(cdt)
+    return ry, rx
+
+
 def _fourier_shift_block(P: np.ndarray, frac: np.ndarray) -> np.ndarray:
     """Shift each patch of P (B, M, M) by frac (B, 2) (scipy.ndimage.shift sign)."""
     import scipy.fft as sfft
@@ -258,9 +296,7 @@ def _fourier_shift_block(P: np.ndarray, frac: np.ndarray) -> np.ndarray:
         return out
     M = P.shape[-1]
     cdt = np.complex128 if P.dtype in (np.complex128, np.float64) else np.complex64
-    k = np.fft.fftfreq(M)
-    ry = np.exp(-2j * np.pi * frac[:, 0, None] * k[None, :]).astype(cdt)  # (B, M)
-    rx = np.exp(-2j * np.pi * frac[:, 1, None] * k[None, :]).astype(cdt)
+    ry, rx = _fourier_ramps(frac, M, cdt)
     F = sfft.fft2(P, axes=(-2, -1), workers=-1)
     F *= ry[:, :, None]
     F *= rx[:, None, :]
@@ -270,67 +306,350 @@ def _fourier_shift_block(P: np.ndarray, frac: np.ndarray) -> np.ndarray:
     return out.astype(P.dtype, copy=False)
 
 
-class _BilinearBuffers:
-    """Scratch buffers for the separable bilinear split of one block."""
+def _bilinear_weights(frac: np.ndarray, rdtype) -> np.ndarray:
+    """(B, 4) weights ``[1 - fy, fy, 1 - fx, fx]`` in the accumulator's real dtype.
 
-    def __init__(self, M: int, k: int, rdtype):
-        self.R = np.zeros((_BLOCK, M + 1, k * M), rdtype)
-        self.S = np.zeros((_BLOCK, M + 1, k * (M + 1)), rdtype)
-        self.T = np.zeros((_BLOCK, M + 1, k * (M + 1)), rdtype)
-
-
-def _bilinear_block(P: np.ndarray, frac: np.ndarray, buf: _BilinearBuffers, k: int) -> np.ndarray:
-    """Bilinear split of a block.
-
-    P is the real view (B, M, k*M) of the patches (k = 2 for complex: real and
-    imaginary parts interleaved); returns the (B, M+1, k*(M+1)) block whose
-    element [b, i, j] is the weight-summed value landing on top-left + (i, j).
+    Computed in that dtype (as the arithmetic of every backend is), so all
+    backends multiply by the same numbers.
     """
-    B, M, _ = P.shape
-    rd = buf.R.dtype
-    fy = frac[:, 0].astype(rd)[:, None, None]
-    fx = frac[:, 1].astype(rd)[:, None, None]
-    R, S, T = buf.R[:B], buf.S[:B], buf.T[:B]
-    # rows: R[i] = (1 - fy) P[i] + fy P[i - 1]
-    np.multiply(P, 1 - fy, out=R[:, :M])
-    R[:, M] = 0
-    np.multiply(P, fy, out=T[:, 1:, : k * M])
-    R[:, 1:] += T[:, 1:, : k * M]
-    # cols: S[:, j] = (1 - fx) R[:, j] + fx R[:, j - 1]   (k interleaved parts per column)
-    np.multiply(R, 1 - fx, out=S[:, :, : k * M])
-    S[:, :, k * M:] = 0
-    np.multiply(R, fx, out=T[:, :, k:])
-    S[:, :, k:] += T[:, :, k:]
-    return S
+    f = frac.astype(rdtype)
+    w = np.empty((f.shape[0], 4), rdtype)
+    w[:, 0] = 1 - f[:, 0]
+    w[:, 1] = f[:, 0]
+    w[:, 2] = 1 - f[:, 1]
+    w[:, 3] = f[:, 1]
+    return w
 
 
 # --------------------------------------------------------------------------- #
-# backend selection
+# the compiled CPU kernel (numba)
 # --------------------------------------------------------------------------- #
-def _gpu_visible() -> bool:
-    """True if TensorFlow sees a GPU; imports TensorFlow only where one may exist."""
-    if "tensorflow" not in sys.modules:
-        # Importing TensorFlow costs seconds; only do it where a GPU may exist.
-        maybe = (
-            os.path.exists("/dev/nvidia0")
-            or shutil.which("nvidia-smi") is not None
-            or os.path.exists("/dev/kfd")
-        )
-        if not maybe or os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
-            return False
+@functools.cache
+def _kernel():
+    """The compiled placement kernel (built, or read from numba's cache, on first use)."""
+    import numba
+    from numba import uint64 as u64
+
+    @numba.njit(nogil=True, cache=True)
+    def place_rows(acc, P, a, M, k, tl, w, bilinear, r0, r1):  # pragma: no cover - compiled
+        # acc: (H, k*W) C-contiguous real view of the canvas; P: (B, Np, k*Np) C-contiguous real
+        # view of the patches, whose crop starts at pixel (a, a); tl: (B, 2) top-left canvas
+        # placements; w: (B, 4) bilinear weights [1 - fy, fy, 1 - fx, fx]. Adds, in patch order,
+        # the rows of every patch that fall in canvas rows [r0, r1). Flat arrays and unsigned
+        # offsets (all >= 0 here) keep the inner loops free of negative-index checks, so they
+        # vectorise; no fused multiply-adds (numba's default), so the arithmetic is numpy's.
+        W = acc.shape[1] // k
+        kW = acc.shape[1]
+        Np = P.shape[1]
+        kNp = P.shape[2]
+        A = acc.reshape(-1)
+        Pf = P.reshape(-1)
+        kM = k * M
+        ku = u64(k)
+        kMu = u64(kM)
+        R = np.zeros(kM + 2 * k, acc.dtype)  # one row-interpolated patch row at R[k:k + kM], zero guards
+        for b in range(P.shape[0]):
+            top = tl[b, 0]
+            left = tl[b, 1]
+            hr = M
+            hc = M
+            if bilinear:
+                if w[b, 1] != 0:
+                    hr = M + 1
+                if w[b, 3] != 0:
+                    hc = M + 1
+            y0 = max(top, r0)
+            y1 = min(top + hr, r1)
+            x0 = max(left, 0)
+            x1 = min(left + hc, W)
+            if y0 >= y1 or x0 >= x1:
+                continue
+            lo = k * (x0 - left)  # first patch (window) column written, times k
+            L = u64(k * (x1 - x0))
+            pb = b * Np * kNp + k * a  # patch b, crop column 0, pixel row 0
+            for y in range(y0, y1):
+                i = y - top
+                d0 = u64(y * kW + k * x0)
+                if not bilinear:
+                    s0 = u64(pb + (a + i) * kNp + lo)
+                    for q in range(L):
+                        A[d0 + q] += Pf[s0 + q]
+                    continue
+                wy0 = w[b, 0]
+                wy1 = w[b, 1]
+                wx0 = w[b, 2]
+                wx1 = w[b, 3]
+                # rows: R_i = (1 - fy) P[i] + fy P[i - 1]
+                if i == 0:
+                    s0 = u64(pb + a * kNp)
+                    for q in range(kMu):
+                        R[ku + q] = Pf[s0 + q] * wy0
+                elif i == M:
+                    s1 = u64(pb + (a + M - 1) * kNp)
+                    for q in range(kMu):
+                        R[ku + q] = Pf[s1 + q] * wy1
+                else:
+                    s0 = u64(pb + (a + i) * kNp)
+                    s1 = u64(pb + (a + i - 1) * kNp)
+                    for q in range(kMu):
+                        R[ku + q] = Pf[s0 + q] * wy0 + Pf[s1 + q] * wy1
+                # cols: out[j] = (1 - fx) R[j] + fx R[j - 1]  (k interleaved parts per column)
+                lu = u64(lo)
+                for q in range(L):
+                    A[d0 + q] += R[ku + lu + q] * wx0 + R[lu + q] * wx1
+
+    return place_rows
+
+
+def _default_threads() -> int:
+    """CPU cores this process may run on."""
     try:
-        import tensorflow as tf
-    except ImportError:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _check_threads(threads) -> int:
+    if threads is None:
+        return _default_threads()
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise PtyAnalysisError(f"threads must be a positive integer (or None for every core), got {threads!r}")
+    return int(threads)
+
+
+def _row_bands(H: int, n_patches: int, threads: int) -> list:
+    """Disjoint row bands ``[(r0, r1), ...]`` covering ``0 .. H``, one per thread used."""
+    nb = max(1, min(threads, H // _MIN_BAND_ROWS, n_patches // _MIN_PATCHES_PER_THREAD))
+    edges = np.linspace(0, H, nb + 1).round().astype(int)
+    return [(int(edges[i]), int(edges[i + 1])) for i in range(nb)]
+
+
+# --------------------------------------------------------------------------- #
+# array backends (numpy reference, CuPy, PyTorch)
+# --------------------------------------------------------------------------- #
+@dataclass(frozen=True)
+class ArrayBackend:
+    """An array module the vectorised stitching core runs on.
+
+    The core (bilinear split, Fourier shift and one scatter-add per block of
+    patches) is written once against the few operations below, so the same
+    code runs on CuPy or PyTorch arrays on a GPU, on PyTorch CPU tensors, and
+    on numpy (where ``np.add.at`` adds in patch order, so it reproduces the
+    compiled CPU kernel bit for bit; a reference, not a fast path).
+
+    Parameters
+    ----------
+    name : {"numpy", "cupy", "torch"}
+        Array module.
+    device : str
+        ``"cpu"`` or a GPU device (``"cuda"``, ``"cuda:1"``). CuPy is GPU only,
+        numpy CPU only.
+    """
+
+    name: str
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if self.name not in ARRAY_MODULES:
+            raise PtyAnalysisError(f"array backend must be one of {ARRAY_MODULES}, got {self.name!r}")
+        gpu = str(self.device).startswith("cuda")
+        if (self.name == "numpy" and gpu) or (self.name == "cupy" and not gpu) or not (
+                gpu or self.device == "cpu"):
+            raise PtyAnalysisError(
+                f"array backend {self.name!r} cannot run on device {self.device!r} "
+                "(numpy: 'cpu'; cupy: 'cuda' or 'cuda:<n>'; torch: either)")
+
+    @property
+    def label(self) -> str:
+        """Short description, e.g. ``"torch (cuda)"``."""
+        return f"{self.name} ({self.device})"
+
+    @property
+    def xp(self):
+        """The array module."""
+        return importlib.import_module(self.name)
+
+    # -- conversions ------------------------------------------------------------
+    def owns(self, x) -> bool:
+        """True if ``x`` is already an array of this module (no host copy needed)."""
+        if self.name == "numpy":
+            return False
+        mod = sys.modules.get(self.name)
+        if mod is None:
+            return False
+        return isinstance(x, mod.Tensor if self.name == "torch" else mod.ndarray)
+
+    def asarray(self, a, dtype=None):
+        """A host (numpy) array on this backend's device, as ``dtype`` (a numpy dtype)."""
+        if self.name == "numpy":
+            return np.asarray(a, dtype=dtype)
+        a = np.ascontiguousarray(a, dtype=dtype)
+        if self.name == "cupy":
+            with self.xp.cuda.Device(self._index()):
+                return self.xp.asarray(a)
+        return self.xp.as_tensor(a, device=self.device)
+
+    def cast(self, x, dtype):
+        """A native array as ``dtype`` (a numpy dtype); no copy when it already is."""
+        if self.name == "torch":
+            return x.to(dtype=self._torch_dtype(dtype), device=self.device)
+        return x.astype(dtype, copy=False)
+
+    def to_numpy(self, x) -> np.ndarray:
+        """Copy a native array back to the host."""
+        if self.name == "numpy":
+            return np.asarray(x)
+        if self.name == "cupy":
+            return self.xp.asnumpy(x)
+        return x.detach().cpu().numpy()
+
+    def is_complex(self, x) -> bool:
+        """Whether a native array holds complex numbers."""
+        if self.name == "torch":
+            return bool(x.is_complex())
+        return bool(np.issubdtype(x.dtype, np.complexfloating))
+
+    # -- creation and arithmetic -------------------------------------------------
+    def zeros(self, shape, dtype):
+        """Zeros of a numpy dtype."""
+        if self.name == "torch":
+            return self.xp.zeros(shape, dtype=self._torch_dtype(dtype), device=self.device)
+        if self.name == "cupy":
+            with self.xp.cuda.Device(self._index()):
+                return self.xp.zeros(shape, dtype)
+        return np.zeros(shape, dtype)
+
+    def arange(self, n: int):
+        """``0 .. n - 1`` as int64."""
+        if self.name == "torch":
+            return self.xp.arange(n, dtype=self.xp.int64, device=self.device)
+        return self.xp.arange(n, dtype=np.int64)
+
+    def where(self, cond, a, b):
+        """Elementwise ``a if cond else b``."""
+        return self.xp.where(cond, a, b)
+
+    def parts(self, x):
+        """Complex (...) -> real (..., 2): real and imaginary parts on a last axis."""
+        if self.name == "torch":
+            return self.xp.view_as_real(x.contiguous())
+        return self.xp.stack([x.real, x.imag], axis=-1)
+
+    def fft2(self, x):
+        """2-D FFT over the last two axes."""
+        if self.name == "torch":
+            return self.xp.fft.fft2(x)
+        return self.xp.fft.fft2(x, axes=(-2, -1))
+
+    def ifft2(self, x):
+        """Inverse 2-D FFT over the last two axes."""
+        if self.name == "torch":
+            return self.xp.fft.ifft2(x)
+        return self.xp.fft.ifft2(x, axes=(-2, -1))
+
+    def real(self, x):
+        """Real part."""
+        return x.real
+
+    def scatter_add(self, acc, idx, vals) -> None:
+        """``acc[idx[i]] += vals[i]`` for every i, repeated indices accumulating.
+
+        numpy adds in index order (deterministic); CuPy and PyTorch on a GPU
+        use atomic adds, whose order (so the float32 round-off) may vary.
+        """
+        if self.name == "torch":
+            acc.index_add_(0, idx, vals)
+        elif self.name == "cupy":
+            import cupyx
+
+            cupyx.scatter_add(acc, idx, vals)
+        else:
+            np.add.at(acc, idx, vals)
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (for timing)."""
+        if self.name == "torch" and self.device != "cpu":
+            self.xp.cuda.synchronize(self.device)
+        elif self.name == "cupy":
+            self.xp.cuda.Device(self._index()).synchronize()
+
+    # -- internals ---------------------------------------------------------------
+    def _index(self) -> int:
+        d = str(self.device)
+        return int(d.split(":", 1)[1]) if ":" in d else 0
+
+    def _torch_dtype(self, dtype):
+        t = self.xp
+        return {np.dtype(np.float32): t.float32, np.dtype(np.float64): t.float64,
+                np.dtype(np.complex64): t.complex64, np.dtype(np.complex128): t.complex128,
+                np.dtype(np.int64): t.int64}[np.dtype(dtype)]
+
+
+def _gpu_candidates() -> list:
+    """GPU array modules to try, those already imported first (then CuPy, then PyTorch)."""
+    order = [m for m in ("torch", "cupy") if m in sys.modules]
+    return order + [m for m in ("cupy", "torch") if m not in order]
+
+
+def _module_has_gpu(name: str) -> bool:
+    try:
+        mod = importlib.import_module(name)
+    except (ImportError, OSError, RuntimeError):  # not installed, or broken (e.g. CUDA libraries)
         return False
-    return bool(tf.config.list_physical_devices("GPU"))
+    try:
+        if name == "torch":
+            return bool(mod.cuda.is_available())
+        return mod.cuda.runtime.getDeviceCount() > 0
+    except (RuntimeError, OSError):  # CuPy raises CUDARuntimeError when there is no driver
+        return False
 
 
-def _resolve_backend(backend: str) -> str:
+def gpu_backend():
+    """The GPU array backend ``backend="auto"`` picks, or None without a usable GPU.
+
+    A GPU counts when CuPy or PyTorch can use one (modules already imported
+    are asked first, then CuPy, then PyTorch). The modules are imported only
+    where a GPU may exist (an NVIDIA or AMD device node, or ``nvidia-smi``), and
+    never when ``CUDA_VISIBLE_DEVICES`` hides every GPU.
+
+    Returns
+    -------
+    ArrayBackend or None
+    """
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return None
+    maybe = (os.path.exists("/dev/nvidia0") or os.path.exists("/dev/kfd")
+             or shutil.which("nvidia-smi") is not None)
+    if not maybe and not any(m in sys.modules for m in ("torch", "cupy")):
+        return None
+    for name in _gpu_candidates():
+        if _module_has_gpu(name):
+            return ArrayBackend(name, "cuda")
+    return None
+
+
+def _gpu_visible() -> bool:
+    """True if a GPU array backend (CuPy or PyTorch) is usable here."""
+    return gpu_backend() is not None
+
+
+def _resolve_backend(backend):
+    """``"numpy"`` (the compiled CPU kernel) or an :class:`ArrayBackend`."""
+    if isinstance(backend, ArrayBackend):
+        return backend
     if backend not in BACKENDS:
-        raise PtyAnalysisError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        hint = " (the TensorFlow backend was replaced by 'torch' and 'cupy')" if backend == "tensorflow" else ""
+        raise PtyAnalysisError(f"backend must be one of {BACKENDS} or an ArrayBackend, got {backend!r}{hint}")
+    if backend == "numpy":
+        return "numpy"
     if backend == "auto":
-        return "tensorflow" if _gpu_visible() else "numpy"
-    return backend
+        gpu = gpu_backend()
+        return gpu if gpu is not None else "numpy"
+    if not _module_has_gpu(backend):
+        raise PtyAnalysisError(
+            f"backend={backend!r} needs {backend} with a usable GPU, and there is none here; use "
+            f"backend='numpy' (CPU), 'auto', or ArrayBackend({backend!r}, 'cpu') where {backend} runs on the CPU")
+    return ArrayBackend(backend, "cuda")
 
 
 # --------------------------------------------------------------------------- #
@@ -356,16 +675,22 @@ class Stitcher:
     crop : int, optional
         Keep only the central ``crop x crop`` of each patch (its pixel
         ``crop // 2`` is the patch's ``N // 2``). Default: the whole patch.
-    backend : {"numpy", "tensorflow", "auto"}
-        Where the arithmetic runs. ``"auto"`` = TensorFlow if a GPU is visible.
+    backend : {"numpy", "auto", "cupy", "torch"} or ArrayBackend
+        Where the arithmetic runs (module docstring). ``"auto"`` = a GPU array
+        backend if one is usable, else ``"numpy"``.
+    threads : int, optional
+        Threads of the CPU kernel (default: every core this process may use).
+        Each thread owns a band of canvas rows, so the result does not depend
+        on it. Ignored by array backends.
 
     Notes
     -----
     Extra memory is the canvas (dtype), a float64 point-mass map and an int32
-    count map of the canvas size for the coverage, and one block of scratch
-    buffers. Adding the
-    same patches in any chunking gives bit-identical numpy results (each patch
-    is processed independently and added in the same order).
+    count map of the canvas size for the coverage, and (for the Fourier method,
+    for a crop, or for patches of another dtype) a cast copy of the chunk; the
+    array backends also hold one block's bilinear split and indices on the
+    device. Adding the same patches in any chunking gives bit-identical results
+    on the CPU (each canvas pixel receives its contributions in patch order).
 
     Examples
     --------
@@ -376,7 +701,7 @@ class Stitcher:
     """
 
     def __init__(self, canvas_shape, origin, N, dtype=np.complex64, method="bilinear",
-                 crop=None, backend="numpy"):
+                 crop=None, backend="numpy", threads=None):
         self.canvas_shape = _check_pair(canvas_shape, "canvas_shape", positive=True)
         self.origin = _check_pair(origin, "origin")
         if isinstance(N, bool) or not isinstance(N, (int, np.integer)) or N < 1:
@@ -388,7 +713,11 @@ class Stitcher:
         if dt.type not in _DTYPES:
             raise PtyAnalysisError(f"dtype must be one of float32, float64, complex64, complex128; got {dt}")
         self.dtype = dt
-        self.backend = _resolve_backend(backend)
+        self.threads = _check_threads(threads)
+        core = _resolve_backend(backend)
+        self._be = core if isinstance(core, ArrayBackend) else None
+        #: What runs the arithmetic: ``"numpy"`` (the CPU kernel) or an array backend's label.
+        self.backend = "numpy" if self._be is None else self._be.label
         self._complex = np.issubdtype(dt, np.complexfloating)
         self._k = 2 if self._complex else 1
         self._rdtype = np.dtype(np.float32) if dt.itemsize // self._k == 4 else np.dtype(np.float64)
@@ -400,21 +729,23 @@ class Stitcher:
         self.n_added = 0
         self.n_clipped = 0
         self.n_outside = 0
-        if self.backend == "numpy":
+        if self._be is None:
             self._acc = np.zeros((H, W), dt)
             self._accv = self._acc.view(self._rdtype) if self._complex else self._acc
-            self._buf = _BilinearBuffers(M, self._k, self._rdtype) if method == "bilinear" else None
         else:
-            self._tf_init()
+            # flat (pixel, part) accumulator; the extra last row takes what falls off the canvas
+            self._dacc = self._be.zeros((H * W + 1, self._k), self._rdtype)
 
     # -- public --------------------------------------------------------------
-    def add(self, patches, positions) -> "Stitcher":
+    def add(self, patches, positions) -> Stitcher:
         """Accumulate a chunk of patches.
 
         Parameters
         ----------
         patches : array_like, shape (n, N, N)
-            Real or complex patches (a trailing singleton axis is accepted).
+            Real or complex patches (a trailing singleton axis is accepted). With
+            a CuPy or PyTorch backend, arrays of that module are used where they
+            are (e.g. network outputs still on the GPU), without a host copy.
         positions : array_like, shape (n, 2)
             (row, col) patch centres in object pixels; exactly one per patch.
 
@@ -423,19 +754,18 @@ class Stitcher:
         Stitcher
             ``self``, so calls can be chained.
         """
-        P = _as_patches(patches)
+        native = self._be is not None and self._be.owns(patches)
+        P = _as_native_patches(patches, self._be) if native else _as_patches(patches)
         if P.shape[1] != self.N:
             raise PtyAnalysisError(f"patches are {P.shape[1]} x {P.shape[2]} but this Stitcher was made for N = {self.N}")
         pos = check_positions(positions, P.shape[0])
         if P.shape[0] == 0:
             return self
-        if np.iscomplexobj(P) and not self._complex:
+        cplx = self._be.is_complex(P) if native else np.iscomplexobj(P)
+        if cplx and not self._complex:
             raise PtyAnalysisError(
                 f"complex patches cannot be stitched into a real ({self.dtype}) canvas; use dtype=complex64"
             )
-        a = _crop_start(self.N, self.M)
-        if self.M != self.N:
-            P = P[:, a:a + self.M, a:a + self.M]
         tl, frac, ext = _placements(pos, self.M, self.method)
         tl = tl - np.asarray(self.origin, np.int64)  # canvas coordinates
         H, W = self.canvas_shape
@@ -446,16 +776,16 @@ class Stitcher:
         self.n_clipped += int((~inside).sum())
         keep = ~lo_out
         if not keep.all():
-            P, tl, frac = P[keep], tl[keep], frac[keep]
+            sel = np.flatnonzero(keep)
+            P = P[self._be.asarray(sel) if native else sel]
+            tl, frac = tl[keep], frac[keep]
         if P.shape[0] == 0:
             return self
         self._add_points(tl, frac)
-        if self.backend == "numpy":
-            w = self.M + 1 if self.method == "bilinear" else self.M  # window actually written
-            fits = (tl >= 0).all(axis=1) & (tl[:, 0] + w <= H) & (tl[:, 1] + w <= W)
-            self._np_add(P, tl, frac, fits)
+        if self._be is None:
+            self._kernel_add(P, tl, frac)
         else:
-            self._tf_add(P, tl, frac)
+            self._array_add(P, tl, frac, native)
         return self
 
     def result(self, normalise: bool = True) -> StitchResult:
@@ -472,24 +802,21 @@ class Stitcher:
         StitchResult
         """
         cov = self.coverage()
-        if self.backend == "numpy":
-            total = self._acc
-        else:
-            total = self._tf_result()
+        total = self._acc if self._be is None else self._array_total()
         if normalise:
             img = np.zeros_like(total)
             covr = cov.astype(self._rdtype)
             np.divide(total, covr, out=img, where=covr > 0)
             del covr
         else:
-            img = total.copy() if total is self._acc else total
-        return StitchResult(img, cov, self.origin, self.method, self.n_clipped)
+            img = total.copy() if self._be is None else total
+        return StitchResult(img, cov, self.origin, self.method, self.n_clipped, self.backend)
 
     def weighted_sum(self) -> np.ndarray:
         """The raw accumulated sum of weighted patches, shape (H, W) (a copy)."""
-        if self.backend == "numpy":
+        if self._be is None:
             return self._acc.copy()
-        return self._tf_result()
+        return self._array_total()
 
     def coverage(self) -> np.ndarray:
         """Sum of weights at each pixel (float64), shape (H, W); exactly 0 where no patch lands."""
@@ -537,119 +864,122 @@ class Stitcher:
             fy, fx = frac[:, 0], frac[:, 1]
             wy = (1 - fy, fy)
             wx = (1 - fx, fx)
-            idx, wts = [], []
-            for a in (0, 1):
-                for b in (0, 1):
-                    w = wy[a] * wx[b]
-                    rr, cc = r + a, c + b
-                    ok = (w != 0) & (rr < H + M + 1) & (cc < Wp) & (rr >= 0) & (cc >= 0)
-                    idx.append(rr[ok] * Wp + cc[ok])
-                    wts.append(w[ok])
-            idx = np.concatenate(idx)
-            np.add.at(self._points.reshape(-1), idx, np.concatenate(wts))
+            # (patch, corner) order, so that any chunking adds to each cell in the same order
+            idx = np.empty((len(r), 4), np.int64)
+            wts = np.empty((len(r), 4), np.float64)
+            ok = np.empty((len(r), 4), bool)
+            for j, (a, b) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+                wts[:, j] = wy[a] * wx[b]
+                rr, cc = r + a, c + b
+                ok[:, j] = (wts[:, j] != 0) & (rr < H + M + 1) & (cc < Wp) & (rr >= 0) & (cc >= 0)
+                idx[:, j] = rr * Wp + cc
+            ok = ok.reshape(-1)
+            idx = idx.reshape(-1)[ok]
+            np.add.at(self._points.reshape(-1), idx, wts.reshape(-1)[ok])
         else:
             idx = r * Wp + c
             np.add.at(self._points.reshape(-1), idx, 1.0)
         np.add.at(self._counts.reshape(-1), idx, 1)
 
-    def _np_add(self, P, tl, frac, inside):
-        k = self._k
-        M = self.M
-        acc = self._accv
-        H, W = self.canvas_shape
-        tll = tl.tolist()
-        insl = inside.tolist()
-        bil = self.method == "bilinear"
-        w = M + 1 if bil else M
-        for s0 in range(0, P.shape[0], _BLOCK):
-            blk = np.asarray(P[s0:s0 + _BLOCK]).astype(self.dtype, copy=False)
-            if self.method == "fourier":
-                blk = _fourier_shift_block(blk, frac[s0:s0 + _BLOCK])
-            if self._complex:
-                blk = np.ascontiguousarray(blk).view(self._rdtype)
-            if bil:
-                S = _bilinear_block(blk, frac[s0:s0 + _BLOCK], self._buf, k)
-            else:
-                S = blk
-            for j in range(S.shape[0]):
-                r, c = tll[s0 + j]
-                if insl[s0 + j]:
-                    acc[r:r + w, k * c:k * (c + w)] += S[j]
-                else:  # partly outside: clip
-                    i0, j0 = max(r, 0), max(c, 0)
-                    i1, j1 = min(r + w, H), min(c + w, W)
-                    if i0 < i1 and j0 < j1:
-                        acc[i0:i1, k * j0:k * j1] += S[j, i0 - r:i1 - r, k * (j0 - c):k * (j1 - c)]
-
-    # -- TensorFlow backend ----------------------------------------------------
-    def _tf_init(self):
-        import tensorflow as tf
-
-        H, W = self.canvas_shape
-        self._tf = tf
-        self._tf_rdtype = tf.float32 if self._rdtype == np.float32 else tf.float64
-        self._tf_acc = tf.Variable(tf.zeros((H * W, self._k), self._tf_rdtype), trainable=False)
-
-    def _tf_add(self, P, tl, frac):
-        tf = self._tf
-        k = self._k
-        M = self.M
-        H, W = self.canvas_shape
-        x = tf.convert_to_tensor(np.asarray(P).astype(self.dtype, copy=False))
-        fr = tf.convert_to_tensor(frac.astype(self._rdtype))
+    def _kernel_add(self, P, tl, frac):
+        """The CPU path: the compiled kernel, threads over disjoint row bands."""
+        M, k = self.M, self._k
+        a = _crop_start(self.N, M)
         if self.method == "fourier":
-            kk = tf.constant(np.fft.fftfreq(M), self._tf_rdtype)
-            cdt = tf.complex64 if self._tf_rdtype == tf.float32 else tf.complex128
-            ph_y = -2.0 * np.pi * fr[:, 0:1] * kk[None, :]
-            ph_x = -2.0 * np.pi * fr[:, 1:2] * kk[None, :]
-            ramp = tf.exp(tf.complex(tf.zeros_like(ph_y[:, :, None] + ph_x[:, None, :]),
-                                     ph_y[:, :, None] + ph_x[:, None, :]))
-            xc = tf.cast(x, cdt) if not self._complex else x
-            x = tf.signal.ifft2d(tf.signal.fft2d(xc) * tf.cast(ramp, cdt))
-            if not self._complex:
-                x = tf.math.real(x)
-        if self._complex:
-            parts = tf.stack([tf.math.real(x), tf.math.imag(x)], axis=-1)  # (B, M, M, 2)
+            blk = np.array(P[:, a:a + M, a:a + M], dtype=self.dtype, order="C")  # a copy: shifted in place
+            for s in range(0, blk.shape[0], _FOURIER_BLOCK):
+                blk[s:s + _FOURIER_BLOCK] = _fourier_shift_block(blk[s:s + _FOURIER_BLOCK], frac[s:s + _FOURIER_BLOCK])
+            a = 0
+        elif P.dtype == self.dtype and P.flags.c_contiguous:
+            blk = P  # used in place: the kernel reads the crop at offset a
         else:
-            parts = tf.cast(x, self._tf_rdtype)[..., None]  # (B, M, M, 1)
-        if self.method == "bilinear":
-            fy = fr[:, 0][:, None, None, None]
-            fx = fr[:, 1][:, None, None, None]
-            zr = tf.zeros_like(parts[:, :1])
-            R = tf.concat([parts * (1 - fy), zr], axis=1) + tf.concat([zr, parts * fy], axis=1)
-            zc = tf.zeros_like(R[:, :, :1])
-            S = tf.concat([R * (1 - fx), zc], axis=2) + tf.concat([zc, R * fx], axis=2)
-            w = M + 1
-        else:
-            S = parts
-            w = M
-        rows = tl[:, 0, None, None] + np.arange(w)[None, :, None]  # (B, w, 1)
-        cols = tl[:, 1, None, None] + np.arange(w)[None, None, :]  # (B, 1, w)
-        ok = (rows >= 0) & (rows < H) & (cols >= 0) & (cols < W)  # (B, w, w)
-        flat = rows * W + cols
-        upd = tf.reshape(S, (-1, k))
-        if ok.all():
-            idx = flat.reshape(-1, 1)
-        else:
-            sel = ok.reshape(-1)
-            idx = flat.reshape(-1)[sel].reshape(-1, 1)
-            upd = tf.boolean_mask(upd, tf.constant(sel))
-        idx_dtype = np.int32 if H * W < 2**31 - 1 else np.int64
-        self._tf_acc.assign(tf.tensor_scatter_nd_add(self._tf_acc, tf.constant(idx.astype(idx_dtype)), upd))
+            blk = np.ascontiguousarray(P[:, a:a + M, a:a + M], dtype=self.dtype)
+            a = 0
+        view = blk.view(self._rdtype) if self._complex else blk
+        bil = self.method == "bilinear"
+        w = _bilinear_weights(frac, self._rdtype) if bil else np.zeros((len(tl), 4), self._rdtype)
+        tl = np.ascontiguousarray(tl, dtype=np.int64)
+        place = _kernel()
+        bands = _row_bands(self.canvas_shape[0], len(tl), self.threads)
+        if len(bands) == 1:
+            place(self._accv, view, a, M, k, tl, w, bil, 0, self.canvas_shape[0])
+            return
+        with ThreadPoolExecutor(len(bands), thread_name_prefix="ptyanalysis-stitch") as ex:
+            futures = [ex.submit(place, self._accv, view, a, M, k, tl, w, bil, r0, r1) for r0, r1 in bands]
+            for f in futures:
+                f.result()
 
-    def _tf_result(self) -> np.ndarray:
+    def _array_add(self, P, tl, frac, native: bool):
+        """The array-backend path: vectorised split and one scatter-add per block."""
+        be, M, k = self._be, self.M, self._k
         H, W = self.canvas_shape
-        a = self._tf_acc.numpy().astype(self._rdtype, copy=False)
+        a = _crop_start(self.N, M)
+        for s in range(0, P.shape[0], _ARRAY_BLOCK):
+            e = min(s + _ARRAY_BLOCK, P.shape[0])
+            if native:
+                x = be.cast(P[s:e, a:a + M, a:a + M], self.dtype)
+            else:
+                x = be.asarray(P[s:e, a:a + M, a:a + M], self.dtype)
+            fr = frac[s:e]
+            if self.method == "fourier":
+                moving = np.any(fr != 0, axis=1)
+                if moving.any():
+                    cdt = np.complex64 if self._rdtype == np.float32 else np.complex128
+                    ry, rx = (be.asarray(r) for r in _fourier_ramps(fr, M, cdt))
+                    X = be.fft2(be.cast(x, cdt)) * ry[:, :, None]
+                    X = X * rx[:, None, :]
+                    shifted = be.ifft2(X)
+                    if not self._complex:
+                        shifted = be.real(shifted)
+                    shifted = be.cast(shifted, self.dtype)
+                    x = be.where(be.asarray(moving)[:, None, None], shifted, x)
+            parts = be.parts(x) if self._complex else x[..., None]  # (B, M, M, k)
+            if self.method == "bilinear":
+                wd = be.asarray(_bilinear_weights(fr, self._rdtype))
+                wy0, wy1, wx0, wx1 = (wd[:, j, None, None, None] for j in range(4))
+                B = e - s
+                R = be.zeros((B, M + 1, M, k), self._rdtype)
+                R[:, :M] = parts * wy0
+                R[:, 1:] += parts * wy1
+                S = be.zeros((B, M + 1, M + 1, k), self._rdtype)
+                S[:, :, :M] = R * wx0
+                S[:, :, 1:] += R * wx1
+                wdw = M + 1
+            else:
+                S, wdw = parts, M
+            t = be.asarray(tl[s:e], np.int64)
+            ar = be.arange(wdw)
+            rows = t[:, 0, None, None] + ar[None, :, None]
+            cols = t[:, 1, None, None] + ar[None, None, :]
+            ok = (rows >= 0) & (rows < H) & (cols >= 0) & (cols < W)
+            flat = be.where(ok, rows * W + cols, H * W)  # off-canvas -> the spare last row
+            be.scatter_add(self._dacc, flat.reshape(-1), S.reshape(-1, k))
+
+    def _array_total(self) -> np.ndarray:
+        H, W = self.canvas_shape
+        a = self._be.to_numpy(self._dacc[: H * W])
         if self._complex:
             return np.ascontiguousarray(a).view(self.dtype).reshape(H, W)
         return a.reshape(H, W).astype(self.dtype, copy=False)
+
+
+def _as_native_patches(x, be: ArrayBackend):
+    """A CuPy / PyTorch patch stack as (n, N, N); accept a trailing singleton axis."""
+    shape = tuple(x.shape)
+    if len(shape) == 4 and shape[-1] == 1:
+        x = x[..., 0]
+        shape = shape[:3]
+    if len(shape) != 3 or shape[1] != shape[2] or shape[1] == 0:
+        raise PtyAnalysisError(
+            f"patches must have shape (n, N, N) (or (n, N, N, 1)) with square N x N patches, got {shape}")
+    return x
 
 
 # --------------------------------------------------------------------------- #
 # one-shot API
 # --------------------------------------------------------------------------- #
 def stitch(patches, positions, *, method="bilinear", crop=None, canvas_shape=None, origin=None,
-           backend="auto", chunk_size=DEFAULT_CHUNK, dtype=None) -> StitchResult:
+           backend="auto", chunk_size=DEFAULT_CHUNK, dtype=None, threads=None) -> StitchResult:
     """Stitch patches placed at their positions into one canvas.
 
     Parameters
@@ -672,13 +1002,17 @@ def stitch(patches, positions, *, method="bilinear", crop=None, canvas_shape=Non
         Object coordinates of canvas pixel (0, 0) (``canvas index = object
         coordinate - origin``). Default: ``(0, 0)`` when ``canvas_shape`` is
         given, else the bounding box's corner.
-    backend : {"auto", "numpy", "tensorflow"}
-        ``"auto"`` uses TensorFlow if a GPU is visible, else numpy.
+    backend : {"auto", "numpy", "cupy", "torch"} or ArrayBackend
+        ``"auto"`` uses a GPU array backend (CuPy or PyTorch) if one is usable,
+        else the compiled CPU kernel (``"numpy"``). The result's ``backend``
+        says which ran.
     chunk_size : int
         Patches handed to the accumulator at once (bounds the extra memory).
     dtype : dtype, optional
         Accumulator dtype; default complex64 for complex patches (complex128
         for complex128 ones), float32 for real ones (float64 for float64).
+    threads : int, optional
+        CPU kernel threads (default every core); the result does not depend on it.
 
     Returns
     -------
@@ -715,7 +1049,8 @@ def stitch(patches, positions, *, method="bilinear", crop=None, canvas_shape=Non
             dtype = np.complex128 if P.dtype == np.complex128 else np.complex64
         else:
             dtype = np.float64 if P.dtype == np.float64 else np.float32
-    st = Stitcher(canvas_shape, origin, N, dtype=dtype, method=method, crop=M, backend=backend)
+    st = Stitcher(canvas_shape, origin, N, dtype=dtype, method=method, crop=M, backend=backend,
+                  threads=threads)
     for s in range(0, P.shape[0], int(chunk_size)):
         st.add(P[s:s + chunk_size], pos[s:s + chunk_size])
     return st.result()
@@ -846,7 +1181,7 @@ def ptychopinn_frame(global_offsets, M: int = 20, n: int | None = None):
     Meff = 2 * (int(M) // 2)
     mean = pos.mean(axis=0)
     adj = pos - mean
-    pad = int(math.ceil(float(np.abs(adj).max()))) if adj.size else 0
+    pad = math.ceil(float(np.abs(adj).max())) if adj.size else 0
     pad += pad % 2
     side = Meff + 2 * pad
     o = -(pad + Meff // 2)
@@ -875,8 +1210,8 @@ def ptychopinn_reassemble(patches, global_offsets, M: int = 20, *, chunk_size=DE
         i.e. ``2 * (M // 2)`` pixels (one less than M for odd M).
     chunk_size : int
         Patches per accumulator call.
-    backend : {"numpy", "tensorflow", "auto"}
-        Accumulator backend.
+    backend : {"numpy", "auto", "cupy", "torch"} or ArrayBackend
+        Accumulator backend (:class:`Stitcher`).
 
     Returns
     -------
@@ -908,7 +1243,7 @@ def ptychopinn_reassemble(patches, global_offsets, M: int = 20, *, chunk_size=DE
     total = st.weighted_sum()
     cov = st.coverage()
     img = (total / (cov + 1e-9).astype(np.float32)).astype(dtype)
-    return StitchResult(img, cov, origin, "bilinear", st.n_clipped)
+    return StitchResult(img, cov, origin, "bilinear", st.n_clipped, st.backend)
 
 
 def _naive_reassemble(patches, global_offsets, M: int = 20) -> np.ndarray:
