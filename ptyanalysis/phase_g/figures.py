@@ -144,7 +144,8 @@ ARM_COLORS = {"PtychoPINN": "tab:blue", "Baseline": "tab:orange", "PtyChi": "tab
 
 def _job_meta(job_dir: Path) -> dict:
     """Border, csv convention, per-arm status text and iterative engine of a job (from ``comparison.nc``)."""
-    from ..phase_g.story import _read_nc_attrs, arm_label, arm_status_text
+    from ..conventions import arm_status_text
+    from ..phase_g.story import _read_nc_attrs, arm_label
 
     nc = job_dir / "comparison.nc"
     info = _read_nc_attrs(nc) if nc.exists() else {}

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..conventions import ARMS
+from ..conventions import ARMS, arm_status_text, zero_text  # noqa: F401 (re-exported)
 from ..phase_g.collect import JobRecord, collect_jobs
 from ..phase_g.schema import FILES
 
@@ -102,34 +102,6 @@ def _iterative_algorithm_from_npz(hub: Path, job: JobRecord) -> str | None:
             return str(z["algorithm"]) if "algorithm" in z.files else None
     except (OSError, ValueError, KeyError):
         return None
-
-
-def zero_text(n: int | None) -> str:
-    """``"zero (all N outputs are 0)"``: how an all-zero arm is named in every table and plot."""
-    return "zero (all outputs are 0)" if n is None else f"zero (all {int(n):,} outputs are 0)"
-
-
-def arm_status_text(status: str, detail: dict | None = None) -> str:
-    """Human text of an arm's status in a job (``ok``, ``zero (all N outputs are 0)``, ``missing (why)``).
-
-    Parameters
-    ----------
-    status : str
-        ``ok``, ``zero``, ``missing`` or ``failed`` (:class:`ptyanalysis.pipeline.compare.ArmResult`).
-    detail : dict, optional
-        The arm's details (``output_stats``, ``error``).
-
-    Returns
-    -------
-    str
-    """
-    detail = detail or {}
-    if status == "zero":
-        return zero_text((detail.get("output_stats") or {}).get("size"))
-    if status in ("missing", "failed"):
-        why = detail.get("error")
-        return f"{status} ({why})" if why else status
-    return status
 
 
 def job_arms(hub, job: JobRecord) -> dict:
