@@ -152,7 +152,7 @@ def summarize_jobs(jobs: list[JobRecord], hub) -> dict:
         "aggregate_metrics": agg,
         "phase_c_metadata_compliance": phase_c_metadata_compliance(hub),
         "missing": missing,
-        "untrusted": [f"{j.label}: {f.arm} {f.check}: {f.message}" for j in jobs for f in j.trust_flags],
+        "untrusted": [str(f) for j in jobs for f in j.trust_flags],
         "n_untrusted_jobs": sum(bool(j.trust_flags) for j in jobs),
         "generated_at": utc_now(),
     }

@@ -45,12 +45,12 @@ Nothing here changes a number: the flags are added beside the study's fields
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from ..conventions import positions_from_xy
+from ..conventions import dose_label, positions_from_xy
 from ..errors import PtyAnalysisError
 
 #: An arm is "mostly zero" when at least this fraction of its pixels in the scan region is zero.
@@ -85,16 +85,24 @@ class TrustFlag:
         One sentence with the evidence, e.g. ``"19 patches stitched for 604 offsets (logs/debug.log)"``.
     evidence : dict
         The numbers behind it and where they come from.
+    job : str
+        The job's label ``dose_<D>/<view>/<split>`` (empty when checked without a hub).
     """
 
     arm: str
     check: str
     message: str
     evidence: dict = field(default_factory=dict)
+    job: str = ""
 
     def as_dict(self) -> dict:
-        """JSON-ready ``{arm, check, message, evidence}``."""
-        return {"arm": self.arm, "check": self.check, "message": self.message, "evidence": dict(self.evidence)}
+        """JSON-ready ``{job, arm, check, message, evidence}``."""
+        return {"job": self.job, "arm": self.arm, "check": self.check, "message": self.message,
+                "evidence": dict(self.evidence)}
+
+    def __str__(self) -> str:
+        """``dose_<D>/<view>/<split>: <arm> <check>: <message>`` (one line of the summary's ``untrusted``)."""
+        return f"{self.job + ': ' if self.job else ''}{self.arm} {self.check}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -387,13 +395,14 @@ def job_trust(hub, dose, view: str, split: str, job_dir=None) -> JobTrust:
     except PtyAnalysisError as exc:  # e.g. an unreadable views.json: reported, the other checks still run
         positions, note = None, f"scan positions unknown: {exc}"
     res = check_reconstructions(job_dir, positions, note)
-    if positions is not None:
-        res = JobTrust(res.flags, res.arms, (f"scan positions: {note}",) + res.notes, res.sources)
-    return res
+    label = f"{dose_label(dose)}/{view}/{split}"
+    flags = tuple(replace(f, job=label) for f in res.flags)
+    notes = ((f"scan positions: {note}",) if positions is not None else ()) + res.notes
+    return JobTrust(flags, res.arms, notes, res.sources)
 
 
 def trust_flags(job, hub=None) -> tuple:
-    """The trust flags of a :class:`~ptyanalysis.phase_g.collect.JobRecord` (computed when it has none yet).
+    """The trust flags of one :class:`~ptyanalysis.phase_g.collect.JobRecord` (checked now when it was collected without).
 
     Parameters
     ----------
@@ -404,6 +413,7 @@ def trust_flags(job, hub=None) -> tuple:
     Returns
     -------
     tuple of TrustFlag
+        ``str(flag)`` is its line ``dose_<D>/<view>/<split>: <arm> <check>: <message>``.
     """
     if job.trust is not None:
         return job.trust.flags
@@ -419,9 +429,10 @@ def flag_lines(jobs) -> list[str]:
     Parameters
     ----------
     jobs : list of JobRecord
+        Collected with their trust check (:attr:`JobRecord.trust_flags`).
 
     Returns
     -------
     list of str
     """
-    return [f"{j.label}: {f.arm} {f.check}: {f.message}" for j in jobs for f in j.trust_flags]
+    return [str(f) for j in jobs for f in j.trust_flags]

@@ -700,7 +700,7 @@ def check_trust(hub: Path) -> dict:
     except PtyAnalysisError as exc:
         return _result(hub, path, desc, f"cannot read the jobs: {exc}")
     checked = [j for j in jobs if j.trust is not None]
-    flags = [{"job": j.label, **f.as_dict()} for j in checked for f in j.trust.flags]
+    flags = [f.as_dict() for j in checked for f in j.trust.flags]
     notes = {j.label: list(j.trust.notes) for j in checked if j.trust.notes}
     if not checked:
         return _result(hub, path, desc, "no job with metrics to check", notes=notes)

@@ -190,9 +190,12 @@ def test_study_hub_flags_in_the_notes_and_report_data(study_hub):
     assert all(isinstance(f, R_trust.TrustFlag) for j in jobs for f in j.trust_flags)
     lines = R_trust.flag_lines(jobs)
     assert any(ln.startswith("dose_1000/dense/test: PtychoPINN patch_count: ") for ln in lines)
-    assert R_trust.trust_flags(jobs[0]) == jobs[0].trust_flags
-    no_trust = R_collect.collect_jobs(hub, check_trust=False)[0]
-    assert no_trust.trust is None and R_trust.trust_flags(no_trust) == jobs[0].trust_flags  # computed on demand
+    flags = [f for j in jobs for f in R_trust.trust_flags(j, hub)]
+    assert [str(f) for f in flags] == lines and {f.job for f in flags} == {j.label for j in jobs}
+    assert flags[0].as_dict()["job"] == jobs[0].label
+    no_trust = R_collect.collect_jobs(hub, check_trust=False)
+    assert no_trust[0].trust is None
+    assert [f for j in no_trust for f in R_trust.trust_flags(j)] == flags  # checked on demand (hub from the job folder)
 
 
 def test_study_hub_phase_g_draws_own_canvases(study_hub):
@@ -267,7 +270,24 @@ def test_unknown_positions_and_frames_are_notes_not_flags(tmp_path):
 
 
 @pytest.mark.slow
-def test_ci_hub_is_not_flagged(ci_hub):
-    jobs = R_collect.collect_jobs(ci_hub)
-    assert jobs and all(j.trust is not None for j in jobs if j.status == "success")
+def test_ci_hub_comparisons_are_not_flagged_and_the_incident_is(ci_hub, tmp_path):
+    """This package's own comparison job on the trained ci study: correct results are not flagged, and the
+    Baseline fed as the study fed it (absolute positions) is."""
+    from ptyanalysis.pipeline.compare import CompareConfig, compare_job
+
+    for view, split in (("dense", "test"), ("sparse", "train")):
+        out = tmp_path / view / split
+        compare_job(ci_hub, 1e3, view, split, out_dir=out)
+        rec = R_collect.read_reconstruction_file(out / "reconstructions.npz")
+        assert rec.layout == "ptyanalysis" and rec.origin is not None
+        assert all(c["n_patches"] == c["n_offsets"] > 0 for c in rec.counts.values()), rec.counts
+        t = R_trust.job_trust(ci_hub, 1e3, view, split, out)
+        assert t.trusted, [f.message for f in t.flags]
+        assert {a: i["scan_coverage"] for a, i in t.arms.items()} == {a: 1.0 for a in t.arms}, t.arms
+    out = tmp_path / "incident"
+    compare_job(ci_hub, 1e3, "dense", "test", CompareConfig(baseline_positions="study"), out_dir=out)
+    t = R_trust.job_trust(ci_hub, 1e3, "dense", "test", out)
+    assert ("Baseline", "mostly_zero") in {(f.arm, f.check) for f in t.flags}
+    assert not [f for f in t.flags if f.arm != "Baseline"], t.flags
+    jobs = R_collect.collect_jobs(ci_hub)  # the grid's jobs, when `make test` prepared them
     assert R_trust.flag_lines(jobs) == []
