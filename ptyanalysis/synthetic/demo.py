@@ -50,15 +50,15 @@ def ensure_study(hub, size: str = "ci", doses=None, say=print) -> Path:
     Path
     """
     from ..synthetic import training as arms
-    import ptyanalysis.synthetic.simulate as synth_simulate
+    from . import simulate
 
     hub = Path(hub)
-    if size not in synth_simulate.SIZES:
-        raise PtyAnalysisError(f"unknown study size {size!r}; choose one of {sorted(synth_simulate.SIZES)}")
+    if size not in simulate.SIZES:
+        raise PtyAnalysisError(f"unknown study size {size!r}; choose one of {sorted(simulate.SIZES)}")
     if not (hub / "study.json").exists():
         say(f"simulating the {size} study in {hub}")
-        cfg = synth_simulate.SimulationConfig(size=synth_simulate.SIZES[size], doses=tuple(doses or DOSES))
-        synth_simulate.simulate_study(hub, cfg, progress=say)
+        cfg = simulate.SimulationConfig(size=simulate.SIZES[size], doses=tuple(doses or DOSES))
+        simulate.simulate_study(hub, cfg, progress=say)
     arms.train_study(hub, arms.TRAIN_CONFIGS[size], say=say)
     return hub
 
@@ -120,7 +120,7 @@ def run_demo(hub, size: str = "demo", workers=None, say=print) -> dict:
         diagnosis_notebooks``.
     """
     from ..pipeline import grid as grid
-    import ptyanalysis.phase_g.report as report_report
+    from ..phase_g import report
     from ..phase_g import verify as verify
     from ..pipeline import notebook as nbk
 
@@ -150,7 +150,7 @@ def run_demo(hub, size: str = "demo", workers=None, say=print) -> dict:
 
     t0 = time.perf_counter()
     say("Phase G: artifacts, figures, HTML report")
-    pg = report_report.phase_g(hub)
+    pg = report.phase_g(hub)
     t["phase_g"] = time.perf_counter() - t0
     vr = verify.verify_hub(hub)
     bis = json.loads((hub / "analysis" / "diagnosis" / "02_zero_prediction_bisection" / "bisection.json").read_text())
@@ -160,12 +160,15 @@ def run_demo(hub, size: str = "demo", workers=None, say=print) -> dict:
     return summary
 
 
-def quality_table(hub):
-    """Mean SSIM / MS-SSIM (ptyanalysis convention) of each arm over the hub's jobs, as a DataFrame.
+def quality_table(hub, convention: str | None = None):
+    """Mean SSIM / MS-SSIM of each arm over the hub's jobs, as a DataFrame.
 
     Parameters
     ----------
     hub : str or Path
+    convention : str, optional
+        Metric convention; default the one of ``comparison_metrics.csv`` and the
+        Phase G report (:class:`~ptyanalysis.pipeline.compare.CompareConfig` ``csv_convention``).
 
     Returns
     -------
@@ -174,10 +177,13 @@ def quality_table(hub):
     """
     import xarray as xr
 
+    from ..pipeline.compare import CompareConfig
+
+    convention = convention or CompareConfig().csv_convention
     rows = []
     for nc in sorted(Path(hub).glob("analysis/dose_*/*/*/comparison.nc")):
         with xr.open_dataset(nc, engine="h5netcdf") as ds:
-            m = ds["metrics"].sel(convention="ptyanalysis", metric=["ssim", "ms_ssim"]).load()
+            m = ds["metrics"].sel(convention=convention, metric=["ssim", "ms_ssim"]).load()
         for arm in m["arm"].values:
             for metric in ("ssim", "ms_ssim"):
                 for comp in ("amplitude", "phase"):
@@ -240,8 +246,16 @@ def run_cli(args) -> int:
     print(f"  verification:        {s['verification']} checks passed")
     v = s["bisection_verdict"] or {}
     print(f"  bisection verdict:   {v.get('kind')} {v.get('name')}: {v.get('summary')}")
-    q = quality_table(s["hub"])
+    from ..phase_g.story import build_story
+    from ..pipeline.compare import CompareConfig
+
+    prov = build_story(s["hub"]).data["provenance"]
+    print("  what ran in each arm:")
+    for arm in ("PtychoPINN", "Baseline", "PtyChi"):
+        print(f"    {prov[arm]}")
+    conv = CompareConfig().csv_convention
+    q = quality_table(s["hub"], conv)
     if len(q):
-        print("  mean reconstruction quality per arm (ptyanalysis convention):")
+        print(f"  mean reconstruction quality per arm ({conv} convention, as in the HTML report; higher is better):")
         print(q.round(3).to_string())
     return 0 if s["grid_ok"] else 1
