@@ -7,10 +7,12 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['compare', 'grid', 'notebook'],
+    submodules=['compare', 'grid', 'kernels', 'modelcache', 'notebook'],
     submod_attrs={
         'compare': ['CompareConfig', 'ArmResult', 'network_inputs', 'run_network_arm', 'load_iterative_arm', 'covered_box', 'write_metrics_csv', 'write_frc_csv', 'plot_comparison', 'compare_job'],
-        'grid': ['GridSpec', 'GridCell', 'RunSettings', 'CellResult', 'GridResult', 'spec_from_dict', 'load_spec', 'validate_parameters', 'expand', 'cell_status', 'run_cell', 'default_workers', 'run_grid', 'bench_grid'],
+        'grid': ['GridSpec', 'GridCell', 'RunSettings', 'CellResult', 'GridResult', 'spec_from_dict', 'load_spec', 'validate_parameters', 'expand', 'cell_status', 'run_cell', 'default_workers', 'run_grid', 'bench_grid', 'cell_attempts', 'MemoryPlan', 'machine_memory', 'files_estimate', 'plan_memory', 'assign_workers', 'merge_manifest', 'check_hub'],
+        'kernels': ['KernelPool', 'KernelPoolPlugin', 'PeakMemory', 'rss_bytes', 'register_engine'],
+        'modelcache': ['ModelCache', 'CacheStats', 'fingerprint', 'shared_model_cache'],
         'notebook': ['TEMPLATE_PACKAGE', 'NOTEBOOK_DIR_ENV', 'KERNEL_ENV', 'KERNEL_ARGUMENTS', 'scoped_env', 'template_names', 'template_path', 'notebook_source', 'read_notebook', 'parameters_cell_index', 'Parameter', 'parse_parameters', 'declared_parameters', 'check_value', 'validate_parameters', 'notebook_dir', 'check_parameters', 'load_params', 'failed_path', 'execute'],
     },
 )

@@ -202,7 +202,7 @@ def _network_plan(arm: str, data, sidecar: dict, config: CompareConfig) -> dict:
     return plan
 
 
-def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig) -> ArmResult:
+def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, models=None) -> ArmResult:
     """Stream a network arm's inference into a stitcher on ``frame``.
 
     Parameters
@@ -215,6 +215,9 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig) -> 
     frame : (origin, shape)
         Canvas frame (the ground truth's).
     config : CompareConfig
+    models : ModelCache, optional
+        Where the model is loaded from or reused
+        (:class:`ptyanalysis.pipeline.modelcache.ModelCache`; default: load it afresh).
 
     Returns
     -------
@@ -231,7 +234,12 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig) -> 
     if not model_dir.exists():
         return ArmResult(arm, "missing", detail={"error": f"{model_dir} does not exist"})
     t0 = time.perf_counter()
-    loaded = load_model(model_dir)
+    if models is not None:
+        loaded, load_info = models.load(model_dir)
+    else:
+        t_load = time.perf_counter()
+        loaded = load_model(model_dir)
+        load_info = {"cached": False, "load_s": round(time.perf_counter() - t_load, 3)}
     sidecar = loaded.sidecar or {}
     if "intensity_scale" not in sidecar:
         raise PtyAnalysisError(f"{model_dir}: no params.json with 'intensity_scale' next to the model")
@@ -257,7 +265,7 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig) -> 
     return ArmResult(arm, status, out.image, out.coverage, time.perf_counter() - t0,
                      {"model": str(model_dir), "output_stats": total, "runtime": runtimes[-1] if runtimes else {},
                       "crop": M, "baseline_positions": config.baseline_positions if arm == "Baseline" else None,
-                      "n_patches": st.n_added, "n_offsets": plan["n_outputs"],
+                      "n_patches": st.n_added, "n_offsets": plan["n_outputs"], "model_load": load_info,
                       "sidecar": {k: sidecar.get(k) for k in ("arm", "gridsize", "N", "intensity_scale", "nphotons")}})
 
 
@@ -490,7 +498,7 @@ def plot_comparison(images: dict, mask=None, title: str = ""):
 
 
 def compare_job(hub, dose, view: str, split: str, config: CompareConfig = CompareConfig(), out_dir=None,
-                write: bool = True):
+                write: bool = True, models=None):
     """Run one comparison job and (by default) write its files.
 
     Parameters
@@ -505,6 +513,12 @@ def compare_job(hub, dose, view: str, split: str, config: CompareConfig = Compar
         Default ``analysis/dose_<D>/<view>/<split>/``.
     write : bool
         Write the per-job files.
+    models : ModelCache, optional
+        Loaded models to reuse (default: the process's
+        :func:`~ptyanalysis.pipeline.modelcache.shared_model_cache`, so the
+        cells a grid worker runs in one kernel load each model once; pass
+        ``ModelCache(max_models=0)`` to load afresh). Each arm's
+        ``model_load`` detail says whether its model was reused.
 
     Returns
     -------
@@ -519,6 +533,10 @@ def compare_job(hub, dose, view: str, split: str, config: CompareConfig = Compar
     from ..hub import load_view
 
     hub = Path(hub)
+    if models is None:
+        from .modelcache import shared_model_cache
+
+        models = shared_model_cache()
     arms = tuple(canonical_arm(a) for a in config.arms)
     if not arms or any(a not in ARMS for a in arms) or len(set(arms)) != len(arms):
         raise PtyAnalysisError(f"CompareConfig.arms must name distinct arms among {', '.join(ARMS)}, "
@@ -533,7 +551,8 @@ def compare_job(hub, dose, view: str, split: str, config: CompareConfig = Compar
         if arm == "PtyChi":
             results[arm] = load_iterative_arm(_hub.ptychi_path(hub, dose, view, split), frame)
         else:
-            results[arm] = run_network_arm(arm, _hub.model_dir(hub, dose, arm, view), data, frame, config)
+            results[arm] = run_network_arm(arm, _hub.model_dir(hub, dose, arm, view), data, frame, config,
+                                           models=models)
     gt_full = np.asarray(data.obj, np.complex64)
     usable = [r for r in results.values() if r.status == "ok"]
     mask = np.ones(gt_full.shape, bool)

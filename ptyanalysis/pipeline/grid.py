@@ -41,14 +41,30 @@ null for an Optional or None default) is an error.
 
 Outputs of a cell, under ``HUB/analysis/dose_<D>/<view>/<split>/``: the
 executed notebook (same file name as the input, e.g.
-``00_compare_arms.ipynb``), ``run.log`` (kernel stdout/stderr, one section
-per attempt) and, written last and atomically after papermill succeeded and
-every ``outputs`` file is present and non-empty, ``job_done.json`` (parameter
-hash, files with sizes, attempts, timings). The grid writes
+``00_compare_arms.ipynb``; after a failure, the failed attempt's, with its
+traceback), ``run.log`` (every attempt's log, oldest first, each under a
+``##### attempt <n> (<status>; ...)`` header), ``attempts/<n>/`` per attempt
+(``attempt.json``: run id, host, process, Dask worker, status ``running`` /
+``success`` / ``failed`` / ``lost``, peak memory; its ``run.log``: the
+kernel's stdout/stderr; its executed notebook) and, written last and
+atomically after papermill succeeded and every ``outputs`` file is present
+and non-empty, ``job_done.json`` (parameter hash, files with sizes, attempts
+of this run, peak resident memory ``peak_rss_bytes``, worker, timings). From
+that moment the cell is final. The grid writes
 ``HUB/analysis/comparison_manifest.json`` (the study's manifest: ``n_jobs,
-n_success, n_failed, jobs, execution_results`` ...) and an orchestrator log
-``HUB/analysis/logs/grid_<UTC time>.log`` whose last line is
-``SUCCESS: all cells completed`` when every cell is complete.
+n_success, n_failed, jobs, execution_results`` ... with each cell's
+``attempts``, ``lost_attempts``, ``attempt_logs`` and ``peak_rss_bytes``) and
+an orchestrator log ``HUB/analysis/logs/grid_<UTC time>.log`` whose last line
+is ``SUCCESS: all cells completed`` when every cell is complete. A run over
+part of the grid (other doses, one view, a rerun of one cell) **merges** its
+cells into the existing manifest (:func:`merge_manifest`): the other jobs are
+kept, the totals recounted. The echoed log shows ``[k/n]`` per cell, and a
+tqdm progress bar on a terminal.
+
+Before anything runs (``--dry-run`` included), the doses, views and splits
+are checked against the hub when it holds datasets (:func:`check_hub`): a
+misspelt view is an error naming the YAML key, what the hub has and the
+closest name ("did you mean 'sparse'?").
 
 Resuming
 --------
@@ -65,27 +81,53 @@ An exception in a notebook cell (``PapermillExecutionError``: the cell index,
 error name and message are recorded), a dead kernel (``DeadKernelError``:
 ``os._exit``, ``SIGKILL``, the out-of-memory killer) or a kernel that fails to
 start is retried up to ``retries`` times (kernel-start failures, e.g. a ZMQ
-port race, get 2 extra tries on top). A cell that still fails is recorded in
-the manifest and the summary table; every other cell runs and keeps its
-results, and the command exits with status 1.
+port race, get 2 extra tries on top); every retry gets a fresh kernel. A cell
+that still fails is recorded in the manifest and the summary table; every
+other cell runs and keeps its results, and the command exits with status 1.
+
+A worker that dies (killed, out of memory, node lost) never makes a finished
+cell run again: the grid releases each cell's Dask future as soon as its
+result is in (so the scheduler has nothing to recompute), and a task that
+Dask reruns anyway (its result was still on the dead worker) finds the
+cell's ``job_done.json`` of this run and returns it without running. The
+cell that was running on the dead worker is rerun elsewhere; its lost
+attempt stays recorded (``status: lost``, its log kept) and counted in
+``attempts`` / ``lost_attempts``.
+
+Kernels, models and memory
+--------------------------
+Each worker runs its cells in **one kernel**, one after the other
+(:mod:`ptyanalysis.pipeline.kernels`: namespace cleared, working directory
+set, between notebooks; ``--fresh-kernels`` for a kernel per cell), so the
+imports and the comparison job's model cache
+(:mod:`ptyanalysis.pipeline.modelcache`) survive from cell to cell: a model
+is loaded once per worker. Cells are placed so that the cells sharing models
+(same dose and view; the Baseline of a dose) go to the same worker
+(:func:`assign_workers`; an idle worker may still take them). The kernels'
+own output (TensorFlow's C++ start-up lines, ipykernel's log) goes to
+``HUB/analysis/logs/kernels/``, not the terminal.
+
+The number of workers is the CPU count (or ``--workers``) lowered until the
+cells' estimated peaks fit in memory (:func:`plan_memory`): a cell's own
+measured peak from an earlier attempt x 1.25, else the largest measured on
+the other cells, else an estimate from the hub's model and dataset files,
+else 1 GiB; the budget is 85 % of the machine's memory (cgroup limits
+included) or ``--memory GB``. On a cluster whose workers declare a
+``MEMORY`` resource (``dask worker ... --resources MEMORY=16e9``), each cell
+reserves its estimate of it.
 
 Parallel execution on Dask
 --------------------------
 By default the cells run on a ``dask.distributed.LocalCluster`` with
-``processes=True``, ``threads_per_worker=1`` and ``min(cells, CPU count)``
-workers (``--workers N`` to change). Each worker runs one papermill execution
-at a time, and each execution starts its own kernel process, so a worker
-needs one core and the notebook's memory. ``--serial`` runs in this process
-without Dask (debugging, CI). To use an existing cluster, pass its scheduler
-address::
+``processes=True``, ``threads_per_worker=1`` (no dashboard) and the workers
+of the memory plan. ``--serial`` runs in this process without Dask
+(debugging, CI), reusing one kernel. To use an existing cluster, pass its
+scheduler address (bind every process to an address you choose; loopback
+here, see the README's cluster section for several machines and TLS)::
 
-    # on the scheduler node
-    dask scheduler --port 8786
-    # on each compute node (one thread per worker: papermill's cwd handling and
-    # MPLBACKEND are per process)
-    dask worker tcp://SCHEDULER:8786 --nworkers 4 --nthreads 1
-    # then
-    ptyanalysis grid params/study.yaml --scheduler tcp://SCHEDULER:8786
+    dask scheduler --host 127.0.0.1 --port 8786 --dashboard-address 127.0.0.1:8787
+    dask worker tcp://127.0.0.1:8786 --host 127.0.0.1 --dashboard-address 127.0.0.1:0 --nworkers 2 --nthreads 1
+    ptyanalysis grid params/study.yaml --scheduler tcp://127.0.0.1:8786
 
 Workers must see the same file system paths (hub, notebook) and have
 ptyanalysis and the ``python3`` kernel installed. On SLURM or PBS use
@@ -97,9 +139,8 @@ dask-jobqueue to start the workers as batch jobs, e.g.::
     cluster.scale(jobs=6)
     run_grid(load_spec("params/study.yaml"), scheduler=cluster.scheduler_address)
 
-Each kernel gets the cell's output folder as its working directory (through
-nbclient's ``resources``, not ``os.chdir``, which is not thread-safe) and
-``MPLBACKEND=Agg``.
+Each kernel starts in the cell's output folder (a reused kernel is moved
+there before each notebook) with ``MPLBACKEND=Agg``.
 """
 
 from __future__ import annotations
@@ -134,6 +175,10 @@ LOG_NAME = "run.log"
 SUCCESS_SENTINEL = "SUCCESS: all cells completed"
 #: Extra tries for a kernel that fails to start (port race, slow start), on top of ``retries``.
 START_RETRIES = 2
+#: Folder of a cell's attempts: ``attempts/<n>/`` holds each attempt's ``attempt.json``, ``run.log`` and notebook.
+ATTEMPTS_DIR = "attempts"
+#: Record of one attempt.
+ATTEMPT_NAME = "attempt.json"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
 
 
@@ -212,6 +257,9 @@ class RunSettings:
     retries: int
     timeout_s: float | None
     start_timeout_s: float
+    run_id: str = ""
+    kernel_log_dir: str | None = None
+    reuse_kernel: bool = True
 
 
 @dataclass(frozen=True)
@@ -234,6 +282,8 @@ class CellResult:
     error_value: str | None = None
     cell_index: int | None = None
     exec_count: int | None = None
+    peak_rss_bytes: int | None = None
+    lost_attempts: int = 0
 
     @property
     def label(self) -> str:
@@ -261,6 +311,7 @@ class GridResult:
     backend: str
     manifest_path: Path | None = None
     log_path: Path | None = None
+    notices: tuple = ()
 
     @property
     def n_success(self) -> int:
@@ -570,92 +621,242 @@ def _is_start_failure(exc) -> bool:
                                      and "died" not in msg)
 
 
-def run_cell(cell: GridCell, settings: RunSettings) -> CellResult:
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def cell_attempts(cell: GridCell, run_id: str | None = None) -> list[dict]:
+    """Every recorded attempt of a cell (``attempts/<n>/attempt.json``), oldest first.
+
+    Parameters
+    ----------
+    cell : GridCell
+    run_id : str, optional
+        Only the attempts of this grid run.
+
+    Returns
+    -------
+    list of dict
+        Each with ``n``, ``run_id``, ``status`` (``running`` while it runs;
+        ``success``, ``failed``, or ``lost`` when its worker stopped before it
+        finished), ``started_at``, ``host``, ``pid``, ``worker``, ``log``
+        (relative to the cell folder) and, once finished, ``peak_rss_bytes``.
+    """
+    root = cell.output_dir / ATTEMPTS_DIR
+    out = []
+    if root.is_dir():
+        for d in root.iterdir():
+            if d.is_dir() and d.name.isdigit():
+                a = _read_json(d / ATTEMPT_NAME)
+                if a is not None and (run_id is None or a.get("run_id") == run_id):
+                    out.append(a)
+    return sorted(out, key=lambda a: int(a.get("n", 0)))
+
+
+def _new_attempt(cell: GridCell, run_id: str) -> tuple[int, Path, dict]:
+    """Claim the next attempt number (atomic ``mkdir``: two workers never get the same one)."""
+    root = cell.output_dir / ATTEMPTS_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    n = 1 + max((int(d.name) for d in root.iterdir() if d.is_dir() and d.name.isdigit()), default=0)
+    while True:
+        try:
+            (root / str(n)).mkdir()
+            break
+        except FileExistsError:
+            n += 1
+    from .kernels import host_info
+
+    rec = {"n": n, "run_id": run_id, "status": "running", "started_at": utc_now(), **host_info(),
+           "log": f"{ATTEMPTS_DIR}/{n}/{LOG_NAME}"}
+    write_json(root / str(n) / ATTEMPT_NAME, rec)
+    return n, root / str(n), rec
+
+
+def _write_cell_log(cell: GridCell) -> None:
+    """``run.log``: every attempt's log of the cell, oldest first, each under a header (atomic)."""
+    from ..fileutil import write_text
+
+    parts = []
+    for a in cell_attempts(cell):
+        body = ""
+        p = cell.output_dir / a.get("log", "")
+        if p.is_file():
+            body = p.read_text(encoding="utf-8", errors="replace")
+        parts.append(f"##### attempt {a.get('n')} ({a.get('status')}; run {a.get('run_id')}; "
+                     f"{a.get('host')} pid {a.get('pid')}; worker {a.get('worker')}) started {a.get('started_at')}\n"
+                     + body + ("" if body.endswith("\n") or not body else "\n"))
+    write_text(cell.log, "".join(parts) or "(no attempt recorded)\n")
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    import shutil
+
+    from ..fileutil import atomic_path
+
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def run_cell(cell: GridCell, settings: RunSettings, pool=None) -> CellResult:
     """Execute one cell with papermill, retrying; never raises for a notebook failure.
 
-    Runs on a Dask worker (or in-process with ``--serial``). Writes the
-    executed notebook and ``run.log`` into the cell folder and, on success,
-    ``job_done.json`` last.
+    Runs on a Dask worker (or in-process with ``--serial``). Each attempt
+    claims ``attempts/<n>/`` in the cell folder and writes there its
+    ``attempt.json`` (run id, host, process, worker, status, peak memory), its
+    ``run.log`` and its executed notebook. On success the notebook is copied
+    to the cell folder, ``run.log`` (every attempt's log, oldest first) is
+    rewritten and ``job_done.json`` is written last, atomically: from then on
+    the cell is final. A cell already finished in this grid run (a task that
+    Dask reran after losing the worker that held its result) is not run
+    again: its marker is returned.
 
     Parameters
     ----------
     cell : GridCell
     settings : RunSettings
+    pool : KernelPool, optional
+        Kernels to run on (default: the Dask worker's pool, else a fresh kernel
+        per attempt).
 
     Returns
     -------
     CellResult
         ``"success"`` or ``"failed"`` with the last error's name, message and
-        notebook cell index.
+        notebook cell index; ``attempts`` counts every attempt of this grid
+        run, lost ones included.
     """
+    import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    from ..pipeline.notebook import execute
+    from .kernels import KernelPool, PeakMemory, register_engine, worker_pool
 
     t0 = time.perf_counter()
     cell.output_dir.mkdir(parents=True, exist_ok=True)
     marker = cell.output_dir / MARKER_NAME
+    done = _read_json(marker)
+    if done is not None and done.get("run_id") == settings.run_id and cell_status(cell)[0]:
+        return _skipped_result(cell, status="success")  # finished earlier in this run: final
     marker.unlink(missing_ok=True)
+    # attempts of this run that are still "running" belonged to a worker that stopped
+    for a in cell_attempts(cell, settings.run_id):
+        if a.get("status") == "running":
+            write_json(cell.output_dir / ATTEMPTS_DIR / str(a["n"]) / ATTEMPT_NAME,
+                       {**a, "status": "lost", "error": "its worker stopped before the attempt finished"})
+    own_pool = None
+    if pool is None:
+        pool = worker_pool()
+    if pool is None:
+        pool = own_pool = KernelPool(reuse=False)
+    engine = register_engine()
     err: dict = {}
-    attempts = start_fails = 0
+    tries = start_fails = 0
     pm_s = 0.0
-    with open(cell.log, "w", encoding="utf-8") as log:
-        while attempts <= settings.retries:
-            attempts += 1
-            log.write(f"=== attempt {attempts} at {utc_now()}: {Path(settings.notebook).name} "
-                      f"dose={cell.dose} view={cell.view} split={cell.split}\n")
-            log.flush()
-            t1 = time.perf_counter()
-            try:
-                # the one runner: quiet kernel, atomic output, a failed run kept as <name>.failed.ipynb
-                execute(settings.notebook, cell.output_notebook, cell.parameters, cwd=cell.output_dir,
-                        kernel=settings.kernel, timeout=settings.timeout_s, start_timeout=settings.start_timeout_s,
-                        log=log, validate=False)
-            except PapermillExecutionError as exc:
-                err = {"error_name": exc.ename, "error_value": str(exc.evalue), "cell_index": exc.cell_index,
-                       "exec_count": exc.exec_count}
-            except Exception as exc:  # DeadKernelError, kernel start failures, timeouts, I/O
-                err = {"error_name": type(exc).__name__, "error_value": str(exc)}
-                if _is_start_failure(exc) and start_fails < START_RETRIES:
-                    start_fails += 1
-                    attempts -= 1
-                    log.write(f"--- kernel start failed ({err['error_name']}: {err['error_value']}); retrying\n")
-                    time.sleep(0.5 + start_fails)
-                    continue
-            else:
-                pm_s += time.perf_counter() - t1
-                missing = [o for o in settings.outputs
-                           if not (cell.output_dir / o).is_file() or (cell.output_dir / o).stat().st_size == 0]
-                if not missing:
-                    files = {p: (cell.output_dir / p).stat().st_size
-                             for p in (cell.output_notebook.name, *settings.outputs)}
-                    log.write(f"=== success after {attempts} attempt(s)\n")
+    peak = None
+    log_dir = Path(settings.kernel_log_dir) if settings.kernel_log_dir else None
+    try:
+        while tries <= settings.retries:
+            tries += 1
+            n, adir, rec = _new_attempt(cell, settings.run_id)
+            nb_out = adir / cell.output_notebook.name
+            with open(adir / LOG_NAME, "w", encoding="utf-8") as log:
+                log.write(f"=== attempt {n} at {utc_now()}: {Path(settings.notebook).name} "
+                          f"dose={cell.dose} view={cell.view} split={cell.split} (run {settings.run_id})\n")
+                log.flush()
+                t1 = time.perf_counter()
+                kernel = None
+                try:
+                    kernel, reused = pool.acquire(settings.kernel, cell.output_dir, settings.start_timeout_s, log_dir)
+                    log.write(f"--- kernel pid {kernel.pid}: " + (f"reused (cell {kernel.cells + 1} on it)" if reused
+                              else f"started in {kernel.start_s:.1f} s")
+                              + (f"; its process output: {kernel.log_path}" if kernel.log_path else "") + "\n")
                     log.flush()
-                    files[LOG_NAME] = max(1, cell.log.stat().st_size)
-                    elapsed = time.perf_counter() - t0
-                    write_json(marker, {"param_hash": cell.param_hash, "parameters": cell.parameters,
-                                        "notebook": settings.notebook, "files": files, "attempts": attempts,
-                                        "elapsed_s": round(elapsed, 3), "papermill_s": round(pm_s, 3),
-                                        "finished_at": utc_now()})
-                    return CellResult(cell.dose, cell.view, cell.split, "success", cell.output_dir, attempts,
-                                      time.perf_counter() - t0, pm_s)
-                err = {"error_name": "MissingOutputs",
-                       "error_value": f"the notebook finished but did not write: {', '.join(missing)}"}
-            log.write(f"--- attempt {attempts} failed: {err['error_name']}: {err['error_value']}\n")
-            log.flush()
-    return CellResult(cell.dose, cell.view, cell.split, "failed", cell.output_dir, attempts,
+                    with PeakMemory(kernel.pid) as mem:
+                        try:
+                            pm.execute_notebook(settings.notebook, str(nb_out), parameters=cell.parameters,
+                                                engine_name=engine, km=kernel.km, kernel_name=settings.kernel,
+                                                progress_bar=False, log_output=False, stdout_file=log,
+                                                stderr_file=log, start_timeout=settings.start_timeout_s,
+                                                execution_timeout=settings.timeout_s)
+                        finally:
+                            kernel.cells += 1
+                    peak = mem.peak
+                    rec["peak_rss_bytes"], rec["peak_rss_method"] = mem.peak, mem.method
+                except PapermillExecutionError as exc:
+                    err = {"error_name": exc.ename, "error_value": str(exc.evalue), "cell_index": exc.cell_index,
+                           "exec_count": exc.exec_count}
+                except Exception as exc:  # DeadKernelError, kernel start failures, timeouts, I/O
+                    err = {"error_name": type(exc).__name__, "error_value": str(exc)}
+                    if kernel is None and _is_start_failure(exc) and start_fails < START_RETRIES:
+                        start_fails += 1
+                        tries -= 1
+                        log.write(f"--- kernel start failed ({err['error_name']}: {err['error_value']}); retrying\n")
+                        write_json(adir / ATTEMPT_NAME, {**rec, "status": "failed", "finished_at": utc_now(),
+                                                         "error": f"kernel start: {err['error_name']}"})
+                        pool.discard()
+                        time.sleep(0.5 + start_fails)
+                        continue
+                else:
+                    pm_s += time.perf_counter() - t1
+                    missing = [o for o in settings.outputs
+                               if not (cell.output_dir / o).is_file() or (cell.output_dir / o).stat().st_size == 0]
+                    if not missing:
+                        log.write(f"=== success after {tries} attempt(s) in this call"
+                                  + (f"; peak memory {peak / 2**20:.0f} MiB ({rec['peak_rss_method']})" if peak else "")
+                                  + "\n")
+                        log.flush()
+                        _copy_atomic(nb_out, cell.output_notebook)
+                        write_json(adir / ATTEMPT_NAME, {**rec, "status": "success", "finished_at": utc_now()})
+                        _write_cell_log(cell)
+                        files = {p: (cell.output_dir / p).stat().st_size
+                                 for p in (cell.output_notebook.name, *settings.outputs, LOG_NAME)}
+                        mine = cell_attempts(cell, settings.run_id)
+                        elapsed = time.perf_counter() - t0
+                        write_json(marker, {"param_hash": cell.param_hash, "parameters": cell.parameters,
+                                            "notebook": settings.notebook, "files": files, "attempts": len(mine),
+                                            "attempt_numbers": [a["n"] for a in mine],
+                                            "lost_attempts": sum(a.get("status") == "lost" for a in mine),
+                                            "run_id": settings.run_id, "elapsed_s": round(elapsed, 3),
+                                            "papermill_s": round(pm_s, 3), "peak_rss_bytes": peak,
+                                            "peak_rss_method": rec.get("peak_rss_method"),
+                                            "host": rec["host"], "worker": rec["worker"], "finished_at": utc_now()})
+                        return _skipped_result(cell, status="success", elapsed_s=elapsed)
+                    err = {"error_name": "MissingOutputs",
+                           "error_value": f"the notebook finished but did not write: {', '.join(missing)}"}
+                log.write(f"--- attempt {n} failed: {err['error_name']}: {err['error_value']}\n")
+                log.flush()
+            write_json(adir / ATTEMPT_NAME, {**rec, "status": "failed", "finished_at": utc_now(),
+                                             "error": f"{err['error_name']}: {err['error_value']}"[:2000]})
+            pool.discard()  # a failed attempt leaves the kernel in an unknown state: the retry gets a fresh one
+    finally:
+        if own_pool is not None:
+            own_pool.close()
+    _write_cell_log(cell)
+    if nb_out.is_file():  # the failed attempt's notebook, with its traceback, where the cell's notebook goes
+        _copy_atomic(nb_out, cell.output_notebook)
+    mine = cell_attempts(cell, settings.run_id)
+    return CellResult(cell.dose, cell.view, cell.split, "failed", cell.output_dir, len(mine),
                       time.perf_counter() - t0, pm_s, err.get("error_name"), err.get("error_value"),
-                      err.get("cell_index"), err.get("exec_count"))
+                      err.get("cell_index"), err.get("exec_count"), peak_rss_bytes=peak,
+                      lost_attempts=sum(a.get("status") == "lost" for a in mine))
 
 
 # --------------------------------------------------------------------------- the grid
 
 
 class _Log:
-    """Append-only orchestrator log (one file per run), echoed to stdout when ``echo``."""
+    """Append-only orchestrator log (one file per run), echoed to stdout when ``echo``.
+
+    While a progress bar is shown, echoed lines go through ``tqdm.write`` so
+    they do not break it.
+    """
 
     def __init__(self, path: Path, echo: bool):
         self.path, self.echo = path, echo
+        self.bar = None
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, msg: str) -> None:
@@ -663,7 +864,42 @@ class _Log:
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
         if self.echo:
-            print(line, flush=True)
+            if self.bar is not None:
+                self.bar.write(line)
+            else:
+                print(line, flush=True)
+
+
+class _Progress:
+    """Progress over the cells to run: a tqdm bar on a terminal, ``[k/n]`` in every cell's log line otherwise."""
+
+    def __init__(self, total: int, log: _Log, stream=None):
+        import sys
+
+        self.total, self.done, self.log = total, 0, log
+        stream = stream if stream is not None else sys.stdout
+        self.bar = None
+        if log.echo and total and hasattr(stream, "isatty") and stream.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="cell", desc="grid", file=stream, dynamic_ncols=True)
+            log.bar = self.bar
+
+    def cell(self, label: str, r: CellResult) -> None:
+        self.done += 1
+        self.log(f"[{self.done}/{self.total}] {label}: {r.status} after {r.attempts} attempt(s)"
+                 + (f" ({r.lost_attempts} lost with a worker)" if r.lost_attempts else "")
+                 + f", {r.elapsed_s:.1f} s"
+                 + (f", peak {r.peak_rss_bytes / 2**20:.0f} MiB" if r.peak_rss_bytes else "")
+                 + (f" - {r.error_name}: {r.error_value}" if r.error_name else ""))
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix_str(f"{label} {r.status}", refresh=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.log.bar = None
 
 
 def _log_path(hub: Path) -> Path:
@@ -692,23 +928,206 @@ def default_workers(n_cells: int) -> int:
     return max(1, min(n_cells, os.cpu_count() or 1))
 
 
-def _skipped_result(cell: GridCell) -> CellResult:
-    try:
-        m = json.loads((cell.output_dir / MARKER_NAME).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        m = {}
-    return CellResult(cell.dose, cell.view, cell.split, "skipped", cell.output_dir, int(m.get("attempts", 0)),
-                      float(m.get("elapsed_s", 0.0)), float(m.get("papermill_s", 0.0)))
+def _skipped_result(cell: GridCell, status: str = "skipped", elapsed_s: float | None = None) -> CellResult:
+    m = _read_json(cell.output_dir / MARKER_NAME) or {}
+    return CellResult(cell.dose, cell.view, cell.split, status, cell.output_dir, int(m.get("attempts", 0)),
+                      float(m.get("elapsed_s", 0.0)) if elapsed_s is None else elapsed_s,
+                      float(m.get("papermill_s", 0.0)), peak_rss_bytes=m.get("peak_rss_bytes"),
+                      lost_attempts=int(m.get("lost_attempts", 0)))
 
 
-def _start_local_cluster(workers: int):
-    """A LocalCluster of ``workers`` single-threaded worker processes."""
+# --------------------------------------------------------------------------- memory
+
+
+#: Memory a cell is assumed to need when nothing was measured and the hub holds no files for it.
+DEFAULT_CELL_MEMORY = 1 << 30
+#: Memory of a kernel with the comparison job's imports, before any data (the files estimate's base).
+KERNEL_BASE_MEMORY = 1 << 30
+#: Safety factor on a measured peak.
+MEMORY_MARGIN = 1.25
+#: Fraction of the machine's memory (cgroup limits included) the grid plans for.
+MEMORY_FRACTION = 0.85
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How many cells may run at once without running out of memory.
+
+    Attributes
+    ----------
+    budget_bytes : int
+        Memory the grid plans with (``--memory``, else :data:`MEMORY_FRACTION`
+        of the smaller of the machine's memory limit and what is available now).
+    budget_source : str
+    cell_bytes : dict
+        ``{label: estimated peak, bytes}`` of each cell to run.
+    sources : dict
+        ``{label: how it was estimated}``: ``measured`` (its own earlier
+        peak, x :data:`MEMORY_MARGIN`), ``measured on other cells``,
+        ``hub files`` (models and split sizes) or ``default``.
+    requested_workers, workers : int
+        Workers asked for (CPU count or ``--workers``) and allowed by memory.
+    """
+
+    budget_bytes: int
+    budget_source: str
+    cell_bytes: dict
+    sources: dict
+    requested_workers: int
+    workers: int
+
+    @property
+    def max_cell_bytes(self) -> int:
+        """The largest estimate."""
+        return max(self.cell_bytes.values(), default=0)
+
+    @property
+    def limited(self) -> bool:
+        """True when memory, not the CPU count, set the number of workers."""
+        return self.workers < self.requested_workers
+
+    def to_dict(self) -> dict:
+        """JSON form (the manifest's ``memory``)."""
+        return {"budget_bytes": int(self.budget_bytes), "budget_source": self.budget_source,
+                "requested_workers": self.requested_workers, "workers": self.workers,
+                "max_cell_bytes": int(self.max_cell_bytes), "cell_bytes": {k: int(v) for k, v in self.cell_bytes.items()},
+                "sources": dict(self.sources)}
+
+
+def machine_memory() -> tuple[int, str]:
+    """Memory the grid may plan with on this machine: ``(bytes, description)``.
+
+    :data:`MEMORY_FRACTION` of the smaller of Dask's memory limit (physical
+    memory or the cgroup / rlimit limit) and the memory available now.
+    """
+    import psutil
+    from distributed.system import MEMORY_LIMIT
+
+    avail = int(psutil.virtual_memory().available)
+    total = int(min(MEMORY_LIMIT, avail))
+    return int(total * MEMORY_FRACTION), (f"{MEMORY_FRACTION:.0%} of {total / 2**30:.1f} GiB "
+                                          f"(limit {MEMORY_LIMIT / 2**30:.1f} GiB, available {avail / 2**30:.1f} GiB)")
+
+
+def _measured_peak(cell: GridCell) -> int | None:
+    peaks = [a.get("peak_rss_bytes") for a in cell_attempts(cell)]
+    peaks = [int(p) for p in peaks if isinstance(p, (int, float)) and p > 0]
+    m = _read_json(cell.output_dir / MARKER_NAME) or {}
+    if isinstance(m.get("peak_rss_bytes"), (int, float)) and m["peak_rss_bytes"] > 0:
+        peaks.append(int(m["peak_rss_bytes"]))
+    return max(peaks) if peaks else None
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return 0
+
+
+def files_estimate(hub, dose, view: str, split: str) -> int | None:
+    """Peak memory a comparison job is expected to need from its files, bytes (None: no files).
+
+    :data:`KERNEL_BASE_MEMORY` + 4 x the models' files (weights loaded, plus
+    the framework's copies while loading) + 3 x the split's dataset (the
+    diffraction, its normalised copy and the chunk being fed).
+    """
+    from .. import hub as _hub
+
+    models = sum(_size(_hub.model_dir(hub, dose, arm, view)) for arm in ("Baseline", "PtychoPINN"))
+    data = _size(_hub.dataset_path(hub, dose, split))
+    if not models and not data:
+        return None
+    return KERNEL_BASE_MEMORY + 4 * models + 3 * data
+
+
+def plan_memory(cells, hub, workers: int, memory_bytes: int | None = None) -> MemoryPlan:
+    """Estimate each cell's peak memory and how many cells fit in memory at once.
+
+    Parameters
+    ----------
+    cells : list of GridCell
+        The cells to run.
+    hub : Path
+    workers : int
+        Workers wanted (CPU count or ``--workers``).
+    memory_bytes : int, optional
+        Memory the grid may use (default :func:`machine_memory`).
+
+    Returns
+    -------
+    MemoryPlan
+        ``workers`` = min(wanted, budget // largest estimate), at least 1.
+    """
+    if memory_bytes is not None:
+        budget, src = int(memory_bytes), f"--memory {memory_bytes / 2**30:.1f} GiB"
+    else:
+        budget, src = machine_memory()
+    measured = {c.label: _measured_peak(c) for c in cells}
+    known = [v for v in measured.values() if v]
+    est, sources = {}, {}
+    for c in cells:
+        if measured[c.label]:
+            est[c.label], sources[c.label] = int(measured[c.label] * MEMORY_MARGIN), "measured"
+        elif known:
+            est[c.label], sources[c.label] = int(max(known) * MEMORY_MARGIN), "measured on other cells"
+        else:
+            f = files_estimate(hub, c.dose, c.view, c.split)
+            est[c.label], sources[c.label] = (f, "hub files") if f else (DEFAULT_CELL_MEMORY, "default")
+    biggest = max(est.values(), default=DEFAULT_CELL_MEMORY)
+    fit = max(1, int(budget // max(biggest, 1)))
+    return MemoryPlan(budget, src, est, sources, workers, max(1, min(workers, fit)))
+
+
+# --------------------------------------------------------------------------- scheduling
+
+
+def assign_workers(cells, addresses) -> dict:
+    """Which worker each cell goes to first, so cells that share models share a worker's kernel.
+
+    Cells are grouped by (dose, view) (the PtychoPINN model; the Baseline is
+    per dose, so consecutive groups of a dose share it) and the groups, in
+    grid order, are cut into one contiguous run per worker of about equal
+    numbers of cells.
+
+    Parameters
+    ----------
+    cells : list of GridCell
+    addresses : list of str
+        Worker addresses.
+
+    Returns
+    -------
+    dict
+        ``{cell label: worker address}``.
+    """
+    addresses = list(addresses)
+    if not addresses:
+        return {}
+    groups: dict = {}
+    for c in cells:
+        groups.setdefault((c.dose, c.view), []).append(c)
+    per = -(-len(cells) // len(addresses))
+    out, lane, filled = {}, 0, 0
+    for members in groups.values():
+        if filled and filled + len(members) > per and lane < len(addresses) - 1:
+            lane, filled = lane + 1, 0
+        for c in members:
+            out[c.label] = addresses[lane]
+        filled += len(members)
+    return out
+
+
+def _start_local_cluster(workers: int, memory_per_worker: int | None = None):
+    """A LocalCluster of ``workers`` single-threaded worker processes (``MEMORY`` resource when given)."""
     import dask
     from dask.distributed import LocalCluster
 
     # the workers only wait on kernels: no statistical profiler (it samples every 10 ms)
+    kw = {"resources": {"MEMORY": float(memory_per_worker)}} if memory_per_worker else {}
     with dask.config.set({"distributed.worker.profile.enabled": False}):
-        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, **kw)
 
 
 def _fast_parameter_names(notebook: Path):
@@ -724,8 +1143,10 @@ def _fast_parameter_names(notebook: Path):
         return None
 
 
-def _run_dask(cells, settings, scheduler, workers, log, cluster_future=None):
+def _run_dask(cells, settings, scheduler, workers, log, plan, progress, cluster_future=None):
     from dask.distributed import Client, as_completed
+
+    from .kernels import PLUGIN_NAME, KernelPoolPlugin
 
     cluster = None
     t0 = time.perf_counter()
@@ -736,32 +1157,64 @@ def _run_dask(cells, settings, scheduler, workers, log, cluster_future=None):
             log(f"FAILED: cannot connect to the Dask scheduler {scheduler}: {exc}")
             raise PtyAnalysisError(
                 f"--scheduler {scheduler!r}: cannot connect ({type(exc).__name__}: {exc}); start it with "
-                "`dask scheduler --port 8786` and give its tcp://HOST:PORT, or omit --scheduler for a "
-                "LocalCluster") from None
+                "`dask scheduler --host 127.0.0.1 --port 8786` and give its tcp://HOST:PORT, or omit --scheduler "
+                "for a LocalCluster") from None
         backend = f"dask scheduler {scheduler}"
     else:
-        cluster = cluster_future.result() if cluster_future is not None else _start_local_cluster(workers)
+        per_worker = plan.budget_bytes // max(workers, 1) if plan is not None else None
+        cluster = cluster_future.result() if cluster_future is not None else _start_local_cluster(workers, per_worker)
         workers = len(cluster.workers)
         client = Client(cluster, set_as_default=False)
         backend = f"dask LocalCluster ({workers} worker(s) x 1 thread)"
     log(f"backend: {backend} (ready in {time.perf_counter() - t0:.1f} s)")
     results = {}
+    registered = False
     try:
-        futures = {}
+        info = client.scheduler_info(n_workers=-1)["workers"]
+        addresses = sorted(info)
+        mem = [w.get("resources", {}).get("MEMORY") for w in info.values()]
+        use_resources = bool(addresses) and all(mem) and plan is not None
+        if use_resources:
+            log(f"memory-aware placement: each cell reserves its estimated peak of the workers' MEMORY resource "
+                f"({', '.join(f'{m / 2**30:.1f} GiB' for m in mem)})")
+        elif scheduler:
+            log("notice: the workers declare no MEMORY resource, so each runs as many cells at once as it has "
+                "threads; start them with `--nthreads 1` or `--resources MEMORY=<bytes>` for memory-aware placement")
+        client.register_plugin(KernelPoolPlugin(reuse=settings.reuse_kernel), name=PLUGIN_NAME)
+        registered = True
+        where = assign_workers(cells, addresses)
+        pending = {}
         for c in cells:
-            f = client.submit(run_cell, c, settings, pure=False, key=f"cell-{c.label.replace('/', '-')}-{time.time_ns()}")
-            futures[f] = c
-        for f in as_completed(futures, loop=client.loop):
-            c = futures[f]
+            kw = {}
+            if c.label in where:
+                kw.update(workers=[where[c.label]], allow_other_workers=True)
+            if use_resources:
+                kw["resources"] = {"MEMORY": float(min(plan.cell_bytes.get(c.label, plan.max_cell_bytes), max(mem)))}
+            f = client.submit(run_cell, c, settings, pure=False,
+                              key=f"cell-{c.label.replace('/', '-')}-{time.time_ns()}", **kw)
+            pending[f.key] = (f, c)
+        for f in as_completed([f for f, _ in pending.values()], loop=client.loop):
+            _, c = pending.pop(f.key)
             try:
                 r = f.result()
-            except Exception as exc:  # the worker process died (KilledWorker) or similar
-                r = CellResult(c.dose, c.view, c.split, "failed", c.output_dir, 1, 0.0, 0.0, type(exc).__name__, str(exc))
+            except Exception as exc:  # the task failed on every worker it was given (KilledWorker) or similar
+                mine = cell_attempts(c, settings.run_id)
+                r = CellResult(c.dose, c.view, c.split, "failed", c.output_dir, len(mine), 0.0, 0.0,
+                               type(exc).__name__, str(exc),
+                               lost_attempts=sum(a.get("status") in ("lost", "running") for a in mine))
+            # the result is in (and the cell's files are final): release the future, so that losing the
+            # worker that holds it can never make the scheduler compute it again
+            f.release()
+            del f
             results[c.label] = r
-            log(f"{c.label}: {r.status} after {r.attempts} attempt(s), {r.elapsed_s:.1f} s"
-                + (f" - {r.error_name}: {r.error_value}" if r.error_name else ""))
+            progress.cell(c.label, r)
     finally:
         t1 = time.perf_counter()
+        if registered and cluster is None:
+            try:  # shuts the kernels down on the workers of an external cluster
+                client.unregister_worker_plugin(PLUGIN_NAME)
+            except Exception as exc:  # noqa: BLE001 - a worker gone meanwhile
+                log(f"notice: could not remove the kernel plugin from every worker ({type(exc).__name__}: {exc})")
         client.close()
         if cluster is not None:
             cluster.close()
@@ -769,7 +1222,137 @@ def _run_dask(cells, settings, scheduler, workers, log, cluster_future=None):
     return results, backend
 
 
-def _manifest(spec, cells, results, wall_s, backend, declared) -> dict:
+def _job_key(d: dict) -> tuple:
+    try:
+        dose = float(d.get("dose"))
+    except (TypeError, ValueError):
+        dose = d.get("dose")
+    return (dose, d.get("view"), d.get("split"))
+
+
+def merge_manifest(old: dict | None, new: dict) -> dict:
+    """Merge a grid run's manifest into the hub's existing one.
+
+    The cells of ``new`` replace their entries in ``old`` (matched by dose,
+    view and split); every other job of ``old`` is kept as it was, so a
+    rerun of a subset of the cells never drops the rest of the study. The
+    totals (``n_jobs``, ``n_success``, ``n_failed``) are recounted over the
+    merged jobs; ``n_executed`` / ``n_skipped`` describe this run;
+    ``grid`` is the union of both grids; ``merged`` says what was kept.
+
+    Parameters
+    ----------
+    old : dict or None
+        The existing manifest (None, or not a manifest: ``new`` is returned).
+    new : dict
+        This run's manifest (:func:`_manifest`).
+
+    Returns
+    -------
+    dict
+    """
+    if (not isinstance(old, dict) or not isinstance(old.get("jobs"), list)
+            or not isinstance(old.get("execution_results"), list)):
+        return new
+    ours = {_job_key(j) for j in new["jobs"]}
+    old_exec = {_job_key(e): e for e in old["execution_results"] if isinstance(e, dict)}
+    kept_jobs = [j for j in old["jobs"] if isinstance(j, dict) and _job_key(j) not in ours]
+    jobs, execs = [], []
+    new_exec = {_job_key(e): e for e in new["execution_results"]}
+    by_key = {_job_key(j): j for j in new["jobs"]}
+    placed = set()
+    for j in old["jobs"]:  # the study's order, with this run's cells in their places
+        if not isinstance(j, dict):
+            continue
+        k = _job_key(j)
+        if k in ours:
+            jobs.append(by_key[k])
+            execs.append(new_exec[k])
+            placed.add(k)
+        else:
+            jobs.append(j)
+            execs.append(old_exec.get(k, {"dose": j.get("dose"), "view": j.get("view"), "split": j.get("split"),
+                                          "status": "unknown", "returncode": 1,
+                                          "error": "no execution result in the previous manifest"}))
+    for j in new["jobs"]:
+        k = _job_key(j)
+        if k not in placed:
+            jobs.append(j)
+            execs.append(new_exec[k])
+    n_ok = sum(int(e.get("returncode", 1)) == 0 for e in execs)
+    grid = {}
+    for axis in ("doses", "views", "splits"):
+        vals = list((old.get("grid") or {}).get(axis) or [])
+        grid[axis] = vals + [v for v in new["grid"][axis] if v not in vals]
+    out = dict(new)
+    out.update({"n_jobs": len(jobs), "n_success": n_ok, "n_failed": len(jobs) - n_ok, "grid": grid,
+                "jobs": jobs, "execution_results": execs,
+                "merged": {"previous_generated_at": old.get("generated_at"), "kept_jobs": len(kept_jobs),
+                           "replaced_jobs": len(placed), "added_jobs": len(new["jobs"]) - len(placed),
+                           "this_run_jobs": len(new["jobs"])}})
+    return out
+
+
+def check_hub(spec: GridSpec) -> list[str]:
+    """Check the spec's doses, views and splits against what the hub holds, before anything runs.
+
+    Parameters
+    ----------
+    spec : GridSpec
+
+    Returns
+    -------
+    list of str
+        Notices (e.g. the hub has no datasets yet, so nothing could be checked).
+
+    Raises
+    ------
+    PtyAnalysisError
+        A dose, view or split the hub has no data for (when the hub has
+        datasets), naming the YAML key, what the hub holds and the closest name.
+    """
+    import difflib
+
+    data = spec.hub / "data" / "phase_c"
+    if not data.is_dir():
+        return [(f"{spec.hub} has no datasets yet (no data/phase_c): doses, views and splits not checked "
+                 "against it (the notebook may create them)")]
+    have_doses = sorted(p.name for p in data.iterdir() if p.is_dir() and p.name.startswith("dose_"))
+
+    def bad(key, value, have, what):
+        close = difflib.get_close_matches(str(value), [str(h) for h in have], n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return _err(spec.source, key, f"{what} {value!r} is not in the hub {spec.hub} (it has: "
+                                      f"{', '.join(map(str, have)) or 'none'}){hint}")
+
+    for d in spec.doses:
+        if dose_label(d) not in have_doses:
+            raise bad("doses", dose_label(d), have_doses, "dose")
+    views, splits = set(), set()
+    for d in spec.doses:
+        dose_dir = data / dose_label(d)
+        splits.update(p.name[len("patched_"):-len(".npz")] for p in dose_dir.glob("patched_*.npz"))
+        vj = _read_json(dose_dir / "views.json")
+        if vj and isinstance(vj.get("views"), dict):
+            views.update(vj["views"])
+        for sub in (spec.hub / "data" / "phase_e" / dose_label(d), spec.hub / "data" / "phase_f" / dose_label(d)):
+            if sub.is_dir():
+                views.update(p.name for p in sub.iterdir() if p.is_dir() and p.name != "baseline")
+    notices = []
+    if views:
+        for v in spec.views:
+            if v not in views:
+                raise bad("views", v, sorted(views), "view")
+    else:
+        notices.append(f"{spec.hub} names no views (no views.json, models or reconstructions): views not checked")
+    if splits:
+        for s in spec.splits:
+            if s not in splits:
+                raise bad("splits", s, sorted(splits), "split")
+    return notices
+
+
+def _manifest(spec, cells, results, wall_s, backend, declared, settings=None, plan=None) -> dict:
     analysis = spec.hub / "analysis"
     jobs, execs = [], []
     for c in cells:
@@ -780,7 +1363,10 @@ def _manifest(spec, cells, results, wall_s, backend, declared) -> dict:
                      "param_hash": c.param_hash, "outputs": list(spec.outputs)})
         e = {"dose": c.dose, "view": c.view, "split": c.split, "status": r.status, "returncode": r.returncode,
              "log_path": f"{rel}/{LOG_NAME}", "output_notebook": f"{rel}/{c.output_notebook.name}",
-             "attempts": r.attempts, "elapsed_s": round(r.elapsed_s, 3)}
+             "attempts": r.attempts, "lost_attempts": r.lost_attempts, "elapsed_s": round(r.elapsed_s, 3),
+             "peak_rss_bytes": r.peak_rss_bytes}
+        if settings is not None and r.status != "skipped":
+            e["attempt_logs"] = [f"{rel}/{a['log']}" for a in cell_attempts(c, settings.run_id) if a.get("log")]
         if r.status == "failed":
             e.update({"error_name": r.error_name, "error_value": r.error_value, "cell_index": r.cell_index,
                       "error": f"{r.error_name}: {r.error_value}"})
@@ -795,13 +1381,16 @@ def _manifest(spec, cells, results, wall_s, backend, declared) -> dict:
         "grid": {"doses": list(spec.doses), "views": list(spec.views), "splits": list(spec.splits)},
         "parameters": spec.parameters, "declared_parameters": sorted(declared), "retries": spec.retries,
         "backend": backend, "wall_s": round(wall_s, 3), "software_versions": software_versions(),
+        "run_id": settings.run_id if settings is not None else None,
+        "reuse_kernel": settings.reuse_kernel if settings is not None else None,
+        "memory": plan.to_dict() if plan is not None else None,
         "jobs": jobs, "execution_results": execs,
     }
 
 
 def run_grid(spec: GridSpec, scheduler: str | None = None, workers: int | None = None, force: bool = False,
              retries: int | None = None, dry_run: bool = False, serial: bool = False,
-             echo: bool = False) -> GridResult:
+             echo: bool = False, memory_bytes: int | None = None, reuse_kernel: bool = True) -> GridResult:
     """Run the notebook over every cell of the grid.
 
     Parameters
@@ -811,17 +1400,24 @@ def run_grid(spec: GridSpec, scheduler: str | None = None, workers: int | None =
     scheduler : str, optional
         Address of a running Dask scheduler (default: start a LocalCluster).
     workers : int, optional
-        LocalCluster workers (default ``spec.workers`` or ``min(cells to run, CPU count)``).
+        LocalCluster workers (default ``spec.workers`` or ``min(cells to run, CPU count)``),
+        lowered when the cells' estimated peak memory does not fit (:func:`plan_memory`).
     force : bool
         Rerun complete cells.
     retries : int, optional
         Override ``spec.retries``.
     dry_run : bool
-        Validate and report what would run; write nothing.
+        Validate (parameters, and doses / views / splits against the hub) and
+        report what would run; write nothing.
     serial : bool
         Run in this process, one cell after the other, without Dask.
     echo : bool
-        Echo the orchestrator log to stdout.
+        Echo the orchestrator log to stdout (with a progress bar on a terminal).
+    memory_bytes : int, optional
+        Memory the grid may use (default: :func:`machine_memory`).
+    reuse_kernel : bool
+        Run a worker's cells in one kernel, one after the other
+        (:mod:`ptyanalysis.pipeline.kernels`); False: a fresh kernel per cell.
 
     Returns
     -------
@@ -831,27 +1427,32 @@ def run_grid(spec: GridSpec, scheduler: str | None = None, workers: int | None =
     Raises
     ------
     PtyAnalysisError
-        Invalid spec or parameters (before any cell runs).
+        Invalid spec or parameters, or a dose / view / split the hub lacks (before any cell runs).
     """
     t0 = time.perf_counter()
     if retries is not None:
         if retries < 0:
             raise PtyAnalysisError(f"--retries must be >= 0, got {retries}")
         spec = replace(spec, retries=retries)
+    if memory_bytes is not None and memory_bytes <= 0:
+        raise PtyAnalysisError(f"--memory must be a positive number of GB, got {memory_bytes / 1e9:g}")
     # Start the LocalCluster early, in a thread, when cells will run: the workers' start-up (and their
     # papermill import) then overlaps the parameter validation below.
-    cluster_future, pool = None, None
+    cluster_future, pool, plan = None, None, None
     names = None if (dry_run or serial or scheduler) else _fast_parameter_names(spec.notebook)
     if names is not None:
         pre = expand(spec, dict.fromkeys(names))
-        n_pre = len(pre) if force else sum(not cell_status(c)[0] for c in pre)
-        if n_pre:
+        pre_todo = pre if force else [c for c in pre if not cell_status(c)[0]]
+        if pre_todo:
             from concurrent.futures import ThreadPoolExecutor
 
+            n = min(workers or spec.workers or default_workers(len(pre_todo)), len(pre_todo))
+            plan = plan_memory(pre_todo, spec.hub, n, memory_bytes)
             pool = ThreadPoolExecutor(1)
-            cluster_future = pool.submit(_start_local_cluster, min(workers or spec.workers or default_workers(n_pre), n_pre))
+            cluster_future = pool.submit(_start_local_cluster, plan.workers, plan.budget_bytes // plan.workers)
     try:
-        return _run_grid(spec, t0, scheduler, workers, force, dry_run, serial, echo, cluster_future)
+        return _run_grid(spec, t0, scheduler, workers, force, dry_run, serial, echo, cluster_future, plan,
+                         memory_bytes, reuse_kernel)
     finally:
         if pool is not None:
             pool.shutdown(wait=True)
@@ -859,39 +1460,69 @@ def run_grid(spec: GridSpec, scheduler: str | None = None, workers: int | None =
                 cluster_future.result().close()  # not used (validation failed or nothing to run)
 
 
-def _run_grid(spec, t0, scheduler, workers, force, dry_run, serial, echo, cluster_future) -> GridResult:
+def _run_grid(spec, t0, scheduler, workers, force, dry_run, serial, echo, cluster_future, plan, memory_bytes,
+              reuse_kernel) -> GridResult:
+    import secrets
+
+    from .kernels import KernelPool
+
     declared = validate_parameters(spec)
+    notices = check_hub(spec)
     cells = expand(spec, declared)
     status = {c.label: ((False, "forced") if force else cell_status(c)) for c in cells}
     todo = [c for c in cells if not status[c.label][0]]
     if dry_run:
         res = tuple(_skipped_result(c) if status[c.label][0] else
                     CellResult(c.dose, c.view, c.split, "pending", c.output_dir) for c in cells)
-        return GridResult(spec, res, time.perf_counter() - t0, "dry run")
+        return GridResult(spec, res, time.perf_counter() - t0, "dry run", notices=tuple(notices))
     log = _Log(_log_path(spec.hub), echo)
     log(f"grid started: {spec.source}; notebook {spec.notebook}; {len(cells)} cell(s), {len(todo)} to run, "
         f"{len(cells) - len(todo)} complete{' (forced rerun)' if force else ''}")
+    for n in notices:
+        log(f"notice: {n}")
+    run_id = f"{utc_now().replace(':', '').replace('-', '')}-{os.getpid()}-{secrets.token_hex(3)}"
     settings = RunSettings(str(spec.notebook), spec.kernel, spec.outputs, spec.retries, spec.timeout_s,
-                           spec.start_timeout_s)
+                           spec.start_timeout_s, run_id=run_id,
+                           kernel_log_dir=str(spec.hub / "analysis" / "logs" / "kernels"), reuse_kernel=reuse_kernel)
+    log(f"run {run_id}: {'one kernel per worker, reused across its cells' if reuse_kernel else 'a fresh kernel per cell'}"
+        f"; kernels' own output in {settings.kernel_log_dir}")
     results = {c.label: _skipped_result(c) for c in cells if status[c.label][0]}
-    if not todo:
-        backend = "none (all cells complete)"
-    elif serial:
-        backend = "serial (in process)"
-        log(f"backend: {backend}")
-        for c in todo:
-            r = run_cell(c, settings)
-            results[c.label] = r
-            log(f"{c.label}: {r.status} after {r.attempts} attempt(s), {r.elapsed_s:.1f} s"
-                + (f" - {r.error_name}: {r.error_value}" if r.error_name else ""))
-    else:
-        n = workers or spec.workers or default_workers(len(todo))
-        got, backend = _run_dask(todo, settings, scheduler, min(n, len(todo)), log, cluster_future)
-        results.update(got)
+    progress = _Progress(len(todo), log)
+    try:
+        if not todo:
+            backend = "none (all cells complete)"
+        elif serial:
+            backend = "serial (in process)"
+            log(f"backend: {backend}")
+            kernels = KernelPool(reuse=reuse_kernel)
+            try:
+                for c in todo:
+                    r = run_cell(c, settings, kernels)
+                    results[c.label] = r
+                    progress.cell(c.label, r)
+            finally:
+                kernels.close()
+        else:
+            n = min(workers or spec.workers or default_workers(len(todo)), len(todo))
+            if plan is None or set(plan.cell_bytes) != {c.label for c in todo}:
+                plan = plan_memory(todo, spec.hub, n, memory_bytes)
+            log(f"memory: budget {plan.budget_bytes / 2**30:.1f} GiB ({plan.budget_source}); largest cell estimate "
+                f"{plan.max_cell_bytes / 2**30:.2f} GiB ({', '.join(sorted(set(plan.sources.values())))}); "
+                f"{plan.workers} worker(s)"
+                + (f" instead of {plan.requested_workers}: more would not fit in memory" if plan.limited else ""))
+            got, backend = _run_dask(todo, settings, scheduler, plan.workers, log, plan, progress, cluster_future)
+            results.update(got)
+    finally:
+        progress.close()
     wall = time.perf_counter() - t0
-    manifest_path = write_json(spec.hub / "analysis" / "comparison_manifest.json",
-                               _manifest(spec, cells, results, wall, backend, declared))
-    result = GridResult(spec, tuple(results[c.label] for c in cells), wall, backend, manifest_path, log.path)
+    path = spec.hub / "analysis" / "comparison_manifest.json"
+    manifest = merge_manifest(_read_json(path), _manifest(spec, cells, results, wall, backend, declared, settings, plan))
+    manifest_path = write_json(path, manifest)
+    if manifest.get("merged", {}).get("kept_jobs"):
+        log(f"manifest: {len(cells)} cell(s) of this run merged into {path} "
+            f"({manifest['merged']['kept_jobs']} other job(s) kept; {manifest['n_success']}/{manifest['n_jobs']} complete)")
+    result = GridResult(spec, tuple(results[c.label] for c in cells), wall, backend, manifest_path, log.path,
+                        notices=tuple(notices))
     for line in result.table().splitlines():
         log(line)
     if result.ok:
@@ -996,6 +1627,12 @@ def configure_parser(parser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="validate and list the cells; run nothing, write nothing")
     parser.add_argument("--serial", action="store_true", help="run the cells one by one in this process (no Dask)")
     parser.add_argument("--quiet", action="store_true", help="do not echo the orchestrator log")
+    parser.add_argument("--memory", type=float, default=None, metavar="GB",
+                        help="memory the grid may use, GB (default: 85%% of what the machine has available); "
+                             "cells run at once only as far as their measured or estimated peaks fit")
+    parser.add_argument("--fresh-kernels", action="store_true",
+                        help="start a fresh kernel for every cell (default: each worker reuses one kernel, so "
+                             "imports and loaded models are reused across its cells)")
 
 
 def run_cli(args) -> int:
@@ -1014,9 +1651,14 @@ def run_cli(args) -> int:
     if args.workers is not None and args.workers < 1:
         raise PtyAnalysisError(f"--workers must be >= 1, got {args.workers}")
     spec = load_spec(args.spec)
+    memory = getattr(args, "memory", None)
     res = run_grid(spec, scheduler=args.scheduler, workers=args.workers, force=args.force, retries=args.retries,
-                   dry_run=args.dry_run, serial=args.serial, echo=not args.quiet and not args.dry_run)
+                   dry_run=args.dry_run, serial=args.serial, echo=not args.quiet and not args.dry_run,
+                   memory_bytes=None if memory is None else int(memory * 1e9),
+                   reuse_kernel=not getattr(args, "fresh_kernels", False))
     if args.dry_run:
+        for n in res.notices:
+            print(f"notice: {n}")
         for r in res.results:
             print(f"{r.label}: {'complete (skip)' if r.status == 'skipped' else 'would run'}")
         print(f"{sum(r.status == 'pending' for r in res.results)} of {len(res.results)} cell(s) would run")
