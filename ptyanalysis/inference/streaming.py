@@ -258,21 +258,20 @@ def _stream(loaded, sources, runtime, on_chunk, *, progress, prefetch, record, d
                     new = m // 2
                     row_events.append(RowsEvent(pos, m, new, tuple(rows)))
                     log.debug("%s; retrying with %d", what, new)
-                    pending = (rows, m)
+                    pending = (rows[bad[0]], names[bad[0]], m)
                     bs = new
                     reader.unget(pos, xs)
                     continue
                 if pending is not None:  # the first matching batch after a mismatch: the new limit
                     limit, limit_source = m, "this run"
                     cache[key] = m
-                    names = _output_labels(loaded, len(arrays))
                     log.warning(
                         "%s returned %s row(s) of %r for a batch of %d samples (it merges a batch into fewer "
                         "outputs; a PtychoPINN bundle merges a call of >= 64 patches, batch x gridsize^2, into "
                         "one); using batch size %d, the largest found by halving that gives one row per "
                         "sample, for the rest of the run (recorded as batch_size_limit; pass a batch size of "
                         "at most %d to skip the search)",
-                        loaded.source, pending[0][0], names[0], pending[1], m, m)
+                        loaded.source, pending[0], pending[1], pending[2], m, m)
                     pending = None
                 dev = getattr(outs[0], "device", None) if outs else None
                 if dev and dev not in devices:
