@@ -130,18 +130,47 @@ def _load_dir(path: Path, custom_objects, compile, safe_mode) -> LoadedModel:
     )
 
 
-def _import_custom_layers() -> None:
-    """Import ``ptyanalysis.models`` so its registered Keras layers resolve, if it exists."""
+#: Packages whose modules a model file may name for its registered layers; only these are imported.
+TRUSTED_LAYER_PACKAGES = ("ptyanalysis",)
+
+
+def _import_custom_layers(path: Path | None = None) -> list[str]:
+    """Import the modules that define the registered custom layers a ``.keras`` file names.
+
+    Keras records each custom object's defining ``module`` in the archive's
+    ``config.json`` but does not import it. Modules of
+    :data:`TRUSTED_LAYER_PACKAGES` named there are imported (so this package's
+    synthetic networks load without the caller importing them); any other
+    module is left alone and reported by Keras as an unknown class.
+
+    Returns
+    -------
+    list of str
+        The modules imported.
+    """
+    if path is None or not zipfile.is_zipfile(path):
+        return []
     try:
-        importlib.import_module("ptyanalysis.models")
-    except ImportError as exc:
-        log.debug("ptyanalysis.models not importable (%s); no custom layers registered", exc)
+        with zipfile.ZipFile(path) as zf:
+            config = zf.read("config.json").decode("utf-8")
+    except (KeyError, OSError, UnicodeDecodeError, zipfile.BadZipFile):
+        return []
+    named = sorted(set(re.findall(r'"module":\s*"([A-Za-z_][\w.]*)"', config)))
+    imported = []
+    for module in named:
+        if module.split(".")[0] in TRUSTED_LAYER_PACKAGES:
+            try:
+                importlib.import_module(module)
+                imported.append(module)
+            except ImportError as exc:
+                log.debug("%s: layer module %s not importable (%s)", path, module, exc)
+    return imported
 
 
 def _load_keras(path: Path, custom_objects, compile, safe_mode, sidecar) -> LoadedModel:
     import keras
 
-    _import_custom_layers()
+    _import_custom_layers(path)
     try:
         model = keras.saving.load_model(
             str(path), custom_objects=custom_objects, compile=compile, safe_mode=safe_mode
@@ -150,7 +179,7 @@ def _load_keras(path: Path, custom_objects, compile, safe_mode, sidecar) -> Load
         raise PtyAnalysisError(
             f"could not load Keras model {path}: {type(exc).__name__}: {exc}. "
             "A corrupt or truncated file must be re-exported; a model with custom layers "
-            "needs custom_objects=... (or the layers registered in ptyanalysis.models); "
+            "needs custom_objects=... (or the module that registers them imported first); "
             "a model with Lambda layers needs safe_mode=False (only for files you trust)"
         ) from exc
     return _wrap_keras(model, str(path), "keras", "keras.saving.load_model", sidecar)
@@ -172,7 +201,6 @@ def _load_h5(path: Path, custom_objects, compile, sidecar) -> LoadedModel:
     # No tf_keras: Keras 3 reads plain-layer Keras 2 H5 files itself; try that first.
     import keras
 
-    _import_custom_layers()
     try:
         model = keras.saving.load_model(str(path), custom_objects=custom_objects, compile=compile)
     except Exception as exc:
