@@ -224,7 +224,10 @@ def test_plot_functions_return_figures(built, tmp_path):
     assert any(t.count(".") == 1 and len(t) == 5 for t in texts)  # numbers printed on the cells
     assert isinstance(R_figures.plot_reconstructions(job), Figure)
     fig = R_figures.plot_frc_curves(job)
-    assert any(abs(line.get_ydata()[0] - 0.5) < 1e-12 for line in fig.axes[0].lines if len(line.get_ydata()) == 2)
+    labels = [line.get_label() for line in fig.axes[0].lines]
+    assert "1/2-bit threshold" in labels and "1/7 threshold" in labels  # the issue-10 thresholds
+    assert "cycles/pixel" in fig.axes[0].get_xlabel()
+    assert fig.axes[0].get_legend() is None and fig.legends  # the legend is outside the data
     assert isinstance(R_figures.plot_metrics_vs_dose(res.dataset), Figure)
     with pytest.raises(PtyAnalysisError, match="not in the dataset"):
         R_figures.plot_metric_grid(res.dataset, "nonsense")
@@ -261,7 +264,7 @@ def test_html_report_from_notebook(tmp_path):
     hub = F.make_hub(tmp_path / "hub", doses=(1000,), views=("dense",), splits=("test",))
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("hub = None", metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_code_cell("from ptyanalysis import report\nds = report.load_results(hub)\n"
+                nbformat.v4.new_code_cell("from ptyanalysis import phase_g as report\nds = report.load_results(hub)\n"
                                           "report.plot_metric_grid(ds, 'ms_ssim')")]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     path = tmp_path / "03_phase_g_figures.ipynb"
