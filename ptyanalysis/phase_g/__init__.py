@@ -10,8 +10,8 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     submodules=['collect', 'figures', 'html', 'inventory', 'report', 'results', 'schema', 'story', 'summary', 'trust', 'verify'],
     submod_attrs={
         'collect': ['JobRecord', 'PhaseGResult', 'ReconstructionFile', 'read_comparison_metrics', 'read_frc_curves', 'read_reconstruction_file', 'read_reconstructions', 'read_manifest', 'collect_jobs'],
-        'figures': ['save_figure', 'plot_metric_grid', 'plot_reconstructions', 'plot_frc_curves', 'plot_metrics_vs_dose', 'expected_figures', 'write_figures'],
-        'html': ['execute_report_notebook', 'render_html', 'default_notebook'],
+        'figures': ['save_figure', 'scored_images', 'frc_rings', 'cell_statuses', 'plot_metric_grid', 'plot_reconstructions', 'plot_frc_curves', 'plot_metrics_vs_dose', 'expected_figures', 'write_figures'],
+        'html': ['execute_report_notebook', 'render_html', 'default_notebook', 'report_exporter'],
         'inventory': ['list_hub_files', 'write_artifact_inventory'],
         'report': ['phase_g'],
         'results': ['results_dataset', 'save_dataset', 'load_results'],
