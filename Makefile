@@ -14,7 +14,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e ".[test,dev]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $(STAMP)
 
@@ -22,14 +22,18 @@ demo: venv
 	$(BIN)/ptyanalysis demo --hub $(DEMO_HUB)
 
 CI_HUB := build/ci_hub
+NBVAL_DIR := build/nbval
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
 # The whole suite: prepare the ci-size study (simulate, train, comparison grid; reused when
-# complete), then pytest on tests/ and nbval on the committed notebooks.
+# complete); copy the committed notebooks to build/nbval with the ci parameters (params/ci_*.yaml)
+# injected and their stored outputs kept; then pytest on tests/ and nbval on those copies (it
+# re-executes them and compares the cells marked NBVAL_CHECK_OUTPUT with the committed outputs).
 # pytest exit code 5 (nothing collected) is not a failure.
 test: venv
 	TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/ptyanalysis demo --size ci --hub $(CI_HUB) --prepare-only --grid
-	@TF_CPP_MIN_LOG_LEVEL=3 PTYANALYSIS_CI_HUB=$(CI_HUB) $(BIN)/python -m pytest tests notebooks $(NBVAL) $(PYTEST_ARGS); rc=$$?; \
+	$(BIN)/python tools/build_notebooks.py prepare-nbval $(NBVAL_DIR)
+	@TF_CPP_MIN_LOG_LEVEL=3 PTYANALYSIS_CI_HUB=$(CI_HUB) $(BIN)/python -m pytest tests $(NBVAL_DIR)/*.ipynb $(NBVAL) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected (exit 5), treated as success"; rc=0; fi; exit $$rc
 
 # The fast gate (numpy-only tests, no study, no TensorFlow models): under 2 minutes.
@@ -40,10 +44,12 @@ test-fast: venv
 bench: venv
 	$(BIN)/python -m ptyanalysis.bench
 
-# Re-execute the committed notebooks on the ci-size study (their stored outputs are what nbval checks).
+# Build notebooks/*.ipynb from their sources (ptyanalysis/templates/*.py): execute each on the
+# ci-size study with params/ci_<name>.yaml and write it without papermill's injected cell or
+# machine paths, outputs kept (what nbval checks in make test).
 notebooks: venv
 	TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/ptyanalysis demo --size ci --hub $(CI_HUB) --prepare-only --grid
-	$(BIN)/python tools/build_notebooks.py
+	$(BIN)/python tools/build_notebooks.py build
 
 clean:
 	rm -rf $(DEMO_HUB) build .pytest_cache

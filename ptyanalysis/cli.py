@@ -67,7 +67,7 @@ def plain_text(doc: str) -> str:
 
 
 @contextlib.contextmanager
-def filtered_stderr(drop=TF_STARTUP_LINES):
+def filtered_stderr(drop=TF_STARTUP_LINES, fd: int | None = None):
     """Run a block with file descriptor 2 captured; re-emit every line except those containing ``drop`` texts.
 
     Works at the file-descriptor level, so it also catches what C++ libraries
@@ -77,10 +77,16 @@ def filtered_stderr(drop=TF_STARTUP_LINES):
     Parameters
     ----------
     drop : sequence of str
+    fd : int, optional
+        The descriptor to filter (default ``sys.stderr``'s). In a Jupyter
+        kernel pass 2: ipykernel's ``sys.stderr.fileno()`` is a copy of the
+        original descriptor while C++ code writes to 2, which ipykernel
+        forwards into the notebook.
     """
     try:
         sys.stderr.flush()
-        fd = sys.stderr.fileno() if hasattr(sys.stderr, "fileno") else 2
+        if fd is None:
+            fd = sys.stderr.fileno() if hasattr(sys.stderr, "fileno") else 2
     except (OSError, ValueError):  # no real stderr (e.g. captured by a test runner): nothing to filter
         yield
         return
