@@ -158,7 +158,15 @@ def load_input_sets(loaded, paths: dict, *, study_inputs: bool = False, allow_no
         if names:
             if set(arrays) != set(names):
                 if len(names) == 1 and len(arrays) == 1:
-                    arrays = {names[0]: next(iter(arrays.values()))}
+                    import warnings
+
+                    from ..io import DatasetNotice
+
+                    (given, value), = arrays.items()
+                    warnings.warn(f"{label} file {path}: its only array {given!r} is fed as the model's only input "
+                                  f"{names[0]!r} (the names differ; save it as {names[0]!r} to silence this)",
+                                  DatasetNotice, stacklevel=2)
+                    arrays = {names[0]: value}
                 else:
                     raise PtyAnalysisError(
                         f"{label} file {path} holds arrays [{', '.join(sorted(arrays))}] but the model's "
