@@ -115,6 +115,22 @@ class _BudgetSpent(Exception):
     pass
 
 
+def _error_text(exc) -> str:
+    """An exception as one line of evidence: its type and message (TensorFlow's: the last line, the error)."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    errs = [i for i, ln in enumerate(lines) if re.match(r"^\w+(Error|Exception|Exhausted): ", ln)]
+    if errs:
+        i = errs[-1]
+        msg = lines[i]
+        if "Exception encountered when calling" in msg and i + 1 < len(lines):  # Keras puts the cause next
+            msg += " " + lines[i + 1]
+        return msg[:300]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
+
+
 # ----------------------------------------------------------------------------- records
 @dataclass(frozen=True)
 class Experiment:
@@ -388,6 +404,9 @@ def intervene(kind: str, x: np.ndarray, passing: np.ndarray, reference: np.ndarr
         pf = passing[np.isfinite(passing)] if passing.dtype.kind in "fc" else passing.ravel()
         hi = float(pf.max()) if pf.size else 0.0
         lo = float(pf.min()) if pf.size else 0.0
+        if x.dtype.kind == "f":  # a replacement the dtype can hold (float16: at most 65504)
+            big = float(np.finfo(x.dtype).max)
+            hi, lo = min(hi, big), max(lo, -big)
         return _cast_like(np.nan_to_num(x.astype(np.float64), nan=0.0, posinf=hi, neginf=lo), x)
     if kind == "centre":
         mx, sx = _moments(x)
@@ -430,26 +449,33 @@ def _nonfinite_evidence(x: np.ndarray, index_map=None) -> dict:
                 "first_samples": [int(i) for i in idx[:5]]}
 
 
+def _poss(label: str) -> str:
+    return label + ("'" if label.endswith("s") else "'s")
+
+
 def _rescale_text(k, f, t, what) -> str:
     mf, sf = _scalar_moments(f)
     mt, st = _scalar_moments(t)
     if st <= 1e-12 * max(1.0, abs(mt)):
         val = "zeros" if mt == 0 else f"the constant {mt:.4g}"
-        return (f"feed {k!r} as {val}, as {what} are (the failing set's values have mean {_fmt(_moments(f)[0])} "
-                f"and spread {sf:.4g})")
+        return (f"feed {k!r} as {val}, like {what} (all {mt:g}; the failing set's values have mean "
+                f"{_fmt(_moments(f)[0])} and spread {sf:.4g})")
     if sf <= 0:
         return (f"feed {k!r} with values spread like {what} (std {st:.4g}); the failing set holds the constant "
                 f"{mf:.4g}")
     factor = st / sf
+    if abs(np.log(factor)) < np.log(1.25) and abs(mt - mf) > 0.1 * max(st, sf):
+        return (f"shift {k!r} by {mt - mf:+.4g} (its mean is {mf:.4g} where {what} have {mt:.4g}, with a similar "
+                "spread: check a subtracted background, an offset or the origin)")
     if abs(mt - factor * mf) <= 0.1 * max(st, abs(mt)):
-        return (f"multiply {k!r} by {factor:.4g} (the failing set's values are {1 / factor:.4g} x {what}: check "
+        return (f"multiply {k!r} by {factor:.3g} (the failing set's values are {1 / factor:.3g} x {what}: check "
                 "its units or normalisation, e.g. a scale factor missing or applied twice)")
     return (f"rescale {k!r} to the mean {mt:.4g} and std {st:.4g} of {what}: (x - {mf:.4g}) x {factor:.4g} + "
             f"{mt:.4g} (its spread is {1 / factor:.4g} x theirs and its mean {mf:.4g}: check its units, offset "
             "or normalisation)")
 
 
-def _fix_text_input(k, kind, f, p, r, nonfinite=None) -> str:
+def _fix_text_input(k, kind, f, p, r, nonfinite=None, plabel="the passing set") -> str:
     """The fix for one input (failing values ``f``, passing ``p``, reference ``r`` or None), with numbers."""
     mf, sf = _scalar_moments(f)
     if kind == "reference":
@@ -465,7 +491,7 @@ def _fix_text_input(k, kind, f, p, r, nonfinite=None) -> str:
                     f"{sr:.4g}; the failing set has mean {mf:.4g}, std {sf:.4g})")
         return f"feed {k!r} with values distributed like the reference/training inputs"
     if kind == "match_passing":
-        return _rescale_text(k, f, p, "the passing set's values")
+        return _rescale_text(k, f, p, f"{_poss(plabel)} values")
     if kind == "match_reference":
         return _rescale_text(k, f, r, "the reference/training inputs")
     if kind == "centre":
@@ -483,11 +509,11 @@ def _fix_text_input(k, kind, f, p, r, nonfinite=None) -> str:
         hint = " (float16 keeps about 3 significant digits and overflows above 65504)" if f.dtype == np.float16 else ""
         return f"cast {k!r} to {p.dtype} before feeding the model: the failing set holds it as {f.dtype}{hint}"
     mp, sp = _scalar_moments(p)
-    return (f"feed {k!r} with values like the passing set's (the failing set has mean {mf:.4g}, std {sf:.4g}; "
-            f"the passing set mean {mp:.4g}, std {sp:.4g})")
+    return (f"feed {k!r} with values like {_poss(plabel)} (the failing set has mean {mf:.4g}, std {sf:.4g}; "
+            f"{plabel} mean {mp:.4g}, std {sp:.4g})")
 
 
-def _reason_text(k, kind, f, p, r, nonfinite=None) -> str:
+def _reason_text(k, kind, f, p, r, nonfinite=None, plabel="the passing set") -> str:
     """What is wrong with one input, in a few words, for the verdict's summary."""
     if kind == "replace_nonfinite":
         nf = nonfinite or _nonfinite_evidence(f)
@@ -495,12 +521,12 @@ def _reason_text(k, kind, f, p, r, nonfinite=None) -> str:
                 + (" (a float16 export overflowed)" if f.dtype == np.float16 and (nf.get("posinf") or nf.get("neginf"))
                    else ""))
     if kind == "cast_dtype":
-        return f"it arrives as {f.dtype} where the passing set holds {p.dtype}"
+        return f"it arrives as {f.dtype} where {plabel} holds {p.dtype}"
     target = p
     if kind in ("match_reference", "reference") and r is not None:
         target, what = r, "the reference/training inputs'"
     else:
-        what = "the passing set's"
+        what = f"{_poss(plabel)}"
     mf, sf = _scalar_moments(f)
     mt, st = _scalar_moments(target)
     if kind == "centre":
@@ -615,7 +641,7 @@ class _Runner:
             return self.skipped(stage, name, target, s, change, "skipped: evaluation budget spent", details), None
         except Exception as exc:  # an experiment that cannot run is recorded as evidence, never fatal
             e = Experiment(len(self.experiments), stage, name, target, change, _n(s), None, np.nan, None,
-                           np.nan, np.nan, f"{type(exc).__name__}: {str(exc)[:300]}",
+                           np.nan, np.nan, _error_text(exc),
                            time.perf_counter() - t0, details)
             self.experiments.append(e)
             return e, None
@@ -736,7 +762,7 @@ def _run_layers(runner: _Runner, F: dict, P: dict | None, rng) -> dict:
         except Exception as exc:
             runner.experiments.append(Experiment(len(runner.experiments), "layers", f"probe:{label}", label,
                                                  "per-layer activations", _n(sub), None, np.nan, None,
-                                                 np.nan, np.nan, f"{type(exc).__name__}: {str(exc)[:300]}",
+                                                 np.nan, np.nan, _error_text(exc),
                                                  time.perf_counter() - t0))
             return {"status": "error", "reason": str(exc)[:300], "rows": [], "first_dead": None,
                     "first_nonfinite": None}
@@ -831,7 +857,11 @@ def _stage_composition(runner, Fr, Pr, rng, kept: dict) -> dict:
     for k in Fr:
         # the failing samples keep their values and dtype; only their neighbours change
         v = np.empty((2 * n,) + Fr[k].shape[1:], dtype=Fr[k].dtype)
-        v[0::2], v[1::2] = Fr[k], Pr[k][pick].astype(Fr[k].dtype)
+        nb = Pr[k][pick]
+        if Fr[k].dtype.kind == "f" and nb.dtype.kind in "fiu":  # neighbours the failing dtype can hold
+            big = float(np.finfo(Fr[k].dtype).max)
+            nb = np.clip(nb.astype(np.float64), -big, big)
+        v[0::2], v[1::2] = Fr[k], nb.astype(Fr[k].dtype)
         mixed[k] = v
     e_mx, r_mx = runner.run("runtime", "composition:interleaved", "failing", mixed,
                             f"the same {n} failing samples interleaved with passing samples (batch size {b})",
@@ -956,7 +986,8 @@ def _pick_intervention(exps: dict):
     return kind, ok[kind].restores
 
 
-def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info, F0=None, index_map=None):
+def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info, F0=None, index_map=None,
+                  plabel="the passing set"):
     from ..diagnosis.splits import drift_measures
 
     names = runner.names
@@ -1012,7 +1043,7 @@ def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info, F0=None, i
                 new = intervene(kind, F[k], P[k], None if R is None else R[k], np.random.default_rng(13))
             except Exception as exc:  # an intervention that cannot be built is evidence, not fatal
                 runner.skipped("input", f"{kind}:{k}", "failing", F, f"failing set with {k}: {kind}",
-                               f"{type(exc).__name__}: {str(exc)[:300]}")
+                               _error_text(exc))
                 continue
             if new is None:
                 continue
@@ -1052,7 +1083,7 @@ def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info, F0=None, i
                                     {"ddmin": combo, "experiment": e.id,
                                      "parts": [{"input": k, "intervention": "swap",
                                                 "restores_alone": per[k]["swap"].restores or 0.0,
-                                                "fix": _fix_text_input(k, "swap", F[k], P[k], None)}
+                                                "fix": _fix_text_input(k, "swap", F[k], P[k], None, plabel=plabel)}
                                                for k in sorted(minimal)]}))
                 appliers[("input", "+".join(sorted(minimal)))] = (
                     lambda s2, mm=tuple(minimal): ({k: (_resample(P[k], _n(s2), np.random.default_rng(7))
@@ -1076,7 +1107,7 @@ def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info, F0=None, i
               "smd": input_info[k]["drift_failing_vs_passing"]["smd"],
               "reverse_swap_fails": input_info[k].get("reverse_swap_fails"),
               "ddmin_minimal": in_combo,
-              "reason": _reason_text(k, best_kind, F[k], P[k], None if R is None else R[k], nf_ev[k])}
+              "reason": _reason_text(k, best_kind, F[k], P[k], None if R is None else R[k], nf_ev[k], plabel)}
         if R is not None:
             ev["drift_score_vs_reference"] = input_info[k]["drift_failing_vs_reference"]["drift_score"]
         if F[k].dtype != P[k].dtype:
@@ -1085,10 +1116,11 @@ def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info, F0=None, i
             ev["nonfinite"] = nf_ev[k]
         causes.append(Cause("input", k, best, ev))
         appliers[("input", k)] = (_input_applier(k, best_kind, P, R),
-                                  _fix_text_input(k, best_kind, F[k], P[k], None if R is None else R[k], nf_ev[k]))
+                                  _fix_text_input(k, best_kind, F[k], P[k], None if R is None else R[k], nf_ev[k],
+                                                  plabel))
     multi = None
     if best_single < COMBINE_BELOW:
-        multi = _stage_several(runner, F, P, R, per, suspects, causes, appliers, nf_ev)
+        multi = _stage_several(runner, F, P, R, per, suspects, causes, appliers, nf_ev, plabel)
     return {"status": "done", "suspects": suspects, "ddmin": combo, "several_causes": multi}
 
 
@@ -1102,7 +1134,7 @@ def _input_applier(k, kind, P, R):
     return apply
 
 
-def _stage_several(runner, F, P, R, per, suspects, causes, appliers, nf_ev):
+def _stage_several(runner, F, P, R, per, suspects, causes, appliers, nf_ev, plabel="the passing set"):
     """Several independent causes: the best change per input added greedily, then minimised.
 
     Runs when no single change restores the reference health. Each step tries,
@@ -1176,8 +1208,8 @@ def _stage_several(runner, F, P, R, per, suspects, causes, appliers, nf_ev):
         parts.append({"input": k, "intervention": kind,
                       "restores_alone": None if alone is None else alone.restores,
                       "restores_without_it": without.restores,
-                      "reason": _reason_text(k, kind, F[k], P[k], None if R is None else R[k], nf_ev[k]),
-                      "fix": _fix_text_input(k, kind, F[k], P[k], None if R is None else R[k], nf_ev[k])})
+                      "reason": _reason_text(k, kind, F[k], P[k], None if R is None else R[k], nf_ev[k], plabel),
+                      "fix": _fix_text_input(k, kind, F[k], P[k], None if R is None else R[k], nf_ev[k], plabel)})
     name = "+".join(sorted(current))
     causes.append(Cause("input", name, final.restores or 0.0,
                         {"several_causes": True, "parts": parts, "experiment": final.id, "steps": steps}))
@@ -1206,7 +1238,7 @@ def _abnormal_rows(F: dict, P: dict) -> dict:
             bad = ~fin.all(axis=1)
             for i in np.flatnonzero(bad):
                 out.setdefault(int(i), []).append(f"{k}: {int((~fin[i]).sum())} non-finite value(s)")
-            amax = np.max(np.where(fin, r, 0), axis=1)
+            amax = np.max(np.where(fin, r, 0), axis=1).astype(np.float64)
         else:
             bad = np.zeros(len(v), bool)
             amax = r.max(axis=1).astype(np.float64)
@@ -1255,6 +1287,18 @@ def _stage_samples(runner, F, P, rng, causes, appliers, index_map, bad_flags=Non
         ev = {"n_samples_working_set": n, "rest_health": e.health, "experiment": e.id, "found_by": how,
               "victims": orig(victims), "abnormal": {str(int(index_map[i])): abnormal[i] for i in culprits
                                                      if i in abnormal}}
+        for i in culprits:  # how the culprits' values compare with the passing set's, when not flagged
+            if i in abnormal:
+                continue
+            for k, v in F.items():
+                if v.dtype.kind not in "fiu" or P[k].dtype.kind not in "fiu":
+                    continue
+                a = float(np.nanmax(np.abs(np.where(np.isfinite(v[i]), v[i], 0).astype(np.float64))))
+                pa = np.abs(np.where(np.isfinite(P[k]), P[k], 0).astype(np.float64)).reshape(len(P[k]), -1)
+                ref = float(np.quantile(pa.max(axis=1), 0.999)) if pa.size else 0.0
+                if ref > 0 and a > 1.5 * ref:
+                    ev["abnormal"].setdefault(str(int(index_map[i])), []).append(
+                        f"{k}: largest |value| {a:.4g} = {a / ref:.3g} x the passing set's")
         if subset_fails is not None:
             ev["culprits_alone_fail"] = subset_fails
         if bad_flags is not None:
@@ -1499,6 +1543,7 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
               "failing_degraded_outputs": deg_outputs("failing"),
               "passing_degraded_outputs": deg_outputs("passing") if ref_ok else [],
               "reference_usable": None if ref_e is None else ref_problem is None,
+              "passing_fails": bool(pass_e.fails),
               "reference_problem": ref_problem}
     input_info: dict = {}
     layers: dict = {"status": "not run", "rows": []}
@@ -1509,7 +1554,8 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
 
     def finish(reproduced, verdict, fix, ranked):
         if ref_note and "summary" in verdict and ref_note.strip() not in verdict["summary"]:
-            verdict = {**verdict, "summary": verdict["summary"] + ref_note}
+            summ = verdict["summary"].rstrip()
+            verdict = {**verdict, "summary": summ + ("" if summ.endswith(".") else ".") + ref_note}
         res = BisectionResult(
             reproduced=reproduced, criterion=crit.to_dict(), health=health, causes=tuple(ranked),
             verdict=verdict, fix=fix, evaluations=runner.evaluations, elapsed_s=time.perf_counter() - t0,
@@ -1529,6 +1575,7 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
             "none needed under this criterion (try another criterion, e.g. zero-fraction>=0.5, if the "
             "outputs still look wrong)", [])
     passing_note = ""
+    plabel = "the passing set"
     if pass_fails:
         ref_fails = ref_e.fails if ref_e is not None else None
         if ref_fails is not False:
@@ -1571,6 +1618,7 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
         # the passing set fails too but the reference passes: bisect against the reference
         P, R_use = R, None
         settings["passing_role"] = "reference set (the passing set fails too)"
+        plabel = "the reference/training inputs"
         passing_note = (f" The passing set fails too (health {hs['passing']:.3f}), so the reference set took "
                         "its place in the experiments.")
 
@@ -1578,7 +1626,8 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
     runner.h_fail = hs["failing"]
     rt_info = _stage_runtime(runner, F, P, rng, causes, appliers)
     iS = _subsample_idx(F, SCREEN_SAMPLES, rng)
-    in_info = _stage_inputs(runner, _take(F, iS), P, R_use, rng, causes, appliers, input_info, F0=F0)
+    in_info = _stage_inputs(runner, _take(F, iS), P, R_use, rng, causes, appliers, input_info, F0=F0,
+                            plabel=plabel)
     sm_info = _stage_samples(runner, F, P, rng, causes, appliers, idxF, bad_flags)
     if probe_layers:
         layers = _run_layers(runner, F, P, rng)
@@ -1616,7 +1665,7 @@ def _pct(x) -> str:
 
 def _verdict(top, ranked, appliers, health, layers, sm_info, crit):
     deg = ""
-    if health.get("passing_degraded"):
+    if health.get("passing_degraded") and not health.get("passing_fails"):
         deg = (f" Note: the passing set is itself degraded (health {health['passing']:.3f} against the "
                f"{health['reference_source']}): it passes the criterion but is far from healthy.")
     if health.get("failing_degraded_outputs") and len(health.get("output_names", [])) > 1:
@@ -1684,6 +1733,10 @@ def _verdict(top, ranked, appliers, health, layers, sm_info, crit):
         verdict_extra["culprits"], verdict_extra["victims"] = list(top.name), list(vic)
     elif top.kind == "runtime" and top.name == "batch_composition":
         ev = top.evidence
+        alt = next((c for c in ranked if c.kind == "input" and c.restores >= COMBINE_BELOW), None)
+        if alt is not None and appliers.get(("input", alt.name), (None, ""))[1]:
+            fix += ("; here, feeding the inputs as the model was trained also restores the outputs ("
+                    f"{_pct(alt.restores)}): {appliers[('input', alt.name)][1]}")
         arr = ev.get("arrangements", {})
         summary = ("outputs depend on which samples share a batch: the same failing samples at the same batch "
                    f"size ({ev.get('batch_size')}) give different outputs with other neighbours ("

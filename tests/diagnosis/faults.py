@@ -320,5 +320,229 @@ def incident(n=300, N=16, seed=0) -> FaultCase:
                      "input_positions", notes={"passing_degraded": True})
 
 
+# ----------------------------------------------------------------------------- issue 9 / 11 layers
+@keras.saving.register_keras_serializable(package=PKG)
+class BatchMaxNormalise(keras.layers.Layer):
+    """Divide the whole batch by its largest |value| (a batch-level normalisation), then cut below ``floor``."""
+
+    def __init__(self, floor=0.0, **kw):
+        super().__init__(**kw)
+        self.floor = float(floor)
+
+    def get_config(self):
+        return {**super().get_config(), "floor": self.floor}
+
+    def call(self, x):
+        y = x / tf.reduce_max(tf.abs(x))
+        return tf.nn.relu(y - self.floor)
+
+
+@keras.saving.register_keras_serializable(package=PKG)
+class SampleMaxNormalise(keras.layers.Layer):
+    """Divide each sample by its own largest |value| (Inf in a sample: its finite values become 0, the Inf NaN)."""
+
+    def call(self, x):
+        return x / tf.reduce_max(tf.abs(x), axis=[1, 2, 3], keepdims=True)
+
+
+@keras.saving.register_keras_serializable(package=PKG)
+class BatchCentre(keras.layers.Layer):
+    """Subtract the batch mean of positions (B, 1, 2, 1), as PtychoPINN's reassembly does since 898b42e."""
+
+    def call(self, pos):
+        return pos - tf.reduce_mean(pos, axis=0, keepdims=True)
+
+
+def _frames(seed, n, N=8, lo=0.5, hi=1.5):
+    return _rng(seed).uniform(lo, hi, size=(n, N, N, 1)).astype("float32")
+
+
+def degrees_not_radians(n=300, seed=0) -> FaultCase:
+    """Issue 9.1: angles fed in degrees to a model trained on radians; the fix gives the factor (pi/180)."""
+    rng = _rng(seed)
+    ang = keras.Input((3,), name="angles")
+    h = keras.layers.Dense(12, activation="relu", name="hidden")(ang)
+    out = keras.layers.Dense(4, use_bias=False, name="out")(h)
+    m = keras.Model(ang, out, name="degrees_not_radians")
+    k = -(np.abs(rng.normal(size=(3, 12))) * 0.2 + 0.1)  # large angles push every unit negative
+    m.get_layer("hidden").set_weights([k.astype("float32"), np.full(12, 1.5, "float32")])
+    _set_dense(m.get_layer("out"), rng, positive=True)
+
+    def rad(s):
+        return _rng(s).uniform(0.5, 1.5, size=(n, 3)).astype("float32")
+
+    return FaultCase("degrees_not_radians", m, {"angles": np.degrees(rad(seed + 1)).astype("float32")},
+                     {"angles": rad(seed + 2)}, None, "input", "angles",
+                     notes={"intervention": "match_passing", "fix_contains": ["multiply 'angles' by 0.017"]})
+
+
+def nan_positions(n=240, N=16, seed=0) -> FaultCase:
+    """Issue 9.1: a third of the scan positions are NaN (a failed position readout): per-sample NaN outputs."""
+    m = build_incident_model(N, seed)
+    test, train, ref = incident_sets(n, N, seed)
+    fail = {"input": test["input"], "input_positions": _rng(seed + 5).uniform(-2, 2, (n, 1, 2, 1)).astype("float32")}
+    bad = np.sort(_rng(seed + 6).choice(n, n // 3, replace=False))
+    fail["input_positions"][bad, 0, 1, 0] = np.nan
+    good = {"input": train["input"], "input_positions": _rng(seed + 7).uniform(-2, 2, (n, 1, 2, 1)).astype("float32")}
+    return FaultCase("nan_positions", m, fail, good, None, "input", "input_positions", criterion="non-finite",
+                     notes={"intervention": "replace_nonfinite",
+                            "fix_contains": [f"the {len(bad)} non-finite values of 'input_positions'",
+                                             f"first at sample(s) {[int(i) for i in bad[:5]]}"]})
+
+
+def _per_sample_norm_model(N=8, seed=0, name="per_sample_norm"):
+    rng = _rng(seed)
+    inp = keras.Input((N, N, 1), name="frames")
+    y = SampleMaxNormalise(name="sample_norm")(inp)
+    h = keras.layers.Conv2D(2, 3, padding="same", name="conv")(y)  # linear: NaN propagates
+    m = keras.Model(inp, h, name=name)
+    m.get_layer("conv").set_weights([np.abs(rng.normal(size=(3, 3, 1, 2))).astype("float32") * 0.3,
+                                     np.zeros(2, "float32")])
+    return m
+
+
+def float16_overflow_export(n=200, N=8, seed=0) -> FaultCase:
+    """Issue 9.1: counts exported as float16: the brightest pixels (> 65504) overflow to +Inf."""
+    def counts(s):
+        c = _frames(s, n, N, 100.0, 2000.0)
+        hot = _rng(s + 10).random(n) < 0.4
+        c[hot, N // 2, N // 2, 0] = 70000.0
+        return c
+
+    return FaultCase("float16_overflow_export", _per_sample_norm_model(N, seed, "float16_overflow"),
+                     {"frames": counts(seed + 1).astype("float16")}, {"frames": counts(seed + 2)}, None,
+                     "input", "frames", criterion="non-finite",
+                     notes={"intervention": "replace_nonfinite", "fix_contains": ["float16", "+Inf", "float32"]})
+
+
+def _batch_norm_model(N=8, seed=0, floor=0.0, name="batch_norm"):
+    rng = _rng(seed)
+    inp = keras.Input((N, N, 1), name="frames")
+    y = BatchMaxNormalise(floor, name="batch_max_norm")(inp)
+    h = keras.layers.Conv2D(2, 3, padding="same", activation="relu", name="conv")(y)
+    m = keras.Model(inp, h, name=name)
+    m.get_layer("conv").set_weights([np.abs(rng.normal(size=(3, 3, 1, 2))).astype("float32") * 0.3,
+                                     np.zeros(2, "float32")])
+    return m
+
+
+def inf_frames_in_6000(n=6000, N=8, seed=0, bad=(517, 2950, 5711)) -> FaultCase:
+    """Issue 9.2: 3 frames holding +Inf among 6,000 blank their batches (batch-max normalisation: 0 and NaN)."""
+    fail = _frames(seed + 1, n, N)
+    for i in bad:
+        fail[i, 1, 2, 0] = np.inf
+    return FaultCase("inf_frames_in_6000", _batch_norm_model(N, seed, name="inf_frames"), {"frames": fail},
+                     {"frames": _frames(seed + 2, n, N)}, None, "samples", sorted(bad),
+                     criterion="zero-fraction>=0.05",
+                     notes={"max_evaluations": 60, "fix_contains": [str(sorted(bad))]})
+
+
+def dead_amplitude_output(n=200, N=16, seed=0) -> FaultCase:
+    """Issue 9.3: background-subtracted diffraction kills the amplitude output; the phase output lives on."""
+    rng = _rng(seed)
+    inp = keras.Input((N, N, 1), name="diffraction")
+    h = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inp)
+    amp = keras.layers.Conv2D(1, 1, activation="relu", name="amplitude")(h)
+    ph = keras.layers.Conv2D(1, 1, activation="tanh", name="phase")(h)
+    m = keras.Model(inp, [amp, ph], name="dead_amplitude_output")
+    m.get_layer("conv").set_weights([np.full((3, 3, 1, 4), 1 / 9, "float32"), np.zeros(4, "float32")])
+    m.get_layer("amplitude").set_weights([np.full((1, 1, 4, 1), 1.0, "float32"), np.full(1, -5.0, "float32")])
+    m.get_layer("phase").set_weights([rng.normal(size=(1, 1, 4, 1)).astype("float32"), np.zeros(1, "float32")])
+
+    def diff(s):
+        return (np.abs(_rng(s).normal(size=(n, N, N, 1))) + 1.0).astype("float32")
+
+    return FaultCase("dead_amplitude_output", m, {"diffraction": diff(seed + 1) - 1.0},
+                     {"diffraction": diff(seed + 2)}, None, "input", "diffraction", criterion="mostly-zero",
+                     notes={"degraded_outputs": ["amplitude"], "fix_contains": ["shift 'diffraction' by +"]})
+
+
+def unusable_reference(n=300, seed=0) -> FaultCase:
+    """Issue 9.4: the reference given was built wrongly (its outputs are all zero): it must not be trusted."""
+    case = shift_one_input(n, seed)
+    ref = dict(case.reference)
+    ref["b"] = np.full_like(ref["b"], 8.0)  # kills every hidden unit: the model's outputs on it are all zero
+    return FaultCase("unusable_reference", case.model, case.failing, case.passing, ref, "input", "b",
+                     notes={"reference_usable": False})
+
+
+def constant_offsets(n=300, seed=0) -> FaultCase:
+    """Issue 9.5: offsets with zero spread everywhere (0 in training, a constant 3 on the failing set) and a decoy."""
+    rng = _rng(seed)
+    sig = keras.Input((8,), name="signal")
+    off = keras.Input((2,), name="offsets")
+    gain = keras.Input((2,), name="gain")
+    x = keras.layers.Concatenate(name="concat")([sig, off, gain])
+    h = keras.layers.Dense(12, activation="relu", name="hidden")(x)
+    out = keras.layers.Dense(4, use_bias=False, name="out")(h)
+    m = keras.Model([sig, off, gain], out, name="constant_offsets")
+    k = rng.normal(size=(12, 12)) * 0.3
+    k[8:10, :] = -2.0  # offsets of 3 kill every unit
+    k[10:12, :] = rng.normal(size=(2, 12)) * 0.02  # the gain barely matters
+    m.get_layer("hidden").set_weights([k.astype("float32"), np.full(12, 1.5, "float32")])
+    _set_dense(m.get_layer("out"), rng, positive=True)
+
+    def draw(s, off_value, gain_mean):
+        r = _rng(s)
+        return {"signal": r.normal(size=(n, 8)).astype("float32"),
+                "offsets": np.full((n, 2), off_value, "float32"),
+                "gain": (r.normal(size=(n, 2)) + gain_mean).astype("float32")}
+
+    return FaultCase("constant_offsets", m, draw(seed + 1, 3.0, 0.4), draw(seed + 2, 0.0, 0.0),
+                     draw(seed + 3, 0.0, 0.0), "input", "offsets",
+                     notes={"fix_contains": ["'offsets' as zeros"]})
+
+
+def bright_frame_spoils_batch(n=600, N=8, seed=0, index=404) -> FaultCase:
+    """Issue 9.6: one frame 6x brighter (not an outlier by the scan's rule) blanks the rest of its batch."""
+    fail = _frames(seed + 1, n, N)
+    fail[index] *= 6.0
+    return FaultCase("bright_frame_spoils_batch", _batch_norm_model(N, seed, floor=0.3, name="bright_frame"),
+                     {"frames": fail}, {"frames": _frames(seed + 2, n, N)}, None, "samples", [index],
+                     criterion="zero-fraction>=0.02", notes={"victims": True, "fix_contains": [f"[{index}]"]})
+
+
+def two_fault_incident(n=300, N=16, seed=0, intensity_scale=8.0) -> FaultCase:
+    """Issue 11.4: the study's feed had two faults: diffraction not x intensity_scale AND absolute positions.
+
+    The reference is as the model was trained (diffraction x intensity_scale, zero offsets). Fixing
+    the positions alone brings back nonzero outputs a factor of intensity_scale too weak (about 14 %
+    of the health); fixing the diffraction alone leaves every output zero; both restore it.
+    """
+    test, train, ref = incident_sets(n, N, seed)
+    ref = dict(ref)
+    ref["input"] = (ref["input"] * intensity_scale).astype("float32")
+    return FaultCase("two_fault_incident", build_incident_model(N, seed), test, train, ref, "input",
+                     "input+input_positions",
+                     notes={"parts": {"input", "input_positions"}, "combined_restores": 0.95,
+                            "fix_contains": [f"multiply 'input' by {intensity_scale:.3g}", "'input_positions' as zeros"]})
+
+
+def build_batch_centred_model(N=16, seed=0) -> keras.Model:
+    """The incident Baseline with PtychoPINN's current reassembly: positions centred on their batch mean."""
+    base = build_incident_model(N, seed)
+    inp = keras.Input((N, N, 1), name="input")
+    pos = keras.Input((1, 2, 1), name="input_positions")
+    h = base.get_layer("conv1")(inp)
+    p = base.get_layer("conv2")(h)
+    t = Translate(name="translate")([p, BatchCentre(name="batch_centre")(pos)])
+    return keras.Model([inp, pos], t, name="batch_centred_baseline")
+
+
+def batch_centred_positions(n=300, N=16, seed=0) -> FaultCase:
+    """Issue 11.5: absolute positions into a model that centres them per batch: each output depends on its batch."""
+    test, train, ref = incident_sets(n, N, seed)
+    r = _rng(seed + 9)
+    test = {"input": test["input"], "input_positions": r.uniform(0, 200, (n, 1, 2, 1)).astype("float32")}
+    train = {"input": train["input"], "input_positions": r.uniform(0, 200, (n, 1, 2, 1)).astype("float32")}
+    return FaultCase("batch_centred_positions", build_batch_centred_model(N, seed), test, train, ref, "runtime",
+                     "batch_composition", criterion="mostly-zero",
+                     notes={"fix_excludes": ["batch_size=", "batch size of"],
+                            "summary_contains": ["outputs depend on which samples share a batch"]})
+
+
 ALL_CASES = (shift_one_input, wrong_units, poisoned_sample, batch_size_dependent, dtype_dependent,
-             dead_model, flat_model, healthy, incident)
+             dead_model, flat_model, healthy, incident,
+             degrees_not_radians, nan_positions, float16_overflow_export, inf_frames_in_6000,
+             dead_amplitude_output, unusable_reference, constant_offsets, bright_frame_spoils_batch,
+             two_fault_incident, batch_centred_positions)
