@@ -29,6 +29,11 @@ Sections
 ``grid``
     The study grid runner on 4 CPU-bound cells: 2 Dask workers against one
     after another (:func:`ptyanalysis.pipeline.grid.bench_grid`).
+``models``
+    Model reuse across the ci comparison grid's 12 cells (a reused kernel per
+    worker against a fresh kernel per cell: model loads, load time saved, wall
+    time) and a study-size comparison job's time and peak RSS (target < 6 GB)
+    (:func:`bench_models`).
 """
 
 from __future__ import annotations
@@ -442,8 +447,114 @@ def bench_grid_section(quick: bool = False) -> list:
                        f"{r['resume_s']:.2f} s"))]
 
 
+def _comparison_loads(results) -> dict:
+    """Model loads and reuses recorded in each cell's ``comparison.nc`` (``arm_details[arm].model_load``)."""
+    import json
+
+    import xarray as xr
+
+    out = {"loads": 0, "hits": 0, "load_s": 0.0, "saved_s": 0.0}
+    for r in results:
+        with xr.open_dataset(r.output_dir / "comparison.nc", engine="h5netcdf") as ds:
+            details = json.loads(ds.attrs["arm_details"])
+        for d in details.values():
+            ml = d.get("model_load")
+            if ml:
+                out["hits" if ml["cached"] else "loads"] += 1
+                out["saved_s" if ml["cached"] else "load_s"] += float(ml["load_s"])
+    return out
+
+
+def _study_job_child(hub: str, dose: float, view: str, split: str) -> dict:
+    """Run one comparison job in a fresh process; its time and the process's peak RSS (VmHWM)."""
+    import resource
+
+    from .pipeline.compare import compare_job
+
+    t = time.perf_counter()
+    ds = compare_job(hub, dose, view, split)
+    return {"seconds": time.perf_counter() - t, "status": {a: str(s) for a, s in zip(ds["arm"].values, ds["status"].values)},
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+
+
+def bench_models(quick: bool = False, hub=None, study_steps: int = 50) -> list:
+    """Model reuse across the comparison grid's cells, and one study-size comparison job.
+
+    1. The ci comparison grid (12 cells of ``notebooks/00_compare_arms.ipynb``,
+       2 LocalCluster workers) run twice on the same trained hub: each worker
+       reusing one kernel (models loaded once per worker, from the comparison
+       job's model cache), then a fresh kernel per cell. Reports the model
+       loads and reuses recorded by the jobs, the load time saved, and the
+       wall time of both runs. The hub is ``PTYANALYSIS_CI_HUB`` (or ``hub``),
+       else a ci study is trained in a temporary folder (a few minutes).
+    2. A study-size comparison job (``simulate --size study --doses 1000``,
+       ``train --steps study_steps``, then dose 1000 / dense / test) in a fresh
+       process: its time and peak RSS (target < 6 GB). Skipped with ``quick``.
+    """
+    import shutil
+    import subprocess
+    import tempfile
+    from concurrent.futures import ProcessPoolExecutor
+    from pathlib import Path
+
+    from .pipeline import grid as G
+
+    rows = []
+    tmp = Path(tempfile.mkdtemp(prefix="ptyanalysis-bench-models-"))
+    try:
+        src = hub or os.environ.get("PTYANALYSIS_CI_HUB")
+        ci = tmp / "ci_hub"
+        if src:
+            shutil.copytree(src, ci, ignore=shutil.ignore_patterns("analysis"))
+        else:
+            from .synthetic.demo import ensure_study
+
+            ensure_study(ci, size="ci")
+        nb = Path(__file__).resolve().parents[1] / "notebooks" / "00_compare_arms.ipynb"
+        spec = G.spec_from_dict({"hub": str(ci), "notebook": str(nb), "doses": [1000, 10000, 100000],
+                                 "views": ["dense", "sparse"], "splits": ["train", "test"], "retries": 0,
+                                 "outputs": ["comparison_metrics.csv", "comparison.nc"]}, source="bench_models")
+        runs = {}
+        for name, reuse in (("reused kernel per worker", True), ("fresh kernel per cell", False)):
+            r = G.run_grid(spec, force=True, workers=2, reuse_kernel=reuse)
+            assert r.ok, r.table()
+            runs[name] = (r, _comparison_loads(r.results))
+        (ra, la), (rb, lb) = runs["reused kernel per worker"], runs["fresh kernel per cell"]
+        for name, (r, ld) in runs.items():
+            peak = max((x.peak_rss_bytes or 0) for x in r.results) / 2**20
+            rows.append(dict(section="models", case=f"ci grid 12 cells, {name}", n=12, canvas="", seconds=r.wall_s,
+                             patches_per_s=float("nan"), peak_extra_mib=peak,
+                             note=f"{ld['loads']} model loads ({ld['load_s']:.1f} s), {ld['hits']} reused "
+                                  f"(saving {ld['saved_s']:.1f} s of loading); largest cell peak RSS {peak:.0f} MiB"))
+        rows.append(dict(section="models", case="ci grid: reuse vs fresh", n=12, canvas="", seconds=ra.wall_s,
+                         patches_per_s=float("nan"), peak_extra_mib=float("nan"),
+                         note=f"{ra.wall_s / rb.wall_s:.2f}x the fresh-kernel wall time; model loads "
+                              f"{la['loads']} vs {lb['loads']} ({la['loads'] / max(lb['loads'], 1):.2f}x)"))
+        if not quick:
+            study = tmp / "study_hub"
+            cli = [sys.executable, "-m", "ptyanalysis.cli"]
+            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+            t = time.perf_counter()
+            subprocess.run(cli + ["simulate", str(study), "--size", "study", "--doses", "1000"], check=True, env=env,
+                           stdout=subprocess.DEVNULL)
+            subprocess.run(cli + ["train", str(study), "--steps", str(study_steps)], check=True, env=env,
+                           stdout=subprocess.DEVNULL)
+            prep = time.perf_counter() - t
+            with ProcessPoolExecutor(1) as ex:
+                job = ex.submit(_study_job_child, str(study), 1000.0, "dense", "test").result()
+            rows.append(dict(section="models", case="study-size comparison job (dose 1000, dense, test)", n=1,
+                             canvas="", seconds=job["seconds"], patches_per_s=float("nan"),
+                             peak_extra_mib=job["peak_rss_mib"],
+                             note=f"peak RSS {job['peak_rss_mib'] / 1024:.2f} GiB (target < 6 GB); arms "
+                                  f"{job['status']}; simulate + train --steps {study_steps}: {prep:.0f} s"))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
 #: Named benchmark sections; each takes ``quick`` and returns a list of row dicts.
-SECTIONS = {"stitching": bench_stitching, "inference": bench_inference, "grid": bench_grid_section}
+SECTIONS = {"stitching": bench_stitching, "inference": bench_inference, "grid": bench_grid_section,
+            "models": bench_models}
 
 
 def format_table(rows) -> str:
