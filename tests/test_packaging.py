@@ -65,3 +65,24 @@ def test_every_public_function_has_a_docstring():
             if (inspect.isfunction(obj) or inspect.isclass(obj)) and not inspect.getdoc(obj):
                 missing.append(f"{mod.__name__}.{name}")
     assert not missing, f"public functions/classes without a docstring: {missing}"
+
+
+def test_test_and_dev_tools_are_extras_and_runtime_needs_are_declared():
+    import importlib.metadata as md
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = _pins(project["dependencies"])
+    for tool in ("pytest", "pytest-benchmark", "nbval", "jupyterlab", "ruff", "playwright"):
+        assert tool not in runtime, f"{tool} is a test/development tool, not a runtime dependency"
+    for need in ("h5py", "jupytext", "lazy-loader", "papermill", "ipykernel"):
+        assert need in runtime, f"{need} is used at run time: declare it"
+    extras = project["optional-dependencies"]
+    for extra in ("test", "dev"):
+        assert all("==" in d for d in extras[extra]), f"[{extra}] must be pinned with =="
+        for name, version in _pins(extras[extra]).items():
+            assert md.version(name) == version, f"{name}: installed {md.version(name)}, pinned {version}"
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d][0]
+    assert "-e .[test,dev]" in pip, "environment.yml installs the package with its test and dev extras"
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert "*.py" in data["ptyanalysis.templates"], "the notebooks' sources ship as package data"

@@ -670,7 +670,46 @@ def _injected_names(namespace: dict) -> list:
     return []
 
 
-def check_parameters(namespace: dict, notebook, *, say=print) -> dict:
+class CheckedParameters(dict):
+    """The checked parameters of a running notebook (``{name: value}``) and the notebook's folder.
+
+    Attributes
+    ----------
+    folder : Path
+        What relative paths resolved against (:func:`notebook_dir`).
+    """
+
+    def __init__(self, values: dict, folder: Path):
+        super().__init__(values)
+        self.folder = Path(folder)
+
+    def relative(self, text: str) -> str:
+        """``text`` with each absolute path below the notebook folder's parent written relative to the folder.
+
+        What a user who gave relative paths expects to read (and what keeps
+        machine paths out of a committed notebook's outputs); other absolute
+        paths are left as they are.
+        """
+        import re
+
+        root = self.folder.parent
+
+        def rel(m):
+            p = Path(m.group(0))
+            try:
+                p.relative_to(root)
+            except ValueError:
+                return m.group(0)
+            return os.path.relpath(p, self.folder)
+
+        return re.sub(r"(?<![\w.])/[^\s:'\"(),;]+", rel, str(text))
+
+    def say(self, text) -> None:
+        """Print ``text`` with paths as :meth:`relative` writes them (a ``say=`` callback for the package)."""
+        print(self.relative(text))
+
+
+def check_parameters(namespace: dict, notebook, *, say=print) -> CheckedParameters:
     """The first cell after a notebook's parameters cell: check its parameters before any work.
 
     Compares ``namespace`` with the parameters declared by the notebook's
@@ -689,8 +728,10 @@ def check_parameters(namespace: dict, notebook, *, say=print) -> dict:
 
     Returns
     -------
-    dict
-        ``{name: value}`` of the declared parameters, normalised.
+    CheckedParameters
+        ``{name: value}`` of the declared parameters, normalised; its
+        ``folder`` is the notebook's folder and ``say`` prints with paths
+        relative to it.
 
     Raises
     ------
@@ -727,10 +768,11 @@ def check_parameters(namespace: dict, notebook, *, say=print) -> dict:
             notices.append(n)
     if notice and uses_paths:
         notices.append(notice)
+    checked = CheckedParameters(values, base)
     for n in notices:
-        say(f"note: {n}")
+        say(f"note: {checked.relative(n)}")
     namespace.update(values)
-    return values
+    return checked
 
 
 # --------------------------------------------------------------------------- running

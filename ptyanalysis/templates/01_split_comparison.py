@@ -64,8 +64,8 @@ output_dir = output_dir or hubs.analysis_root(hub) / "diagnosis" / "split_compar
 loaded = load_model(model)
 # the inputs, the reference and the ground truth exactly as `ptyanalysis compare-splits` takes them
 sets, datasets, ref = inputs.cli_input_sets(loaded, {"a": split_a, "b": split_b}, reference,
-                                            study_inputs=study_inputs, trained_like="a", seed=seed, say=print)
-truth = inputs.split_ground_truth(datasets, dict(zip(("a", "b"), names)), say=print) if study_inputs else None
+                                            study_inputs=study_inputs, trained_like="a", seed=seed, say=params.say)
+truth = inputs.split_ground_truth(datasets, dict(zip(("a", "b"), names)), say=params.say) if study_inputs else None
 result = splits.compare_splits(loaded, sets["a"], sets["b"], reference=ref, ground_truth=truth,
                                names=tuple(names), seed=seed, max_output_samples=max_output_samples,
                                runtime=RuntimeConfig(batch_size=batch_size))

@@ -63,7 +63,7 @@ output_dir = output_dir or hubs.analysis_root(hub) / "diagnosis" / "bisection"
 loaded = load_model(model)
 # the inputs and the reference exactly as `ptyanalysis bisect` takes them
 sets, _, ref = inputs.cli_input_sets(loaded, {"failing": failing, "passing": passing}, reference,
-                                     study_inputs=study_inputs, trained_like="passing", seed=seed, say=print)
+                                     study_inputs=study_inputs, trained_like="passing", seed=seed, say=params.say)
 result = bisection.bisect(loaded, sets["failing"], sets["passing"], ref, health.parse_criterion(criterion),
                           max_samples=max_samples, max_evaluations=max_evaluations, seed=seed,
                           runtime=RuntimeConfig(batch_size=batch_size))

@@ -163,3 +163,10 @@ def test_importing_tensorflow_in_a_quiet_process_prints_no_start_up_lines():
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert r.stderr.strip() == "ok", r.stderr
+
+
+def test_messages_show_paths_relative_to_the_notebook_folder():
+    c = nbk.CheckedParameters({"a": 1}, "/r/notebooks")
+    assert c == {"a": 1} and c.folder == Path("/r/notebooks")
+    assert c.relative("read /r/build/hub/x.npz: ok; /r/notebooks/y.ipynb (/data/z)") == \
+        "read ../build/hub/x.npz: ok; y.ipynb (/data/z)"
