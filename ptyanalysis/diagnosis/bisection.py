@@ -1798,17 +1798,22 @@ def plot_bisection(result: BisectionResult):
     ax.barh([e.name for e in ex][::-1], [e.restores for e in ex][::-1],
             color=["C2" if e.fails is False else "C3" for e in ex][::-1])
     ax.set_xlim(0, 1.05)
-    ax.set_xlabel("share of reference health restored")
+    ax.set_xlabel("share of reference health restored (green: the failing set passes)")
     ax.set_title(f"verdict: {result.verdict.get('kind')} {result.verdict.get('name')}", fontsize=9)
     if rows:
         ax = axes[0, 1]
         y = np.arange(len(rows))
-        ax.plot([r["zero_fraction_failing"] for r in rows], y, "o-", label="failing")
-        ax.plot([r["zero_fraction_passing"] for r in rows], y, "s-", label="passing")
+        # passing underneath (thick, pale, squares), failing on top (thin, dashed, dots): both stay visible
+        ax.plot([r["zero_fraction_passing"] for r in rows], y, "s-", color="C0", lw=4, ms=9, alpha=0.45,
+                label="passing", zorder=2)
+        ax.plot([r["zero_fraction_failing"] for r in rows], y, "o--", color="C3", lw=1.5, ms=4,
+                label="failing", zorder=3)
         ax.set_yticks(y, [r["layer"] for r in rows])
         ax.invert_yaxis()
+        ax.set_xlim(-0.05, 1.05)
         ax.set_xlabel("zero fraction of activations")
-        ax.legend()
+        ax.set_ylabel("layer (input to output)")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
     return fig
 
@@ -1826,7 +1831,9 @@ def configure_parser(parser) -> None:
     parser.add_argument("--passing", required=True, help="NPZ of the passing inputs")
     parser.add_argument("--reference", default=None, help="NPZ of inputs drawn like the training inputs")
     parser.add_argument("--criterion", default="all-zero",
-                        help="all-zero (default), non-finite, collapsed[:tol] or module:function")
+                        help="all-zero (default), non-finite, collapsed[:tol], zero-fraction>=F (some output at "
+                             "least the share F zero or non-finite), mostly-zero (= zero-fraction>=0.9) or "
+                             "module:function")
     parser.add_argument("--study-inputs", action="store_true",
                         help="the NPZs are study datasets, fed exactly as the study's comparison script fed them "
                              "(Baseline: diffraction not x intensity_scale, absolute positions; "

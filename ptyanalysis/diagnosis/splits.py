@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 from ..errors import PtyAnalysisError
-from ..diagnosis.health import DEGRADED_HEALTH, degraded, health_score, outputs_stats
+from ..diagnosis.health import DEGRADED_HEALTH, degraded, health_scores, outputs_stats, reference_problem
 from ..diagnosis.inputs import cli_input_sets, normalise_input_set, reference_from_sidecar, split_ground_truth
 
 
@@ -29,7 +29,8 @@ QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 STATS = ("mean", "std", "min", "max") + tuple(f"q{int(q * 100):02d}" for q in QUANTILES) + (
     "nonzero_fraction", "nan_count", "inf_count", "n_values")
 MEASURES = ("ks", "ks_pvalue", "wasserstein", "smd", "drift_score")
-HEALTH_STATS = ("nonzero_fraction", "mean", "std", "nonfinite_count", "finite_fraction", "health")
+HEALTH_STATS = ("nonzero_fraction", "mean", "std", "nonfinite_count", "finite_fraction", "health",
+                "output_health")
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -256,7 +257,10 @@ class SplitComparison:
     drift : dict
         ``{input: {pair: drift_measures(...)}}``.
     health : dict
-        ``{split: {"health": float, "degraded": bool, "outputs": [stats...]}}``.
+        ``{split: {"health": float, "degraded": bool, "outputs": [stats...],
+        "per_output": {output: float}, "degraded_outputs": [output...]}}``; a
+        split is degraded when any of its outputs is; the reference entry also
+        has ``usable`` and ``problem`` (why its outputs cannot be trusted).
     reference_source : str
         What the output health is measured against.
     patterns, positions : dict
@@ -315,7 +319,9 @@ class SplitComparison:
 
         return pd.DataFrame([{"split": s, "health": h["health"], "degraded": h["degraded"],
                               "nonzero_fraction": h["outputs"][0]["nonzero_fraction"],
-                              "nonfinite_count": sum(o["nonfinite_count"] for o in h["outputs"])}
+                              "nonfinite_count": sum(o["nonfinite_count"] for o in h["outputs"]),
+                              "degraded_outputs": ", ".join(h.get("degraded_outputs", [])),
+                              **{f"health[{k}]": v for k, v in h.get("per_output", {}).items()}}
                              for s, h in self.health.items()])
 
 
@@ -442,19 +448,46 @@ def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("tr
                            "outputs; the reference outputs are used there)")
     health, flags = {}, []
     refst = ostats.get("reference")
+    ref_problem = reference_problem(refst) if refst is not None else None
+    if ref_problem:
+        # a reference is checked before it is trusted: fall back to the ground truth, else a usable split
+        usable = [sp for sp in names if reference_problem(ostats[sp]) is None]
+        has_gt = gt_stats is not None and any(v is not None for v in gt_stats.values())
+        fallback = None if has_gt or not usable else usable[0]
+        refst = ostats[fallback] if fallback else None
+        instead = ("the ground truth of each split" if has_gt else
+                   f"the outputs on split {fallback!r}" if fallback else "absolute checks only")
+        flags.append(f"the reference is unusable: the model's outputs on it are not healthy ({ref_problem}); "
+                     f"health is measured against {instead} instead")
+        if not has_gt:
+            ref_source = (f"split {fallback!r} (the reference is unusable)" if fallback
+                          else "none: absolute checks only (the reference is unusable)")
+    out_names = [f"output_{k}" for k in range(len(ostats[splits[0]]))]
+    if loaded.output_names and len(loaded.output_names) == len(out_names):
+        out_names = list(loaded.output_names)
     for sp in splits:
         rs = gt_stats.get(sp) if gt_stats is not None else None
         if rs is None:
             rs = refst
-        h = health_score(ostats[sp], rs) if rs is not None else np.nan
-        abs_bad = any(o.nonzero_fraction == 0 or o.finite_fraction < 1 or o.std == 0 for o in ostats[sp])
-        deg = bool(degraded(h)) if rs is not None else bool(abs_bad)
-        health[sp] = {"health": h, "degraded": deg, "outputs": [o.to_dict() for o in ostats[sp]]}
+        hk = health_scores(ostats[sp], rs) if rs is not None else []
+        h = float(np.mean(hk)) if hk else np.nan
+        abs_bad = [o.nonzero_fraction == 0 or o.finite_fraction < 1 or o.std == 0 for o in ostats[sp]]
+        bad_k = [k for k, x in enumerate(hk) if degraded(x)] if rs is not None else \
+            [k for k, b in enumerate(abs_bad) if b]
+        deg = bool(bad_k)  # degraded when any output is
+        health[sp] = {"health": h, "degraded": deg, "outputs": [o.to_dict() for o in ostats[sp]],
+                      "per_output": {out_names[k]: (hk[k] if hk else None) for k in range(len(out_names))},
+                      "degraded_outputs": [out_names[k] for k in bad_k]}
+        if sp == "reference":
+            health[sp]["usable"] = ref_problem is None
+            health[sp]["problem"] = ref_problem
         if deg and sp != "reference":
-            o = ostats[sp][0]
+            o = ostats[sp][bad_k[0]]
+            which = (f"; degraded output(s): {', '.join(out_names[k] for k in bad_k)} (health per output "
+                     + ", ".join(f"{out_names[k]} {x:.3f}" for k, x in enumerate(hk)) + ")") if len(out_names) > 1 else ""
             flags.append(f"split {sp!r} is degraded: health {h:.3f} (nonzero fraction "
-                         f"{o.nonzero_fraction:.4f}, {o.nonfinite_count} non-finite) against {ref_source}")
-    if "reference" in health and health["reference"]["degraded"]:
+                         f"{o.nonzero_fraction:.4f}, {o.nonfinite_count} non-finite) against {ref_source}{which}")
+    if "reference" in health and health["reference"]["degraded"] and not ref_problem:
         flags.append("the reference outputs are themselves unhealthy: the model may be at fault")
     for inp in ranking:
         if score[inp] >= 1:
@@ -462,14 +495,13 @@ def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("tr
                          + ", ".join(f"{pn}: KS {drift[inp][pn]['ks']:.2f}, W1/sd {drift[inp][pn]['wasserstein']:.2f},"
                                      f" SMD {drift[inp][pn]['smd']:.2f}" for pn in pair_names) + ")")
 
-    ostat_names = [f"output_{k}" for k in range(len(ostats[splits[0]]))]
-    if loaded.output_names and len(loaded.output_names) == len(ostat_names):
-        ostat_names = list(loaded.output_names)
+    ostat_names = out_names
     harr = np.full((len(ostat_names), len(splits), len(HEALTH_STATS)), np.nan)
     for j, sp in enumerate(splits):
         for k, o in enumerate(ostats[sp]):
+            hk = health[sp]["per_output"][ostat_names[k]]
             harr[k, j] = [o.nonzero_fraction, o.mean, o.std, o.nonfinite_count, o.finite_fraction,
-                          health[sp]["health"]]
+                          health[sp]["health"], np.nan if hk is None else hk]
     data_vars.update(
         input_stats=(("input", "split", "stat"), stat_arr),
         drift=(("input", "pair", "measure"), drift_arr),
@@ -536,6 +568,11 @@ def write_split_comparison(result: SplitComparison, out_dir) -> dict:
 def plot_split_comparison(result: SplitComparison):
     """Figure: drift score per input, output health per split, pattern totals / scan maps.
 
+    The drift scores are drawn on a log scale with the threshold (1) marked, so
+    one input's huge score does not hide another's; the output health has one
+    bar per output and split; the scan maps have labelled axes and their
+    legends sit outside the data.
+
     Parameters
     ----------
     result : SplitComparison
@@ -548,34 +585,59 @@ def plot_split_comparison(result: SplitComparison):
 
     extra = list(result.patterns) + list(result.positions)
     ncol = 2 + len(extra)
-    fig, axes = plt.subplots(1, ncol, figsize=(4 * ncol, 3.5), squeeze=False)
+    fig, axes = plt.subplots(1, ncol, figsize=(4.4 * ncol, 3.8), squeeze=False)
     ax = axes[0, 0]
-    sc = [max(d["drift_score"] for d in result.drift[i].values()) for i in result.ranking]
-    ax.barh(list(result.ranking)[::-1], sc[::-1])
-    ax.axvline(1.0, color="r", ls="--", lw=1)
-    ax.set_xlabel("drift score (1 = threshold)")
+    sc = np.array([max(d["drift_score"] for d in result.drift[i].values()) for i in result.ranking], float)
+    finite = sc[np.isfinite(sc) & (sc > 0)]
+    floor = min(1e-2, float(finite.min()) / 2) if finite.size else 1e-2
+    ceil = max(10.0, float(finite.max()) * 2) if finite.size else 10.0
+    shown = np.clip(np.nan_to_num(sc, nan=ceil, posinf=ceil), floor, ceil)
+    ax.barh(list(result.ranking)[::-1], shown[::-1],
+            color=["C3" if v >= 1 else "C0" for v in sc[::-1]])
+    ax.set_xscale("log")
+    ax.set_xlim(floor, ceil * 1.5)
+    ax.axvline(1.0, color="k", ls="--", lw=1, label="threshold (1)")
+    ax.set_xlabel("drift score (log scale; 1 = threshold)")
     ax.set_title("input drift")
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.22), fontsize=7, frameon=False)
     ax = axes[0, 1]
     sp = list(result.health)
-    hv = [result.health[s]["health"] for s in sp]
-    ax.bar(sp, np.nan_to_num(hv), color=["C3" if result.health[s]["degraded"] else "C2" for s in sp])
+    outs = list(next(iter(result.health.values())).get("per_output", {})) or ["all outputs"]
+    width = 0.8 / len(outs)
+    x = np.arange(len(sp))
+    for k, o in enumerate(outs):
+        hv = [(result.health[s].get("per_output", {}).get(o) if len(outs) > 1 or "per_output" in result.health[s]
+               else result.health[s]["health"]) for s in sp]
+        hv = [np.nan if v is None else v for v in hv]
+        ax.bar(x + (k - (len(outs) - 1) / 2) * width, np.nan_to_num(hv), width,
+               color=["C3" if (v != v or v < DEGRADED_HEALTH) else "C2" for v in hv],
+               edgecolor="k", hatch=["", "//", "..", "xx"][k % 4], label=o)
+    ax.set_xticks(x, sp)
     ax.axhline(DEGRADED_HEALTH, color="k", ls=":", lw=1)
     ax.set_ylim(0, 1.05)
-    ax.set_title("output health")
+    ax.set_ylabel("health (red: degraded)")
+    ax.set_title("output health per output")
+    if len(outs) > 1:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
     k = 2
     for inp in result.patterns:
         ax = axes[0, k]
-        for s, v in result.patterns[inp].items():
-            ax.hist(v["total"], bins=40, histtype="step", label=s)
+        for s2, v in result.patterns[inp].items():
+            ax.hist(v["total"], bins=40, histtype="step", label=s2)
         ax.set_title(f"{inp}: total per pattern")
-        ax.legend(fontsize=7)
+        ax.set_xlabel("sum of the pattern")
+        ax.set_ylabel("patterns")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False)
         k += 1
     for inp in result.positions:
         ax = axes[0, k]
-        for s, v in result.positions[inp].items():
-            ax.scatter(v[:, 0], v[:, 1] if v.shape[1] > 1 else np.zeros(len(v)), s=2, label=s)
-        ax.set_title(f"{inp}: scan map [x, y]")
-        ax.legend(fontsize=7)
+        for i, (s2, v) in enumerate(result.positions[inp].items()):
+            ax.scatter(v[:, 0], v[:, 1] if v.shape[1] > 1 else np.zeros(len(v)), s=3,
+                       marker="os^"[i % 3], alpha=0.7, label=s2)
+        ax.set_title(f"{inp}: scan map")
+        ax.set_xlabel("x (pixels)")
+        ax.set_ylabel("y (pixels)")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7, frameon=False, markerscale=3)
         k += 1
     fig.tight_layout()
     return fig

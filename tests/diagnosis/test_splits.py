@@ -92,3 +92,72 @@ def test_ground_truth_is_matched_output_by_output():
     ys = {"train": rng.normal(size=(60, 16, 16, 1)), "test": [rng.normal(size=(60, 16, 16, 1))] * 2}
     res = compare_splits(case.model, case.passing, case.failing, reference=case.reference, ground_truth=ys)
     assert "not for test" in res.reference_source
+
+
+def test_a_split_with_one_dead_output_is_degraded():
+    case = faults.dead_amplitude_output()
+    ref = faults.dead_amplitude_output(seed=5).passing  # inputs drawn like the training inputs
+    res = compare_splits(case.model, case.passing, case.failing, reference=ref)
+    h = res.health["test"]
+    assert h["degraded"] and h["degraded_outputs"] == ["amplitude"]
+    assert h["per_output"]["amplitude"] == 0.0 or h["per_output"]["amplitude"] < 0.1
+    assert h["per_output"]["phase"] > 0.5 and "health" in h and "outputs" in h  # old fields kept
+    assert any("degraded output(s): amplitude" in f for f in res.flags)
+    ds = res.to_xarray()
+    assert "output_health" in ds["hstat"].values
+    assert "degraded_outputs" in res.health_table().columns
+
+
+def test_unusable_reference_is_reported_and_not_trusted():
+    case = faults.unusable_reference()
+    res = compare_splits(case.model, case.passing, case.failing, reference=case.reference)
+    assert res.health["reference"]["usable"] is False and "all zero" in res.health["reference"]["problem"]
+    assert res.reference_source.startswith("split 'train'")
+    assert any("reference is unusable" in f and "split 'train'" in f for f in res.flags)
+    assert res.health["test"]["degraded"] and not res.health["train"]["degraded"]
+    # with ground truth, health falls back to it
+    gt = {"train": [np.abs(np.random.default_rng(0).normal(size=(300, 4)))],
+          "test": [np.abs(np.random.default_rng(1).normal(size=(300, 4)))]}
+    res2 = compare_splits(case.model, case.passing, case.failing, reference=case.reference, ground_truth=gt)
+    assert any("ground truth" in f for f in res2.flags if "unusable" in f)
+
+
+def test_drift_on_degenerate_inputs_uses_a_stated_scale():
+    zero = np.zeros(1000)
+    r = np.random.default_rng(0)
+    d = drift_measures(zero, r.uniform(100, 160, 1000))
+    assert d["scale_basis"].startswith("pooled std") and 1 < d["drift_score"] < 1e3
+    assert drift_measures(zero, zero)["drift_score"] == 0 and not drift_measures(zero, zero)["drifted"]
+    const = drift_measures(np.full(100, 5.0), np.full(100, 6.0))
+    assert "constant" in const["scale_basis"] and const["drifted"] and np.isfinite(const["drift_score"])
+    case = faults.constant_offsets()
+    res = compare_splits(case.model, case.passing, case.failing, reference=case.reference)
+    assert res.ranking[0] == "offsets"
+    assert all(np.isfinite(dd["drift_score"]) and dd["drift_score"] < 1e3
+               for inp in res.drift.values() for dd in inp.values())
+
+
+def test_diagnosis_figures_are_readable():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    case = faults.incident(n=120)
+    res = compare_splits(case.model, case.passing, case.failing, reference=case.reference)
+    fig = plot_split_comparison(res)
+    drift_ax = fig.axes[0]
+    assert drift_ax.get_xscale() == "log"
+    assert any(line.get_xdata()[0] == 1.0 for line in drift_ax.lines)  # the threshold is drawn
+    scan = [a for a in fig.axes if "scan map" in a.get_title()][0]
+    assert scan.get_xlabel() and scan.get_ylabel()
+    leg = scan.get_legend()
+    assert leg is not None and leg.get_bbox_to_anchor().x0 >= scan.get_window_extent().x1 - 1  # outside
+
+    from ptyanalysis.diagnosis.bisection import bisect, plot_bisection
+
+    bres = bisect(case.model, case.failing, case.passing, case.reference)
+    bfig = plot_bisection(bres)
+    lay = bfig.axes[1]
+    by = {ln.get_label(): ln for ln in lay.lines}
+    assert by["failing"].get_zorder() > by["passing"].get_zorder()  # failing drawn on top
+    assert by["failing"].get_linestyle() != by["passing"].get_linestyle()
+    assert by["failing"].get_marker() != by["passing"].get_marker()
