@@ -520,6 +520,9 @@ def _trend_lines(data: dict) -> list[str]:
     for arm, comps in data["trends"].items():
         for comp in ("phase", "amplitude"):
             t = comps[comp]
+            if t["trend"] == "no data":
+                out.append(f"{_arm(arm, data)} {comp}: no value at any dose")
+                continue
             series = " → ".join(f"{_f(m)} @ {_dose(d)}" for d, m in zip(t["doses"], t["means"]))
             out.append(f"{_arm(arm, data)} {comp}: {t['trend']} with dose ({series})")
     return out
