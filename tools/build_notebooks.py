@@ -124,8 +124,7 @@ def build(name: str) -> Path:
 
 def prepare_nbval(outdir: Path, names) -> list[Path]:
     """Copies of the committed notebooks with the ci parameters injected (outputs kept) for nbval."""
-    import nbformat
-    from papermill.parameterize import parameterize_notebook
+    import papermill as pm
 
     from ptyanalysis.fileutil import atomic_path
     from ptyanalysis.pipeline import notebook as nbk
@@ -133,17 +132,16 @@ def prepare_nbval(outdir: Path, names) -> list[Path]:
     out = []
     for name in names:
         src = NB_DIR / f"{name}.ipynb"
-        nb = nbformat.read(src, as_version=4)
-        declared = nbk.declared_parameters(nb)
+        declared = nbk.declared_parameters(src)
         params = ci_parameters(name)
         nbk.validate_parameters(src, params, source=f"params/ci_{name}.yaml", declared=declared)
         for k, v in params.items():  # paths of params/ are relative to notebooks/
             if declared[k].kind == "path" and v is not None:
                 params[k] = str(nbk.check_value(declared[k], v, base=NB_DIR)[0])
-        nb = parameterize_notebook(nb, params, kernel_name="python3", language="python")
         dest = Path(outdir) / f"{name}.ipynb"
-        with atomic_path(dest) as tmp:
-            nbformat.write(nb, tmp)
+        with atomic_path(dest) as tmp:  # papermill --prepare-only: parameters injected, outputs kept
+            pm.execute_notebook(str(src), str(tmp), parameters=params, prepare_only=True, kernel_name="python3",
+                                progress_bar=False)
         out.append(dest)
     return out
 

@@ -28,7 +28,7 @@ def phase_g(hub, notebook=None, html: bool = True, figures: bool = True,
         files (and, usually, the grid's ``comparison_manifest.json``).
     notebook : str or Path, optional
         Phase G notebook to execute and render as ``analysis/phase_g_report.html``
-        (default :func:`default_notebook`; skipped when there is none or
+        (default :func:`default_notebook`, the package's own; skipped when
         ``html`` is False). It runs after the artifacts, the netCDF file and
         the figures are written, with the parameter ``hub``; it should read
         them (:func:`load_results`, the ``plot_*`` functions) and must not
@@ -100,7 +100,7 @@ def configure_parser(parser) -> None:
     parser.add_argument("hub", help="study hub (with analysis/dose_<D>/<view>/<split>/ job folders)")
     parser.add_argument("--notebook", default=None,
                         help="Phase G notebook to execute and render to analysis/phase_g_report.html "
-                             "(default: notebooks/03_phase_g_figures.ipynb when present)")
+                             "(default: the package's 03_phase_g_figures notebook)")
     parser.add_argument("--no-html", action="store_true", help="do not execute/render the Phase G notebook")
     parser.add_argument("--no-figures", action="store_true", help="do not write the PNG figures")
     parser.add_argument("--ms-ssim-threshold", type=float, default=MS_SSIM_THRESHOLD,
