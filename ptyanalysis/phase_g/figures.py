@@ -51,15 +51,10 @@ def _cell_text(why: str | None) -> str:
 
 
 def cell_statuses(hub, jobs) -> dict:
-    """``{(arm, dose, view, split): status text}`` for every arm that is not ``ok`` (see :func:`ptyanalysis.phase_g.story.job_arms`)."""
-    from ..phase_g.story import job_arms
+    """``{(arm, dose, view, split): status text}`` of every arm that is not ``ok`` (:func:`ptyanalysis.phase_g.story.cell_statuses`)."""
+    from ..phase_g.story import cell_statuses as _cell_statuses
 
-    out = {}
-    for j in jobs:
-        for arm, a in job_arms(hub, j).items():
-            if arm in ARMS and a["status"] != "ok":
-                out[(arm, int(j.dose), j.view, j.split)] = a["text"]
-    return out
+    return _cell_statuses(hub, jobs)
 
 
 def plot_metric_grid(ds, metric: str = "ms_ssim", arms=None, statuses=None, arm_labels=None):

@@ -145,6 +145,29 @@ def job_arms(hub, job: JobRecord) -> dict:
     return out
 
 
+def cell_statuses(hub, jobs) -> dict:
+    """``{(arm, dose, view, split): status text}`` for every arm of a successful job that is not ``ok``.
+
+    Parameters
+    ----------
+    hub : str or Path
+    jobs : list of JobRecord
+
+    Returns
+    -------
+    dict
+        E.g. ``{("Baseline", 1000, "dense", "test"): "zero (all 419,840 outputs are 0)"}``.
+    """
+    out = {}
+    for j in jobs:
+        if j.status != "success":
+            continue
+        for arm, a in job_arms(hub, j).items():
+            if arm in ARMS and a["status"] != "ok":
+                out[(arm, int(j.dose), j.view, j.split)] = a["text"]
+    return out
+
+
 def _has_values(job: JobRecord, arm: str) -> bool:
     return any(m["model"] == arm and m.get("amplitude") is not None for m in job.metrics)
 

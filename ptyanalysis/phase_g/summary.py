@@ -74,7 +74,7 @@ def phase_c_metadata_compliance(hub) -> dict:
     return out
 
 
-def _aggregate(jobs: list[JobRecord]) -> tuple[dict, list[str]]:
+def _aggregate(jobs: list[JobRecord], statuses: dict | None = None) -> tuple[dict, list[str]]:
     agg: dict = {}
     missing: list[str] = []
     models = set(ARMS)
@@ -94,8 +94,12 @@ def _aggregate(jobs: list[JobRecord]) -> tuple[dict, list[str]]:
                 else:
                     gaps.append(j.label)
                     if j.status == "success":  # failed jobs are listed once, by summarize_jobs
-                        why = "no row" if row is None else "empty value"
-                        missing.append(f"{j.label}: {model} {metric} missing ({why})")
+                        known = (statuses or {}).get((model, int(j.dose), j.view, j.split))
+                        if known and known.startswith("zero"):  # an all-zero arm is zero, never "missing"
+                            missing.append(f"{j.label}: {model} {metric} not scored: output {known}")
+                        else:
+                            why = "no row" if row is None else "empty value"
+                            missing.append(f"{j.label}: {model} {metric} missing ({why})")
             entry: dict = {}
             entry["mean_amplitude"] = sum(amps) / len(amps) if amps else None
             if metric == "ms_ssim":
@@ -131,7 +135,9 @@ def summarize_jobs(jobs: list[JobRecord], hub) -> dict:
         and ``trust`` (measurements and notes) when it was checked. The flags
         are added beside the study's fields: no number is dropped or changed.
     """
-    agg, missing_values = _aggregate(jobs)
+    from ..phase_g.story import cell_statuses
+
+    agg, missing_values = _aggregate(jobs, cell_statuses(hub, jobs))
     missing = [f"{j.label}: job {j.status} ({j.error})" for j in jobs if j.status != "success"]
     missing += missing_values
     job_entries = []

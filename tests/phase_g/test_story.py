@@ -78,3 +78,39 @@ def test_iterative_provenance_text():
     t = story.iterative_provenance(["rPIE (ptyanalysis reference, minibatch, fixed probe; pty-chi not used)"])
     assert t.startswith("PtyChi arm: rPIE reference; pty-chi not used")
     assert story.arm_label("PtyChi", "rPIE (x)") == "PtyChi (rPIE)"
+
+
+def _record_zero_baseline(job_dir, size=2629632):
+    """comparison.nc as the comparison job writes it for an all-zero Baseline."""
+    import numpy as np
+    import xarray as xr
+
+    details = {"PtychoPINN": {"status": "ok"}, "Baseline": {"status": "zero", "output_stats": {"nonzero": 0, "size": size}},
+               "PtyChi": {"status": "ok", "algorithm": "rPIE (ptyanalysis reference; pty-chi not used)"}}
+    nc = job_dir / "comparison.nc"
+    nc.unlink()
+    xr.Dataset({"status": (("arm",), np.array([details[a]["status"] for a in F.ARMS]))}, coords={"arm": list(F.ARMS)},
+               attrs={"arm_details": json.dumps(details), "parameters": json.dumps({"csv_convention": "ptychopinn"})}
+               ).to_netcdf(nc, engine="h5netcdf")
+
+
+def test_all_zero_arm_is_zero_never_missing(tmp_path):
+    from ptyanalysis.phase_g import collect, figures, summary
+
+    hub = F.make_hub(tmp_path / "hub", doses=(1000,), views=("dense",), splits=("test",),
+                     empty_arms={(1000, "dense", "test"): ("Baseline",)})
+    _record_zero_baseline(hub / "analysis" / "dose_1000" / "dense" / "test")
+    jobs = collect.collect_jobs(hub)
+    s = summary.summarize_jobs(jobs, hub)
+    zero_lines = [m for m in s["missing"] if "Baseline" in m]
+    assert zero_lines and all("zero (all 2,629,632 outputs are 0)" in m and "missing" not in m for m in zero_lines)
+    st = story.build_story(hub, jobs=jobs)
+    assert "zero (all 2,629,632 outputs are 0)" in st.html and "Baseline: missing" not in st.markdown
+    assert "PtyChi (rPIE)" in st.markdown  # the arm named with what ran
+    res = report.phase_g(hub, html=False, figures=False)
+    fig = figures.plot_metric_grid(res.dataset, "ms_ssim", statuses=figures.cell_statuses(hub, jobs))
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert any(t.startswith("zero") and "2,629,632" in t for t in texts) and "missing" not in texts
+    fig = figures.plot_reconstructions(hub / "analysis" / "dose_1000" / "dense" / "test")
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert any("2,629,632" in t for t in texts)
