@@ -176,15 +176,6 @@ def _to_numpy(y) -> np.ndarray:
     return np.asarray(y)
 
 
-def _for_stitcher(y, be):
-    """A network output as an array the backend uses in place (torch tensor, CuPy, via DLPack)."""
-    if be.owns(y) or be.name == "numpy":
-        return y
-    if hasattr(y, "__dlpack__"):
-        return be.xp.from_dlpack(y)
-    return y
-
-
 def check_inference(be, keras_backend: str, n_dev: int, n_cpu: int, N: int = 64, C: int = 4,
                     batch: int = 256, device: str = "cuda") -> list:
     """Network throughput on the device and the CPU, their difference, and inference + stitching."""
@@ -230,7 +221,7 @@ def check_inference(be, keras_backend: str, n_dev: int, n_cpu: int, N: int = 64,
         st = Stitcher(shape, origin, N, method="bilinear", backend=be if where == "device" else "numpy")
         for s in range(0, n_dev, batch):
             y = dev(dev.to_device(x[s:s + batch]), dev.to_device(p[s:s + batch]))
-            st.add(_for_stitcher(y, be) if where == "device" else _to_numpy(y), pos[s:s + y.shape[0]])
+            st.add(y if where == "device" else _to_numpy(y), pos[s:s + y.shape[0]])  # y: device array
         be.synchronize()
         return st.result()
 

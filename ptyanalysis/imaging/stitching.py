@@ -401,6 +401,21 @@ def _kernel():
     return place_rows
 
 
+@functools.cache
+def _point_kernel():
+    """Compiled in-order scatter-add of the coverage's point masses and counts."""
+    import numba
+
+    @numba.njit(nogil=True, cache=True)
+    def add_points(points, counts, idx, w):  # pragma: no cover - compiled
+        # points[idx[i]] += w[i]; counts[idx[i]] += 1, in order (as np.add.at, which is slower)
+        for i in range(idx.shape[0]):
+            points[idx[i]] += w[i]
+            counts[idx[i]] += 1
+
+    return add_points
+
+
 def _default_threads() -> int:
     """CPU cores this process may run on."""
     try:
@@ -478,6 +493,21 @@ class ArrayBackend:
         if mod is None:
             return False
         return isinstance(x, mod.Tensor if self.name == "torch" else mod.ndarray)
+
+    def native(self, x):
+        """``x`` as an array of this module without a host copy, or None if it is not a device array.
+
+        Arrays of this module are returned as they are; other device arrays
+        that speak DLPack (a JAX array, a PyTorch tensor for CuPy, ...) are
+        wrapped zero-copy. numpy arrays (and anything else) give None.
+        """
+        if self.name == "numpy" or isinstance(x, np.ndarray):
+            return None
+        if self.owns(x):
+            return x
+        if hasattr(x, "__dlpack__") and hasattr(x, "shape"):
+            return self.xp.from_dlpack(x)
+        return None
 
     def asarray(self, a, dtype=None):
         """A host (numpy) array on this backend's device, as ``dtype`` (a numpy dtype)."""
@@ -744,8 +774,9 @@ class Stitcher:
         ----------
         patches : array_like, shape (n, N, N)
             Real or complex patches (a trailing singleton axis is accepted). With
-            a CuPy or PyTorch backend, arrays of that module are used where they
-            are (e.g. network outputs still on the GPU), without a host copy.
+            a CuPy or PyTorch backend, device arrays (that module's, or any that
+            speak DLPack, such as JAX arrays) are used where they are, e.g.
+            network outputs still on the GPU, without a host copy.
         positions : array_like, shape (n, 2)
             (row, col) patch centres in object pixels; exactly one per patch.
 
@@ -754,8 +785,9 @@ class Stitcher:
         Stitcher
             ``self``, so calls can be chained.
         """
-        native = self._be is not None and self._be.owns(patches)
-        P = _as_native_patches(patches, self._be) if native else _as_patches(patches)
+        dev = self._be.native(patches) if self._be is not None else None
+        native = dev is not None
+        P = _as_native_patches(dev) if native else _as_patches(patches)
         if P.shape[1] != self.N:
             raise PtyAnalysisError(f"patches are {P.shape[1]} x {P.shape[2]} but this Stitcher was made for N = {self.N}")
         pos = check_positions(positions, P.shape[0])
@@ -875,11 +907,11 @@ class Stitcher:
                 idx[:, j] = rr * Wp + cc
             ok = ok.reshape(-1)
             idx = idx.reshape(-1)[ok]
-            np.add.at(self._points.reshape(-1), idx, wts.reshape(-1)[ok])
+            w = wts.reshape(-1)[ok]
         else:
             idx = r * Wp + c
-            np.add.at(self._points.reshape(-1), idx, 1.0)
-        np.add.at(self._counts.reshape(-1), idx, 1)
+            w = np.ones(len(idx), np.float64)
+        _point_kernel()(self._points.reshape(-1), self._counts.reshape(-1), np.ascontiguousarray(idx), w)
 
     def _kernel_add(self, P, tl, frac):
         """The CPU path: the compiled kernel, threads over disjoint row bands."""
@@ -963,7 +995,7 @@ class Stitcher:
         return a.reshape(H, W).astype(self.dtype, copy=False)
 
 
-def _as_native_patches(x, be: ArrayBackend):
+def _as_native_patches(x):
     """A CuPy / PyTorch patch stack as (n, N, N); accept a trailing singleton axis."""
     shape = tuple(x.shape)
     if len(shape) == 4 and shape[-1] == 1:
