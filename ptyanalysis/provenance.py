@@ -17,6 +17,11 @@ def software_versions(packages=_PACKAGES) -> dict:
     """Return ``{package: version}`` for the installed packages (``None`` when absent)."""
     out = {"python": sys.version.split()[0], "platform": platform.platform()}
     for name in packages:
+        if name == "ptyanalysis":  # the running code's version (installed metadata goes stale in an editable install)
+            from . import __version__
+
+            out[name] = __version__
+            continue
         try:
             out[name] = _md.version(name)
         except _md.PackageNotFoundError:

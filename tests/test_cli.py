@@ -154,3 +154,9 @@ def test_compare_exits_2_when_an_arm_is_missing(ci_hub, tmp_path):
     assert "2 arm(s) could not be compared" in r.stderr and "ptyanalysis train" in r.stderr
     assert "missing (" in r.stdout and "gs2 does not exist" in r.stdout
     assert "oneDNN" not in r.stderr and "absl::InitializeLog" not in r.stderr  # TensorFlow's start-up lines filtered
+
+
+def test_recorded_version_is_the_running_code():
+    from ptyanalysis.provenance import software_versions
+
+    assert software_versions()["ptyanalysis"] == ptyanalysis.__version__
