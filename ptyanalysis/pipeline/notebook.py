@@ -271,6 +271,31 @@ def read_notebook(notebook):
     return nb
 
 
+def as_ipynb(notebook, folder) -> Path:
+    """A notebook as an ``.ipynb`` file (what papermill reads): the file itself, or a converted copy.
+
+    Parameters
+    ----------
+    notebook : str or Path
+        ``.ipynb``, Jupytext ``.py`` source or template name.
+    folder : str or Path
+        Where a converted copy goes (``<folder>/<stem>.ipynb``, written atomically).
+
+    Returns
+    -------
+    Path
+    """
+    import nbformat
+
+    src = notebook_source(notebook)
+    if src.suffix == ".ipynb":
+        return src
+    dest = Path(folder) / f"{src.stem}.ipynb"
+    with atomic_path(dest) as tmp:
+        nbformat.write(read_notebook(src), tmp)
+    return dest
+
+
 def _source(cell) -> str:
     src = cell.get("source", "")
     return src if isinstance(src, str) else "".join(src)
@@ -895,9 +920,9 @@ def execute(notebook, output, parameters: dict | None = None, *, cwd=None, noteb
     failed = failed_path(output)
     with tempfile.TemporaryDirectory(prefix=".ptyanalysis-nb-") as td, scoped_env(**env), \
             atomic_path(output) as tmp:
-        if src_file is not None and src_file.suffix == ".ipynb":
-            src = src_file
-        else:  # papermill reads .ipynb files only
+        if src_file is not None:  # papermill reads .ipynb files only
+            src = as_ipynb(src_file, td)
+        else:
             src = Path(td) / (output.name if output.suffix == ".ipynb" else output.name + ".ipynb")
             nbformat.write(nb, src)
         try:

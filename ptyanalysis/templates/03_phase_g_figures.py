@@ -86,7 +86,7 @@ phase_g.plot_metrics_vs_dose(ds, arm_labels=labels)
 # ground truth; then the Fourier ring correlation against spatial frequency with the 1/2-bit and 1/7 thresholds.
 
 # %%
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 for job in jobs:
     display(Markdown(f"### dose {job.dose:,}, {job.view}, {job.split}"))

@@ -170,3 +170,15 @@ def test_messages_show_paths_relative_to_the_notebook_folder():
     assert c == {"a": 1} and c.folder == Path("/r/notebooks")
     assert c.relative("read /r/build/hub/x.npz: ok; /r/notebooks/y.ipynb (/data/z)") == \
         "read ../build/hub/x.npz: ok; y.ipynb (/data/z)"
+
+
+def test_as_ipynb_gives_papermill_a_file_it_reads(tmp_path):
+    import nbformat
+
+    ipynb = ROOT / "notebooks" / "00_compare_arms.ipynb"
+    assert nbk.as_ipynb(ipynb, tmp_path) == ipynb
+    p = nbk.as_ipynb("00_compare_arms", tmp_path)
+    assert p == tmp_path / "00_compare_arms.ipynb"
+    nb = nbformat.read(p, as_version=4)
+    assert nbk.parameters_cell_index(nb) is not None and list(nbk.declared_parameters(p)) == \
+        list(nbk.declared_parameters("00_compare_arms"))
