@@ -343,3 +343,27 @@ def test_cli_bisect_bad_input_exits_2(tmp_path, capsys):
     assert main(base + ["--failing", str(short)]) == 2
     assert "sample counts" in capsys.readouterr().err
     assert main(base + ["--failing", str(p["failing"]), "--criterion", "bogus"]) == 2
+
+
+def test_cli_bisect_mostly_zero_batch_composition_and_no_reference(tmp_path, capsys):
+    case = faults.batch_centred_positions(n=150)
+    model, p = _save_case(tmp_path, case)
+    out = tmp_path / "out"
+    rc = main(["bisect", "--model", str(model), "--failing", str(p["failing"]), "--passing", str(p["passing"]),
+               "--reference", str(p["reference"]), "--criterion", "mostly-zero", "--out", str(out)])
+    assert rc == 0
+    d = json.loads((out / "bisection.json").read_text())
+    assert (d["verdict"]["kind"], d["verdict"]["name"]) == ("runtime", "batch_composition")
+    assert d["criterion"] == {"kind": "zero-fraction", "label": "zero-fraction>=0.9", "zero_fraction": 0.9}
+    assert "outputs depend on which samples share a batch" in capsys.readouterr().out
+    for key in ("failing", "passing", "reference", "per_output", "output_names", "failing_degraded_outputs",
+                "reference_usable"):
+        assert key in d["health"]
+    # no --reference: the passing set is the yardstick, and the run still completes
+    one = faults.incident(n=120)
+    model, p = _save_case(tmp_path / "inc", one) if (tmp_path / "inc").mkdir() is None else (None, None)
+    rc = main(["bisect", "--model", str(model), "--failing", str(p["failing"]), "--passing", str(p["passing"]),
+               "--out", str(tmp_path / "out2")])
+    assert rc == 0
+    d2 = json.loads((tmp_path / "out2" / "bisection.json").read_text())
+    assert d2["health"]["reference_source"].startswith("passing set") and d2["verdict"]["kind"] == "input"
