@@ -288,10 +288,14 @@ def plot_reconstructions(job_dir, title: str | None = None):
             if name in imgs and key in imgs[name]:
                 im = ax.imshow(imgs[name][key], cmap=cm, vmin=lo, vmax=hi)
             elif name == "GroundTruth":
+                gshape = imgs["GroundTruth"]["amplitude"].shape
+                ax.set_box_aspect(gshape[0] / max(gshape[1], 1))
                 ax.set_axis_off()
                 ax.text(0.5, 0.5, "(reference)", ha="center", va="center", transform=ax.transAxes, color="0.4")
             else:
                 why = sc["status"].get(name, "missing")
+                gshape = imgs["GroundTruth"]["amplitude"].shape
+                ax.set_box_aspect(gshape[0] / max(gshape[1], 1))  # same shape as the images beside it
                 ax.set_facecolor("0.88")
                 ax.add_patch(matplotlib.patches.Rectangle((0, 0), 1, 1, transform=ax.transAxes, fill=False,
                                                           hatch="///", edgecolor="0.6"))
