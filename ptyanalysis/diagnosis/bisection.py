@@ -94,10 +94,10 @@ PROBE_SAMPLES = 128
 SCREEN_SAMPLES = 512
 #: Interventions tried on an input (in this order).
 INTERVENTIONS = ("swap", "centre", "match_passing", "match_reference", "reference", "replace_nonfinite",
-                 "cast_dtype")
+                 "cast_dtype", "swap_axes")
 #: Among interventions within TIE_TOLERANCE of the best, the first of these wins (the most specific change).
-SPECIFICITY = ("replace_nonfinite", "cast_dtype", "match_passing", "match_reference", "centre", "reference",
-               "swap")
+SPECIFICITY = ("replace_nonfinite", "cast_dtype", "swap_axes", "match_passing", "match_reference", "centre",
+               "reference", "swap")
 #: When no single change restores this share of the health, changes on several inputs are combined.
 COMBINE_BELOW = 0.9
 #: A sample whose largest |value| exceeds this many times the passing set's (99.9th percentile) is abnormal.
@@ -365,6 +365,21 @@ def _match(x: np.ndarray, target: np.ndarray) -> np.ndarray:
     return _cast_like(z * st + mt, x)
 
 
+def _swap_axes(x: np.ndarray, passing: np.ndarray):
+    """``x`` with its (last) axis of length 2 reversed when that matches the passing set's per-feature means."""
+    axes = [a for a in range(1, x.ndim) if x.shape[a] == 2]
+    if not axes or _feature_axes(x) is None or x.shape[1:] != passing.shape[1:]:
+        return None
+    flipped = np.flip(x, axis=axes[-1])
+    mp, sp = _moments(passing)
+    scale = max(float(np.mean(sp)), 1e-12)
+    d0 = float(np.mean(np.abs(_moments(x)[0] - mp))) / scale
+    d1 = float(np.mean(np.abs(_moments(flipped)[0] - mp))) / scale
+    if not (d0 > 0.5 and d1 < 0.5 * d0):
+        return None
+    return np.ascontiguousarray(flipped)
+
+
 def intervene(kind: str, x: np.ndarray, passing: np.ndarray, reference: np.ndarray | None, rng):
     """Apply one input intervention to the failing set's values of one input.
 
@@ -378,7 +393,9 @@ def intervene(kind: str, x: np.ndarray, passing: np.ndarray, reference: np.ndarr
         mean and std: a scale or offset error against the training inputs),
         ``reference`` (reference values, resampled), ``replace_nonfinite``
         (NaN -> 0, +-Inf -> the passing set's finite max/min), ``cast_dtype``
-        (cast to the passing set's dtype).
+        (cast to the passing set's dtype), ``swap_axes`` (reverse an axis of
+        length 2, e.g. [y, x] positions fed as [x, y]; only when that brings the
+        per-feature means much closer to the passing set's).
     x, passing : ndarray
         Failing and passing values of the input.
     reference : ndarray or None
@@ -415,6 +432,8 @@ def intervene(kind: str, x: np.ndarray, passing: np.ndarray, reference: np.ndarr
         return _cast_like(x.astype(np.float64) - mx, x)
     if kind == "match_passing":
         return _match(x, passing)
+    if kind == "swap_axes":
+        return _swap_axes(x, passing)
     if kind == "match_reference":
         return None if reference is None else _match(x, reference)
     raise PtyAnalysisError(f"unknown intervention {kind!r}: expected one of {', '.join(INTERVENTIONS)}")
@@ -475,6 +494,18 @@ def _rescale_text(k, f, t, what) -> str:
             "or normalisation)")
 
 
+def _channel_note(f: np.ndarray, p: np.ndarray, plabel: str = "the passing set") -> str:
+    """Channels (last axis, at most 8) that are all zero in ``f`` but not in ``p``, in words ("" if none)."""
+    if f.ndim < 3 or f.shape[-1] < 2 or f.shape[-1] > 8 or f.shape[1:] != p.shape[1:]:
+        return ""
+    fz = [c for c in range(f.shape[-1]) if not np.any(np.nan_to_num(f[..., c]))]
+    dead = [c for c in fz if np.any(np.nan_to_num(p[..., c]))]
+    if not dead:
+        return ""
+    return (f"its channel(s) {dead} (last axis) are all zero where {_poss(plabel)} are not: a channel is missing "
+            "from the export")
+
+
 def _fix_text_input(k, kind, f, p, r, nonfinite=None, plabel="the passing set") -> str:
     """The fix for one input (failing values ``f``, passing ``p``, reference ``r`` or None), with numbers."""
     mf, sf = _scalar_moments(f)
@@ -505,10 +536,16 @@ def _fix_text_input(k, kind, f, p, r, nonfinite=None, plabel="the passing set") 
             hint = "; float16 overflows above 65504: export it as float32"
         return (f"replace or drop the {nf.get('count', 0)} non-finite values of {k!r} ({kinds}) in "
                 f"{nf.get('n_samples', 0)} sample(s), first at sample(s) {nf.get('first_samples', [])}{hint}")
+    if kind == "swap_axes":
+        return (f"swap the two axes of {k!r} (e.g. [x, y] for [y, x]): its per-axis means {_fmt(_moments(f)[0])} "
+                f"are {_poss(plabel)} {_fmt(_moments(p)[0])} in reverse order")
     if kind == "cast_dtype":
         hint = " (float16 keeps about 3 significant digits and overflows above 65504)" if f.dtype == np.float16 else ""
         return f"cast {k!r} to {p.dtype} before feeding the model: the failing set holds it as {f.dtype}{hint}"
     mp, sp = _scalar_moments(p)
+    ch = _channel_note(f, p, plabel)
+    if ch:
+        return f"feed {k!r} with every channel filled, like {_poss(plabel)}: {ch}"
     return (f"feed {k!r} with values like {_poss(plabel)} (the failing set has mean {mf:.4g}, std {sf:.4g}; "
             f"{plabel} mean {mp:.4g}, std {sp:.4g})")
 
@@ -522,6 +559,11 @@ def _reason_text(k, kind, f, p, r, nonfinite=None, plabel="the passing set") -> 
                    else ""))
     if kind == "cast_dtype":
         return f"it arrives as {f.dtype} where {plabel} holds {p.dtype}"
+    ch = _channel_note(f, p, plabel)
+    if ch:
+        return ch
+    if kind == "swap_axes":
+        return f"its two axes are swapped (per-axis means {_fmt(_moments(f)[0])} vs {_fmt(_moments(p)[0])})"
     target = p
     if kind in ("match_reference", "reference") and r is not None:
         target, what = r, "the reference/training inputs'"
@@ -1569,9 +1611,16 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
                               "summary": f"the model could not be run on the {', '.join(bad)} set ({err})"},
                       "make the model run on every set first", [])
     if not fail_fails:
+        hint = ""
+        if health["failing_degraded"] and np.isfinite(hs.get("failing", np.nan)):
+            hint = (f"; note that it is degraded (health {hs['failing']:.3f}"
+                    + (f", outputs {', '.join(health['failing_degraded_outputs'])}"
+                       if health["failing_degraded_outputs"] else "")
+                    + "): a criterion that describes how it looks wrong (zero-fraction>=F, collapsed, non-finite "
+                      "or a module:function predicate) would let the bisection run")
         return finish(False, {"kind": "none", "name": None, "summary": (
             f"not reproduced: the failing set does not fail under the {crit.label!r} criterion "
-            f"(health {hs['failing']:.3f} against the {ref_source}); nothing to bisect")},
+            f"(health {hs['failing']:.3f} against the {ref_source}); nothing to bisect{hint}")},
             "none needed under this criterion (try another criterion, e.g. zero-fraction>=0.5, if the "
             "outputs still look wrong)", [])
     passing_note = ""

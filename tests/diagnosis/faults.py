@@ -541,8 +541,54 @@ def batch_centred_positions(n=300, N=16, seed=0) -> FaultCase:
                             "summary_contains": ["outputs depend on which samples share a batch"]})
 
 
+def swapped_position_axes(n=300, seed=0) -> FaultCase:
+    """Scan positions written as [y, x] where the model takes [x, y] (x spans 0-1 mm, y 20-30 mm here)."""
+    rng = _rng(seed)
+    pos = keras.Input((2,), name="pos")
+    sig = keras.Input((6,), name="signal")
+    x = keras.layers.Concatenate(name="concat")([pos, sig])
+    h = keras.layers.Dense(10, activation="relu", name="hidden")(x)
+    out = keras.layers.Dense(3, use_bias=False, name="out")(h)
+    m = keras.Model([pos, sig], out, name="swapped_position_axes")
+    k = np.zeros((8, 10))
+    k[0, :], k[1, :] = -1.0, 0.05  # a large x kills every unit; y barely matters
+    k[2:, :] = rng.normal(size=(6, 10)) * 0.1
+    m.get_layer("hidden").set_weights([k.astype("float32"), np.full(10, 1.0, "float32")])
+    _set_dense(m.get_layer("out"), rng, positive=True)
+
+    def draw(s, swapped):
+        r = _rng(s)
+        xy = np.stack([r.uniform(0, 1, n), r.uniform(20, 30, n)], axis=1)
+        return {"pos": (xy[:, ::-1] if swapped else xy).astype("float32"),
+                "signal": r.normal(size=(n, 6)).astype("float32")}
+
+    return FaultCase("swapped_position_axes", m, draw(seed + 1, True), draw(seed + 2, False), None, "input", "pos",
+                     notes={"intervention": "swap_axes", "fix_contains": ["swap the two axes of 'pos'"]})
+
+
+def missing_channel(n=200, N=12, seed=0) -> FaultCase:
+    """A two-channel image input whose second channel was dropped from the export (all zeros)."""
+    rng = _rng(seed)
+    inp = keras.Input((N, N, 2), name="stack")
+    h = keras.layers.Conv2D(3, 3, padding="same", name="conv")(inp)
+    out = keras.layers.ReLU(name="relu")(h)
+    m = keras.Model(inp, out, name="missing_channel")
+    k = np.zeros((3, 3, 2, 3))
+    k[..., 0, :] = -np.abs(rng.normal(size=(3, 3, 3))) * 0.2  # channel 0 pushes down ...
+    k[..., 1, :] = np.abs(rng.normal(size=(3, 3, 3))) * 0.5   # ... channel 1 lifts the output
+    m.get_layer("conv").set_weights([k.astype("float32"), np.zeros(3, "float32")])
+
+    def draw(s):
+        return _rng(s).uniform(0.5, 1.5, size=(n, N, N, 2)).astype("float32")
+
+    fail = draw(seed + 1)
+    fail[..., 1] = 0.0
+    return FaultCase("missing_channel", m, {"stack": fail}, {"stack": draw(seed + 2)}, None, "input", "stack",
+                     notes={"fix_contains": ["channel(s) [1]"]})
+
+
 ALL_CASES = (shift_one_input, wrong_units, poisoned_sample, batch_size_dependent, dtype_dependent,
              dead_model, flat_model, healthy, incident,
              degrees_not_radians, nan_positions, float16_overflow_export, inf_frames_in_6000,
              dead_amplitude_output, unusable_reference, constant_offsets, bright_frame_spoils_batch,
-             two_fault_incident, batch_centred_positions)
+             two_fault_incident, batch_centred_positions, swapped_position_axes, missing_channel)
