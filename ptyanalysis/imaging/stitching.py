@@ -51,10 +51,11 @@ Backends
 --------
 ``backend="numpy"`` (the CPU path) runs a compiled kernel (numba, no Python
 per patch) that adds each patch's rows straight into the canvas, with the
-bilinear split computed row by row in registers; threads own disjoint bands
+bilinear split computed row by row in a one-row buffer (the Fourier shift is
+done first, by ``scipy.fft`` on blocks of patches); threads own disjoint bands
 of canvas rows (``threads``, default every core), and within a band patches
 are added in their order, so the result is bit-identical for any number of
-threads and any chunking.
+threads and any chunking (and to the numpy block code this kernel replaced).
 
 ``backend="cupy"`` / ``"torch"`` run one vectorised core, written against the
 small :class:`ArrayBackend` interface, on a GPU: the bilinear split (or the
@@ -76,6 +77,7 @@ import math
 import os
 import shutil
 import sys
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -114,6 +116,9 @@ _ARRAY_BLOCK = 2048
 #: A CPU thread gets at least this many canvas rows and this many patches per chunk.
 _MIN_BAND_ROWS = 8
 _MIN_PATCHES_PER_THREAD = 16
+#: Row bands per CPU thread: small bands are taken from a queue, so a thread that the OS
+#: delays (a busy machine) holds up one small band, not a whole share of the canvas.
+_BANDS_PER_THREAD = 4
 #: Default number of patches handed to the accumulator at once by :func:`stitch`.
 DEFAULT_CHUNK = 4096
 _DTYPES = (np.float32, np.float64, np.complex64, np.complex128)
@@ -432,11 +437,20 @@ def _check_threads(threads) -> int:
     return int(threads)
 
 
-def _row_bands(H: int, n_patches: int, threads: int) -> list:
-    """Disjoint row bands ``[(r0, r1), ...]`` covering ``0 .. H``, one per thread used."""
-    nb = max(1, min(threads, H // _MIN_BAND_ROWS, n_patches // _MIN_PATCHES_PER_THREAD))
+def _row_bands(H: int, n_patches: int, threads: int) -> tuple:
+    """Disjoint row bands covering ``0 .. H`` and the number of threads to run them on.
+
+    Returns
+    -------
+    bands : list of (int, int)
+        ``[(r0, r1), ...]``, in order, ``_BANDS_PER_THREAD`` per thread used.
+    workers : int
+        Threads used (1: run in the calling thread).
+    """
+    workers = max(1, min(threads, n_patches // _MIN_PATCHES_PER_THREAD, H // _MIN_BAND_ROWS))
+    nb = 1 if workers == 1 else max(1, min(workers * _BANDS_PER_THREAD, H // _MIN_BAND_ROWS))
     edges = np.linspace(0, H, nb + 1).round().astype(int)
-    return [(int(edges[i]), int(edges[i + 1])) for i in range(nb)]
+    return [(int(edges[i]), int(edges[i + 1])) for i in range(nb)], workers
 
 
 # --------------------------------------------------------------------------- #
@@ -759,6 +773,7 @@ class Stitcher:
         self.n_added = 0
         self.n_clipped = 0
         self.n_outside = 0
+        self._pool = None  # CPU worker threads, started by the first chunk that uses them
         if self._be is None:
             self._acc = np.zeros((H, W), dt)
             self._accv = self._acc.view(self._rdtype) if self._complex else self._acc
@@ -932,14 +947,25 @@ class Stitcher:
         w = _bilinear_weights(frac, self._rdtype) if bil else np.zeros((len(tl), 4), self._rdtype)
         tl = np.ascontiguousarray(tl, dtype=np.int64)
         place = _kernel()
-        bands = _row_bands(self.canvas_shape[0], len(tl), self.threads)
-        if len(bands) == 1:
+        bands, workers = _row_bands(self.canvas_shape[0], len(tl), self.threads)
+        if workers == 1:
             place(self._accv, view, a, M, k, tl, w, bil, 0, self.canvas_shape[0])
             return
-        with ThreadPoolExecutor(len(bands), thread_name_prefix="ptyanalysis-stitch") as ex:
-            futures = [ex.submit(place, self._accv, view, a, M, k, tl, w, bil, r0, r1) for r0, r1 in bands]
-            for f in futures:
-                f.result()
+        ex = self._thread_pool(workers)
+        futures = [ex.submit(place, self._accv, view, a, M, k, tl, w, bil, r0, r1) for r0, r1 in bands]
+        for f in futures:
+            f.result()
+
+    def _thread_pool(self, workers: int) -> ThreadPoolExecutor:
+        """This Stitcher's worker threads (started once, reused by every chunk; stopped with it)."""
+        pool = self._pool
+        if pool is None or pool._max_workers < workers:
+            if pool is not None:
+                pool.shutdown(wait=True)
+            pool = ThreadPoolExecutor(workers, thread_name_prefix="ptyanalysis-stitch")
+            weakref.finalize(self, pool.shutdown, wait=False)
+            self._pool = pool
+        return pool
 
     def _array_add(self, P, tl, frac, native: bool):
         """The array-backend path: vectorised split and one scatter-add per block."""

@@ -201,8 +201,9 @@ def test_threaded_equals_serial(method):
 
 def test_row_bands_partition_the_canvas():
     for H, n, t in ((533, 4096, 2), (533, 4096, 16), (5, 4096, 8), (1000, 20, 8), (64, 4096, 1)):
-        bands = _row_bands(H, n, t)
-        assert bands[0][0] == 0 and bands[-1][1] == H and 1 <= len(bands) <= t
+        bands, workers = _row_bands(H, n, t)
+        assert 1 <= workers <= t and (len(bands) == 1) == (workers == 1)
+        assert bands[0][0] == 0 and bands[-1][1] == H
         assert all(b[1] == c[0] for b, c in itertools.pairwise(bands))
         assert all(r1 > r0 for r0, r1 in bands)
 
