@@ -407,6 +407,47 @@ def _kernel():
 
 
 @functools.cache
+def _cut_kernel():
+    """The compiled patch cutter of :func:`extract` (nearest and bilinear)."""
+    import numba
+    from numba import uint64 as u64
+
+    @numba.njit(nogil=True, cache=True)
+    def cut(src, out, tl, w, k, bilinear, b0, b1):  # pragma: no cover - compiled
+        # src: (H, k*W) C-contiguous real view of the image; out: (n, N, k*N) real view of the
+        # patches; tl: (n, 2) top-left pixels; w: (n, 4) weights [1 - fy, fy, 1 - fx, fx].
+        # Fills patches b0 .. b1 - 1 with numpy's arithmetic (rows first, then columns).
+        N = out.shape[1]
+        kN = out.shape[2]
+        kWs = src.shape[1]
+        S = src.reshape(-1)
+        O = out.reshape(-1)
+        ku = u64(k)
+        kNu = u64(kN)
+        R = np.empty(kN + k, src.dtype)
+        for b in range(b0, b1):
+            ob = b * N * kN
+            for i in range(N):
+                s0 = u64((tl[b, 0] + i) * kWs + k * tl[b, 1])
+                o0 = u64(ob + i * kN)
+                if not bilinear:
+                    for q in range(kNu):
+                        O[o0 + q] = S[s0 + q]
+                    continue
+                s1 = s0 + u64(kWs)
+                wy0 = w[b, 0]
+                wy1 = w[b, 1]
+                wx0 = w[b, 2]
+                wx1 = w[b, 3]
+                for q in range(kNu + ku):
+                    R[q] = S[s0 + q] * wy0 + S[s1 + q] * wy1
+                for q in range(kNu):
+                    O[o0 + q] = R[q] * wx0 + R[q + ku] * wx1
+
+    return cut
+
+
+@functools.cache
 def _point_kernel():
     """Compiled in-order scatter-add of the coverage's point masses and counts."""
     import numba
@@ -1114,7 +1155,7 @@ def stitch(patches, positions, *, method="bilinear", crop=None, canvas_shape=Non
     return st.result()
 
 
-def extract(image, positions, N, *, method="bilinear", origin=(0, 0)) -> np.ndarray:
+def extract(image, positions, N, *, method="bilinear", origin=(0, 0), threads=None) -> np.ndarray:
     """Cut N x N patches out of an image: the adjoint of :func:`stitch`.
 
     Parameters
@@ -1135,12 +1176,15 @@ def extract(image, positions, N, *, method="bilinear", origin=(0, 0)) -> np.ndar
     origin : tuple of int
         Object coordinates of ``image[0, 0]`` (default (0, 0): the image is the
         object). Use a :class:`StitchResult`'s origin to cut from a canvas.
+    threads : int, optional
+        Threads of the compiled cutter (default every core); each fills its
+        own patches, so the result does not depend on it.
 
     Returns
     -------
     ndarray, shape (n, N, N)
-        Same dtype kind as ``image`` (float32/complex64 for bilinear on
-        single-precision input).
+        The image's dtype (float32, float64, complex64 or complex128; other
+        types are computed in double precision).
 
     Raises
     ------
@@ -1170,26 +1214,39 @@ def extract(image, positions, N, *, method="bilinear", origin=(0, 0)) -> np.ndar
             f"{tl[i, 1] + o[1]}..{tl[i, 1] + o[1] + ext[i, 1] - 1} in object pixels); "
             "pad the image or drop those positions"
         )
-    if not (np.issubdtype(img.dtype, np.floating) or np.issubdtype(img.dtype, np.complexfloating)):
-        img = img.astype(np.float64)
+    if img.dtype.type not in _DTYPES:  # integers, float16, long double: computed in double precision
+        img = img.astype(np.complex128 if np.iscomplexobj(img) else np.float64)
     out = np.empty((n, N, N), img.dtype)
-    tll = tl.tolist()
-    if method == "bilinear":
+    k = 2 if np.iscomplexobj(img) else 1
+    rd = np.dtype(np.float32) if img.dtype.itemsize // k == 4 else np.dtype(np.float64)
+    bil = method == "bilinear"
+    if bil:
         # pad by one row/col so the (N+1) window exists even where the weight is 0
         src = np.zeros((H + 1, W + 1), img.dtype)
         src[:H, :W] = img
-        rd = np.float32 if img.dtype in (np.float32, np.complex64) else np.float64
-        for i, (r, c) in enumerate(tll):
-            fy, fx = (float(v) for v in frac[i])
-            win = src[r:r + N + 1, c:c + N + 1]
-            rows = win[:N] * rd(1 - fy) + win[1:] * rd(fy)
-            out[i] = rows[:, :N] * rd(1 - fx) + rows[:, 1:] * rd(fx)
+        w = np.empty((n, 4), rd)  # 1 - f in double precision, then rounded (as numpy scalars did)
+        w[:, 0] = (1 - frac[:, 0]).astype(rd)
+        w[:, 1] = frac[:, 0].astype(rd)
+        w[:, 2] = (1 - frac[:, 1]).astype(rd)
+        w[:, 3] = frac[:, 1].astype(rd)
     else:
-        for i, (r, c) in enumerate(tll):
-            out[i] = img[r:r + N, c:c + N]
-        if method == "fourier":
-            for s in range(0, n, 256):
-                out[s:s + 256] = _fourier_shift_block(out[s:s + 256], -frac[s:s + 256])
+        src = np.ascontiguousarray(img)
+        w = np.zeros((n, 4), rd)
+    view = (lambda a: a.view(rd)) if k == 2 else (lambda a: a)
+    cut, S, O = _cut_kernel(), view(src), view(out)
+    tl = np.ascontiguousarray(tl, dtype=np.int64)
+    workers = max(1, min(_check_threads(threads), n // 64))
+    if workers == 1:
+        cut(S, O, tl, w, k, bil, 0, n)
+    else:
+        edges = np.linspace(0, n, workers + 1).round().astype(int)
+        with ThreadPoolExecutor(workers, thread_name_prefix="ptyanalysis-extract") as ex:
+            for f in [ex.submit(cut, S, O, tl, w, k, bil, int(edges[i]), int(edges[i + 1]))
+                      for i in range(workers)]:
+                f.result()
+    if method == "fourier":
+        for s in range(0, n, 256):
+            out[s:s + 256] = _fourier_shift_block(out[s:s + 256], -frac[s:s + 256])
     return out
 
 

@@ -422,6 +422,33 @@ def test_extract_outside_image_raises(method):
     extract(img, [[4, 4]], 8, method=method)  # exactly fits
 
 
+@pytest.mark.parametrize("dtype", [np.complex64, np.float64])
+def test_extract_matches_an_independent_loop_and_any_thread_count(dtype):
+    rng = np.random.default_rng(10)
+    img = rng.standard_normal((90, 100)).astype(dtype)
+    if np.iscomplexobj(img):
+        img = img + 1j * rng.standard_normal((90, 100)).astype(np.float32)
+    pos = rng.uniform(10, 80, size=(400, 2))
+    pos[::3] = np.round(pos[::3])
+    N = 16
+    rd = np.float32 if dtype == np.complex64 else np.float64
+    src = np.zeros((91, 101), img.dtype)
+    src[:90, :100] = img
+    ref = np.empty((400, N, N), img.dtype)
+    for i, q in enumerate(pos):  # bilinear interpolation, rows then columns, in the image's precision
+        r, c = (int(v) - N // 2 for v in np.floor(q))
+        fy, fx = q - np.floor(q)
+        win = src[r:r + N + 1, c:c + N + 1]
+        rows = win[:N] * rd(1 - fy) + win[1:] * rd(fy)
+        ref[i] = rows[:, :N] * rd(1 - fx) + rows[:, 1:] * rd(fx)
+    for method in METHODS:
+        one = extract(img, pos, N, method=method, threads=1)
+        assert one.dtype == img.dtype
+        np.testing.assert_array_equal(extract(img, pos, N, method=method, threads=3), one)
+        if method == "bilinear":
+            np.testing.assert_array_equal(one, ref)
+
+
 def test_extract_bad_input_raises():
     with pytest.raises(PtyAnalysisError):
         extract(np.zeros((4, 4, 4)), [[2, 2]], 2)
