@@ -124,8 +124,12 @@ def run_cli(args) -> int:
     print(f"Phase G: {res.summary['n_success']}/{res.summary['n_jobs']} jobs with metrics; "
           f"wrote {len(res.files)} artifacts and {len(res.figures)} figures under {res.hub / 'analysis'}")
     print("\n".join(delta_highlight_lines(res.deltas["deltas"])))
+    print("(deltas: PtychoPINN minus the other arm, in the metric convention of comparison_metrics.csv; "
+          "MS-SSIM positive = PtychoPINN better, MAE negative = PtychoPINN better)")
+    if "html" in res.files:
+        print(f"report: {res.files['html']}")
     if res.missing:
-        print(f"missing ({len(res.missing)}):")
+        print(f"missing, failed or all-zero results ({len(res.missing)}):")
         for m in res.missing:
             print(f"  - {m}")
     return 0
