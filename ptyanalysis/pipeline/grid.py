@@ -752,6 +752,14 @@ def run_cell(cell: GridCell, settings: RunSettings, pool=None) -> CellResult:
     if pool is None:
         pool = own_pool = KernelPool(reuse=False)
     engine = register_engine()
+    nb_src, src_dir = settings.notebook, None
+    if Path(nb_src).suffix != ".ipynb":  # papermill reads .ipynb only: convert a Jupytext source once
+        import tempfile
+
+        from .notebook import as_ipynb
+
+        src_dir = tempfile.TemporaryDirectory(prefix="ptyanalysis-grid-notebook-")
+        nb_src = str(as_ipynb(nb_src, src_dir.name))
     err: dict = {}
     tries = start_fails = 0
     pm_s = 0.0
@@ -776,7 +784,7 @@ def run_cell(cell: GridCell, settings: RunSettings, pool=None) -> CellResult:
                     log.flush()
                     with PeakMemory(kernel.pid) as mem:
                         try:
-                            pm.execute_notebook(settings.notebook, str(nb_out), parameters=cell.parameters,
+                            pm.execute_notebook(nb_src, str(nb_out), parameters=cell.parameters,
                                                 engine_name=engine, km=kernel.km, kernel_name=settings.kernel,
                                                 progress_bar=False, log_output=False, stdout_file=log,
                                                 stderr_file=log, start_timeout=settings.start_timeout_s,
@@ -834,6 +842,8 @@ def run_cell(cell: GridCell, settings: RunSettings, pool=None) -> CellResult:
     finally:
         if own_pool is not None:
             own_pool.close()
+        if src_dir is not None:
+            src_dir.cleanup()
     _write_cell_log(cell)
     if nb_out.is_file():  # the failed attempt's notebook, with its traceback, where the cell's notebook goes
         _copy_atomic(nb_out, cell.output_notebook)
