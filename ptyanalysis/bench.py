@@ -172,7 +172,9 @@ def bench_stitching(sizes=(20000, 80000), N: int = 64, quick: bool = False,
     methods : sequence of str
         Placement methods timed with the CPU kernel.
     repeats : int
-        Timings are the best of this many runs (the machine may be shared).
+        Timings are the best of this many rounds; each round runs every case
+        once (interleaved, so a changing load on a shared machine affects all
+        of them alike).
 
     Returns
     -------
@@ -198,8 +200,20 @@ def bench_stitching(sizes=(20000, 80000), N: int = 64, quick: bool = False,
     _run_stitch(pool[:64], dense_scan(64), "bilinear", "numpy")  # compile (or load) the kernel
     for n in sizes:
         pos = dense_scan(n)
-        canvas, t_plain = _best(_plain_loop, repeats, pool, pos)
-        _, t_copy = _best(_copy_bound, repeats, pool, n, dst)
+        # Every case runs once per round, rounds repeated: on a shared machine the load changes
+        # over minutes, and interleaving exposes every case to the same conditions.
+        cases = {"plain": lambda pos=pos: _plain_loop(pool, pos), "copy": lambda n=n: _copy_bound(pool, n, dst)}
+        for method in methods:
+            for threads in (T, 1) if (method != "fourier" and T > 1) else (T,):
+                cases[(method, threads)] = (
+                    lambda m=method, t=threads, pos=pos: _run_stitch(pool, pos, m, "numpy", threads=t))
+        out, best = {}, {}
+        for _ in range(max(1, repeats)):
+            for key, fn in cases.items():
+                res, dt = _timed(fn)
+                out.setdefault(key, res)
+                best[key] = min(best.get(key, float("inf")), dt)
+        canvas, t_plain, t_copy = out["plain"], best["plain"], best["copy"]
         shape = "x".join(map(str, canvas.shape))
         rows.append(dict(section="stitching", case="plain integer slice-add loop (reference)", n=n, canvas=shape,
                          seconds=t_plain, patches_per_s=n / t_plain, peak_extra_mib=nan,
@@ -208,23 +222,23 @@ def bench_stitching(sizes=(20000, 80000), N: int = 64, quick: bool = False,
         rows.append(dict(section="stitching", case="copy bound: np.copyto of the patches' bytes", n=n, canvas="",
                          seconds=t_copy, patches_per_s=n / t_copy, peak_extra_mib=nan,
                          note=f"{gbs:.1f} GB/s read + write; {t_plain / t_copy:.2f}x the plain loop"))
-        for method in methods:
-            for threads in (T, 1) if (method != "fourier" and T > 1) else (T,):
-                (st, res), dt = _best(_run_stitch, repeats, pool, pos, method, "numpy", threads=threads)
-                mem = _peak_mib(_run_stitch, pool, pos, method, "numpy", threads=threads) if threads == T else nan
-                note = (f"{t_plain / dt:.2f}x the plain loop, {t_copy / dt:.2f} of the copy bound; "
-                        f"canvas {res.image.nbytes / 2**20:.1f} MiB")
-                if method == "nearest":
-                    same = np.array_equal(st.weighted_sum(), canvas)
-                    note += f"; raw sum {'bit-identical to' if same else 'DIFFERS from'} the plain loop"
-                    note += " (target: faster than it)" if threads == T else ""
-                if method == "bilinear" and threads == T:
-                    note += " (target: at least as fast as it)"
-                rows.append(dict(section="stitching", case=f"stitch {method} (numpy, {threads} thread{'s' * (threads > 1)})",
-                                 n=n, canvas="x".join(map(str, res.shape)), seconds=dt, patches_per_s=n / dt,
-                                 peak_extra_mib=mem, note=note))
-                if gpu is not None and threads == T and method != "fourier":
-                    rows += _gpu_rows(gpu, pool, pos, method, res, dt, t_plain, repeats)
+        for key in [k for k in cases if isinstance(k, tuple)]:
+            method, threads = key
+            (st, res), dt = out[key], best[key]
+            mem = _peak_mib(_run_stitch, pool, pos, method, "numpy", threads=threads) if threads == T else nan
+            note = (f"{t_plain / dt:.2f}x the plain loop, {t_copy / dt:.2f} of the copy bound; "
+                    f"canvas {res.image.nbytes / 2**20:.1f} MiB")
+            if method == "nearest":
+                same = np.array_equal(st.weighted_sum(), canvas)
+                note += f"; raw sum {'bit-identical to' if same else 'DIFFERS from'} the plain loop"
+                note += " (target: faster than it)" if threads == T else ""
+            if method == "bilinear" and threads == T:
+                note += " (target: at least as fast as it)"
+            rows.append(dict(section="stitching", case=f"stitch {method} (numpy, {threads} thread{'s' * (threads > 1)})",
+                             n=n, canvas="x".join(map(str, res.shape)), seconds=dt, patches_per_s=n / dt,
+                             peak_extra_mib=mem, note=note))
+            if gpu is not None and threads == T and method != "fourier":
+                rows += _gpu_rows(gpu, pool, pos, method, res, dt, t_plain, repeats)
     for n in naive_sizes:
         pos = dense_scan(n)
         offs = np.stack([pos[:, 1], pos[:, 0]], axis=1)[:, None, :, None]  # [x, y]
