@@ -168,7 +168,9 @@ def check_in_hub(hub, dose=None, view=None, split=None) -> None:
     if split is not None and have["splits"] and split not in have["splits"]:
         bad.append(f"split {split!r} (the hub has {', '.join(have['splits'])})")
     if not any(have.values()):
-        raise PtyAnalysisError(f"{hub}: no study data found (expected data/phase_c/dose_<D>/patched_<split>.npz); "
+        expected = (dataset_path(hub, dose, split) if dose is not None and split is not None
+                    else Path(hub) / "data" / "phase_c" / "dose_<D>" / "patched_<split>.npz")
+        raise PtyAnalysisError(f"{hub}: no study data found (expected {expected}); "
                                "create one with `ptyanalysis simulate` or point at a study hub")
     if bad:
         raise PtyAnalysisError(f"{hub}: not in this hub: {'; '.join(bad)}")
