@@ -16,7 +16,7 @@ outputs are scored on their modulus). Two questions are asked of them:
       the standard deviation of the finite output values of some output is
       below ``tol`` (default ``1e-6``) times ``max(1, |mean|)`` -- a constant
       output, e.g. an untrained model -- or all of its values are non-finite.
-  ``zero-fraction>=F`` (``mostly-zero`` is ``zero-fraction>=0.9``)
+  ``zero-fraction>=F`` (``mostly-zero`` is ``zero-fraction>=0.5``: most values are not "nonzero")
       a partial failure: in some output, at least the share ``F`` (0 < F <= 1)
       of the values is not "nonzero" (exactly 0, or non-finite), e.g. a
       model that blanks 72 % of its outputs fails ``zero-fraction>=0.5``.
@@ -77,7 +77,7 @@ COLLAPSE_TOL = 1e-6
 #: Criterion names understood by :func:`parse_criterion`.
 CRITERIA = ("all-zero", "non-finite", "collapsed", "zero-fraction")
 #: Zero fraction of the ``mostly-zero`` criterion.
-MOSTLY_ZERO = 0.9
+MOSTLY_ZERO = 0.5
 
 
 # --------------------------------------------------------------------------- stats
@@ -397,7 +397,7 @@ def parse_criterion(spec) -> Criterion:
     spec : str, callable or Criterion
         ``"all-zero"``, ``"non-finite"``, ``"collapsed"``, ``"collapsed:1e-4"``,
         ``"zero-fraction>=0.5"`` (fails when some output is at least 50 % zero
-        or non-finite), ``"mostly-zero"`` (``zero-fraction>=0.9``),
+        or non-finite), ``"mostly-zero"`` (``zero-fraction>=0.5``),
         ``"package.module:function"`` (a predicate ``f(outputs) -> bool``, True
         = fails), a callable predicate, or a Criterion (returned as is).
 
@@ -432,7 +432,7 @@ def parse_criterion(spec) -> Criterion:
         except ValueError:
             raise PtyAnalysisError(
                 f"criterion {s!r}: write the zero-fraction threshold as zero-fraction>=F with "
-                "0 < F <= 1, e.g. zero-fraction>=0.9 (or mostly-zero for 0.9)") from None
+                "0 < F <= 1, e.g. zero-fraction>=0.9 (or mostly-zero for 0.5)") from None
         if not (0 < frac <= 1):
             raise PtyAnalysisError(f"criterion {s!r}: the zero fraction F must satisfy 0 < F <= 1")
         return Criterion("zero-fraction", tol=frac, label=f"zero-fraction>={frac:g}")
