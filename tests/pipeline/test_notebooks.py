@@ -106,7 +106,7 @@ def test_jupyterlab_edit_of_the_parameters_cell_is_used(name, ci_hub, phase_g_hu
     """Open the committed notebook, edit its parameters cell, run all cells: the user's values, no simulation."""
     from nbclient import NotebookClient
 
-    hub = phase_g_hub if name == "03_phase_g_figures" else ci_hub
+    hub = (phase_g_hub if name == "03_phase_g_figures" else ci_hub).resolve()
     out = tmp_path / "mine"
     nb = _edit_parameters(nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4),
                           _user_values(name, hub, out))
@@ -147,7 +147,7 @@ def papermill_runs(ci_hub, phase_g_hub, tmp_path_factory):
     root = tmp_path_factory.mktemp("pm")
     runs = {}
     for name in NAMES:
-        hub = phase_g_hub if name == "03_phase_g_figures" else ci_hub
+        hub = (phase_g_hub if name == "03_phase_g_figures" else ci_hub).resolve()
         out = root / name
         executed = nbk.execute(name, root / f"{name}.ipynb", _papermill_parameters(name, hub, out), cwd=root)
         runs[name] = (executed, hub, out)
@@ -171,7 +171,7 @@ def test_notebook_run_with_parameters_writes_its_files(name, papermill_runs):
         assert b["verdict"]["kind"] and b["fix"]
     if name == "01_split_comparison":
         s = json.loads((out / "split_comparison.json").read_text())
-        assert list(s["splits"]) == ["train", "test"] and s["ranking"]
+        assert list(s["splits"])[:2] == ["train", "test"] and s["ranking"]
 
 
 @pytest.mark.slow
@@ -219,7 +219,7 @@ def test_checking_cell_refuses_before_any_work(params, message, template_ipynb, 
     assert e.value.ename == "PtyAnalysisError"
     assert message in e.value.evalue
     nb = nbformat.read(tmp_path / "run.ipynb", as_version=4)
-    failing = nb.cells[e.value.cell_index]
+    failing = next(c for c in nb.cells if c.cell_type == "code" and c.execution_count == e.value.exec_count)
     assert "nbk.check_parameters(globals()" in failing.source  # the checking cell, before any work
     if "did you mean" in message:
         accepted = e.value.evalue.split("declares ", 1)[1].split(", ")
