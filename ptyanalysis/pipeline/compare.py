@@ -763,6 +763,7 @@ def run_cli(args) -> int:
 
     cfg = CompareConfig(baseline_positions=args.baseline_positions, register=args.register,
                         batch_size=runtime_from_args(args).batch_size)
+    _hub.check_in_hub(args.hub, args.dose, args.view, args.split)
     ds = compare_job(args.hub, args.dose, args.view, args.split, cfg, out_dir=args.out)
     print(arm_table(ds).to_string())
     details = json.loads(ds.attrs.get("arm_details", "{}"))
@@ -773,7 +774,6 @@ def run_cli(args) -> int:
                                f"compared ({why}); the job files record them as missing. Train the arms with "
                                f"`ptyanalysis train {args.hub}` (or point at a hub that has them)")
     return 0
-    _hub.check_in_hub(args.hub, args.dose, args.view, args.split)
 
 
 def arm_table(ds, convention: str = "ptychopinn"):
