@@ -42,18 +42,21 @@ class OOMEvent:
 
 @dataclass(frozen=True)
 class RowsEvent:
-    """One batch whose outputs did not have one row per sample: where, the batch size before and
-    after halving, and each output's row count (None for a 0-d output)."""
+    """One batch whose outputs did not have one row per sample: where, the batch size that gave
+    them and the one tried next (half of it while halving; the next midpoint, or the size finally
+    kept, while bisecting between the last good and first bad size: ``search`` says which), and
+    each output's row count (None for a 0-d output)."""
 
     start: int
     batch_before: int
     batch_after: int
     rows: tuple
+    search: str = "halving"
 
     def to_dict(self) -> dict:
         """Return the event as a JSON-safe dict."""
         return {"start": self.start, "batch_before": self.batch_before, "batch_after": self.batch_after,
-                "rows": list(self.rows)}
+                "rows": list(self.rows), "search": self.search}
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,10 @@ class _ChunkReader:
     def unget(self, pos, arrays):
         self._buf, self._buf_start = arrays, pos
 
+    def forget(self):
+        """Drop the buffered samples: the next :meth:`take` reads them again (a prefetch is kept)."""
+        self._buf, self._buf_start = None, None
+
     def close(self):
         if self._pool is not None:
             self._pool.shutdown(wait=True)
@@ -193,14 +200,18 @@ def _stream(loaded, sources, runtime, on_chunk, *, progress, prefetch, record, d
 
     Returns ``(oom_events, row_events)``. A batch whose outputs do not have one
     row per sample is never handed on: with ``runtime.adapt_batch`` it is run
-    again with half the batch until the rows match, and that batch size is
-    kept for the rest of the run and remembered on the model (later runs with
-    the same per-sample input shapes start from it), with one notice.
+    again with half the batch until the rows match; then the sizes between
+    that good size and the bad one above it are bisected on the same chunk
+    (:func:`_largest_good_batch`), so the size kept is the largest that gives
+    one row per sample (for a model that merges a call of >= 64 patches with
+    4 patches per sample: 15, not the halving 8). That size is kept for the
+    rest of the run and remembered on the model (later runs with the same
+    per-sample input shapes start from it), with one notice.
     """
     tf = _tf()
     n = int(sources[0].shape[0]) if sources else 0
     oom = _oom_types()
-    events, row_events, sizes, devices = [], [], [], []
+    events, row_events, sizes, devices, probes = [], [], [], [], []
     cast = np.dtype(runtime.dtype) if runtime.dtype else None
     bar = _Progress(n, progress, desc)
     reader = _ChunkReader(sources, n, prefetch)
@@ -219,18 +230,22 @@ def _stream(loaded, sources, runtime, on_chunk, *, progress, prefetch, record, d
                 log.info("%s: batch size %d (not %d): an earlier run on this model found that larger batches "
                          "do not give one output row per sample", loaded.source, limit, bs)
                 bs = limit
-            pending = None  # (rows seen, batch) of the last mismatch, until a batch matches
+            pending = None  # (rows seen, output, batch, chunk) of the last mismatch, until a batch matches
+
+            def call(xs):
+                tensors = [
+                    tf.convert_to_tensor(x.astype(cast, copy=False) if cast is not None and x.dtype.kind == "f" else x)
+                    for x in xs
+                ]
+                outs = fn(*tensors)
+                outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+                return outs, [o.numpy() for o in outs]
+
             while pos < n:
                 xs = reader.take(pos, bs)
                 m = len(xs[0])
                 try:
-                    tensors = [
-                        tf.convert_to_tensor(x.astype(cast, copy=False) if cast is not None and x.dtype.kind == "f" else x)
-                        for x in xs
-                    ]
-                    outs = fn(*tensors)
-                    outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
-                    arrays = [o.numpy() for o in outs]
+                    outs, arrays = call(xs)
                 except oom as exc:
                     if m <= 1:
                         raise
@@ -258,20 +273,26 @@ def _stream(loaded, sources, runtime, on_chunk, *, progress, prefetch, record, d
                     new = m // 2
                     row_events.append(RowsEvent(pos, m, new, tuple(rows)))
                     log.debug("%s; retrying with %d", what, new)
-                    pending = (rows[bad[0]], names[bad[0]], m)
+                    pending = (rows[bad[0]], names[bad[0]], m, xs)
                     bs = new
                     reader.unget(pos, xs)
                     continue
-                if pending is not None:  # the first matching batch after a mismatch: the new limit
+                if pending is not None:  # the first matching batch after a mismatch: refine, then the new limit
+                    good = m
+                    m, outs, arrays = _largest_good_batch(call, pending[3], m, outs, arrays, pos=pos, oom=oom,
+                                                          row_events=row_events, probes=probes)
+                    if m > good:  # the buffered rest of the chunk is shorter than a batch now: read afresh
+                        reader.forget()
+                    bs = m
                     limit, limit_source = m, "this run"
                     cache[key] = m
                     log.warning(
                         "%s returned %s row(s) of %r for a batch of %d samples (it merges a batch into fewer "
                         "outputs; a PtychoPINN bundle merges a call of >= 64 patches, batch x gridsize^2, into "
-                        "one); using batch size %d, the largest found by halving that gives one row per "
-                        "sample, for the rest of the run (recorded as batch_size_limit; pass a batch size of "
-                        "at most %d to skip the search)",
-                        loaded.source, pending[0], pending[1], pending[2], m, m)
+                        "one); using batch size %d, the largest that gives one row per sample (found by halving "
+                        "to %d, then bisecting up to %d), for the rest of the run (recorded as batch_size_limit; "
+                        "pass a batch size of at most %d to skip the search)",
+                        loaded.source, pending[0], pending[1], pending[2], m, good, pending[2] - 1, m)
                     pending = None
                 dev = getattr(outs[0], "device", None) if outs else None
                 if dev and dev not in devices:
@@ -293,8 +314,44 @@ def _stream(loaded, sources, runtime, on_chunk, *, progress, prefetch, record, d
         samples_per_s=(n / elapsed) if elapsed > 0 else None, n_samples=n,
         batch_size_limit=limit, batch_size_limit_source=limit_source,
         row_mismatch_events=[e.to_dict() for e in row_events],
+        batch_size_probes=probes,
     )
     return tuple(events), tuple(row_events)
+
+
+def _largest_good_batch(call, chunk, good, outs, arrays, *, pos, oom, row_events, probes):
+    """Bisect the batch sizes between ``good`` (one row per sample) and ``len(chunk)`` (not).
+
+    Each size is tried on the first samples of the same chunk (the one that
+    gave the mismatch), so no sample is read twice and the probes see the
+    same data. Returns ``(size, outs, arrays)``: the largest good size found
+    and its outputs (the first ``size`` samples of the chunk, ready to hand
+    on). A size that mismatches is a :class:`RowsEvent` with
+    ``search="bisection"``; every probe is appended to ``probes`` as
+    ``{"start", "batch", "one_row_per_sample"}`` (an out-of-memory probe
+    counts as not usable, with ``"oom": True``). This assumes, as the halving
+    does, that a size works when a larger one does.
+    """
+    lo, hi = int(good), len(chunk[0])
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        xs = [x[:mid] for x in chunk]
+        try:
+            o, a = call(xs)
+        except oom:
+            probes.append({"start": int(pos), "batch": mid, "one_row_per_sample": False, "oom": True})
+            hi = mid
+            continue
+        rows = _row_counts(a)
+        ok = all(r == mid for r in rows)
+        probes.append({"start": int(pos), "batch": mid, "one_row_per_sample": ok})
+        if ok:
+            lo, outs, arrays = mid, o, a
+        else:
+            hi = mid
+            row_events.append(RowsEvent(int(pos), mid, (lo + hi) // 2 if hi - lo > 1 else lo, tuple(rows),
+                                        "bisection"))
+    return lo, outs, arrays
 
 
 def _runtime_record(runtime: RuntimeConfig) -> dict:

@@ -2,7 +2,8 @@
 ``ReassemblePatchesLayer`` puts a call of >= 64 patches, batch x gridsize^2, on ONE canvas).
 
 Inference must never pair an output with the wrong sample: it halves the batch until the rows
-match, keeps that batch size, records it and says so once.
+match, then bisects between that size and the bad one above it, so it keeps the LARGEST batch size
+that gives one row per sample, records it and says so once.
 """
 
 from __future__ import annotations
@@ -66,8 +67,13 @@ def _expected(x):
     return x["input"].sum(-1, keepdims=True) + C * x["input_positions"].mean(axis=(1, 2, 3))[:, None, None, None]
 
 
-@pytest.mark.parametrize("C,limit_bs,halvings", [(1, 32, [256, 128, 64]), (4, 8, [256, 128, 64, 32, 16])])
-def test_run_inference_halves_until_one_row_per_sample(C, limit_bs, halvings, caplog):
+# the largest batch with batch x C < 64 patches: 63 for C=1, 15 for C=4 (PtychoPINN gridsize 2), not
+# the halvings 32 and 8
+@pytest.mark.parametrize("C,limit_bs,halvings,probes", [
+    (1, 63, [256, 128, 64], [(48, True), (56, True), (60, True), (62, True), (63, True)]),
+    (4, 15, [256, 128, 64, 32, 16], [(12, True), (14, True), (15, True)]),
+])
+def test_run_inference_finds_the_largest_batch_with_one_row_per_sample(C, limit_bs, halvings, probes, caplog):
     model, x = merging_model(C), _inputs(300, C)
     with caplog.at_level(logging.WARNING, logger="ptyanalysis.inference"):
         res = run_inference(model, x)  # default batch 256: no option given
@@ -76,7 +82,10 @@ def test_run_inference_halves_until_one_row_per_sample(C, limit_bs, halvings, ca
     np.testing.assert_allclose(out, _expected(x), rtol=1e-5, atol=1e-5)  # row i is sample i's output
     assert [(e.start, e.batch_before, e.batch_after) for e in res.row_events] == \
         [(0, b, b // 2) for b in halvings]
-    assert all(e.rows == (1,) for e in res.row_events)
+    assert all(e.rows == (1,) and e.search == "halving" for e in res.row_events)
+    # the bisection between the halving's good size and the bad one above, on the same chunk
+    assert [(p["start"], p["batch"], p["one_row_per_sample"]) for p in res.runtime["batch_size_probes"]] == \
+        [(0, b, ok) for b, ok in probes]
     rt = res.runtime
     assert rt["batch_size"] == 256 and rt["batch_size_limit"] == limit_bs
     assert rt["batch_size_limit_source"] == "this run"
@@ -94,7 +103,8 @@ def test_run_inference_halves_until_one_row_per_sample(C, limit_bs, halvings, ca
 def test_the_limit_is_kept_for_later_runs_on_the_model_and_said_once(caplog):
     model = merging_model(1)
     x = _inputs(100)
-    first = predict(model, x)
+    first_res = run_inference(model, x)
+    first = first_res.outputs
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="ptyanalysis.inference"):
         rec = {}
@@ -102,9 +112,13 @@ def test_the_limit_is_kept_for_later_runs_on_the_model_and_said_once(caplog):
         res = run_inference(model, _inputs(70, seed=1), RuntimeConfig(batch_size=64))
     np.testing.assert_allclose(first[0], again[0])
     np.testing.assert_allclose(again[0], _expected(x), rtol=1e-5, atol=1e-5)
-    assert rec["batch_size_limit"] == 50 and rec["batch_size_limit_source"] == "an earlier run on this model"
-    assert rec["row_mismatch_events"] == [] and rec["batch_sizes"] == [50]
-    assert res.row_events == () and res.runtime["batch_sizes"] == [50, 20]
+    # 100 bad, 50 good, then bisection: 75 bad, 62 good, 68 bad, 65 bad, 63 good, 64 bad -> 63
+    assert [e.batch_before for e in first_res.row_events] == [100, 75, 68, 65, 64]
+    assert [e.search for e in first_res.row_events] == ["halving"] + ["bisection"] * 4
+    assert [e.batch_after for e in first_res.row_events] == [50, 62, 65, 63, 63]  # the next size tried
+    assert rec["batch_size_limit"] == 63 and rec["batch_size_limit_source"] == "an earlier run on this model"
+    assert rec["row_mismatch_events"] == [] and rec["batch_sizes"] == [63, 37] and rec["batch_size_probes"] == []
+    assert res.row_events == () and res.runtime["batch_sizes"] == [63, 7]
     assert not [r for r in caplog.records if "one row per sample" in r.getMessage()]  # said once, earlier
     # a smaller requested batch is used as asked
     small = run_inference(model, x, RuntimeConfig(batch_size=16))
@@ -128,7 +142,8 @@ def test_saved_merging_model_runs_from_file_and_without_merge_is_untouched(tmp_p
     rec = {}
     out = predict(loaded, x, record=rec)[0]
     np.testing.assert_allclose(out, _expected(x), rtol=1e-5, atol=1e-5)
-    assert rec["batch_size_limit"] == 10 and rec["batch_sizes"] == [10]  # 40 -> 20 (80 patches) -> 10
+    # 40 -> 20 (80 patches) -> 10 good; bisection: 15 good (60 patches), 17 bad, 16 bad -> 15
+    assert rec["batch_size_limit"] == 15 and rec["batch_sizes"] == [15, 10]
     plain = merging_model(4, limit=10**9)
     res = run_inference(plain, x)
     assert res.row_events == () and res.runtime["batch_size_limit"] is None and res.runtime["batch_sizes"] == [40]
@@ -156,7 +171,7 @@ def test_compare_arm_stitches_every_patch_at_its_own_position(tmp_path):
     a, b = results["merging"], results["per_sample"]
     assert a.status == b.status == "ok"
     np.testing.assert_allclose(a.image, b.image, rtol=1e-5, atol=1e-5)
-    assert a.detail["runtime"]["batch_size_limit"] == 37  # 150 -> 75 (still >= 64 patches) -> 37
+    assert a.detail["runtime"]["batch_size_limit"] == 63  # 150 -> 75 (still >= 64 patches) -> 37, bisected to 63
     assert b.detail["runtime"]["batch_size_limit"] is None
 
 
