@@ -157,6 +157,7 @@ from ..conventions import dose_label
 from ..errors import PtyAnalysisError
 from ..fileutil import write_json
 from ..provenance import software_versions, utc_now
+from . import notebook as nbk
 
 #: Keys a grid YAML file may contain.
 SPEC_KEYS = ("hub", "notebook", "doses", "views", "splits", "parameters", "outputs", "retries",
@@ -525,7 +526,7 @@ def validate_parameters(spec: GridSpec) -> dict:
         parameter is unknown to the notebook (with a "did you mean") or
         reserved; a value's type does not fit the declaration.
     """
-    from ..pipeline import notebook as nbk
+
 
     declared = nbk.declared_parameters(spec.notebook)
     missing = [p for p in CELL_PARAMETERS if p not in declared]
@@ -729,7 +730,6 @@ def run_cell(cell: GridCell, settings: RunSettings, pool=None) -> CellResult:
         notebook cell index; ``attempts`` counts every attempt of this grid
         run, lost ones included.
     """
-    import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
     from .kernels import KernelPool, PeakMemory, register_engine, worker_pool
@@ -752,14 +752,6 @@ def run_cell(cell: GridCell, settings: RunSettings, pool=None) -> CellResult:
     if pool is None:
         pool = own_pool = KernelPool(reuse=False)
     engine = register_engine()
-    nb_src, src_dir = settings.notebook, None
-    if Path(nb_src).suffix != ".ipynb":  # papermill reads .ipynb only: convert a Jupytext source once
-        import tempfile
-
-        from .notebook import as_ipynb
-
-        src_dir = tempfile.TemporaryDirectory(prefix="ptyanalysis-grid-notebook-")
-        nb_src = str(as_ipynb(nb_src, src_dir.name))
     err: dict = {}
     tries = start_fails = 0
     pm_s = 0.0
@@ -784,11 +776,12 @@ def run_cell(cell: GridCell, settings: RunSettings, pool=None) -> CellResult:
                     log.flush()
                     with PeakMemory(kernel.pid) as mem:
                         try:
-                            pm.execute_notebook(nb_src, str(nb_out), parameters=cell.parameters,
-                                                engine_name=engine, km=kernel.km, kernel_name=settings.kernel,
-                                                progress_bar=False, log_output=False, stdout_file=log,
-                                                stderr_file=log, start_timeout=settings.start_timeout_s,
-                                                execution_timeout=settings.timeout_s)
+                            # the one papermill runner, on this worker's kernel (parameters were
+                            # validated once for the whole grid)
+                            nbk.execute(settings.notebook, nb_out, parameters=cell.parameters,
+                                        cwd=cell.output_dir, kernel=settings.kernel, log=log,
+                                        timeout=settings.timeout_s, start_timeout=settings.start_timeout_s,
+                                        validate=False, engine_name=engine, km=kernel.km)
                         finally:
                             kernel.cells += 1
                     peak = mem.peak
@@ -842,11 +835,10 @@ def run_cell(cell: GridCell, settings: RunSettings, pool=None) -> CellResult:
     finally:
         if own_pool is not None:
             own_pool.close()
-        if src_dir is not None:
-            src_dir.cleanup()
     _write_cell_log(cell)
-    if nb_out.is_file():  # the failed attempt's notebook, with its traceback, where the cell's notebook goes
-        _copy_atomic(nb_out, cell.output_notebook)
+    failed_nb = nbk.failed_path(nb_out)
+    if failed_nb.is_file():  # the failed attempt's notebook, with its traceback, where the cell's notebook goes
+        _copy_atomic(failed_nb, cell.output_notebook)
     mine = cell_attempts(cell, settings.run_id)
     return CellResult(cell.dose, cell.view, cell.split, "failed", cell.output_dir, len(mine),
                       time.perf_counter() - t0, pm_s, err.get("error_name"), err.get("error_value"),
@@ -1145,7 +1137,7 @@ def _fast_parameter_names(notebook: Path):
 
     Only used to decide early whether a cluster will be needed; ``None`` when unsure.
     """
-    from ..pipeline import notebook as nbk
+
 
     try:
         return set(nbk.declared_parameters(notebook))

@@ -41,13 +41,12 @@ from pathlib import Path
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from ..provenance import utc_now
+from .notebook import KERNEL_ARGUMENTS, KERNEL_ENV
 
 #: papermill engine name of the kernel-reusing engine.
 ENGINE_NAME = "ptyanalysis-reuse"
 #: Dask worker plugin name.
 PLUGIN_NAME = "ptyanalysis-kernels"
-#: Command-line options of every kernel (ipykernel's own log: errors only).
-KERNEL_ARGUMENTS = ("--IPKernelApp.log_level=ERROR",)
 
 # Run in a reused kernel before each notebook (silently: no history, no counter increment).
 _PREAMBLE = """\
@@ -260,7 +259,7 @@ class KernelPool:
             fh = open(log_path, "ab", buffering=0)  # noqa: SIM115 - closed with the kernel
         out = fh if fh is not None else open(os.devnull, "wb")  # noqa: SIM115 - closed with the kernel
         km = AsyncKernelManager(kernel_name=kernel_name)
-        env = dict(os.environ, MPLBACKEND="Agg")
+        env = {**KERNEL_ENV, **os.environ, "MPLBACKEND": "Agg"}  # the one runner's kernel settings
         try:
             _run_sync(km.start_kernel, extra_arguments=list(KERNEL_ARGUMENTS), cwd=str(cwd), env=env,
                       stdout=out, stderr=out, stdin=None)
