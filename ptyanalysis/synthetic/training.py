@@ -21,6 +21,7 @@ training inputs: what the diagnosis tools use as the *reference* set).
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import random
 import sys
@@ -153,6 +154,21 @@ class _EpochProgress:
         return Cb()
 
 
+class _RealGradientOfComplexCast(logging.Filter):
+    """Drop TensorFlow's "casting complex64 to float32 ... discard the imaginary part" warning.
+
+    The networks build complex patches from real amplitude and phase
+    (``keras.ops.view_as_complex`` casts real to complex). The gradient of
+    that cast is the real part of the incoming complex gradient, which is
+    exactly right for a real input, but TensorFlow's gradient op logs the
+    warning at every step. Only that message is dropped, only during
+    :func:`_fit`.
+    """
+
+    def filter(self, record):
+        return "casting an input of type complex64 to an incompatible dtype float32" not in record.getMessage()
+
+
 def _fit(model, x, y, steps: int, config: TrainConfig, desc: str, loss, loss_weights=None, batch_size=None):
     import keras
 
@@ -170,6 +186,9 @@ def _fit(model, x, y, steps: int, config: TrainConfig, desc: str, loss, loss_wei
     # set_random_seed also reseeds Python's and numpy's global generators: restore them afterwards so
     # training in a notebook does not change the caller's random streams (TF's seed stays set).
     py_state, np_state = random.getstate(), np.random.get_state()
+    quiet = _RealGradientOfComplexCast()
+    tf_log = logging.getLogger("tensorflow")
+    tf_log.addFilter(quiet)
     try:
         keras.utils.set_random_seed(config.seed)
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss, loss_weights=loss_weights)
@@ -177,6 +196,7 @@ def _fit(model, x, y, steps: int, config: TrainConfig, desc: str, loss, loss_wei
         hist = model.fit(x, y, epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0,
                          callbacks=[_EpochProgress(epochs, desc)])
     finally:
+        tf_log.removeFilter(quiet)
         random.setstate(py_state)
         np.random.set_state(np_state)
     return {"epochs": epochs, "steps": epochs * per_epoch, "batch_size": batch_size,
