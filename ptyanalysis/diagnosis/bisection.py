@@ -783,9 +783,14 @@ def _run_layers(runner: _Runner, F: dict, P: dict | None, rng) -> dict:
     if probe is None:
         return {"status": "skipped", "reason": reason, "rows": [], "first_dead": None, "first_nonfinite": None}
     from ..inference.loading import load_model
-    from ..inference.streaming import predict
+    from ..inference.streaming import known_batch_size_limit, predict
 
-    lp = load_model(probe)
+    # the probe is the model's own graph: name it after the model, and start at the batch size the model's
+    # earlier runs found to give one row per sample (a model that merges a big call merges in the probe too)
+    lp = replace(load_model(probe), source=f"layer probe of {runner.loaded.source}")
+    limit = known_batch_size_limit(runner.loaded, [F[k] for k in runner.names])
+    rt = runner.runtime if limit is None or limit >= runner.runtime.batch_size else \
+        replace(runner.runtime, batch_size=limit)
     res = {}
     for label, s in (("failing", F), ("passing", P)):
         if s is None:
@@ -800,7 +805,7 @@ def _run_layers(runner: _Runner, F: dict, P: dict | None, rng) -> dict:
                     "first_dead": None, "first_nonfinite": None}
         runner.evaluations += 1
         try:
-            acts = predict(lp, [sub[k] for k in runner.names], runner.runtime)
+            acts = predict(lp, [sub[k] for k in runner.names], rt)
         except Exception as exc:
             runner.experiments.append(Experiment(len(runner.experiments), "layers", f"probe:{label}", label,
                                                  "per-layer activations", _n(sub), None, np.nan, None,
@@ -828,7 +833,8 @@ def _run_layers(runner: _Runner, F: dict, P: dict | None, rng) -> dict:
         if first_nf is None and f[1] > 0 and not (np.isfinite(p[1]) and p[1] > 0):
             first_nf = ln
     return {"status": "done", "reason": None, "rows": rows, "first_dead": first_dead,
-            "first_nonfinite": first_nf, "n_samples": PROBE_SAMPLES}
+            "first_nonfinite": first_nf, "n_samples": PROBE_SAMPLES, "source": lp.source,
+            "batch_size": int(rt.batch_size)}
 
 
 # ----------------------------------------------------------------------------- stages

@@ -15,6 +15,6 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         'runtime': ['RuntimeConfig', 'DEFAULT_BATCH_SIZE', 'add_batch_size_argument', 'runtime_from_args'],
         'sources': ['open_npz'],
         'stats': ['OutputStats', 'count_values'],
-        'streaming': ['OOMEvent', 'RowsEvent', 'InferenceResult', 'run_inference', 'predict'],
+        'streaming': ['OOMEvent', 'RowsEvent', 'InferenceResult', 'run_inference', 'predict', 'known_batch_size_limit'],
     },
 )

@@ -195,6 +195,25 @@ def _limit_key(sources) -> tuple:
     return ("rows_batch_limit",) + tuple(tuple(int(d) for d in s.shape[1:]) for s in sources)
 
 
+def known_batch_size_limit(model, inputs) -> int | None:
+    """The largest batch size giving one output row per sample that an earlier run found on this model.
+
+    Parameters
+    ----------
+    model : LoadedModel or keras.Model
+    inputs : sequence of arrays (or anything with ``.shape``)
+        Inputs in the model's order; only their per-sample shapes matter (the
+        limit is remembered per per-sample input shapes, as the runs store it).
+
+    Returns
+    -------
+    int or None
+        None when no run on this model has needed to reduce the batch.
+    """
+    v = _function_cache(_as_loaded(model)).get(_limit_key(list(inputs)))
+    return None if v is None else int(v)
+
+
 def _stream(loaded, sources, runtime, on_chunk, *, progress, prefetch, record, desc="inference"):
     """Core loop: read chunks, call the model, hand outputs to ``on_chunk(outs, start)``.
 

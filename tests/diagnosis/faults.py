@@ -529,6 +529,32 @@ def build_batch_centred_model(N=16, seed=0) -> keras.Model:
     return keras.Model([inp, pos], t, name="batch_centred_baseline")
 
 
+@keras.saving.register_keras_serializable(package=PKG)
+class MergeBigCall(keras.layers.Layer):
+    """Sum a call of >= ``limit`` samples into ONE output row (as PtychoPINN's reassembly merges a call of
+    >= 64 patches onto one canvas); smaller calls pass through, one row per sample."""
+
+    def __init__(self, limit=64, **kw):
+        super().__init__(**kw)
+        self.limit = int(limit)
+
+    def get_config(self):
+        return {**super().get_config(), "limit": self.limit}
+
+    def call(self, x):
+        return tf.cond(tf.shape(x)[0] >= self.limit, lambda: tf.reduce_sum(x, axis=0, keepdims=True), lambda: x)
+
+    def compute_output_spec(self, x):
+        return keras.KerasTensor(x.shape, x.dtype)
+
+
+def build_merging_incident_model(N=16, seed=0, limit=64) -> keras.Model:
+    """The incident Baseline whose output merges a call of >= ``limit`` samples into one row (largest good batch
+    ``limit - 1``)."""
+    base = build_incident_model(N, seed)
+    return keras.Model(base.inputs, MergeBigCall(limit, name="merge")(base.output), name="merging_baseline")
+
+
 def batch_centred_positions(n=300, N=16, seed=0) -> FaultCase:
     """Issue 11.5: absolute positions into a model that centres them per batch: each output depends on its batch."""
     test, train, ref = incident_sets(n, N, seed)

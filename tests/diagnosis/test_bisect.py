@@ -199,6 +199,23 @@ def test_batch_composition_is_not_batch_size_and_never_recommends_one():
     assert not rg.settings["stages"]["runtime"]["composition"]["dependent"]
 
 
+def test_layer_probe_is_named_and_starts_at_the_models_batch_limit(caplog):
+    """A model that merges a big call into one row: the probe says whose probe it is and reuses the limit."""
+    import logging
+
+    test, train, ref = faults.incident_sets()
+    model = faults.build_merging_incident_model()
+    with caplog.at_level(logging.WARNING, logger="ptyanalysis.inference"):
+        res = bisect(model, test, train, ref)
+    assert (res.verdict["kind"], res.verdict["name"]) == ("input", "input_positions"), res.verdict["summary"]
+    notices = [r.getMessage() for r in caplog.records if "one row per sample" in r.getMessage()]
+    assert len(notices) == 1, notices  # the probe does not search again
+    assert res.layers["status"] == "done" and res.layers["first_dead"] == "translate"
+    assert res.layers["source"] == "layer probe of <Functional object>"
+    assert res.layers["batch_size"] == 63
+    assert all(e.error is None for e in res.experiments if e.stage == "layers")
+
+
 def test_experiments_that_raise_are_evidence_not_fatal():
     import keras
 
