@@ -148,6 +148,24 @@ def write_npz(path, arrays: dict) -> Path:
     return Path(path)
 
 
+def write_netcdf(path, ds) -> Path:
+    """Atomically write an ``xarray.Dataset`` as netCDF-4 (h5netcdf) at ``path`` and return the path.
+
+    The one netCDF writer of the package. A failure is an error naming the
+    file (nothing half-written is left), never swallowed.
+    """
+    from .errors import PtyAnalysisError
+
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            ds.to_netcdf(tmp, engine="h5netcdf")
+    except (OSError, ValueError, TypeError) as exc:
+        raise PtyAnalysisError(f"{path}: cannot write the netCDF results ({type(exc).__name__}: {exc}); "
+                               "check the folder is writable and has space, then rerun") from exc
+    return path
+
+
 def _json_safe(obj):
     """Convert numpy scalars/arrays and non-finite floats into JSON-safe values."""
     import math

@@ -63,6 +63,44 @@ def analysis_root(hub) -> Path:
     return Path(hub) / "analysis"
 
 
+def datasets_root(hub) -> Path:
+    """``HUB/data/phase_c``: one ``dose_<D>`` folder of split datasets per dose."""
+    return Path(hub) / "data" / "phase_c"
+
+
+def models_root(hub, dose=None) -> Path:
+    """``HUB/data/phase_e`` (or its ``dose_<D>`` folder): the trained models."""
+    root = Path(hub) / "data" / "phase_e"
+    return root if dose is None else root / dose_label(dose)
+
+
+def iterative_root(hub, dose=None) -> Path:
+    """``HUB/data/phase_f`` (or its ``dose_<D>`` folder): the iterative arm's reconstructions."""
+    root = Path(hub) / "data" / "phase_f"
+    return root if dose is None else root / dose_label(dose)
+
+
+def training_summary_path(hub) -> Path:
+    """``HUB/data/phase_e/training_summary.json``: what ``ptyanalysis train`` did."""
+    return models_root(hub) / "training_summary.json"
+
+
+def logs_dir(hub) -> Path:
+    """``HUB/analysis/logs``: the grid's orchestrator logs (and ``kernels/``, its kernels' output)."""
+    return analysis_root(hub) / "logs"
+
+
+def kernel_logs_dir(hub) -> Path:
+    """``HUB/analysis/logs/kernels``: what the grid's notebook kernels print."""
+    return logs_dir(hub) / "kernels"
+
+
+def diagnosis_dir(hub, name: str | None = None) -> Path:
+    """``HUB/analysis/diagnosis`` (or its ``<name>`` folder): split comparison and bisection results."""
+    root = analysis_root(hub) / "diagnosis"
+    return root if name is None else root / name
+
+
 def load_views(hub, dose) -> dict:
     """Read ``views.json`` of a dose: ``{view: {split: indices}}``; ``{}`` when absent."""
     p = views_path(hub, dose)

@@ -47,3 +47,18 @@ def test_a_failed_write_keeps_the_previous_file_and_leaves_no_temporary(tmp_path
         (d / "x").write_text("x")
         raise RuntimeError("writer failed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.json"]
+
+
+def test_write_netcdf_is_atomic_and_errors_name_the_file(tmp_path):
+    import xarray as xr
+
+    from ptyanalysis.errors import PtyAnalysisError
+    from ptyanalysis.fileutil import write_netcdf
+
+    ds = xr.Dataset({"v": ("x", [1.0, 2.0])}, attrs={"parameters": "{}"})
+    path = write_netcdf(tmp_path / "r.nc", ds)
+    assert xr.load_dataset(path, engine="h5netcdf")["v"].values.tolist() == [1.0, 2.0]
+    bad = xr.Dataset({"v": ("x", [1.0])}, attrs={"nested": {"not": "allowed"}})  # netCDF refuses dict attrs
+    with pytest.raises(PtyAnalysisError, match="bad.nc"):
+        write_netcdf(tmp_path / "bad.nc", bad)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.nc"]

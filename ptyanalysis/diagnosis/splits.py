@@ -548,20 +548,14 @@ def write_split_comparison(result: SplitComparison, out_dir) -> dict:
     dict
         ``{"json": path, "netcdf": path or None}``.
     """
-    from ..fileutil import atomic_path, write_json
+    from ..fileutil import write_json, write_netcdf
     from ..provenance import software_versions, utc_now
 
     out = Path(out_dir)
     d = result.to_dict()
     d.update(generated_at=utc_now(), versions=software_versions())
     pj = write_json(out / "split_comparison.json", d)
-    pn = None
-    try:
-        with atomic_path(out / "split_comparison.nc") as tmp:
-            result.dataset.to_netcdf(tmp, engine="h5netcdf")
-        pn = out / "split_comparison.nc"
-    except Exception:  # netCDF is a convenience; the JSON is the record
-        pn = None
+    pn = write_netcdf(out / "split_comparison.nc", result.dataset)
     return {"json": pj, "netcdf": pn}
 
 

@@ -29,6 +29,7 @@ from ..phase_g.schema import (
     SCALAR_METRICS,
     TUPLE_METRICS,
 )
+from .. import hub as _hub
 
 # --------------------------------------------------------------------------- records
 
@@ -500,7 +501,7 @@ def read_manifest(hub) -> dict | None:
     -------
     dict or None
     """
-    path = Path(hub) / "analysis" / FILES["manifest"]
+    path = _hub.analysis_root(hub) / FILES["manifest"]
     if not path.exists():
         return None
     try:
@@ -557,7 +558,7 @@ def collect_jobs(hub, check_trust: bool = True) -> list[JobRecord]:
         Sorted by dose, view, split.
     """
     hub = Path(hub)
-    analysis = hub / "analysis"
+    analysis = _hub.analysis_root(hub)
     status: dict = {}
     manifest = read_manifest(hub)
     if manifest is not None:

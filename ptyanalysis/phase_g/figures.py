@@ -11,6 +11,7 @@ from ..errors import PtyAnalysisError
 from ..fileutil import atomic_path
 from ..phase_g.collect import JobRecord, read_frc_curves, read_reconstructions
 from ..phase_g.schema import FIGURES_DIR
+from .. import hub as _hub
 
 # --------------------------------------------------------------------------- figures
 
@@ -515,7 +516,7 @@ def write_figures(hub, ds, jobs) -> list[Path]:
     """
     from ..phase_g.story import arm_label, job_arms
 
-    figdir = Path(hub) / "analysis" / FIGURES_DIR
+    figdir = _hub.analysis_root(hub) / FIGURES_DIR
     statuses = cell_statuses(hub, jobs)
     algs = [job_arms(hub, j)["PtyChi"].get("algorithm") for j in jobs if j.status == "success"]
     labels = {"PtyChi": arm_label("PtyChi", next((a for a in algs if a), None))}

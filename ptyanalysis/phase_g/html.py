@@ -6,6 +6,7 @@ from pathlib import Path
 from ..errors import PtyAnalysisError
 from ..fileutil import write_text
 from ..phase_g.schema import FILES
+from .. import hub as _hub
 
 
 # --------------------------------------------------------------------------- notebook + HTML
@@ -46,7 +47,7 @@ def execute_report_notebook(notebook, hub, out_ipynb=None, kernel_name: str = "p
                                f"(found: {', '.join(declared) or 'none'})")
     # phase_g has just written the artifacts: the notebook only shows them (when it can be told so)
     params = {"hub": str(hub), **({"write_artifacts": False} if "write_artifacts" in declared else {})}
-    out = Path(out_ipynb) if out_ipynb else hub / "analysis" / FILES["executed_notebook"]
+    out = Path(out_ipynb) if out_ipynb else _hub.analysis_root(hub) / FILES["executed_notebook"]
     return nbk.execute(source, out, params, cwd=out.parent, kernel=kernel_name, timeout=timeout_s)
 
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from ..fileutil import write_text
 from ..phase_g.schema import FILES, POST_INVENTORY_FILES
+from .. import hub as _hub
 
 
 # --------------------------------------------------------------------------- inventory
@@ -58,7 +59,7 @@ def write_artifact_inventory(hub) -> Path:
         The inventory (written atomically).
     """
     hub = Path(hub)
-    inv = hub / "analysis" / FILES["inventory"]
+    inv = _hub.analysis_root(hub) / FILES["inventory"]
     rel_inv = inv.relative_to(hub).as_posix()
     files = set(list_hub_files(hub, exclude=POST_INVENTORY_FILES))
     files.add(rel_inv)

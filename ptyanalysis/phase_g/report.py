@@ -12,6 +12,7 @@ from ..phase_g.html import default_notebook, execute_report_notebook, render_htm
 from ..phase_g.results import results_dataset, save_dataset
 from ..phase_g.inventory import write_artifact_inventory
 from ..phase_g.figures import write_figures
+from .. import hub as _hub
 
 
 # --------------------------------------------------------------------------- driver
@@ -50,7 +51,7 @@ def phase_g(hub, notebook=None, html: bool = True, figures: bool = True,
         No hub, no job at all, or malformed per-job files.
     """
     hub = Path(hub).resolve()
-    analysis = hub / "analysis"
+    analysis = _hub.analysis_root(hub)
     if not hub.is_dir():
         raise PtyAnalysisError(f"hub not found: {hub}")
     jobs = collect_jobs(hub)

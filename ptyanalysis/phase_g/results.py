@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 import numpy as np
 from ..conventions import ARMS, VIEWS, SPLITS
-from ..fileutil import atomic_path
+from ..fileutil import write_netcdf
 from ..provenance import software_versions, utc_now
 from ..phase_g.schema import COMPONENTS, FILES, SCALAR_METRICS, TUPLE_METRICS
 from ..phase_g.collect import JobRecord, collect_jobs
+from .. import hub as _hub
 
 
 # --------------------------------------------------------------------------- xarray
@@ -83,10 +84,7 @@ def save_dataset(ds, path) -> Path:
     -------
     Path
     """
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        ds.to_netcdf(tmp, engine="h5netcdf")
-    return path
+    return write_netcdf(path, ds)
 
 
 def load_results(hub):
@@ -104,7 +102,7 @@ def load_results(hub):
     """
     import xarray as xr
 
-    path = Path(hub) / "analysis" / FILES["dataset"]
+    path = _hub.analysis_root(hub) / FILES["dataset"]
     if path.exists():
         with xr.open_dataset(path, engine="h5netcdf") as ds:
             return ds.load()

@@ -31,9 +31,8 @@ import numpy as np
 from ..conventions import ARMS, arm_status_text, zero_text  # noqa: F401 (re-exported)
 from ..phase_g.collect import JobRecord, collect_jobs
 from ..phase_g.schema import FILES
+from .. import hub as _hub
 
-#: Where the demo (and ``make demo``) puts the diagnosis notebooks and their JSON records.
-DIAGNOSIS_DIR = "diagnosis"
 #: The metric convention of ``comparison_metrics.csv`` when a job does not record it
 #: (:class:`ptyanalysis.pipeline.compare.CompareConfig` ``csv_convention`` default).
 DEFAULT_CSV_CONVENTION = "ptychopinn"
@@ -215,7 +214,7 @@ def read_diagnosis(hub) -> dict:
         read is reported with its ``error``.
     """
     hub = Path(hub)
-    root = hub / "analysis" / DIAGNOSIS_DIR
+    root = _hub.diagnosis_dir(hub)
     out = {"split_comparison": None, "bisection": None}
     if not root.is_dir():
         return out
@@ -416,7 +415,7 @@ def build_story(hub, ds=None, jobs=None, deltas=None) -> Story:
     jobs = collect_jobs(hub) if jobs is None else jobs
     ds = load_results(hub) if ds is None else ds
     if deltas is None:
-        p = hub / "analysis" / FILES["delta_summary_json"]
+        p = _hub.analysis_root(hub) / FILES["delta_summary_json"]
         try:
             deltas = json.loads(p.read_text(encoding="utf-8"))["deltas"]
         except (OSError, ValueError, KeyError):

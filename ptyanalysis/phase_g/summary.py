@@ -20,6 +20,7 @@ from ..phase_g.schema import (
     PREVIEW_PREFIXES,
 )
 from ..provenance import utc_now
+from .. import hub as _hub
 
 # --------------------------------------------------------------------------- summaries
 
@@ -42,7 +43,7 @@ def phase_c_metadata_compliance(hub) -> dict:
         ``transpose_rename_convert`` tool, so that is reported, not required).
     """
     hub = Path(hub)
-    root = hub / "data" / "phase_c"
+    root = _hub.datasets_root(hub)
     if not root.is_dir():
         return {"error": f"Phase C root not found: {root.relative_to(hub).as_posix()}"}
     out: dict = {}

@@ -64,6 +64,7 @@ import ptyanalysis.phase_g.summary as R_summary
 
 from ..errors import PtyAnalysisError
 from ..fileutil import write_json
+from .. import hub as _hub
 
 #: Sentinel the grid runner writes as the last line of a fully successful run.
 GRID_SUCCESS_SENTINEL = "SUCCESS: all cells completed"
@@ -186,7 +187,7 @@ def check_manifest(hub: Path) -> dict:
     dict
         ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
     """
-    path = hub / "analysis" / R_schema.FILES["manifest"]
+    path = _hub.analysis_root(hub) / R_schema.FILES["manifest"]
     desc = "Phase G comparison manifest"
     bad, data = _json_keys_check(hub, path, desc, ["n_jobs", "n_success", "n_failed", "jobs"])
     if bad:
@@ -215,7 +216,7 @@ def check_metrics_summary_json(hub: Path) -> dict:
     dict
         ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
     """
-    path = hub / "analysis" / R_schema.FILES["metrics_summary_json"]
+    path = _hub.analysis_root(hub) / R_schema.FILES["metrics_summary_json"]
     bad, _ = _json_keys_check(hub, path, "Phase G metrics summary JSON",
                               ["n_jobs", "n_success", "n_failed", "jobs", "aggregate_metrics", "phase_c_metadata_compliance"])
     return bad or _result(hub, path, "Phase G metrics summary JSON")
@@ -234,7 +235,7 @@ def check_metrics_summary_md(hub: Path) -> dict:
     dict
         ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
     """
-    path = hub / "analysis" / R_schema.FILES["metrics_summary_md"]
+    path = _hub.analysis_root(hub) / R_schema.FILES["metrics_summary_md"]
     text, err = _read_text(path)
     if err is None and not text.startswith("# Phase G Metrics Summary"):
         err = "does not start with '# Phase G Metrics Summary'"
@@ -254,7 +255,7 @@ def check_aggregate_highlights(hub: Path) -> dict:
     dict
         ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
     """
-    path = hub / "analysis" / R_schema.FILES["aggregate_highlights"]
+    path = _hub.analysis_root(hub) / R_schema.FILES["aggregate_highlights"]
     text, err = _read_text(path)
     if err is None and not text.strip():
         err = "file is empty"
@@ -276,7 +277,7 @@ def check_metrics_digest(hub: Path) -> dict:
     dict
         ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
     """
-    path = hub / "analysis" / R_schema.FILES["metrics_digest"]
+    path = _hub.analysis_root(hub) / R_schema.FILES["metrics_digest"]
     text, err = _read_text(path)
     if err is None:
         lines = {ln.rstrip() for ln in text.splitlines()}
@@ -299,7 +300,7 @@ def check_delta_summary(hub: Path) -> dict:
     dict
         ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
     """
-    path = hub / "analysis" / R_schema.FILES["delta_summary_json"]
+    path = _hub.analysis_root(hub) / R_schema.FILES["delta_summary_json"]
     desc = "Metrics delta summary JSON"
     bad, data = _json_keys_check(hub, path, desc, ["generated_at", "source_metrics", "deltas"])
     if bad:
@@ -344,7 +345,7 @@ def check_delta_highlights(hub: Path) -> dict:
     dict
         ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
     """
-    path = hub / "analysis" / R_schema.FILES["delta_highlights"]
+    path = _hub.analysis_root(hub) / R_schema.FILES["delta_highlights"]
     desc = "Metrics delta highlights"
     text, err = _read_text(path)
     if err:
@@ -373,7 +374,7 @@ def check_ssim_grid(hub: Path) -> dict:
     dict
         ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
     """
-    path = hub / "analysis" / R_schema.FILES["ssim_grid_summary"]
+    path = _hub.analysis_root(hub) / R_schema.FILES["ssim_grid_summary"]
     desc = "SSIM grid summary (phase-only)"
     text, err = _read_text(path)
     if err:
@@ -384,7 +385,7 @@ def check_ssim_grid(hub: Path) -> dict:
     for needed in ("# SSIM Grid Summary (Phase-Only)", "| vs_Baseline |", "| vs_PtyChi"):
         if needed not in text:
             return _result(hub, path, desc, f"missing {needed!r} (expected the 2x2 phase-only delta tables)")
-    preview = hub / "analysis" / R_schema.FILES["delta_preview"]
+    preview = _hub.analysis_root(hub) / R_schema.FILES["delta_preview"]
     ptext, perr = _read_text(preview)
     if perr:
         return _result(hub, preview, desc, f"preview: {perr}")
@@ -424,7 +425,7 @@ def check_orchestrator_logs(hub: Path) -> dict:
     dict
         ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
     """
-    logdir = hub / "analysis" / "logs"
+    logdir = _hub.logs_dir(hub)
     desc = "Orchestrator logs (grid runner)"
     logs = sorted(logdir.glob("grid_*.log"), key=_log_order) if logdir.is_dir() else []
     if not logs:
@@ -465,7 +466,7 @@ def check_inventory(hub: Path) -> dict:
     dict
         ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
     """
-    path = hub / "analysis" / R_schema.FILES["inventory"]
+    path = _hub.analysis_root(hub) / R_schema.FILES["inventory"]
     desc = "Artifact inventory"
     text, err = _read_text(path)
     if err:
@@ -513,7 +514,7 @@ def check_numbers(hub: Path) -> dict:
     dict
         ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
     """
-    analysis = hub / "analysis"
+    analysis = _hub.analysis_root(hub)
     desc = "Highlights, preview and grid numbers match the summary and deltas"
     summary, err = _load_json(analysis / R_schema.FILES["metrics_summary_json"])
     if err:
@@ -613,13 +614,13 @@ def check_figures(hub: Path) -> dict:
     dict
         ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
     """
-    figdir = hub / "analysis" / R_schema.FIGURES_DIR
+    figdir = _hub.analysis_root(hub) / R_schema.FIGURES_DIR
     desc = "Figures exist and are valid images"
     try:
         jobs = R_collect.collect_jobs(hub, check_trust=False)
     except PtyAnalysisError as exc:
         return _result(hub, figdir, desc, f"cannot read the jobs: {exc}")
-    expected = {hub / "analysis" / p for p in R_figures.expected_figures(jobs)}
+    expected = {_hub.analysis_root(hub) / p for p in R_figures.expected_figures(jobs)}
     present = set(figdir.glob("*.png")) if figdir.is_dir() else set()
     bad = []
     for p in sorted(expected | present):
@@ -644,7 +645,7 @@ def check_job_files(hub: Path) -> dict:
     dict
         ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
     """
-    path = hub / "analysis" / R_schema.FILES["manifest"]
+    path = _hub.analysis_root(hub) / R_schema.FILES["manifest"]
     desc = "Every manifest job has its output files"
     data, err = _load_json(path)
     if err:
@@ -657,7 +658,7 @@ def check_job_files(hub: Path) -> dict:
         if res is None or int(res.get("returncode", 1)) != 0:
             continue  # failed jobs are reported by check 1
         rel = job.get("output_dir") or f"dose_{job.get('dose')}/{job.get('view')}/{job.get('split')}"
-        out = hub / "analysis" / rel
+        out = _hub.analysis_root(hub) / rel
         if not out.is_dir():
             problems.append(f"{rel}: output folder missing")
             continue
@@ -670,7 +671,7 @@ def check_job_files(hub: Path) -> dict:
                 if e:
                     problems.append(f"{rel}/{name}: {e}")
         log = res.get("log_path")
-        if log and not (hub / "analysis" / log).is_file():
+        if log and not (_hub.analysis_root(hub) / log).is_file():
             problems.append(f"{log}: log missing")
     if problems:
         return _result(hub, path, desc, f"{len(problems)} problem(s): {'; '.join(problems[:5])}", problems=problems)
@@ -693,7 +694,7 @@ def check_trust(hub: Path) -> dict:
     """
     import ptyanalysis.phase_g.trust as R_trust
 
-    path = hub / "analysis"
+    path = _hub.analysis_root(hub)
     desc = "Per-job results can be trusted (scan coverage, patch counts, zero output)"
     try:
         jobs = R_collect.collect_jobs(hub)
@@ -747,13 +748,13 @@ def verify_hub(hub, report_path=None, write: bool = True) -> VerifyResult:
         try:
             validations.append(check(hub))
         except Exception as exc:  # a check must never crash the report
-            validations.append(_result(hub, hub / "analysis", check.__doc__.splitlines()[0],
+            validations.append(_result(hub, _hub.analysis_root(hub), check.__doc__.splitlines()[0],
                                        f"check crashed: {type(exc).__name__}: {exc}"))
     n_valid = sum(v["valid"] for v in validations)
     res = VerifyResult(all_valid=n_valid == len(validations), n_checks=len(validations), n_valid=n_valid,
                        n_invalid=len(validations) - n_valid, validations=tuple(validations))
     if write:
-        out = Path(report_path) if report_path else hub / "analysis" / REPORT_NAME
+        out = Path(report_path) if report_path else _hub.analysis_root(hub) / REPORT_NAME
         write_json(out, res.as_dict())
         res = VerifyResult(**{**res.__dict__, "report_path": out})
     return res

@@ -45,7 +45,7 @@ from ..conventions import (PTYANALYSIS_KEY_PREFIX, RECONSTRUCTION_OFFSET_PREFIXE
                            reconstruction_key)
 from ..conventions import METRIC_CONVENTIONS as CONVENTIONS  # conventions scored in every job
 from ..errors import PtyAnalysisError
-from ..fileutil import atomic_path, write_npz, write_text
+from ..fileutil import atomic_path, write_netcdf, write_npz, write_text
 from ..provenance import software_versions, utc_now
 
 #: Metrics written per arm (amplitude and phase).
@@ -166,15 +166,15 @@ def network_inputs(arm: str, data, sidecar: dict, config: CompareConfig, *, inde
     centres : ndarray, shape (b, 2)
         (row, col) position of each output patch.
     """
-    import ptyanalysis.inference.feeds as models_feeds
+    from ..inference import feeds
 
     plan = plan if plan is not None else _network_plan(arm, data, sidecar, config)
     index = slice(None) if index is None else index
     if plan["gridsize"] == 1:
         part = data.subset(np.arange(data.n)[index])
-        return (models_feeds.study_model_inputs(part, sidecar, config.baseline_positions, mean_total=plan["mean_total"]),
+        return (feeds.study_model_inputs(part, sidecar, config.baseline_positions, mean_total=plan["mean_total"]),
                 part.positions)
-    inputs, centres, _ = models_feeds.group_inputs(data, plan["gridsize"], float(sidecar["intensity_scale"]),
+    inputs, centres, _ = feeds.group_inputs(data, plan["gridsize"], float(sidecar["intensity_scale"]),
                                              members=plan["members"][index], mean_total=plan["mean_total"])
     return inputs, centres
 
@@ -189,15 +189,15 @@ def _network_plan(arm: str, data, sidecar: dict, config: CompareConfig) -> dict:
         split's normalisation statistic, :func:`ptyanalysis.inference.feeds.scale_diffraction`)
         and, for gridsize > 1, ``members`` (the seeded groups of the whole split).
     """
-    import ptyanalysis.inference.feeds as models_feeds
+    from ..inference import feeds
 
     gridsize = int(sidecar.get("gridsize", 1 if arm == "Baseline" else 2))
-    plan = {"gridsize": gridsize, "mean_total": models_feeds.mean_total_intensity(data.diffraction, source=data.path), "n_outputs": data.n}
+    plan = {"gridsize": gridsize, "mean_total": feeds.mean_total_intensity(data.diffraction, source=data.path), "n_outputs": data.n}
     if gridsize > 1:
         if "intensity_scale" not in sidecar:
             raise PtyAnalysisError("model sidecar has no 'intensity_scale': cannot build the model input")
         K = config.K or int(sidecar.get("K_inference", 7))
-        plan["members"] = models_feeds.group_members(data.positions, gridsize, K, np.random.default_rng(config.seed))
+        plan["members"] = feeds.group_members(data.positions, gridsize, K, np.random.default_rng(config.seed))
         plan["n_outputs"] = len(plan["members"])
     return plan
 
@@ -728,8 +728,7 @@ def _write_job(out, job, arms, results, scores, regs, aligned, gt_full, mask, bo
     with atomic_path(out / "comparison_plot.png") as tmp:
         fig.savefig(tmp, dpi=90)
     plt.close(fig)
-    with atomic_path(out / "comparison.nc") as tmp:
-        ds.to_netcdf(tmp, engine="h5netcdf")
+    write_netcdf(out / "comparison.nc", ds)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

@@ -158,6 +158,7 @@ from ..errors import PtyAnalysisError
 from ..fileutil import write_json
 from ..provenance import software_versions, utc_now
 from . import notebook as nbk
+from .. import hub as _hub
 
 #: Keys a grid YAML file may contain.
 SPEC_KEYS = ("hub", "notebook", "doses", "views", "splits", "parameters", "outputs", "retries",
@@ -567,7 +568,7 @@ def expand(spec: GridSpec, declared: dict | None = None) -> list[GridCell]:
     for d in spec.doses:
         for v in spec.views:
             for s in spec.splits:
-                out = spec.hub / "analysis" / dose_label(d) / v / s
+                out = _hub.analysis_dir(spec.hub, d, v, s)
                 params = dict(spec.parameters)
                 params.update({"dose": d, "view": v, "split": s})
                 if "hub" in declared:
@@ -905,7 +906,7 @@ class _Progress:
 
 
 def _log_path(hub: Path) -> Path:
-    logdir = hub / "analysis" / "logs"
+    logdir = _hub.logs_dir(hub)
     stamp = utc_now().replace("-", "").replace(":", "")
     p = logdir / f"grid_{stamp}.log"
     i = 1
@@ -1035,7 +1036,6 @@ def files_estimate(hub, dose, view: str, split: str) -> int | None:
     the framework's copies while loading) + 3 x the split's dataset (the
     diffraction, its normalised copy and the chunk being fed).
     """
-    from .. import hub as _hub
 
     models = sum(_size(_hub.model_dir(hub, dose, arm, view)) for arm in ("Baseline", "PtychoPINN"))
     data = _size(_hub.dataset_path(hub, dose, split))
@@ -1315,7 +1315,7 @@ def check_hub(spec: GridSpec) -> list[str]:
     """
     import difflib
 
-    data = spec.hub / "data" / "phase_c"
+    data = _hub.datasets_root(spec.hub)
     if not data.is_dir():
         return [(f"{spec.hub} has no datasets yet (no data/phase_c): doses, views and splits not checked "
                  "against it (the notebook may create them)")]
@@ -1337,7 +1337,7 @@ def check_hub(spec: GridSpec) -> list[str]:
         vj = _read_json(dose_dir / "views.json")
         if vj and isinstance(vj.get("views"), dict):
             views.update(vj["views"])
-        for sub in (spec.hub / "data" / "phase_e" / dose_label(d), spec.hub / "data" / "phase_f" / dose_label(d)):
+        for sub in (_hub.models_root(spec.hub, d), _hub.iterative_root(spec.hub, d)):
             if sub.is_dir():
                 views.update(p.name for p in sub.iterdir() if p.is_dir() and p.name != "baseline")
     notices = []
@@ -1355,7 +1355,7 @@ def check_hub(spec: GridSpec) -> list[str]:
 
 
 def _manifest(spec, cells, results, wall_s, backend, declared, settings=None, plan=None) -> dict:
-    analysis = spec.hub / "analysis"
+    analysis = _hub.analysis_root(spec.hub)
     jobs, execs = [], []
     for c in cells:
         r = results[c.label]
@@ -1485,7 +1485,7 @@ def _run_grid(spec, t0, scheduler, workers, force, dry_run, serial, echo, cluste
     run_id = f"{utc_now().replace(':', '').replace('-', '')}-{os.getpid()}-{secrets.token_hex(3)}"
     settings = RunSettings(str(spec.notebook), spec.kernel, spec.outputs, spec.retries, spec.timeout_s,
                            spec.start_timeout_s, run_id=run_id,
-                           kernel_log_dir=str(spec.hub / "analysis" / "logs" / "kernels"), reuse_kernel=reuse_kernel)
+                           kernel_log_dir=str(_hub.kernel_logs_dir(spec.hub)), reuse_kernel=reuse_kernel)
     log(f"run {run_id}: {'one kernel per worker, reused across its cells' if reuse_kernel else 'a fresh kernel per cell'}"
         f"; kernels' own output in {settings.kernel_log_dir}")
     results = {c.label: _skipped_result(c) for c in cells if status[c.label][0]}
@@ -1517,7 +1517,7 @@ def _run_grid(spec, t0, scheduler, workers, force, dry_run, serial, echo, cluste
     finally:
         progress.close()
     wall = time.perf_counter() - t0
-    path = spec.hub / "analysis" / "comparison_manifest.json"
+    path = _hub.analysis_root(spec.hub) / "comparison_manifest.json"
     manifest = merge_manifest(_read_json(path), _manifest(spec, cells, results, wall, backend, declared, settings, plan))
     manifest_path = write_json(path, manifest)
     if manifest.get("merged", {}).get("kept_jobs"):

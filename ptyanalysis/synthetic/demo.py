@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..conventions import DOSES, SPLITS, VIEWS
 from ..errors import PtyAnalysisError
+from .. import hub as _hub
 
 #: Files every comparison cell must leave.
 JOB_OUTPUTS = ("comparison_metrics.csv", "reconstructions.npz", "comparison_plot.png", "comparison.nc")
@@ -90,13 +91,12 @@ def grid_spec(hub, workers=None):
 
 def diagnosis_parameters(hub, name: str, dose: float) -> dict:
     """Parameters of a diagnosis notebook on the incident of a synthetic hub (absolute paths)."""
-    from .. import hub as _hub
 
     hub = Path(hub).resolve()
     model = _hub.model_dir(hub, dose, "Baseline")
     common = {"hub": str(hub), "dose": float(dose), "model": str(model), "reference": str(model / "reference_inputs.npz"),
               "study_inputs": True, "ensure_synthetic": None,
-              "output_dir": str(hub / "analysis" / "diagnosis" / name)}
+              "output_dir": str(_hub.diagnosis_dir(hub, name))}
     train, test = (str(_hub.dataset_path(hub, dose, s)) for s in ("train", "test"))
     if name == "01_split_comparison":
         return {**common, "split_a": train, "split_b": test, "names": ["train", "test"]}
@@ -141,7 +141,7 @@ def run_demo(hub, size: str = "demo", workers=None, say=print) -> dict:
     diag = {}
     for name in DIAGNOSIS_NOTEBOOKS:
         params = diagnosis_parameters(hub, name, lowest)
-        out = hub / "analysis" / "diagnosis" / f"{name}.ipynb"
+        out = _hub.diagnosis_dir(hub, f"{name}.ipynb")
         out.parent.mkdir(parents=True, exist_ok=True)
         say(f"running {name} on the reproduced incident (dose {lowest:g})")
         nbk.execute(name, out, params, cwd=out.parent)
@@ -153,7 +153,7 @@ def run_demo(hub, size: str = "demo", workers=None, say=print) -> dict:
     pg = report.phase_g(hub)
     t["phase_g"] = time.perf_counter() - t0
     vr = verify.verify_hub(hub)
-    bis = json.loads((hub / "analysis" / "diagnosis" / "02_zero_prediction_bisection" / "bisection.json").read_text())
+    bis = json.loads((_hub.diagnosis_dir(hub, "02_zero_prediction_bisection") / "bisection.json").read_text())
     summary = {"hub": str(hub), "timings_s": t, "grid_ok": res.ok, "html": str(pg.files.get("html", "")),
                "verification": f"{vr.n_valid}/{vr.n_checks}" if hasattr(vr, "n_valid") else str(vr),
                "bisection_verdict": bis.get("verdict"), "diagnosis_notebooks": {k: str(v) for k, v in diag.items()}}

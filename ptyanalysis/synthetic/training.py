@@ -425,7 +425,7 @@ def train_study(hub, config: TrainConfig = TrainConfig(), doses=None, views=VIEW
 
     hub = Path(hub)
     if doses is None:
-        found = sorted((hub / "data" / "phase_c").glob("dose_*"))
+        found = sorted(_hub.datasets_root(hub).glob("dose_*"))
         try:
             doses = sorted({float(p.name.split("_", 1)[1]) for p in found})
         except ValueError:
@@ -462,7 +462,7 @@ def train_study(hub, config: TrainConfig = TrainConfig(), doses=None, views=VIEW
                                              "algorithm": rec.algorithm})
                     say(f"iterative arm dose {dose:g} {view} {split}: {data.n} positions, {dt:.1f} s "
                         f"[{rec.algorithm}]")
-    write_json(hub / "data" / "phase_e" / "training_summary.json", summary)
+    write_json(_hub.training_summary_path(hub), summary)
     return summary
 
 

@@ -60,7 +60,7 @@ if ensure_synthetic:
 model = model or hubs.model_dir(hub, dose, "Baseline")
 split_a = split_a or hubs.dataset_path(hub, dose, "train")
 split_b = split_b or hubs.dataset_path(hub, dose, "test")
-output_dir = output_dir or hubs.analysis_root(hub) / "diagnosis" / "split_comparison"
+output_dir = output_dir or hubs.diagnosis_dir(hub, "split_comparison")
 loaded = load_model(model)
 # the inputs, the reference and the ground truth exactly as `ptyanalysis compare-splits` takes them
 sets, datasets, ref = inputs.cli_input_sets(loaded, {"a": split_a, "b": split_b}, reference,

@@ -59,7 +59,7 @@ if ensure_synthetic:
 model = model or hubs.model_dir(hub, dose, "Baseline")
 failing = failing or hubs.dataset_path(hub, dose, "test")
 passing = passing or hubs.dataset_path(hub, dose, "train")
-output_dir = output_dir or hubs.analysis_root(hub) / "diagnosis" / "bisection"
+output_dir = output_dir or hubs.diagnosis_dir(hub, "bisection")
 loaded = load_model(model)
 # the inputs and the reference exactly as `ptyanalysis bisect` takes them
 sets, _, ref = inputs.cli_input_sets(loaded, {"failing": failing, "passing": passing}, reference,
