@@ -148,8 +148,11 @@ class Experiment:
     change : str
         Plain-language description.
     n_samples : int
+        Samples fed to the model.
     fails : bool or None
-        Criterion outcome (None: not run or error).
+        Criterion outcome (None: not run or error); like ``health`` and the
+        fractions, of the scored rows: all of them unless ``details["scored"]``
+        says which (e.g. only the failing samples of a mixed batch).
     health : float
         Health against the reference statistics.
     restores : float or None
@@ -674,7 +677,12 @@ class _Runner:
         self.experiments.append(e)
         return e
 
-    def run(self, stage, name, target, s, change="", runtime=None, details=None, keep=False):
+    def run(self, stage, name, target, s, change="", runtime=None, details=None, keep=False, rows=None,
+            rows_note=None):
+        """Run one experiment and record it; ``rows`` (an index into the outputs' first axis) scores only
+        those rows (e.g. the failing samples of a batch mixed with passing neighbours), said in
+        ``details["scored"]`` (``rows_note``) and ``details["scored_rows"]``. With ``keep`` the full outputs
+        are returned with the statistics of the scored rows."""
         t0 = time.perf_counter()
         details = dict(details or {})
         try:
@@ -687,7 +695,13 @@ class _Runner:
                            time.perf_counter() - t0, details)
             self.experiments.append(e)
             return e, None
-        fails, h, hpo, st, err = self.score(outs)
+        if rows is not None:
+            scored = [o[rows] for o in outs]
+            details["scored_rows"] = int(len(scored[0])) if scored else 0
+            details["scored"] = rows_note or "a subset of the rows"
+        else:
+            scored = outs
+        fails, h, hpo, st, err = self.score(scored)
         if err:
             details["criterion_error"] = err
         if hpo:
@@ -913,7 +927,9 @@ def _stage_composition(runner, Fr, Pr, rng, kept: dict) -> dict:
         mixed[k] = v
     e_mx, r_mx = runner.run("runtime", "composition:interleaved", "failing", mixed,
                             f"the same {n} failing samples interleaved with passing samples (batch size {b})",
-                            runtime=rt, keep=True, details={"batch_size": b})
+                            runtime=rt, keep=True, details={"batch_size": b}, rows=slice(0, None, 2),
+                            rows_note="the failing samples' rows only (even rows); their passing neighbours "
+                                      "are not scored")
     out = {"status": "done", "batch_size": b, "n_samples": n, "experiments": [e_base.id, e_sh.id, e_mx.id],
            "arrangements": {}}
     changed_any = 0.0

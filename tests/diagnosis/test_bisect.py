@@ -199,6 +199,18 @@ def test_batch_composition_is_not_batch_size_and_never_recommends_one():
     assert not rg.settings["stages"]["runtime"]["composition"]["dependent"]
 
 
+def test_interleaved_composition_is_scored_on_the_failing_rows_only():
+    """Interleaving the failing samples with passing ones must not score the passing neighbours' rows."""
+    case = faults.incident()  # a per-sample model: the failing rows stay all zero whatever their neighbours
+    res = bisect(case.model, case.failing, case.passing, case.reference, case.criterion)
+    arr = res.settings["stages"]["runtime"]["composition"]["arrangements"]["interleaved"]
+    e = next(e for e in res.experiments if e.name == "composition:interleaved")
+    assert arr["changed_fraction"] == 0.0 and arr["fails"] is True
+    assert e.fails is True and e.nonzero_fraction == 0.0
+    assert e.health == pytest.approx(arr["health"])
+    assert e.details["scored_rows"] == e.n_samples // 2 and "passing neighbours" in e.details["scored"]
+
+
 def test_layer_probe_is_named_and_starts_at_the_models_batch_limit(caplog):
     """A model that merges a big call into one row: the probe says whose probe it is and reuses the limit."""
     import logging
@@ -225,15 +237,16 @@ def test_experiments_that_raise_are_evidence_not_fatal():
     good = {"x": np.random.default_rng(1).normal(size=(20, 4)).astype("float32") + 2}
     calls = {"n": 0}
 
-    def refuse_200(outs):  # a criterion that raises on some experiments (here: 200 rows, the interleaved one)
+    def refuse_25(outs):  # a criterion that raises on some experiments (here: 25 rows, the samples stage's subsets)
         calls["n"] += 1
-        if len(outs[0]) == 200:
-            raise ValueError("200 rows refused")
+        if len(outs[0]) == 25:
+            raise ValueError("25 rows refused")
         return not np.any(outs[0])
 
-    res = bisect(m, fail, good, criterion=refuse_200)
+    res = bisect(m, fail, good, criterion=refuse_25)
     assert (res.verdict["kind"], res.verdict["name"]) == ("runtime", "batch_size")
-    assert any("200 rows refused" in e.details.get("criterion_error", "") for e in res.experiments)
+    refused = [e for e in res.experiments if "25 rows refused" in e.details.get("criterion_error", "")]
+    assert refused and all(e.fails is None for e in refused)
     assert res.evaluations > 5 and calls["n"] > 5
 
     class RefusesFloat64(keras.Model):  # a model that raises on a dtype it cannot take
