@@ -30,7 +30,7 @@ STATS = ("mean", "std", "min", "max") + tuple(f"q{int(q * 100):02d}" for q in QU
     "nonzero_fraction", "nan_count", "inf_count", "n_values")
 MEASURES = ("ks", "ks_pvalue", "wasserstein", "smd", "drift_score")
 HEALTH_STATS = ("nonzero_fraction", "mean", "std", "nonfinite_count", "finite_fraction", "health",
-                "output_health")
+                "output_health", "output_health_vs_ground_truth")
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -258,11 +258,19 @@ class SplitComparison:
         ``{input: {pair: drift_measures(...)}}``.
     health : dict
         ``{split: {"health": float, "degraded": bool, "outputs": [stats...],
-        "per_output": {output: float}, "degraded_outputs": [output...]}}``; a
-        split is degraded when any of its outputs is; the reference entry also
-        has ``usable`` and ``problem`` (why its outputs cannot be trusted).
+        "per_output": {output: float}, "degraded_outputs": [output...],
+        "measured_against": str, "vs_ground_truth": dict or None}}``; a split
+        is degraded when any of its outputs is. Every split is measured against
+        the same yardstick (``measured_against`` says what, per row): the
+        reference outputs when the reference is usable (the reference row is
+        then the yardstick itself, 1.0), else the ground truth, else a usable
+        split's outputs. ``vs_ground_truth`` (``{"health", "per_output",
+        "degraded", "degraded_outputs"}``) is the split's separate comparison
+        with its own ground truth, when there is one (the ground truth's units
+        need not be the model's). The reference entry also has ``usable`` and
+        ``problem`` (why its outputs cannot be trusted).
     reference_source : str
-        What the output health is measured against.
+        What the output health (``health``) is measured against.
     patterns, positions : dict
         Per-pattern summaries and scan-map values per image-/positions-like input.
     flags : tuple of str
@@ -314,10 +322,13 @@ class SplitComparison:
         return pd.DataFrame(rows)
 
     def health_table(self):
-        """One row per split: output health and degraded flag (pandas DataFrame)."""
+        """One row per split: output health, what it is measured against, degraded flag, and the health
+        against the split's own ground truth (NaN without one) (pandas DataFrame)."""
         import pandas as pd
 
         return pd.DataFrame([{"split": s, "health": h["health"], "degraded": h["degraded"],
+                              "measured_against": h.get("measured_against"),
+                              "health_vs_ground_truth": (h.get("vs_ground_truth") or {}).get("health", np.nan),
                               "nonzero_fraction": h["outputs"][0]["nonzero_fraction"],
                               "nonfinite_count": sum(o["nonfinite_count"] for o in h["outputs"]),
                               "degraded_outputs": ", ".join(h.get("degraded_outputs", [])),
@@ -341,11 +352,14 @@ def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("tr
         Inputs drawn like the training inputs. If None, built from the model
         sidecar's training statistics when it has them.
     ground_truth : dict, optional
-        ``{split name: list of arrays}`` (or one array) of true outputs per split;
-        when given, output health is scored against the ground truth of the
-        same split instead of the reference outputs (one array per output, or
-        one complex array for a model whose two outputs are amplitude and
-        phase; ground truth that matches neither is not used).
+        ``{split name: list of arrays}`` (or one array) of true outputs per split
+        (one array per output, or one complex array for a model whose two
+        outputs are amplitude and phase; ground truth that matches neither is
+        not used). Each split's health against its own ground truth is given
+        separately (``vs_ground_truth``); it is the yardstick of ``health``
+        only when there is no usable reference (the model's outputs on the
+        reference are the yardstick otherwise, as in :func:`~ptyanalysis.diagnosis.bisection.bisect`:
+        same model, same units).
     names : tuple of str
         Names of the two splits.
     runtime : RuntimeConfig, optional
@@ -437,18 +451,28 @@ def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("tr
             s = {k: v[idx] for k, v in s.items()}
         outs[sp] = predict(loaded, [s[k] for k in in_names], runtime)
         ostats[sp] = outputs_stats(outs[sp])
-    gt_stats = None
+    gt_stats, gt_note = None, ""
     if ground_truth is not None:
         gt_stats = {k: _ground_truth_stats(v, len(ostats[k])) for k, v in ground_truth.items() if k in ostats}
         unmatched = sorted(k for k, v in gt_stats.items() if v is None)
-        if len(unmatched) < len(gt_stats):
-            ref_source = "ground truth of each split"
         if unmatched:
-            ref_source += (f" (not for {', '.join(unmatched)}: its ground truth does not match the model's "
-                           "outputs; the reference outputs are used there)")
+            gt_note = (f" (not for {', '.join(unmatched)}: its ground truth does not match the model's "
+                       "outputs; absolute checks only there)")
     health, flags = {}, []
+    if gt_note:
+        flags.append(f"ground truth not used for split(s) {', '.join(repr(u) for u in unmatched)}: it does not "
+                     "match the model's outputs (one array per output, or one complex array for amplitude and "
+                     "phase outputs)")
     refst = ostats.get("reference")
     ref_problem = reference_problem(refst) if refst is not None else None
+    # one yardstick for every split: the reference outputs when the reference is usable (as bisect does)
+    gt_yardstick = gt_stats is not None and any(v is not None for v in gt_stats.values()) and \
+        (refst is None or ref_problem is not None)
+    if refst is not None and not ref_problem:
+        ref_source = f"the reference outputs ({ref_source})"
+    elif gt_yardstick and not ref_problem:
+        ref_source = f"ground truth of each split{gt_note}"
+    yard_split = "reference" if refst is not None else None
     if ref_problem:
         # a reference is checked before it is trusted: fall back to the ground truth, else a usable split
         usable = [sp for sp in names if reference_problem(ostats[sp]) is None]
@@ -462,22 +486,42 @@ def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("tr
         if not has_gt:
             ref_source = (f"split {fallback!r} (the reference is unusable)" if fallback
                           else "none: absolute checks only (the reference is unusable)")
+        else:
+            ref_source = f"ground truth of each split{gt_note} (the reference is unusable)"
+        yard_split = fallback
     out_names = [f"output_{k}" for k in range(len(ostats[splits[0]]))]
     if loaded.output_names and len(loaded.output_names) == len(out_names):
         out_names = list(loaded.output_names)
     for sp in splits:
-        rs = gt_stats.get(sp) if gt_stats is not None else None
+        own_gt = gt_stats.get(sp) if gt_stats is not None else None
+        rs = own_gt if gt_yardstick else refst
         if rs is None:
-            rs = refst
+            against = "absolute checks only (no yardstick: all-zero, non-finite, collapsed)"
+        elif gt_yardstick:
+            against = f"the ground truth of split {sp!r}"
+        elif sp == yard_split:
+            against = "itself (these outputs are the yardstick)"
+        elif yard_split == "reference":
+            against = "the reference outputs"
+        else:
+            against = f"the outputs on split {yard_split!r}"
         hk = health_scores(ostats[sp], rs) if rs is not None else []
         h = float(np.mean(hk)) if hk else np.nan
         abs_bad = [o.nonzero_fraction == 0 or o.finite_fraction < 1 or o.std == 0 for o in ostats[sp]]
         bad_k = [k for k, x in enumerate(hk) if degraded(x)] if rs is not None else \
             [k for k, b in enumerate(abs_bad) if b]
         deg = bool(bad_k)  # degraded when any output is
+        vs_gt = None
+        if own_gt is not None:  # the split against its own ground truth: a separate, labelled comparison
+            gk = health_scores(ostats[sp], own_gt)
+            vs_gt = {"health": float(np.mean(gk)) if gk else np.nan,
+                     "per_output": {out_names[k]: gk[k] for k in range(len(gk))},
+                     "degraded": any(degraded(x) for x in gk),
+                     "degraded_outputs": [out_names[k] for k, x in enumerate(gk) if degraded(x)]}
         health[sp] = {"health": h, "degraded": deg, "outputs": [o.to_dict() for o in ostats[sp]],
                       "per_output": {out_names[k]: (hk[k] if hk else None) for k in range(len(out_names))},
-                      "degraded_outputs": [out_names[k] for k in bad_k]}
+                      "degraded_outputs": [out_names[k] for k in bad_k], "measured_against": against,
+                      "vs_ground_truth": vs_gt}
         if sp == "reference":
             health[sp]["usable"] = ref_problem is None
             health[sp]["problem"] = ref_problem
@@ -485,8 +529,11 @@ def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("tr
             o = ostats[sp][bad_k[0]]
             which = (f"; degraded output(s): {', '.join(out_names[k] for k in bad_k)} (health per output "
                      + ", ".join(f"{out_names[k]} {x:.3f}" for k, x in enumerate(hk)) + ")") if len(out_names) > 1 else ""
+            gt_part = (f"; against its own ground truth (a separate yardstick, in the truth's units): health "
+                       f"{vs_gt['health']:.3f}" if vs_gt is not None and not gt_yardstick else "")
             flags.append(f"split {sp!r} is degraded: health {h:.3f} (nonzero fraction "
-                         f"{o.nonzero_fraction:.4f}, {o.nonfinite_count} non-finite) against {ref_source}{which}")
+                         f"{o.nonzero_fraction:.4f}, {o.nonfinite_count} non-finite) against "
+                         f"{against if rs is None or gt_yardstick or sp == yard_split else ref_source}{which}{gt_part}")
     if "reference" in health and health["reference"]["degraded"] and not ref_problem:
         flags.append("the reference outputs are themselves unhealthy: the model may be at fault")
     for inp in ranking:
@@ -500,8 +547,9 @@ def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("tr
     for j, sp in enumerate(splits):
         for k, o in enumerate(ostats[sp]):
             hk = health[sp]["per_output"][ostat_names[k]]
+            gt = (health[sp]["vs_ground_truth"] or {}).get("per_output", {}).get(ostat_names[k])
             harr[k, j] = [o.nonzero_fraction, o.mean, o.std, o.nonfinite_count, o.finite_fraction,
-                          health[sp]["health"], np.nan if hk is None else hk]
+                          health[sp]["health"], np.nan if hk is None else hk, np.nan if gt is None else gt]
     data_vars.update(
         input_stats=(("input", "split", "stat"), stat_arr),
         drift=(("input", "pair", "measure"), drift_arr),

@@ -91,7 +91,44 @@ def test_ground_truth_is_matched_output_by_output():
     case = faults.incident(n=60)
     ys = {"train": rng.normal(size=(60, 16, 16, 1)), "test": [rng.normal(size=(60, 16, 16, 1))] * 2}
     res = compare_splits(case.model, case.passing, case.failing, reference=case.reference, ground_truth=ys)
+    assert res.health["test"]["vs_ground_truth"] is None and res.health["train"]["vs_ground_truth"] is not None
+    assert any("ground truth not used for split(s) 'test'" in f for f in res.flags)
+    # without a reference the ground truth is the yardstick, and the split without a usable one says so
+    res = compare_splits(case.model, case.passing, case.failing, ground_truth=ys)
     assert "not for test" in res.reference_source
+    assert res.health["test"]["measured_against"].startswith("absolute checks only")
+    assert res.health["train"]["measured_against"] == "the ground truth of split 'train'"
+
+
+def test_every_split_is_measured_against_the_same_yardstick_as_bisect():
+    """With a usable reference, every split's health is against the reference outputs (as bisect's), and the
+    ground truth (here in other units than the model's outputs) is a separate, labelled comparison."""
+    from ptyanalysis.diagnosis.bisection import bisect
+
+    case = faults.incident()
+    rng = np.random.default_rng(4)
+    gt = {s: [0.03 * np.abs(rng.normal(size=(300, 16, 16, 1)))] for s in ("train", "test")}
+    res = compare_splits(case.model, case.passing, case.failing, reference=case.reference, ground_truth=gt)
+    b = bisect(case.model, case.failing, case.passing, case.reference)
+    assert res.health["train"]["health"] == pytest.approx(b.health["passing"], abs=1e-6)
+    assert res.health["test"]["health"] == pytest.approx(b.health["failing"], abs=1e-6)
+    assert res.reference_source == "the reference outputs (reference input set)"
+    assert res.health["train"]["measured_against"] == res.health["test"]["measured_against"] == \
+        "the reference outputs"
+    assert res.health["reference"]["measured_against"].startswith("itself")
+    assert res.health["reference"]["health"] == pytest.approx(1.0)
+    for sp in ("train", "test"):  # the ground-truth comparison is there, on its own
+        vg = res.health[sp]["vs_ground_truth"]
+        assert vg["degraded"] and vg["health"] < 0.5
+    # train is half-healthy against the reference, near zero against ground truth in other units
+    assert res.health["train"]["vs_ground_truth"]["health"] < res.health["train"]["health"] - 0.1
+    assert res.health["reference"]["vs_ground_truth"] is None
+    t = res.health_table()
+    assert list(t["measured_against"])[:2] == ["the reference outputs"] * 2
+    assert np.isfinite(t["health_vs_ground_truth"][:2]).all() and np.isnan(list(t["health_vs_ground_truth"])[2])
+    flag = next(f for f in res.flags if f.startswith("split 'test' is degraded"))
+    assert "against the reference outputs" in flag and "against its own ground truth" in flag
+    assert "output_health_vs_ground_truth" in res.to_xarray()["hstat"].values
 
 
 def test_a_split_with_one_dead_output_is_degraded():
