@@ -282,19 +282,29 @@ def arm_status_text(status: str, detail: dict | None = None) -> str:
     Parameters
     ----------
     status : str
-        ``ok``, ``zero``, ``missing`` or ``failed`` (the comparison job's arm status).
+        ``ok``, ``zero``, ``nonfinite``, ``missing`` or ``failed`` (the comparison job's arm status).
     detail : dict, optional
-        The arm's details: ``output_stats`` (``size``: number of outputs) for
-        ``zero``, ``error`` (why) for ``missing`` / ``failed``.
+        The arm's details: ``output_stats`` (``size``: number of outputs;
+        ``nan``, ``inf``: non-finite ones) for ``zero`` / ``nonfinite``,
+        ``error`` (why) for ``missing`` / ``failed``.
 
     Returns
     -------
     str
-        ``ok``, ``zero (all N outputs are 0)``, ``missing (why)``.
+        ``ok``, ``zero (all N outputs are 0)``,
+        ``nonfinite (K of N outputs are NaN or Inf: a NaN, b Inf)``, ``missing (why)``.
     """
     detail = detail or {}
     if status == "zero":
         return zero_text((detail.get("output_stats") or {}).get("size"))
+    if status == "nonfinite":
+        st = detail.get("output_stats") or {}
+        nan, inf, n = st.get("nan"), st.get("inf"), st.get("size")
+        if nan is None or inf is None:
+            return "nonfinite (outputs hold NaN or Inf)"
+        of = f" of {int(n):,}" if n is not None else ""
+        return (f"nonfinite ({int(nan) + int(inf):,}{of} outputs are NaN or Inf: {int(nan):,} NaN, "
+                f"{int(inf):,} Inf)")
     if status in ("missing", "failed"):
         why = detail.get("error")
         return f"{status} ({why})" if why else status

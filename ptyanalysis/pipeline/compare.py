@@ -122,7 +122,7 @@ class ArmResult:
     """One arm's stitched reconstruction on the ground truth's frame."""
 
     arm: str
-    status: str                      # "ok", "missing", "zero", "failed"
+    status: str                      # "ok", "missing", "zero", "nonfinite", "failed"
     image: np.ndarray | None = None
     coverage: np.ndarray | None = None
     elapsed_s: float = float("nan")
@@ -222,8 +222,11 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
     Returns
     -------
     ArmResult
-        Status ``"missing"`` when the model directory does not exist, ``"zero"``
-        when every output pixel is 0, else ``"ok"``.
+        Status ``"missing"`` when the model directory does not exist,
+        ``"nonfinite"`` when any output value is NaN or Inf (checked first: an
+        all-NaN output has no nonzero value but is not "zero"; the counts are in
+        ``detail["output_stats"]``), ``"zero"`` when every output value is 0,
+        else ``"ok"``.
     """
     from ..inference.runtime import RuntimeConfig
     from ..inference.loading import load_model
@@ -259,9 +262,9 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
         stats.append({k: v.to_dict() for k, v in (res.stats or {}).items()})
         runtimes.append(res.runtime)
     out = st.result()
-    total = {"nonzero": sum(next(iter(s.values()))["nonzero"] for s in stats),
-             "size": sum(next(iter(s.values()))["size"] for s in stats)}
-    status = "zero" if total["nonzero"] == 0 else "ok"
+    total = {k: sum(int(next(iter(s.values())).get(k, 0)) for s in stats) for k in ("nonzero", "size", "nan", "inf")}
+    # non-finite first: NaN / Inf are never "nonzero" (stats.count_values), so an all-NaN arm would read "zero"
+    status = "nonfinite" if total["nan"] + total["inf"] else "zero" if total["nonzero"] == 0 else "ok"
     return ArmResult(arm, status, out.image, out.coverage, time.perf_counter() - t0,
                      {"model": str(model_dir), "output_stats": total, "runtime": runtimes[-1] if runtimes else {},
                       "crop": M, "baseline_positions": config.baseline_positions if arm == "Baseline" else None,

@@ -124,3 +124,49 @@ def test_iterative_arm_file_checks(tmp_path):
     np.savez(f, reconstructed_object=obj, origin=np.array([2.5, 3.0]))
     with pytest.raises(compare.PtyAnalysisError, match="origin"):
         compare.load_iterative_arm(f, ((0, 0), (20, 20)))
+
+
+def test_network_arm_with_non_finite_outputs_is_nonfinite_not_zero(tmp_path):
+    """NaN is never "nonzero": an all-NaN arm must not be labelled "zero" (non-finite is checked first)."""
+    import json
+
+    import keras
+
+    from ptyanalysis.conventions import arm_status_text
+
+    @keras.saving.register_keras_serializable(package="ptyanalysis_tests_compare")
+    class Fill(keras.layers.Layer):
+        """Each output pixel is ``value`` where the input is > ``above``, else 0 (value may be NaN / Inf)."""
+
+        def __init__(self, value=0.0, above=-1.0, **kw):
+            super().__init__(**kw)
+            self.value, self.above = float(value), float(above)
+
+        def get_config(self):
+            return {**super().get_config(), "value": self.value, "above": self.above}
+
+        def call(self, x):
+            return keras.ops.where(x > self.above, keras.ops.full_like(x, self.value), keras.ops.zeros_like(x))
+
+    data = _toy_split(n=40)
+    N = data.N
+    frame = ((0, 0), (7 * N, 7 * N))
+    cfg = compare.CompareConfig(baseline_positions="trained")
+    results = {}
+    for name, value, above in (("nan", float("nan"), -1.0), ("zero", 0.0, -1.0), ("some_inf", float("inf"), 0.4)):
+        d = tmp_path / name
+        d.mkdir()
+        img = keras.Input((N, N, 1), name="input")
+        pos = keras.Input((1, 2, 1), name="input_positions")
+        keras.Model([img, pos], Fill(value, above, name="fill")(img)).save(d / "model.keras")
+        (d / "params.json").write_text(json.dumps({"gridsize": 1, "intensity_scale": 1.0, "N": N}))
+        results[name] = compare.run_network_arm("Baseline", d, data, frame, cfg)
+    size = 40 * N * N
+    nan = results["nan"]
+    assert nan.status == "nonfinite"
+    assert nan.detail["output_stats"] == {"nonzero": 0, "size": size, "nan": size, "inf": 0}
+    assert arm_status_text(nan.status, nan.detail) == f"nonfinite ({size:,} of {size:,} outputs are NaN or Inf: " \
+                                                      f"{size:,} NaN, 0 Inf)"
+    assert results["zero"].status == "zero"
+    some = results["some_inf"]  # a few Inf among finite values: still not usable as an image
+    assert some.status == "nonfinite" and 0 < some.detail["output_stats"]["inf"] < size
