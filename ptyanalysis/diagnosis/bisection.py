@@ -791,7 +791,9 @@ def _layer_stats(arrays):
     return rows
 
 
-def _run_layers(runner: _Runner, F: dict, P: dict | None, rng) -> dict:
+def _run_layers(runner: _Runner, F: dict, P: dict | None, rng, against: str = "passing") -> dict:
+    """Per-layer activations on the failing set and ``P`` (the passing set, or the reference standing in for
+    it: ``against``; the rows' ``*_passing`` columns then hold the reference's, and ``compared_with`` says so)."""
     kmodel = getattr(runner.loaded, "model", None)
     probe, lnames, reason = layer_probe(kmodel) if kmodel is not None else (None, [], "no Keras model")
     if probe is None:
@@ -806,7 +808,7 @@ def _run_layers(runner: _Runner, F: dict, P: dict | None, rng) -> dict:
     rt = runner.runtime if limit is None or limit >= runner.runtime.batch_size else \
         replace(runner.runtime, batch_size=limit)
     res = {}
-    for label, s in (("failing", F), ("passing", P)):
+    for label, s in (("failing", F), (against, P)):
         if s is None:
             continue
         sub = _take(s, _subsample_idx(s, PROBE_SAMPLES, rng))
@@ -836,7 +838,7 @@ def _run_layers(runner: _Runner, F: dict, P: dict | None, rng) -> dict:
     rows, first_dead, first_nf = [], None, None
     for i, ln in enumerate(lnames):
         f = res["failing"][i]
-        p = res.get("passing", [(np.nan,) * 3] * len(lnames))[i]
+        p = res.get(against, [(np.nan,) * 3] * len(lnames))[i]
         rows.append({"layer": ln, "zero_fraction_failing": f[0], "zero_fraction_passing": p[0],
                      "nonfinite_fraction_failing": f[1], "nonfinite_fraction_passing": p[1],
                      "all_zero_sample_rate_failing": f[2], "all_zero_sample_rate_passing": p[2]})
@@ -848,7 +850,7 @@ def _run_layers(runner: _Runner, F: dict, P: dict | None, rng) -> dict:
             first_nf = ln
     return {"status": "done", "reason": None, "rows": rows, "first_dead": first_dead,
             "first_nonfinite": first_nf, "n_samples": PROBE_SAMPLES, "source": lp.source,
-            "batch_size": int(rt.batch_size)}
+            "batch_size": int(rt.batch_size), "compared_with": against}
 
 
 # ----------------------------------------------------------------------------- stages
@@ -895,7 +897,7 @@ def _per_sample_change(a: list, b: list) -> np.ndarray:
     return d
 
 
-def _stage_composition(runner, Fr, Pr, rng, kept: dict) -> dict:
+def _stage_composition(runner, Fr, Pr, rng, kept: dict, against: str = "passing") -> dict:
     """Do a sample's outputs depend on which samples share its batch? Same samples, same batch size, other neighbours."""
     n = _n(Fr)
     if n < 4:
@@ -926,9 +928,9 @@ def _stage_composition(runner, Fr, Pr, rng, kept: dict) -> dict:
         v[0::2], v[1::2] = Fr[k], nb.astype(Fr[k].dtype)
         mixed[k] = v
     e_mx, r_mx = runner.run("runtime", "composition:interleaved", "failing", mixed,
-                            f"the same {n} failing samples interleaved with passing samples (batch size {b})",
+                            f"the same {n} failing samples interleaved with {against} samples (batch size {b})",
                             runtime=rt, keep=True, details={"batch_size": b}, rows=slice(0, None, 2),
-                            rows_note="the failing samples' rows only (even rows); their passing neighbours "
+                            rows_note=f"the failing samples' rows only (even rows); their {against} neighbours "
                                       "are not scored")
     out = {"status": "done", "batch_size": b, "n_samples": n, "experiments": [e_base.id, e_sh.id, e_mx.id],
            "arrangements": {}}
@@ -953,7 +955,9 @@ def _stage_composition(runner, Fr, Pr, rng, kept: dict) -> dict:
     return out
 
 
-def _stage_runtime(runner, F, P, rng, causes, appliers):
+def _stage_runtime(runner, F, P, rng, causes, appliers, against="passing"):
+    """Runtime factors and batch composition; ``P`` is the passing set or (``against="reference"``) the
+    reference set standing in for it, named so in the experiments and texts."""
     idx = _subsample_idx(F, RUNTIME_SAMPLES, rng)
     Fr = _take(F, idx)
     e0, _ = runner.run("runtime", "default", "failing", Fr, f"default runtime on {len(idx)} failing samples",
@@ -973,12 +977,12 @@ def _stage_runtime(runner, F, P, rng, causes, appliers):
             kept[value] = (e, r[0])
         if e.fails is False:
             flips.append((factor, value, rt, e))
-    comp = _stage_composition(runner, Fr, Pr, rng, kept)
+    comp = _stage_composition(runner, Fr, Pr, rng, kept, against)
     kept.clear()
     found = []
     for factor, value, rt, e in flips:
-        ep, _ = runner.run("runtime", f"{factor}={value}:passing", "passing", Pr,
-                           f"passing subsample with {factor}={value} (must still pass)", runtime=rt)
+        ep, _ = runner.run("runtime", f"{factor}={value}:{against}", against, Pr,
+                           f"{against} subsample with {factor}={value} (must still pass)", runtime=rt)
         found.append({"factor": factor, "value": value, "restores": _restores(h0, e.health),
                       "passing_still_passes": ep.fails is False, "experiment": e.id, "rt": rt})
     tried = {}
@@ -1031,7 +1035,7 @@ def _stage_runtime(runner, F, P, rng, causes, appliers):
                            and str(v.dtype) != b["value"]})
             passing_dt = sorted({str(v.dtype) for v in P.values() if v.dtype.kind == "f"})
             text = (f"cast the inputs to {b['value']} before the model (run with dtype={b['value']}): the failing "
-                    f"set holds {', '.join(held) or 'its inputs'}; the passing set holds {', '.join(passing_dt)}"
+                    f"set holds {', '.join(held) or 'its inputs'}; the {against} set holds {', '.join(passing_dt)}"
                     f" (the failing set passes with dtype: {ok_vals})")
         appliers[("runtime", factor)] = (lambda s, rt=b["rt"]: (s, rt), text)
     for f in found:
@@ -1051,7 +1055,9 @@ def _pick_intervention(exps: dict):
 
 
 def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info, F0=None, index_map=None,
-                  plabel="the passing set"):
+                  plabel="the passing set", against="passing"):
+    """Input experiments against ``P``: the passing set, or (``against="reference"``) the reference set
+    standing in for a passing set that fails too; names, texts and evidence keys say which."""
     from ..diagnosis.splits import drift_measures
 
     names = runner.names
@@ -1064,11 +1070,14 @@ def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info, F0=None, i
                 for k in names}
 
     whole = F0 if F0 is not None else F
+    dk = f"drift_failing_vs_{against}"
+    ptarget = "passing" if against == "passing" else "reference"
     for k in names:
-        d = drift_measures(F[k], P[k], seed=0)
-        info = {"drift_failing_vs_passing": d, "dtype_failing": str(F[k].dtype), "dtype_passing": str(P[k].dtype),
+        # against the reference, the reference is the baseline of the drift (as drift_failing_vs_reference)
+        d = drift_measures(F[k], P[k], seed=0) if against == "passing" else drift_measures(P[k], F[k], seed=0)
+        info = {dk: d, "dtype_failing": str(F[k].dtype), f"dtype_{against}": str(P[k].dtype),
                 "nonfinite_failing": _nonfinite_evidence(whole[k], None)["count"],
-                "nonfinite_passing": int((~np.isfinite(P[k])).sum()) if P[k].dtype.kind in "fc" else 0}
+                f"nonfinite_{against}": int((~np.isfinite(P[k])).sum()) if P[k].dtype.kind in "fc" else 0}
         if R is not None:
             info["drift_failing_vs_reference"] = drift_measures(R[k], F[k], seed=0)
             info["drift_passing_vs_reference"] = drift_measures(R[k], P[k], seed=0)
@@ -1076,19 +1085,20 @@ def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info, F0=None, i
     for k in names:
         s = dict(F)
         s[k] = config(set(names) - {k})[k]
-        e, _ = runner.run("input", f"swap:{k}", "failing", s, f"failing set with {k} taken from the passing set")
+        e, _ = runner.run("input", f"{_shown('swap', against)}:{k}", "failing", s,
+                          f"failing set with {k} taken from {plabel}")
         per[k]["swap"] = e
         cache[frozenset(set(names) - {k})] = e.fails
     Ps = _take(P, _subsample_idx(P, SCREEN_SAMPLES, np.random.default_rng(5)))
     for k in names:
         s = dict(Ps)
         s[k] = _resample(F[k], _n(Ps), np.random.default_rng(11))
-        e, _ = runner.run("input", f"reverse_swap:{k}", "passing", s,
-                          f"passing set with {k} taken from the failing set (does it now fail?)")
+        e, _ = runner.run("input", f"reverse_swap:{k}", ptarget, s,
+                          f"{plabel} with {k} taken from the failing set (does it now fail?)")
         input_info[k]["reverse_swap_fails"] = e.fails
 
     def drift_of(k):
-        d = input_info[k]["drift_failing_vs_passing"]["drift_score"]
+        d = input_info[k][dk]["drift_score"]
         if R is not None:
             d = max(d, input_info[k]["drift_failing_vs_reference"]["drift_score"])
         return float(np.nan_to_num(d, nan=np.inf, posinf=1e300))
@@ -1106,8 +1116,8 @@ def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info, F0=None, i
             try:
                 new = intervene(kind, F[k], P[k], None if R is None else R[k], np.random.default_rng(13))
             except Exception as exc:  # an intervention that cannot be built is evidence, not fatal
-                runner.skipped("input", f"{kind}:{k}", "failing", F, f"failing set with {k}: {kind}",
-                               _error_text(exc))
+                runner.skipped("input", f"{_shown(kind, against)}:{k}", "failing", F,
+                               f"failing set with {k}: {_shown(kind, against)}", _error_text(exc))
                 continue
             if new is None:
                 continue
@@ -1118,7 +1128,8 @@ def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info, F0=None, i
                 continue
             s = dict(F)
             s[k] = new
-            e, _ = runner.run("input", f"{kind}:{k}", "failing", s, f"failing set with {k}: {kind}")
+            e, _ = runner.run("input", f"{_shown(kind, against)}:{k}", "failing", s,
+                              f"failing set with {k}: {_shown(kind, against)}")
             per[k][kind] = e
             arrays[k][kind] = new
     # ddmin over inputs (the minimal set of inputs whose failing values still fail)
@@ -1129,7 +1140,7 @@ def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info, F0=None, i
             if key not in cache:
                 e, _ = runner.run("combination", "keep_failing:" + "+".join(sorted(keep)), "failing",
                                   config(set(keep)), "inputs " + ", ".join(sorted(keep))
-                                  + " from the failing set, the others from the passing set")
+                                  + f" from the failing set, the others from {plabel}")
                 cache[key] = e.fails
             return cache[key]
         try:
@@ -1141,18 +1152,19 @@ def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info, F0=None, i
             if len(minimal) > 1:
                 key = frozenset(set(names) - set(minimal))
                 s = config(key)
-                e, _ = runner.run("combination", "swap:" + "+".join(sorted(minimal)), "failing", s,
-                                  "failing set with " + ", ".join(sorted(minimal)) + " taken from the passing set")
+                e, _ = runner.run("combination", f"{_shown('swap', against)}:" + "+".join(sorted(minimal)),
+                                  "failing", s, "failing set with " + ", ".join(sorted(minimal))
+                                  + f" taken from {plabel}")
                 causes.append(Cause("input", "+".join(sorted(minimal)), e.restores or 0.0,
                                     {"ddmin": combo, "experiment": e.id,
-                                     "parts": [{"input": k, "intervention": "swap",
+                                     "parts": [{"input": k, "intervention": _shown("swap", against),
                                                 "restores_alone": per[k]["swap"].restores or 0.0,
                                                 "fix": _fix_text_input(k, "swap", F[k], P[k], None, plabel=plabel)}
                                                for k in sorted(minimal)]}))
                 appliers[("input", "+".join(sorted(minimal)))] = (
                     lambda s2, mm=tuple(minimal): ({k: (_resample(P[k], _n(s2), np.random.default_rng(7))
                                                         if k in mm else v) for k, v in s2.items()}, None),
-                    "replace " + ", ".join(sorted(minimal)) + " by values like the passing set's (together: "
+                    "replace " + ", ".join(sorted(minimal)) + f" by values like {_poss(plabel)} (together: "
                     "each alone does not restore the outputs)")
     nf_ev = {k: _nonfinite_evidence(whole[k], index_map if F0 is not None else None) for k in names}
     best_single = 0.0
@@ -1165,17 +1177,19 @@ def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info, F0=None, i
         best_single = max(best_single, best)
         if best < 0.05 and not in_combo:
             continue
-        ev = {"restores_by_intervention": {kd: e.restores for kd, e in exps.items()},
-              "best_intervention": best_kind, "experiments": {kd: e.id for kd, e in exps.items()},
-              "drift_score": input_info[k]["drift_failing_vs_passing"]["drift_score"],
-              "smd": input_info[k]["drift_failing_vs_passing"]["smd"],
+        ev = {"restores_by_intervention": {_shown(kd, against): e.restores for kd, e in exps.items()},
+              "best_intervention": _shown(best_kind, against),
+              "experiments": {_shown(kd, against): e.id for kd, e in exps.items()},
+              "against": against,
+              "drift_score": input_info[k][dk]["drift_score"],
+              "smd": input_info[k][dk]["smd"],
               "reverse_swap_fails": input_info[k].get("reverse_swap_fails"),
               "ddmin_minimal": in_combo,
               "reason": _reason_text(k, best_kind, F[k], P[k], None if R is None else R[k], nf_ev[k], plabel)}
         if R is not None:
             ev["drift_score_vs_reference"] = input_info[k]["drift_failing_vs_reference"]["drift_score"]
         if F[k].dtype != P[k].dtype:
-            ev["dtype"] = {"failing": str(F[k].dtype), "passing": str(P[k].dtype)}
+            ev["dtype"] = {"failing": str(F[k].dtype), against: str(P[k].dtype)}
         if nf_ev[k]["count"]:
             ev["nonfinite"] = nf_ev[k]
         causes.append(Cause("input", k, best, ev))
@@ -1184,11 +1198,20 @@ def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info, F0=None, i
                                                   plabel))
     multi = None
     if best_single < COMBINE_BELOW:
-        drifts = {"passing": {k: input_info[k]["drift_failing_vs_passing"]["drift_score"] for k in names},
+        drifts = {"passing": {k: input_info[k][dk]["drift_score"] for k in names},
                   "reference": {k: input_info[k]["drift_failing_vs_reference"]["drift_score"] for k in names
                                 if R is not None}}
-        multi = _stage_several(runner, F, P, R, per, suspects, causes, appliers, nf_ev, plabel, drifts)
+        multi = _stage_several(runner, F, P, R, per, suspects, causes, appliers, nf_ev, plabel, drifts, against)
     return {"status": "done", "suspects": suspects, "ddmin": combo, "several_causes": multi}
+
+
+def _shown(kind: str, against: str = "passing") -> str:
+    """An intervention's name as recorded: when the reference set stands in for a passing set that fails
+    too (``against="reference"``), ``swap`` takes the reference's values (``reference``) and
+    ``match_passing`` matches the reference's mean and std (``match_reference``)."""
+    if against == "reference":
+        return {"swap": "reference", "match_passing": "match_reference"}.get(kind, kind)
+    return kind
 
 
 def _input_applier(k, kind, P, R):
@@ -1202,7 +1225,7 @@ def _input_applier(k, kind, P, R):
 
 
 def _stage_several(runner, F, P, R, per, suspects, causes, appliers, nf_ev, plabel="the passing set",
-                   drift=None):
+                   drift=None, against="passing"):
     """Several independent causes: changes on several inputs combined, then minimised.
 
     Runs when no single change restores the reference health. Two starting
@@ -1237,9 +1260,10 @@ def _stage_several(runner, F, P, R, per, suspects, causes, appliers, nf_ev, plab
                 new = intervene(kind, F[k], P[k], None if R is None else R[k], np.random.default_rng(13))
                 if new is not None:
                     s[k] = new
-            label = "+".join(f"{kind}:{k}" for k, kind in sorted(changes.items()))
+            label = "+".join(f"{_shown(kind, against)}:{k}" for k, kind in sorted(changes.items()))
             e, _ = runner.run("combination", f"several:{label}", "failing", s,
-                              "failing set with " + "; ".join(f"{k}: {kind}" for k, kind in sorted(changes.items())))
+                              "failing set with " + "; ".join(f"{k}: {_shown(kind, against)}"
+                                                              for k, kind in sorted(changes.items())))
             results[key] = e
         return results[key]
 
@@ -1296,7 +1320,7 @@ def _stage_several(runner, F, P, R, per, suspects, causes, appliers, nf_ev, plab
                 break
             g[k] = kind
             gr = e.restores
-            steps.append({"greedy": k, "intervention": kind, "restores": gr, "experiment": e.id})
+            steps.append({"greedy": k, "intervention": _shown(kind, against), "restores": gr, "experiment": e.id})
             if gr >= done:
                 break
         if gr > cur + 0.01 or not current:
@@ -1310,7 +1334,7 @@ def _stage_several(runner, F, P, R, per, suspects, causes, appliers, nf_ev, plab
                 r = restored({**current, k: kind})
                 if r > cur + 0.01:
                     current, cur = {**current, k: kind}, r
-                    steps.append({"refined": k, "intervention": kind, "restores": cur})
+                    steps.append({"refined": k, "intervention": _shown(kind, against), "restores": cur})
     # minimise: leave out each change the rest does as well without
     if len(current) > 1:
         for k in list(current):
@@ -1326,7 +1350,7 @@ def _stage_several(runner, F, P, R, per, suspects, causes, appliers, nf_ev, plab
     for k, kind in sorted(current.items()):
         alone = results.get(frozenset({(k, kind)}))
         without = evaluate({kk: vv for kk, vv in current.items() if kk != k})
-        parts.append({"input": k, "intervention": kind,
+        parts.append({"input": k, "intervention": _shown(kind, against),
                       "restores_alone": None if alone is None else alone.restores,
                       "restores_without_it": without.restores,
                       "reason": _reason_text(k, kind, F[k], P[k], None if R is None else R[k], nf_ev[k], plabel),
@@ -1347,7 +1371,7 @@ def _stage_several(runner, F, P, R, per, suspects, causes, appliers, nf_ev, plab
     return info
 
 
-def _abnormal_rows(F: dict, P: dict) -> dict:
+def _abnormal_rows(F: dict, P: dict, plabel: str = "the passing set") -> dict:
     """``{row: [reasons]}``: rows holding NaN/Inf, or values far outside the passing set's (no model call)."""
     out: dict = {}
     for k, v in F.items():
@@ -1372,11 +1396,12 @@ def _abnormal_rows(F: dict, P: dict) -> dict:
         if pmax > 0:
             for i in np.flatnonzero((amax > OUTLIER_FACTOR * pmax) & ~bad):
                 out.setdefault(int(i), []).append(
-                    f"{k}: largest |value| {amax[i]:.4g} = {amax[i] / pmax:.3g} x the passing set's")
+                    f"{k}: largest |value| {amax[i]:.4g} = {amax[i] / pmax:.3g} x {_poss(plabel)}")
     return out
 
 
-def _stage_samples(runner, F, P, rng, causes, appliers, index_map, bad_flags=None, max_tests=24):
+def _stage_samples(runner, F, P, rng, causes, appliers, index_map, bad_flags=None, max_tests=24,
+                   plabel="the passing set"):
     n = _n(F)
     if n < 2:
         return {"status": "skipped", "reason": "fewer than 2 samples"}
@@ -1399,7 +1424,7 @@ def _stage_samples(runner, F, P, rng, causes, appliers, index_map, bad_flags=Non
     def orig(rows):
         return sorted(int(index_map[i]) for i in rows)
 
-    abnormal = _abnormal_rows(F, P)
+    abnormal = _abnormal_rows(F, P, plabel)
     scan = {"abnormal_rows": orig(abnormal)[:50], "n_abnormal": len(abnormal)}
 
     def register(culprits, victims, rest, how, subset_fails=None):
@@ -1419,7 +1444,7 @@ def _stage_samples(runner, F, P, rng, causes, appliers, index_map, bad_flags=Non
                 ref = float(np.quantile(pa.max(axis=1), 0.999)) if pa.size else 0.0
                 if ref > 0 and a > 1.5 * ref:
                     ev["abnormal"].setdefault(str(int(index_map[i])), []).append(
-                        f"{k}: largest |value| {a:.4g} = {a / ref:.3g} x the passing set's")
+                        f"{k}: largest |value| {a:.4g} = {a / ref:.3g} x {_poss(plabel)}")
         if subset_fails is not None:
             ev["culprits_alone_fail"] = subset_fails
         if bad_flags is not None:
@@ -1703,7 +1728,7 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
             "none needed under this criterion (try another criterion, e.g. zero-fraction>=0.5, if the "
             "outputs still look wrong)", [])
     passing_note = ""
-    plabel = "the passing set"
+    plabel, against = "the passing set", "passing"
     if pass_fails:
         ref_fails = ref_e.fails if ref_e is not None else None
         if ref_fails is not False:
@@ -1746,19 +1771,19 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
         # the passing set fails too but the reference passes: bisect against the reference
         P, R_use = R, None
         settings["passing_role"] = "reference set (the passing set fails too)"
-        plabel = "the reference/training inputs"
+        plabel, against = "the reference/training inputs", "reference"
         passing_note = (f" The passing set fails too (health {hs['passing']:.3f}), so the reference set took "
                         "its place in the experiments.")
 
     # 2. experiments (screening subsamples inside the stages)
     runner.h_fail = hs["failing"]
-    rt_info = _stage_runtime(runner, F, P, rng, causes, appliers)
+    rt_info = _stage_runtime(runner, F, P, rng, causes, appliers, against)
     iS = _subsample_idx(F, SCREEN_SAMPLES, rng)
     in_info = _stage_inputs(runner, _take(F, iS), P, R_use, rng, causes, appliers, input_info, F0=F0,
-                            plabel=plabel)
-    sm_info = _stage_samples(runner, F, P, rng, causes, appliers, idxF, bad_flags)
+                            plabel=plabel, against=against)
+    sm_info = _stage_samples(runner, F, P, rng, causes, appliers, idxF, bad_flags, plabel=plabel)
     if probe_layers:
-        layers = _run_layers(runner, F, P, rng)
+        layers = _run_layers(runner, F, P, rng, against)
     settings["stages"] = {"runtime": rt_info, "inputs": in_info, "samples": sm_info}
 
     ranked = _rank(causes)
@@ -1933,7 +1958,7 @@ def plot_bisection(result: BisectionResult):
         y = np.arange(len(rows))
         # passing underneath (thick, pale, squares), failing on top (thin, dashed, dots): both stay visible
         ax.plot([r["zero_fraction_passing"] for r in rows], y, "s-", color="C0", lw=4, ms=9, alpha=0.45,
-                label="passing", zorder=2)
+                label=(result.layers or {}).get("compared_with", "passing"), zorder=2)
         ax.plot([r["zero_fraction_failing"] for r in rows], y, "o--", color="C3", lw=1.5, ms=4,
                 label="failing", zorder=3)
         ax.set_yticks(y, [r["layer"] for r in rows])

@@ -228,6 +228,36 @@ def test_layer_probe_is_named_and_starts_at_the_models_batch_limit(caplog):
     assert all(e.error is None for e in res.experiments if e.stage == "layers")
 
 
+def test_the_reference_standing_in_for_the_passing_set_is_named_so():
+    """Both splits fail, the reference passes: experiments, interventions and evidence say 'reference'."""
+    case = faults.batch_centred_positions()
+    res = bisect(case.model, case.failing, case.passing, case.reference, case.criterion)
+    assert res.settings["passing_role"].startswith("reference set")
+    texts = [f"{e.name} {e.change} {e.target} {e.details.get('scored', '')}" for e in res.experiments
+             if e.stage != "reproduce"]  # the reproduction runs the passing set itself
+    assert not [t for t in texts if "passing" in t], [t for t in texts if "passing" in t]
+    assert any(e.name == "reference:input_positions" and "taken from the reference" in e.change
+               for e in res.experiments)
+    assert res.layers["compared_with"] == "reference"
+    fig = plot_bisection(res)
+    assert "reference" in [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    for k, info in res.inputs.items():
+        assert "drift_failing_vs_passing" not in info and "dtype_reference" in info
+    assert info["drift_failing_vs_reference"]["drift_score"] >= 0
+    inputs = [c for c in res.causes if c.kind == "input"]
+    assert inputs and all(c.evidence["against"] == "reference" for c in inputs)
+    for c in inputs:
+        assert "match_passing" not in c.evidence["restores_by_intervention"]
+        assert c.evidence["best_intervention"] not in ("match_passing", "swap")
+    # with a passing set that passes, the names stay 'passing'
+    inc = faults.incident()
+    r2 = bisect(inc.model, inc.failing, inc.passing, inc.reference)
+    assert r2.causes[0].evidence["against"] == "passing"
+    assert any(e.name == "swap:input_positions" and "taken from the passing set" in e.change
+               for e in r2.experiments)
+    assert "drift_failing_vs_passing" in r2.inputs["input_positions"]
+
+
 def test_experiments_that_raise_are_evidence_not_fatal():
     import keras
 
