@@ -22,7 +22,7 @@ def ci_hub(tmp_path_factory):
 
     given = os.environ.get("PTYANALYSIS_CI_HUB")
     if given and (Path(given) / "study.json").exists():
-        return Path(given)
+        return Path(given).resolve()  # absolute: tests symlink into it and change folders
     root = tmp_path_factory.mktemp("ci_hub")
     demo.ensure_study(root, size="ci", doses=(1e3,), say=lambda *a: None)
     return root
