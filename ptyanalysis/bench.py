@@ -527,7 +527,9 @@ def bench_models(quick: bool = False, hub=None, study_steps: int = 50) -> list:
             from .synthetic.demo import ensure_study
 
             ensure_study(ci, size="ci")
-        nb = Path(__file__).resolve().parents[1] / "notebooks" / "00_compare_arms.ipynb"
+        from .pipeline.notebook import template_path
+
+        nb = template_path("00_compare_arms")  # the package's own template: works after a plain pip install
         spec = G.spec_from_dict({"hub": str(ci), "notebook": str(nb), "doses": [1000, 10000, 100000],
                                  "views": ["dense", "sparse"], "splits": ["train", "test"], "retries": 0,
                                  "outputs": ["comparison_metrics.csv", "comparison.nc"]}, source="bench_models")
