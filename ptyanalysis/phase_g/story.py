@@ -353,39 +353,43 @@ def problems(jobs, arms_info: dict) -> list:
     return out
 
 
+def _diagnosis_record(inc: dict, found: dict, link: str, error_key: str) -> dict:
+    """Link one diagnosis record of :func:`read_diagnosis` into ``inc``; its readable record, or ``{}``.
+
+    An unreadable record's error goes under ``inc[error_key]``.
+    """
+    inc["links"][link] = found.get("notebook_html") or found.get("notebook") or found["path"]
+    if found.get("error"):
+        inc[error_key] = found["error"]
+        return {}
+    return found.get("record") or {}
+
+
 def _incident(diag: dict) -> dict | None:
     bis = (diag.get("bisection") or {})
     spl = (diag.get("split_comparison") or {})
     if not bis and not spl:
         return None
     inc: dict = {"links": {}}
-    if spl:
-        inc["links"]["split comparison"] = spl.get("notebook_html") or spl.get("notebook") or spl["path"]
-        r = spl.get("record") or {}
-        if spl.get("error"):
-            inc["split_error"] = spl["error"]
-        elif r:
-            health = r.get("output_health", {})
-            inc["splits"] = r.get("splits")
-            inc["degraded_splits"] = [s for s, h in health.items() if isinstance(h, dict) and h.get("degraded")]
-            inc["health"] = {s: h.get("health") for s, h in health.items() if isinstance(h, dict)}
-            inc["most_drifted_input"] = (r.get("ranking") or [None])[0]
-            inc["split_flags"] = list(r.get("flags") or [])
-    if bis:
-        inc["links"]["bisection"] = bis.get("notebook_html") or bis.get("notebook") or bis["path"]
-        r = bis.get("record") or {}
-        if bis.get("error"):
-            inc["bisection_error"] = bis["error"]
-        elif r:
-            v = r.get("verdict") or {}
-            inc["reproduced"] = r.get("reproduced")
-            inc["verdict"] = {"kind": v.get("kind"), "name": v.get("name"), "summary": v.get("summary")}
-            inc["fix"] = r.get("fix")
-            causes = r.get("causes") or []
-            inc["restores"] = causes[0].get("restores") if causes else None
-            h = r.get("health") or {}
-            inc["bisection_health"] = {k: h.get(k) for k in ("failing", "passing", "reference")}
-            inc["criterion"] = (r.get("criterion") or {}).get("name") or r.get("criterion")
+    r = _diagnosis_record(inc, spl, "split comparison", "split_error") if spl else {}
+    if r:
+        health = r.get("output_health", {})
+        inc["splits"] = r.get("splits")
+        inc["degraded_splits"] = [s for s, h in health.items() if isinstance(h, dict) and h.get("degraded")]
+        inc["health"] = {s: h.get("health") for s, h in health.items() if isinstance(h, dict)}
+        inc["most_drifted_input"] = (r.get("ranking") or [None])[0]
+        inc["split_flags"] = list(r.get("flags") or [])
+    r = _diagnosis_record(inc, bis, "bisection", "bisection_error") if bis else {}
+    if r:
+        v = r.get("verdict") or {}
+        inc["reproduced"] = r.get("reproduced")
+        inc["verdict"] = {"kind": v.get("kind"), "name": v.get("name"), "summary": v.get("summary")}
+        inc["fix"] = r.get("fix")
+        causes = r.get("causes") or []
+        inc["restores"] = causes[0].get("restores") if causes else None
+        h = r.get("health") or {}
+        inc["bisection_health"] = {k: h.get(k) for k in ("failing", "passing", "reference")}
+        inc["criterion"] = (r.get("criterion") or {}).get("name") or r.get("criterion")
     return inc
 
 

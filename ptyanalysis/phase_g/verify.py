@@ -171,11 +171,8 @@ def _json_keys_check(hub, path, description, keys):
     return None, data
 
 
-# --------------------------------------------------------------------------- the checks
-
-
-def check_manifest(hub: Path) -> dict:
-    """Check 1: the grid's comparison manifest.
+#: Parameters and Returns of every check (appended to each check's docstring by :func:`_check`).
+_CHECK_DOC = """
 
     Parameters
     ----------
@@ -185,9 +182,57 @@ def check_manifest(hub: Path) -> dict:
     Returns
     -------
     dict
-        ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
+        {returns}
     """
-    path = _hub.analysis_root(hub) / R_schema.FILES["manifest"]
+#: What a check returns (:data:`_CHECK_DOC`), unless it says more.
+_CHECK_RETURNS = "``{valid, path, description, error?}`` (:func:`verify_hub`'s entries)."
+
+
+def _check(fn=None, *, returns: str = _CHECK_RETURNS):
+    """Give a check the docstring sections every check shares (:data:`_CHECK_DOC`), with ``returns``."""
+    def add(fn):
+        fn.__doc__ = fn.__doc__.rstrip() + _CHECK_DOC.replace("{returns}", returns)
+        return fn
+
+    return add(fn) if fn is not None else add
+
+
+def _analysis_path(hub: Path, key: str) -> Path:
+    """The analysis file ``R_schema.FILES[key]`` of ``hub``."""
+    return _hub.analysis_root(hub) / R_schema.FILES[key]
+
+
+def _analysis_text(hub: Path, key: str):
+    """``(path, text, error)`` of the analysis file ``R_schema.FILES[key]`` (:func:`_read_text`)."""
+    path = _analysis_path(hub, key)
+    return (path, *_read_text(path))
+
+
+def _text_check(key: str, description: str):
+    """Make the decorated ``problem(text) -> str | None`` the check of the analysis text file ``FILES[key]``.
+
+    The check (``check(hub) -> dict``, named and documented as ``problem``)
+    reads the file and reports its reading error, else ``problem``'s verdict
+    on its text (None: valid).
+    """
+    def make(problem):
+        def check(hub: Path) -> dict:
+            path, text, err = _analysis_text(hub, key)
+            return _result(hub, path, description, err or problem(text))
+
+        check.__name__, check.__qualname__, check.__doc__ = problem.__name__, problem.__qualname__, problem.__doc__
+        return _check(check)
+
+    return make
+
+
+# --------------------------------------------------------------------------- the checks
+
+
+@_check
+def check_manifest(hub: Path) -> dict:
+    """Check 1: the grid's comparison manifest."""
+    path = _analysis_path(hub, "manifest")
     desc = "Phase G comparison manifest"
     bad, data = _json_keys_check(hub, path, desc, ["n_jobs", "n_success", "n_failed", "jobs"])
     if bad:
@@ -203,104 +248,43 @@ def check_manifest(hub: Path) -> dict:
     return _result(hub, path, desc)
 
 
+@_check
 def check_metrics_summary_json(hub: Path) -> dict:
-    """Check 2: ``metrics_summary.json`` keys.
-
-    Parameters
-    ----------
-    hub : Path
-        Study hub (absolute).
-
-    Returns
-    -------
-    dict
-        ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
-    """
-    path = _hub.analysis_root(hub) / R_schema.FILES["metrics_summary_json"]
+    """Check 2: ``metrics_summary.json`` keys."""
+    path = _analysis_path(hub, "metrics_summary_json")
     bad, _ = _json_keys_check(hub, path, "Phase G metrics summary JSON",
                               ["n_jobs", "n_success", "n_failed", "jobs", "aggregate_metrics", "phase_c_metadata_compliance"])
     return bad or _result(hub, path, "Phase G metrics summary JSON")
 
 
-def check_metrics_summary_md(hub: Path) -> dict:
-    """Check 3: ``metrics_summary.md``.
-
-    Parameters
-    ----------
-    hub : Path
-        Study hub (absolute).
-
-    Returns
-    -------
-    dict
-        ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
-    """
-    path = _hub.analysis_root(hub) / R_schema.FILES["metrics_summary_md"]
-    text, err = _read_text(path)
-    if err is None and not text.startswith("# Phase G Metrics Summary"):
-        err = "does not start with '# Phase G Metrics Summary'"
-    return _result(hub, path, "Phase G metrics summary Markdown", err)
+@_text_check("metrics_summary_md", "Phase G metrics summary Markdown")
+def check_metrics_summary_md(text: str) -> str | None:
+    """Check 3: ``metrics_summary.md``."""
+    return None if text.startswith("# Phase G Metrics Summary") else "does not start with '# Phase G Metrics Summary'"
 
 
-def check_aggregate_highlights(hub: Path) -> dict:
-    """Check 4: ``aggregate_highlights.txt``.
-
-    Parameters
-    ----------
-    hub : Path
-        Study hub (absolute).
-
-    Returns
-    -------
-    dict
-        ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
-    """
-    path = _hub.analysis_root(hub) / R_schema.FILES["aggregate_highlights"]
-    text, err = _read_text(path)
-    if err is None and not text.strip():
-        err = "file is empty"
-    elif err is None and not text.startswith("Phase G Dense Metrics — Highlights"):
-        err = "first line is not 'Phase G Dense Metrics — Highlights'"
-    return _result(hub, path, "Phase G aggregate highlights", err)
+@_text_check("aggregate_highlights", "Phase G aggregate highlights")
+def check_aggregate_highlights(text: str) -> str | None:
+    """Check 4: ``aggregate_highlights.txt``."""
+    if not text.strip():
+        return "file is empty"
+    if not text.startswith("Phase G Dense Metrics — Highlights"):
+        return "first line is not 'Phase G Dense Metrics — Highlights'"
+    return None
 
 
-def check_metrics_digest(hub: Path) -> dict:
-    """Check 5: digest headings.
-
-    Parameters
-    ----------
-    hub : Path
-        Study hub (absolute).
-
-    Returns
-    -------
-    dict
-        ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
-    """
-    path = _hub.analysis_root(hub) / R_schema.FILES["metrics_digest"]
-    text, err = _read_text(path)
-    if err is None:
-        lines = {ln.rstrip() for ln in text.splitlines()}
-        missing = [h for h in DIGEST_HEADINGS if h not in lines]
-        if missing:
-            err = f"Missing sections: {', '.join(missing)}"
-    return _result(hub, path, "Metrics digest", err)
+@_text_check("metrics_digest", "Metrics digest")
+def check_metrics_digest(text: str) -> str | None:
+    """Check 5: digest headings."""
+    lines = {ln.rstrip() for ln in text.splitlines()}
+    missing = [h for h in DIGEST_HEADINGS if h not in lines]
+    return f"Missing sections: {', '.join(missing)}" if missing else None
 
 
+@_check
 def check_delta_summary(hub: Path) -> dict:
-    """Check 6: ``metrics_delta_summary.json`` structure and provenance.
-
-    Parameters
-    ----------
-    hub : Path
-        Study hub (absolute).
-
-    Returns
-    -------
-    dict
-        ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
-    """
-    path = _hub.analysis_root(hub) / R_schema.FILES["delta_summary_json"]
+    """Check 6: ``metrics_delta_summary.json`` structure and provenance."""
+    path = _analysis_path(hub, "delta_summary_json")
     desc = "Metrics delta summary JSON"
     bad, data = _json_keys_check(hub, path, desc, ["generated_at", "source_metrics", "deltas"])
     if bad:
@@ -332,22 +316,11 @@ def _lines(text: str) -> list[str]:
     return [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
 
 
+@_check
 def check_delta_highlights(hub: Path) -> dict:
-    """Check 7: ``metrics_delta_highlights.txt`` has exactly the 4 prefixed lines.
-
-    Parameters
-    ----------
-    hub : Path
-        Study hub (absolute).
-
-    Returns
-    -------
-    dict
-        ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
-    """
-    path = _hub.analysis_root(hub) / R_schema.FILES["delta_highlights"]
+    """Check 7: ``metrics_delta_highlights.txt`` has exactly the 4 prefixed lines."""
     desc = "Metrics delta highlights"
-    text, err = _read_text(path)
+    path, text, err = _analysis_text(hub, "delta_highlights")
     if err:
         return _result(hub, path, desc, err)
     lines = _lines(text)
@@ -361,22 +334,11 @@ def check_delta_highlights(hub: Path) -> dict:
     return _result(hub, path, desc)
 
 
+@_check
 def check_ssim_grid(hub: Path) -> dict:
-    """Check 8: phase-only SSIM grid summary and preview.
-
-    Parameters
-    ----------
-    hub : Path
-        Study hub (absolute).
-
-    Returns
-    -------
-    dict
-        ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
-    """
-    path = _hub.analysis_root(hub) / R_schema.FILES["ssim_grid_summary"]
+    """Check 8: phase-only SSIM grid summary and preview."""
     desc = "SSIM grid summary (phase-only)"
-    text, err = _read_text(path)
+    path, text, err = _analysis_text(hub, "ssim_grid_summary")
     if err:
         return _result(hub, path, desc, err)
     if "amplitude" in text.lower():
@@ -385,8 +347,7 @@ def check_ssim_grid(hub: Path) -> dict:
     for needed in ("# SSIM Grid Summary (Phase-Only)", "| vs_Baseline |", "| vs_PtyChi"):
         if needed not in text:
             return _result(hub, path, desc, f"missing {needed!r} (expected the 2x2 phase-only delta tables)")
-    preview = _hub.analysis_root(hub) / R_schema.FILES["delta_preview"]
-    ptext, perr = _read_text(preview)
+    preview, ptext, perr = _analysis_text(hub, "delta_preview")
     if perr:
         return _result(hub, preview, desc, f"preview: {perr}")
     plines = _lines(ptext)
@@ -412,19 +373,9 @@ def _log_order(path: Path):
     return (stem, 0, path.name)
 
 
+@_check
 def check_orchestrator_logs(hub: Path) -> dict:
-    """Check 9: the grid runner's logs.
-
-    Parameters
-    ----------
-    hub : Path
-        Study hub (absolute).
-
-    Returns
-    -------
-    dict
-        ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
-    """
+    """Check 9: the grid runner's logs."""
     logdir = _hub.logs_dir(hub)
     desc = "Orchestrator logs (grid runner)"
     logs = sorted(logdir.glob("grid_*.log"), key=_log_order) if logdir.is_dir() else []
@@ -453,22 +404,11 @@ def _path_problem(line: str) -> str | None:
     return None
 
 
+@_check
 def check_inventory(hub: Path) -> dict:
-    """Check 10: ``artifact_inventory.txt`` lists exactly the hub's files.
-
-    Parameters
-    ----------
-    hub : Path
-        Study hub (absolute).
-
-    Returns
-    -------
-    dict
-        ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
-    """
-    path = _hub.analysis_root(hub) / R_schema.FILES["inventory"]
+    """Check 10: ``artifact_inventory.txt`` lists exactly the hub's files."""
     desc = "Artifact inventory"
-    text, err = _read_text(path)
+    path, text, err = _analysis_text(hub, "inventory")
     if err:
         return _result(hub, path, desc, err)
     lines = [ln for ln in text.split("\n") if ln != ""]
@@ -501,19 +441,9 @@ def _close(a, b) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
 
+@_check
 def check_numbers(hub: Path) -> dict:
-    """Check 11: summary aggregates, deltas and every highlighted number agree.
-
-    Parameters
-    ----------
-    hub : Path
-        Study hub (absolute).
-
-    Returns
-    -------
-    dict
-        ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
-    """
+    """Check 11: summary aggregates, deltas and every highlighted number agree."""
     analysis = _hub.analysis_root(hub)
     desc = "Highlights, preview and grid numbers match the summary and deltas"
     summary, err = _load_json(analysis / R_schema.FILES["metrics_summary_json"])
@@ -601,19 +531,9 @@ def check_numbers(hub: Path) -> dict:
     return _result(hub, analysis / R_schema.FILES["delta_summary_json"], desc)
 
 
+@_check
 def check_figures(hub: Path) -> dict:
-    """Check 12: every expected figure (and every PNG under ``analysis/figures``) is a valid image.
-
-    Parameters
-    ----------
-    hub : Path
-        Study hub (absolute).
-
-    Returns
-    -------
-    dict
-        ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
-    """
+    """Check 12: every expected figure (and every PNG under ``analysis/figures``) is a valid image."""
     figdir = _hub.analysis_root(hub) / R_schema.FIGURES_DIR
     desc = "Figures exist and are valid images"
     try:
@@ -632,20 +552,10 @@ def check_figures(hub: Path) -> dict:
     return _result(hub, figdir, desc, n_figures=len(expected | present))
 
 
+@_check
 def check_job_files(hub: Path) -> dict:
-    """Check 13: every successful manifest job has its files and log.
-
-    Parameters
-    ----------
-    hub : Path
-        Study hub (absolute).
-
-    Returns
-    -------
-    dict
-        ``{valid, path, description, error?}`` (:func:`verify_hub`'s entries).
-    """
-    path = _hub.analysis_root(hub) / R_schema.FILES["manifest"]
+    """Check 13: every successful manifest job has its files and log."""
+    path = _analysis_path(hub, "manifest")
     desc = "Every manifest job has its output files"
     data, err = _load_json(path)
     if err:
@@ -678,20 +588,10 @@ def check_job_files(hub: Path) -> dict:
     return _result(hub, path, desc)
 
 
+@_check(returns="``{valid, path, description, error?}`` plus ``flags`` (``{job, arm, check, message, evidence}``)\n"
+                "        and ``notes`` (what could not be checked, per job).")
 def check_trust(hub: Path) -> dict:
-    """Check 14: no job's per-job results are flagged as untrustworthy (:mod:`ptyanalysis.phase_g.trust`).
-
-    Parameters
-    ----------
-    hub : Path
-        Study hub (absolute).
-
-    Returns
-    -------
-    dict
-        ``{valid, path, description, error?}`` plus ``flags`` (``{job, arm, check, message, evidence}``)
-        and ``notes`` (what could not be checked, per job).
-    """
+    """Check 14: no job's per-job results are flagged as untrustworthy (:mod:`ptyanalysis.phase_g.trust`)."""
     import ptyanalysis.phase_g.trust as R_trust
 
     path = _hub.analysis_root(hub)
