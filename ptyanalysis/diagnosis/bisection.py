@@ -1058,7 +1058,7 @@ def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info, F0=None, i
                   plabel="the passing set", against="passing"):
     """Input experiments against ``P``: the passing set, or (``against="reference"``) the reference set
     standing in for a passing set that fails too; names, texts and evidence keys say which."""
-    from ..diagnosis.splits import drift_measures
+    from ..diagnosis.splits import input_drift  # values, and pattern totals for image-like inputs
 
     names = runner.names
     per = {k: {} for k in names}
@@ -1074,13 +1074,13 @@ def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info, F0=None, i
     ptarget = "passing" if against == "passing" else "reference"
     for k in names:
         # against the reference, the reference is the baseline of the drift (as drift_failing_vs_reference)
-        d = drift_measures(F[k], P[k], seed=0) if against == "passing" else drift_measures(P[k], F[k], seed=0)
+        d = input_drift(F[k], P[k], seed=0) if against == "passing" else input_drift(P[k], F[k], seed=0)
         info = {dk: d, "dtype_failing": str(F[k].dtype), f"dtype_{against}": str(P[k].dtype),
                 "nonfinite_failing": _nonfinite_evidence(whole[k], None)["count"],
                 f"nonfinite_{against}": int((~np.isfinite(P[k])).sum()) if P[k].dtype.kind in "fc" else 0}
         if R is not None:
-            info["drift_failing_vs_reference"] = drift_measures(R[k], F[k], seed=0)
-            info["drift_passing_vs_reference"] = drift_measures(R[k], P[k], seed=0)
+            info["drift_failing_vs_reference"] = input_drift(R[k], F[k], seed=0)
+            info["drift_passing_vs_reference"] = input_drift(R[k], P[k], seed=0)
         input_info[k] = info
     for k in names:
         s = dict(F)
@@ -1807,9 +1807,47 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
             settings["confirmation"] = confirmed
     verdict, fix = _verdict(top, ranked, appliers, health, layers, sm_info, crit)
     verdict["summary"] += passing_note
+    named = set(str(verdict.get("name")).split("+")) if verdict.get("kind") == "input" else set()
+    also = _drifted_not_named(input_info, named)
+    if also:
+        verdict["summary"] += also["text"]
+        verdict["drifted_not_named"] = also["inputs"]
     if confirmed is not None:
         verdict["confirmed_on_whole_set"] = not confirmed["fails"]
     return finish(True, verdict, fix, ranked)
+
+
+def _drifted_not_named(input_info: dict, named: set) -> dict | None:
+    """Inputs that drifted (score >= 1 against the reference, else the passing set) but are not named as a
+    cause: ``{"inputs": [...], "text": sentence}``, or None. Health is scored on output statistics, so a
+    drift whose effect it cannot see (e.g. a missing intensity scale the model is nearly blind to) is said,
+    not silently dropped."""
+    items, names = [], []
+    for k, info in input_info.items():
+        if k in named:
+            continue
+        best = None
+        for key, who, inverse in (("drift_failing_vs_reference", "the reference's", False),
+                                  ("drift_failing_vs_passing", "the passing set's", True)):
+            d = info.get(key)
+            if d is None or not np.isfinite(d.get("drift_score", np.nan)) or d["drift_score"] < 1:
+                continue
+            if best is None or d["drift_score"] > best[0]["drift_score"]:
+                best = (d, who, inverse)
+        if best is None:
+            continue
+        d, who, inverse = best
+        words = f"{k!r} (drift score {d['drift_score']:.3g}"
+        ratio = d.get("total_ratio")
+        if ratio is not None and np.isfinite(ratio) and ratio > 0:
+            words += f"; its pattern totals are x{(1 / ratio if inverse else ratio):.3g} {who}"
+        items.append(words + ")")
+        names.append(k)
+    if not items:
+        return None
+    return {"inputs": names, "text": (
+        f" Also drifted, but not named as a cause: {', '.join(items)}: changing it does not change the outcome "
+        "measurably under this criterion and health score (which compares output statistics); check it anyway.")}
 
 
 def _pct(x) -> str:

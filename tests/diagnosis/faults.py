@@ -555,6 +555,24 @@ def build_merging_incident_model(N=16, seed=0, limit=64) -> keras.Model:
     return keras.Model(base.inputs, MergeBigCall(limit, name="merge")(base.output), name="merging_baseline")
 
 
+def build_scale_blind_incident_model(N=16, seed=0) -> keras.Model:
+    """The incident Baseline with each pattern divided by its own maximum first: blind to the input's scale."""
+    base = build_incident_model(N, seed)
+    inp = keras.Input((N, N, 1), name="input")
+    pos = keras.Input((1, 2, 1), name="input_positions")
+    h = base.get_layer("conv1")(SampleMaxNormalise(name="sample_norm")(inp))
+    t = Translate(name="translate")([base.get_layer("conv2")(h), pos])
+    return keras.Model([inp, pos], t, name="scale_blind_baseline")
+
+
+def sparse_patterns(n, N=16, seed=0, lit=0.1, scale=1.0):
+    """Diffraction-like patterns where most pixels are 0 (about ``lit`` of them lit; at least one per pattern)."""
+    r = _rng(seed)
+    x = np.abs(r.normal(size=(n, N, N, 1))) * (r.random((n, N, N, 1)) < lit)
+    x[:, N // 2, N // 2, 0] += 1.0
+    return (scale * x).astype("float32")
+
+
 def batch_centred_positions(n=300, N=16, seed=0) -> FaultCase:
     """Issue 11.5: absolute positions into a model that centres them per batch: each output depends on its batch."""
     test, train, ref = incident_sets(n, N, seed)

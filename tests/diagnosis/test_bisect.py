@@ -258,6 +258,26 @@ def test_the_reference_standing_in_for_the_passing_set_is_named_so():
     assert "drift_failing_vs_passing" in r2.inputs["input_positions"]
 
 
+def test_a_drifted_input_that_is_not_a_cause_is_named_in_the_summary():
+    """Diffraction x 1/3.125 and absolute positions into a model blind to the input's scale: only the positions
+    are a cause, and the summary still says that the diffraction drifted (by its pattern totals)."""
+    n = 300
+    test, train, _ = faults.incident_sets(n)
+    ref = {"input": faults.sparse_patterns(n, seed=1), "input_positions": np.zeros((n, 1, 2, 1), "float32")}
+    fail = {"input": faults.sparse_patterns(n, seed=2, scale=1 / 3.125), "input_positions": test["input_positions"]}
+    good = {"input": faults.sparse_patterns(n, seed=3, scale=1 / 3.125), "input_positions": train["input_positions"]}
+    res = bisect(faults.build_scale_blind_incident_model(), fail, good, ref)
+    assert (res.verdict["kind"], res.verdict["name"]) == ("input", "input_positions"), res.verdict["summary"]
+    assert res.verdict["drifted_not_named"] == ["input"]
+    assert "Also drifted, but not named as a cause: 'input'" in res.verdict["summary"]
+    assert "pattern totals are x0.3" in res.verdict["summary"] and "the reference's" in res.verdict["summary"]
+    d = res.inputs["input"]["drift_failing_vs_reference"]
+    assert d["drift_basis"] == "pattern totals" and d["drift_score"] > d["value_drift_score"]
+    # a verdict that names every drifted input adds nothing
+    inc = faults.incident()
+    assert "drifted_not_named" not in bisect(inc.model, inc.failing, inc.passing, inc.reference).verdict
+
+
 def test_experiments_that_raise_are_evidence_not_fatal():
     import keras
 

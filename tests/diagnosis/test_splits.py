@@ -198,3 +198,28 @@ def test_diagnosis_figures_are_readable():
     assert by["failing"].get_zorder() > by["passing"].get_zorder()  # failing drawn on top
     assert by["failing"].get_linestyle() != by["passing"].get_linestyle()
     assert by["failing"].get_marker() != by["passing"].get_marker()
+
+
+def test_a_scale_error_in_mostly_dark_patterns_is_scored_by_the_pattern_totals():
+    """Diffraction not multiplied by intensity_scale (x 1/3.125): most pixels are 0 in both sets, so the pixel
+    distribution barely moves, while every pattern total is 3.125 x smaller."""
+    from ptyanalysis.diagnosis.splits import input_drift
+
+    ref = faults.sparse_patterns(400, seed=1)
+    fed = faults.sparse_patterns(400, seed=2, scale=1 / 3.125)
+    d = input_drift(ref, fed)
+    assert d["drift_basis"] == "pattern totals" and d["pattern_total"]["ks"] > 0.9
+    assert d["drift_score"] == d["pattern_total"]["drift_score"] > 3 * d["value_drift_score"]
+    assert d["total_ratio"] == pytest.approx(1 / 3.125, rel=0.05) and d["drifted"]
+    pos = {"input_positions": np.zeros((400, 1, 2, 1), "float32")}
+    same = input_drift(ref, faults.sparse_patterns(400, seed=3))
+    assert same["drift_score"] < 1 and same["total_ratio"] == pytest.approx(1.0, rel=0.05)
+    assert "pattern_total" not in input_drift(pos["input_positions"], pos["input_positions"])
+    model = faults.build_scale_blind_incident_model()
+    res = compare_splits(model, {"input": faults.sparse_patterns(400, seed=4), **pos},
+                         {"input": fed, **pos}, reference={"input": ref, **pos})
+    assert res.ranking[0] == "input"
+    flag = next(f for f in res.flags if f.startswith("input 'input' drifted"))
+    assert "pattern totals x0.3" in flag and "the larger drift" in flag
+    t = res.summary_table()
+    assert set(t.loc[t["input"] == "input", "drift_basis"]) >= {"pattern totals"}
