@@ -215,6 +215,7 @@ def notebook_source(notebook) -> Path:
     Parameters
     ----------
     notebook : str or Path
+        A notebook file, or the name of a template (:func:`template_names`).
 
     Returns
     -------
@@ -800,6 +801,74 @@ def check_parameters(namespace: dict, notebook, *, say=print) -> CheckedParamete
     return checked
 
 
+@dataclasses.dataclass(frozen=True)
+class DiagnosisInputs:
+    """What a diagnosis notebook (01, 02) runs on: :func:`diagnosis_inputs`.
+
+    Attributes
+    ----------
+    model : LoadedModel
+        The loaded model.
+    sets : dict
+        ``{label: {input name: array}}`` (:func:`ptyanalysis.diagnosis.inputs.cli_input_sets`).
+    datasets : dict
+        ``{label: PtychoData}`` for study inputs, else empty.
+    reference : dict or None
+        The reference input set.
+    output_dir : Path
+        Where the notebook writes its record.
+    """
+
+    model: object
+    sets: dict
+    datasets: dict
+    reference: dict | None
+    output_dir: Path
+
+
+def diagnosis_inputs(hub, dose: float, paths: dict, default_splits: dict, *, output_name: str, model=None,
+                     reference=None, study_inputs: bool = True, trained_like: str, seed: int = 0,
+                     output_dir=None, say=print) -> DiagnosisInputs:
+    """Load a diagnosis notebook's model and input sets exactly as its command (``compare-splits``, ``bisect``) does.
+
+    Parameters
+    ----------
+    hub : str or Path
+        Study hub the defaults come from.
+    dose : float
+        Dose of the default model and datasets.
+    paths : dict
+        ``{label: NPZ path or None}`` of the sets to compare; None takes the
+        hub's dataset of ``default_splits[label]`` at ``dose``.
+    default_splits : dict
+        ``{label: split name}`` (e.g. ``{"a": "train", "b": "test"}``).
+    output_name : str
+        Default output folder: ``HUB/analysis/diagnosis/<output_name>``.
+    model : str or Path, optional
+        Model file or directory (default: the hub's Baseline at ``dose``).
+    reference, study_inputs, trained_like, seed
+        As :func:`ptyanalysis.diagnosis.inputs.cli_input_sets`.
+    output_dir : str or Path, optional
+        Overrides the default output folder.
+    say : callable
+        Where notices go (a notebook passes ``CheckedParameters.say``).
+
+    Returns
+    -------
+    DiagnosisInputs
+    """
+    from .. import hub as _hub
+    from ..diagnosis.inputs import cli_input_sets
+    from ..inference import load_model
+
+    files = {label: p or _hub.dataset_path(hub, dose, default_splits[label]) for label, p in paths.items()}
+    loaded = load_model(model or _hub.model_dir(hub, dose, "Baseline"))
+    sets, datasets, ref = cli_input_sets(loaded, files, reference, study_inputs=study_inputs,
+                                         trained_like=trained_like, seed=seed, say=say)
+    return DiagnosisInputs(model=loaded, sets=sets, datasets=datasets, reference=ref,
+                           output_dir=Path(output_dir or _hub.diagnosis_dir(hub, output_name)))
+
+
 # --------------------------------------------------------------------------- running
 
 
@@ -809,6 +878,7 @@ def load_params(path) -> dict:
     Parameters
     ----------
     path : str or Path
+        The YAML file (e.g. ``tests/data/params/*.yaml``).
 
     Returns
     -------
@@ -837,6 +907,7 @@ def failed_path(output) -> Path:
     Parameters
     ----------
     output : str or Path
+        The executed notebook's path, as given to :func:`execute`.
 
     Returns
     -------

@@ -29,9 +29,8 @@
 from pathlib import Path
 from typing import Optional
 
-from ptyanalysis import hub as hubs
 from ptyanalysis.diagnosis import inputs, splits
-from ptyanalysis.inference import RuntimeConfig, load_model
+from ptyanalysis.inference import RuntimeConfig
 from ptyanalysis.pipeline import notebook as nbk
 
 # %% tags=["parameters"]
@@ -57,19 +56,16 @@ if ensure_synthetic:
     from ptyanalysis.synthetic import demo
 
     demo.ensure_study(hub, size=ensure_synthetic)
-model = model or hubs.model_dir(hub, dose, "Baseline")
-split_a = split_a or hubs.dataset_path(hub, dose, "train")
-split_b = split_b or hubs.dataset_path(hub, dose, "test")
-output_dir = output_dir or hubs.diagnosis_dir(hub, "split_comparison")
-loaded = load_model(model)
-# the inputs, the reference and the ground truth exactly as `ptyanalysis compare-splits` takes them
-sets, datasets, ref = inputs.cli_input_sets(loaded, {"a": split_a, "b": split_b}, reference,
-                                            study_inputs=study_inputs, trained_like="a", seed=seed, say=params.say)
-truth = inputs.split_ground_truth(datasets, dict(zip(("a", "b"), names)), say=params.say) if study_inputs else None
-result = splits.compare_splits(loaded, sets["a"], sets["b"], reference=ref, ground_truth=truth,
+# the model, the inputs, the reference and the ground truth exactly as `ptyanalysis compare-splits` takes them
+run = nbk.diagnosis_inputs(hub, dose, {"a": split_a, "b": split_b}, {"a": "train", "b": "test"},
+                           output_name="split_comparison", model=model, reference=reference,
+                           study_inputs=study_inputs, trained_like="a", seed=seed, output_dir=output_dir,
+                           say=params.say)
+truth = inputs.split_ground_truth(run.datasets, dict(zip(("a", "b"), names)), say=params.say) if study_inputs else None
+result = splits.compare_splits(run.model, run.sets["a"], run.sets["b"], reference=run.reference, ground_truth=truth,
                                names=tuple(names), seed=seed, max_output_samples=max_output_samples,
                                runtime=RuntimeConfig(batch_size=batch_size))
-written = splits.write_split_comparison(result, output_dir)
+written = splits.write_split_comparison(result, run.output_dir)
 
 # %% [markdown]
 # ## Inputs ranked by drift

@@ -27,9 +27,8 @@
 from pathlib import Path
 from typing import Optional
 
-from ptyanalysis import hub as hubs
-from ptyanalysis.diagnosis import bisection, health, inputs
-from ptyanalysis.inference import RuntimeConfig, load_model
+from ptyanalysis.diagnosis import bisection, health
+from ptyanalysis.inference import RuntimeConfig
 from ptyanalysis.pipeline import notebook as nbk
 
 # %% tags=["parameters"]
@@ -56,18 +55,14 @@ if ensure_synthetic:
     from ptyanalysis.synthetic import demo
 
     demo.ensure_study(hub, size=ensure_synthetic)
-model = model or hubs.model_dir(hub, dose, "Baseline")
-failing = failing or hubs.dataset_path(hub, dose, "test")
-passing = passing or hubs.dataset_path(hub, dose, "train")
-output_dir = output_dir or hubs.diagnosis_dir(hub, "bisection")
-loaded = load_model(model)
-# the inputs and the reference exactly as `ptyanalysis bisect` takes them
-sets, _, ref = inputs.cli_input_sets(loaded, {"failing": failing, "passing": passing}, reference,
-                                     study_inputs=study_inputs, trained_like="passing", seed=seed, say=params.say)
-result = bisection.bisect(loaded, sets["failing"], sets["passing"], ref, health.parse_criterion(criterion),
-                          max_samples=max_samples, max_evaluations=max_evaluations, seed=seed,
-                          runtime=RuntimeConfig(batch_size=batch_size))
-path = bisection.write_bisection(result, output_dir)
+# the model, the inputs and the reference exactly as `ptyanalysis bisect` takes them
+run = nbk.diagnosis_inputs(hub, dose, {"failing": failing, "passing": passing}, {"failing": "test", "passing": "train"},
+                           output_name="bisection", model=model, reference=reference, study_inputs=study_inputs,
+                           trained_like="passing", seed=seed, output_dir=output_dir, say=params.say)
+result = bisection.bisect(run.model, run.sets["failing"], run.sets["passing"], run.reference,
+                          health.parse_criterion(criterion), max_samples=max_samples,
+                          max_evaluations=max_evaluations, seed=seed, runtime=RuntimeConfig(batch_size=batch_size))
+path = bisection.write_bisection(result, run.output_dir)
 
 # %% [markdown]
 # ## Verdict
