@@ -621,6 +621,7 @@ def main(argv=None) -> int:
     Parameters
     ----------
     argv : list of str, optional
+        Benchmark options (default: ``sys.argv[1:]``; ``--help`` lists them).
 
     Returns
     -------

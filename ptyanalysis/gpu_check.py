@@ -259,6 +259,7 @@ def main(argv=None) -> int:
     Parameters
     ----------
     argv : list of str, optional
+        Check options (default: ``sys.argv[1:]``; ``--help`` lists them).
 
     Returns
     -------

@@ -119,7 +119,7 @@ def load_view(hub, dose, view: str, split: str):
     Parameters
     ----------
     hub : path
-        Study hub.
+        Study hub holding ``data/phase_c/dose_<D>/patched_<split>.npz`` and ``views.json``.
     dose : float
         Photons per pattern.
     view, split : str
@@ -160,6 +160,7 @@ def hub_grid(hub) -> dict:
     Parameters
     ----------
     hub : str or Path
+        Study hub (only its ``data`` folders and ``views.json`` files are read).
 
     Returns
     -------

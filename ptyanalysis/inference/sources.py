@@ -107,6 +107,7 @@ def open_npz(path) -> dict:
     Parameters
     ----------
     path : str or Path
+        The ``.npz`` file (read lazily: nothing is loaded here).
 
     Returns
     -------

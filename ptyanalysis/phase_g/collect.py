@@ -495,11 +495,12 @@ def read_manifest(hub) -> dict | None:
     Parameters
     ----------
     hub : str or Path
-        Study hub.
+        Study hub after ``ptyanalysis grid``.
 
     Returns
     -------
     dict or None
+        The manifest ``ptyanalysis grid`` wrote.
     """
     path = _hub.analysis_root(hub) / FILES["manifest"]
     if not path.exists():

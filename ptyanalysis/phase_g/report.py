@@ -114,6 +114,7 @@ def run_cli(args) -> int:
     Parameters
     ----------
     args : argparse.Namespace
+        Parsed options of :func:`configure_parser` (``hub``, ``notebook``, ``no_html``, ...).
 
     Returns
     -------

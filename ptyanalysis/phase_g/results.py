@@ -93,7 +93,7 @@ def load_results(hub):
     Parameters
     ----------
     hub : str or Path
-        Study hub.
+        Study hub after ``ptyanalysis grid`` (and usually ``phase-g``).
 
     Returns
     -------

@@ -205,6 +205,7 @@ def read_diagnosis(hub) -> dict:
     Parameters
     ----------
     hub : str or Path
+        Study hub (its ``analysis/diagnosis`` folder is searched).
 
     Returns
     -------

@@ -31,7 +31,7 @@ def phase_c_metadata_compliance(hub) -> dict:
     Parameters
     ----------
     hub : str or Path
-        Study hub.
+        Study hub (its ``data/phase_c`` datasets are opened).
 
     Returns
     -------

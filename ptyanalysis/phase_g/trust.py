@@ -147,9 +147,11 @@ def scan_positions(hub, dose, view: str, split: str):
     Parameters
     ----------
     hub : str or Path
-        Study hub.
+        Study hub (its split file and ``views.json`` are read).
     dose : float
+        Photons per pattern.
     view, split : str
+        The job's view and split.
 
     Returns
     -------
@@ -377,9 +379,11 @@ def job_trust(hub, dose, view: str, split: str, job_dir=None) -> JobTrust:
     Parameters
     ----------
     hub : str or Path
-        Study hub.
+        Study hub after ``ptyanalysis grid``.
     dose : float
+        The job's dose (photons per pattern).
     view, split : str
+        The job's view and split.
     job_dir : str or Path, optional
         Default ``analysis/dose_<D>/<view>/<split>``.
 

@@ -218,6 +218,7 @@ def run_cli(args) -> int:
     Parameters
     ----------
     args : argparse.Namespace
+        Parsed options of :func:`configure_parser` (``hub``, ``size``, ``workers``, ...).
 
     Returns
     -------
