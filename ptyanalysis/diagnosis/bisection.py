@@ -54,7 +54,17 @@ reference health (:mod:`ptyanalysis.diagnosis.health`):
    (skipped, with the reason, for subclassed models).
 
 Each candidate cause gets ``restores`` in [0, 1] (share of the health lost on
-the failing set that its change brings back). Causes are ranked by
+the failing set that its change brings back). Health compares output
+statistics (``health.basis = "statistics"``), unless a *paired reference* is
+given (``paired_reference``: the failing set's own samples, in the same order,
+fed as the model was trained; ``bisect --study-inputs`` without
+``--reference`` builds it): then each experiment on failing samples is also
+scored sample by sample against their as-trained outputs and an output's
+health is the lower of the two (``health.basis = "paired"``), so a change
+restores only what it restores per sample (e.g. outputs 10 % off because an
+intensity scale is missing, which the statistics' 20 % tolerance hides). The
+several-causes stage runs when no single change restores
+:data:`RESTORE_BAR` (95 %). The summary ends by saying which health was used. Causes are ranked by
 ``restores``; among causes within 0.05 of the best the more specific wins:
 a small sample subset, then a runtime factor (no data changed), then an input.
 A batch-composition finding comes first (after culprit samples that explain
@@ -80,8 +90,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PtyAnalysisError
-from ..diagnosis.health import (DEGRADED_HEALTH, degraded, health_scores, outputs_stats, parse_criterion,
-                                reference_problem, restores as _restores, sample_health)
+from ..diagnosis.health import (DEGRADED_HEALTH, degraded, health_scores, outputs_stats, paired_health_scores,
+                                parse_criterion, reference_problem, restores as _restores, sample_health)
 
 #: Causes within this much of the best ``restores`` are ranked by specificity.
 TIE_TOLERANCE = 0.05
@@ -98,8 +108,14 @@ INTERVENTIONS = ("swap", "centre", "match_passing", "match_reference", "referenc
 #: Among interventions within TIE_TOLERANCE of the best, the first of these wins (the most specific change).
 SPECIFICITY = ("replace_nonfinite", "cast_dtype", "swap_axes", "match_passing", "match_reference", "centre",
                "reference", "swap")
+#: Share of the reference health a fix must restore to count as the whole fix (issue 11's bar).
+RESTORE_BAR = 0.95
 #: When no single change restores this share of the health, changes on several inputs are combined.
-COMBINE_BELOW = 0.9
+COMBINE_BELOW = RESTORE_BAR
+#: Hidden key of a failing set's row numbers (into the whole failing set), carried through subsamples and
+#: interventions so that a PAIRED reference can score each sample against its own as-trained output. It
+#: is never fed to the model, and is present only when a paired reference is given.
+ROWS_KEY = "__rows__"
 #: A sample whose largest |value| exceeds this many times the passing set's (99.9th percentile) is abnormal.
 OUTLIER_FACTOR = 10.0
 #: Batch size of the batch-composition experiments (also one of the batch sizes tried).
@@ -307,6 +323,18 @@ def _n(s: dict) -> int:
     return int(next(iter(s.values())).shape[0])
 
 
+def _inputs_of(s: dict) -> dict:
+    """The set's inputs only (without the hidden :data:`ROWS_KEY`)."""
+    return {k: v for k, v in s.items() if k != ROWS_KEY}
+
+
+def _with_rows(new: dict, like: dict) -> dict:
+    """``new`` carrying ``like``'s row numbers (:data:`ROWS_KEY`), when ``like`` has them."""
+    if ROWS_KEY in like and ROWS_KEY not in new:
+        new = {**new, ROWS_KEY: like[ROWS_KEY]}
+    return new
+
+
 def _take(s: dict, idx) -> dict:
     return {k: v[idx] for k, v in s.items()}
 
@@ -319,7 +347,7 @@ def _normalise_set(x, names: list, label: str) -> dict:
 
 def _nonfinite_rows(s: dict) -> np.ndarray:
     bad = np.zeros(_n(s), dtype=bool)
-    for v in s.values():
+    for v in _inputs_of(s).values():
         if v.dtype.kind in "fc":
             bad |= ~np.isfinite(v.reshape(v.shape[0], -1)).all(axis=1)
     return np.flatnonzero(bad)
@@ -647,6 +675,21 @@ class _Runner:
         self.experiments: list[Experiment] = []
         self.ref_stats = None
         self.h_fail = None
+        #: (position of each whole-failing-set row in ``targets`` or -1, paired as-trained outputs) or None
+        self.paired = None
+
+    def paired_scores(self, outs, rows):
+        """Per-output paired health of ``outs`` (rows ``rows`` of the whole failing set), or None when no
+        paired reference is in use or none of the rows has a paired output."""
+        if self.paired is None or rows is None:
+            return None
+        pos, targets = self.paired
+        p = pos[np.asarray(rows)]
+        ok = p >= 0
+        if not ok.any():
+            return None
+        ys = list(outs) if ok.all() else [o[ok] for o in outs]
+        return paired_health_scores(ys, [t[p[ok]] for t in targets])
 
     def outputs(self, s: dict, runtime=None):
         from ..inference.streaming import predict
@@ -656,8 +699,10 @@ class _Runner:
         self.evaluations += 1
         return predict(self.loaded, [s[k] for k in self.names], runtime or self.runtime)
 
-    def score(self, outs, st=None):
-        """(fails, health, per-output health, stats, criterion error) of a list of outputs."""
+    def score(self, outs, st=None, rows=None):
+        """(fails, health, per-output health, stats, criterion error) of a list of outputs; with a paired
+        reference and ``rows`` (their rows of the whole failing set) each output's health is the lower of
+        the statistics' and the paired one (:func:`paired_health_scores`)."""
         st = st if st is not None else outputs_stats(outs)
         err = None
         try:
@@ -666,6 +711,9 @@ class _Runner:
             fails, err = None, f"{type(exc).__name__}: {exc}"
         if self.ref_stats is not None:
             hpo = health_scores(st, self.ref_stats)
+            ph = self.paired_scores(outs, rows)
+            if ph is not None:
+                hpo = [min(a, b) if np.isfinite(b) else a for a, b in zip(hpo, ph)]
             h = float(np.mean(hpo)) if hpo else np.nan
         else:
             hpo, h = [], np.nan
@@ -701,7 +749,12 @@ class _Runner:
             details["scored"] = rows_note or "a subset of the rows"
         else:
             scored = outs
-        fails, h, hpo, st, err = self.score(scored)
+        srows = None
+        if target == "failing" and ROWS_KEY in s:
+            srows = s[ROWS_KEY] if rows is None else s[ROWS_KEY][rows]
+        fails, h, hpo, st, err = self.score(scored, rows=srows)
+        if srows is not None and self.paired is not None:
+            details["health_basis"] = "paired"
         if err:
             details["criterion_error"] = err
         if hpo:
@@ -918,7 +971,7 @@ def _stage_composition(runner, Fr, Pr, rng, kept: dict, against: str = "passing"
                             runtime=rt, keep=True, details={"batch_size": b})
     pick = np.sort(rng.choice(_n(Pr), n, replace=_n(Pr) < n))
     mixed = {}
-    for k in Fr:
+    for k in _inputs_of(Fr):
         # the failing samples keep their values and dtype; only their neighbours change
         v = np.empty((2 * n,) + Fr[k].shape[1:], dtype=Fr[k].dtype)
         nb = Pr[k][pick]
@@ -927,6 +980,8 @@ def _stage_composition(runner, Fr, Pr, rng, kept: dict, against: str = "passing"
             nb = np.clip(nb.astype(np.float64), -big, big)
         v[0::2], v[1::2] = Fr[k], nb.astype(Fr[k].dtype)
         mixed[k] = v
+    if ROWS_KEY in Fr:
+        mixed[ROWS_KEY] = np.repeat(Fr[ROWS_KEY], 2)  # odd rows are never scored (rows=slice(0, None, 2))
     e_mx, r_mx = runner.run("runtime", "composition:interleaved", "failing", mixed,
                             f"the same {n} failing samples interleaved with {against} samples (batch size {b})",
                             runtime=rt, keep=True, details={"batch_size": b}, rows=slice(0, None, 2),
@@ -942,7 +997,7 @@ def _stage_composition(runner, Fr, Pr, rng, kept: dict, against: str = "passing"
             continue
         ys = [fix(o) for o in r[0]]
         ch = _per_sample_change(y_base, ys)
-        fails, h, _, _, _ = runner.score(ys)
+        fails, h, _, _, _ = runner.score(ys, rows=Fr.get(ROWS_KEY))
         frac = float(np.mean(ch > COMPOSITION_TOL))
         changed_any = max(changed_any, frac)
         out["arrangements"][label] = {"changed_fraction": frac, "max_relative_change": float(ch.max()),
@@ -1066,8 +1121,8 @@ def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info, F0=None, i
     cache = {frozenset(names): True}
 
     def config(keep_failing):
-        return {k: (F[k] if k in keep_failing else _resample(P[k], _n(F), np.random.default_rng(7)))
-                for k in names}
+        return _with_rows({k: (F[k] if k in keep_failing else _resample(P[k], _n(F), np.random.default_rng(7)))
+                           for k in names}, F)
 
     whole = F0 if F0 is not None else F
     dk = f"drift_failing_vs_{against}"
@@ -1374,7 +1429,7 @@ def _stage_several(runner, F, P, R, per, suspects, causes, appliers, nf_ev, plab
 def _abnormal_rows(F: dict, P: dict, plabel: str = "the passing set") -> dict:
     """``{row: [reasons]}``: rows holding NaN/Inf, or values far outside the passing set's (no model call)."""
     out: dict = {}
-    for k, v in F.items():
+    for k, v in _inputs_of(F).items():
         r = np.abs(v.reshape(len(v), -1)) if v.dtype.kind in "fciu" else None
         if r is None:
             continue
@@ -1436,7 +1491,7 @@ def _stage_samples(runner, F, P, rng, causes, appliers, index_map, bad_flags=Non
         for i in culprits:  # how the culprits' values compare with the passing set's, when not flagged
             if i in abnormal:
                 continue
-            for k, v in F.items():
+            for k, v in _inputs_of(F).items():
                 if v.dtype.kind not in "fiu" or P[k].dtype.kind not in "fiu":
                     continue
                 a = float(np.nanmax(np.abs(np.where(np.isfinite(v[i]), v[i], 0).astype(np.float64))))
@@ -1452,7 +1507,7 @@ def _stage_samples(runner, F, P, rng, causes, appliers, index_map, bad_flags=Non
             others = np.setdiff1d(others, list(culprits) + list(victims))
             ev["n_other_failing_samples"] = int(len(others))
         nf = {k: [int(index_map[i]) for i in culprits if v.dtype.kind in "fc" and not np.isfinite(v[i]).all()]
-              for k, v in F.items()}
+              for k, v in _inputs_of(F).items()}
         nf = {k: v for k, v in nf.items() if v}
         if nf:
             ev["nonfinite_inputs"] = nf
@@ -1546,7 +1601,7 @@ def _rank(causes: list) -> list:
 # ----------------------------------------------------------------------------- main
 def bisect(model, failing, passing, reference=None, criterion="all-zero", *, runtime=None,
            max_samples: int = 2000, max_evaluations: int = 58, seed: int = 0,
-           probe_layers: bool = True) -> BisectionResult:
+           probe_layers: bool = True, paired_reference=None) -> BisectionResult:
     """Find why ``model`` fails on ``failing`` and passes on ``passing``.
 
     Parameters
@@ -1575,6 +1630,16 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
     seed : int
     probe_layers : bool
         Run the per-layer probe.
+    paired_reference : same as ``failing``, optional
+        The failing set's OWN samples, in the same order, fed as the model was
+        trained (e.g. :func:`ptyanalysis.diagnosis.inputs.paired_trained_set`).
+        Only an explicitly paired set is used so, never one guessed from
+        shapes. With it, every experiment on failing samples is also scored
+        per sample against their as-trained outputs (``paired`` health:
+        ``clip(1 - mean|y - y_ref| / mean|y_ref|, 0, 1)`` per output), and an
+        output's health is the lower of that and the statistics' health, so a
+        change restores only what it restores sample by sample. Without it
+        health compares output statistics only (``health.basis`` says which).
 
     Returns
     -------
@@ -1598,6 +1663,13 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
     names = names or list(F0)
     P0 = _normalise_set(passing, names, "passing")
     R0 = _normalise_set(reference, names, "reference") if reference is not None else None
+    T0 = _normalise_set(paired_reference, names, "paired reference") if paired_reference is not None else None
+    if T0 is not None:
+        if _n(T0) != _n(F0):
+            raise PtyAnalysisError(
+                f"paired reference: {_n(T0)} samples but the failing set has {_n(F0)}; a paired reference "
+                "holds the failing set's own samples in the same order (fed as the model was trained)")
+        F0 = {**F0, ROWS_KEY: np.arange(_n(F0))}
     runner = _Runner(loaded, names, crit, runtime, int(max_evaluations))
     rng = np.random.default_rng(seed)
     causes: list[Cause] = []
@@ -1605,6 +1677,7 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
     settings = {"max_samples": max_samples, "max_evaluations": max_evaluations, "seed": seed,
                 "runtime": runtime.to_dict() if hasattr(runtime, "to_dict") else str(runtime),
                 "n_failing": _n(F0), "n_passing": _n(P0), "n_reference": None if R0 is None else _n(R0),
+                "paired_reference": T0 is not None,
                 "inputs": names, "model": getattr(loaded, "source", None)}
 
     # 1. reproduce, on seeded working subsamples of at most max_samples (whole sets when smaller)
@@ -1628,6 +1701,7 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
             work[label] = whole[label]
             e, r = runner.run("reproduce", label, label, whole[label], f"whole {label} set", keep=True)
         if label == "failing" and r is not None:
+            fail_outs = r[0]
             sh = sample_health(r[0])
             bad_flags = sh["all_zero"] | sh["nonfinite"]
         stats[label] = (e, None if r is None else r[1])
@@ -1663,10 +1737,29 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
             ref_note = (" No set gives usable reference outputs ("
                         + "; ".join(f"{lbl}: {p}" for lbl, p in (("reference", ref_problem), ("passing", pass_problem))
                                     if p) + "): health scores are not meaningful.")
+    paired_info = {"given": T0 is not None, "used": False}
+    if T0 is not None and stats["failing"][1] is not None:
+        Tw = _take(T0, idx["failing"]) if len(idx["failing"]) < _n(T0) else T0
+        e_t, r_t = runner.run("reproduce", "paired_reference", "paired_reference", Tw,
+                              "the failing samples fed as the model was trained (paired reference)", keep=True)
+        t_problem = reference_problem(r_t[1]) if r_t is not None else (e_t.error or "it could not be run")
+        paired_info.update({"experiment": e_t.id, "fails": e_t.fails, "problem": t_problem})
+        if e_t.fails is False and t_problem is None:
+            pos = np.full(_n(T0), -1)
+            pos[idx["failing"]] = np.arange(len(idx["failing"]))
+            runner.paired = (pos, list(r_t[0]))
+            paired_info["used"] = True
+        else:
+            paired_info["not_used_because"] = ("its outputs fail the criterion" if e_t.fails is not False
+                                               else f"its outputs are unusable ({t_problem})")
     hs, hpo = {}, {}
     for label, (e, st) in stats.items():
         if st is not None and runner.ref_stats is not None:
             hpo[label] = health_scores(st, runner.ref_stats)
+            if label == "failing" and runner.paired is not None:
+                ph = runner.paired_scores(fail_outs, F0[ROWS_KEY][idx["failing"]])
+                paired_info["failing_paired_per_output"] = ph
+                hpo[label] = [min(a, b) if np.isfinite(b) else a for a, b in zip(hpo[label], ph)]
             hs[label] = float(np.mean(hpo[label])) if hpo[label] else np.nan
         else:
             hpo[label], hs[label] = [], np.nan
@@ -1690,7 +1783,9 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
               "passing_degraded_outputs": deg_outputs("passing") if ref_ok else [],
               "reference_usable": None if ref_e is None else ref_problem is None,
               "passing_fails": bool(pass_e.fails),
-              "reference_problem": ref_problem}
+              "reference_problem": ref_problem,
+              "basis": "paired" if runner.paired is not None else "statistics",
+              "paired": paired_info}
     input_info: dict = {}
     layers: dict = {"status": "not run", "rows": []}
     # a reference whose outputs are unusable is not used for interventions either
@@ -1698,10 +1793,23 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
     if R is not None and R_use is None:
         settings["reference_for_interventions"] = "not used: " + (ref_problem or "the reference fails")
 
+    if runner.paired is not None:
+        basis_note = (" Health: paired, each failing sample's outputs against its own outputs fed as the model "
+                      "was trained (the paired reference), and never above the output statistics' health.")
+    elif T0 is not None:
+        basis_note = (f" Health: output statistics only; the paired reference was not used "
+                      f"({paired_info.get('not_used_because', 'the failing set could not be run')}).")
+    else:
+        basis_note = " Health: output statistics (no paired reference)."
+
     def finish(reproduced, verdict, fix, ranked):
         if ref_note and "summary" in verdict and ref_note.strip() not in verdict["summary"]:
             summ = verdict["summary"].rstrip()
             verdict = {**verdict, "summary": summ + ("" if summ.endswith(".") else ".") + ref_note}
+        if "summary" in verdict:
+            summ = verdict["summary"].rstrip()
+            verdict = {**verdict, "summary": summ + ("" if summ.endswith(".") else ".") + basis_note,
+                       "health_basis": health["basis"]}
         res = BisectionResult(
             reproduced=reproduced, criterion=crit.to_dict(), health=health, causes=tuple(ranked),
             verdict=verdict, fix=fix, evaluations=runner.evaluations, elapsed_s=time.perf_counter() - t0,
@@ -2053,7 +2161,7 @@ def run_cli(args) -> int:
         0 (bad input raises :class:`PtyAnalysisError`: exit status 2).
     """
     from ..inference.loading import load_model
-    from ..diagnosis.inputs import cli_input_sets
+    from ..diagnosis.inputs import cli_input_sets, paired_trained_set
 
     crit = parse_criterion(args.criterion)
     if args.max_samples < 2:
@@ -2067,11 +2175,15 @@ def run_cli(args) -> int:
 
     runtime = runtime_from_args(args)
     loaded = load_model(args.model)
-    sets, _, reference = cli_input_sets(loaded, {"failing": args.failing, "passing": args.passing},
-                                        args.reference, study_inputs=args.study_inputs, trained_like="passing",
-                                        seed=args.seed, say=print)
+    paths = {"failing": args.failing, "passing": args.passing}
+    sets, datasets, reference = cli_input_sets(loaded, paths, args.reference, study_inputs=args.study_inputs,
+                                               trained_like="passing", seed=args.seed, say=print)
+    paired = None
+    if args.study_inputs and args.reference is None and reference is not None:
+        # the failing split re-fed as trained: the same samples in the same order, so health is paired
+        paired = paired_trained_set(loaded, datasets, paths, "failing", seed=args.seed, say=print)
     res = bisect(loaded, sets["failing"], sets["passing"], reference, crit, max_samples=args.max_samples,
-                 max_evaluations=args.max_evaluations, seed=args.seed, runtime=runtime)
+                 max_evaluations=args.max_evaluations, seed=args.seed, runtime=runtime, paired_reference=paired)
     path = write_bisection(res, args.out)
     print(f"wrote {path}")
     print(f"verdict: {res.verdict['kind']} {res.verdict.get('name')}: {res.verdict['summary']}")

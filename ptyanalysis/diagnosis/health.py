@@ -258,6 +258,51 @@ def health_scores(stats, reference) -> list:
     return hs
 
 
+def paired_health_scores(outputs, targets) -> list:
+    """Health in [0, 1] of each output against the outputs of the SAME samples fed as the model was trained.
+
+    Used only when the reference is paired with the scored samples (same samples, same order): each
+    sample's output is compared with its own healthy output, so a change that leaves the statistics
+    alike but the values off (e.g. a missing intensity scale the model is only mildly sensitive to)
+    is seen.
+
+    Parameters
+    ----------
+    outputs : list of ndarray
+        Outputs to score (one array per model output, first axis = samples).
+    targets : list of ndarray
+        The paired healthy outputs, row for row.
+
+    Returns
+    -------
+    list of float
+        Per output ``clip(1 - mean|y - t| / mean|t|, 0, 1)`` (complex outputs: the modulus of the
+        complex difference and of ``t``); 0 when ``y`` holds non-finite values, NaN when ``t`` is
+        all zero (no yardstick).
+    """
+    outputs, targets = list(outputs), list(targets)
+    if len(outputs) != len(targets):
+        raise PtyAnalysisError(f"paired_health_scores: {len(outputs)} outputs to score but {len(targets)} "
+                               "paired outputs: they must come from the same model")
+    hs = []
+    for y, t in zip(outputs, targets):
+        y, t = np.asarray(y), np.asarray(t)
+        if y.shape != t.shape:
+            raise PtyAnalysisError(f"paired_health_scores: output of shape {y.shape} against paired output "
+                                   f"of shape {t.shape}: the paired reference must hold the same samples")
+        scale = float(np.mean(np.abs(t.astype(np.complex128 if np.iscomplexobj(t) else np.float64))))
+        if not np.isfinite(scale) or scale <= 0:
+            hs.append(float("nan"))
+            continue
+        if not np.all(np.isfinite(y)):
+            hs.append(0.0)
+            continue
+        d = float(np.mean(np.abs(y.astype(np.complex128 if np.iscomplexobj(y) or np.iscomplexobj(t)
+                                          else np.float64) - t)))
+        hs.append(float(np.clip(1.0 - d / scale, 0.0, 1.0)))
+    return hs
+
+
 def health_score(stats, reference) -> float:
     """Continuous health in [0, 1] of output statistics against reference statistics.
 

@@ -323,3 +323,48 @@ def cli_input_sets(loaded, paths: dict, reference=None, *, study_inputs: bool = 
                    f"(diffraction x intensity_scale {float(params['intensity_scale']):g}, local offsets)")
             (say or log.info)(msg)
     return sets, datasets, ref
+
+
+def paired_trained_set(loaded, datasets: dict, paths: dict, label: str, *, seed: int = 0, say=None) -> dict | None:
+    """The ``label`` split re-fed as the model was trained: a reference PAIRED with that split's study feed.
+
+    Same samples, same order as ``feed_split(loaded, datasets[label], "study")`` (the feeds differ in
+    the diffraction's scale and the positions only), so a diagnosis can score each sample's output
+    against its own as-trained output (:func:`ptyanalysis.diagnosis.bisection.bisect`'s
+    ``paired_reference``).
+
+    Parameters
+    ----------
+    loaded : LoadedModel
+    datasets : dict
+        ``{label: PtychoData}`` (:func:`cli_input_sets` with ``study_inputs``).
+    paths : dict
+        ``{label: NPZ path}``, for the notice.
+    label : str
+        The split to re-feed (e.g. ``"failing"``).
+    seed : int
+        Grouping seed (gridsize > 1): the same as the study feed's, so the groups are the same.
+    say : callable, optional
+        Where the notice goes (default: the ``ptyanalysis.diagnosis`` logger).
+
+    Returns
+    -------
+    dict or None
+        ``{input name: array}``, or None when the model's parameters have no ``intensity_scale``
+        (then nothing can be fed as trained; said in the log).
+    """
+    import logging
+
+    log = logging.getLogger("ptyanalysis.diagnosis")
+    params = loaded.sidecar or {}
+    if label not in datasets or params.get("intensity_scale") is None:
+        log.warning("no paired reference for the %s split: model %s has no intensity_scale in its parameters "
+                    "or the split is not a study dataset (health falls back to output statistics)", label,
+                    loaded.source)
+        return None
+    out = feed_split(loaded, datasets[label], "trained", seed=seed, label=f"{label} file {paths[label]}")
+    (say or log.info)(f"paired reference: the {label} split's own samples, in the same order, fed as model "
+                      f"{loaded.source} was trained (diffraction x intensity_scale "
+                      f"{float(params['intensity_scale']):g}, local offsets): each sample is scored against "
+                      "its own as-trained output")
+    return out

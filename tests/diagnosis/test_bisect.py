@@ -128,8 +128,12 @@ FIX_SAYS = {
 @pytest.mark.parametrize("builder", faults.ALL_CASES, ids=lambda b: b.__name__)
 def test_fault_suite_names_the_cause(builder):
     case = builder()
-    res = bisect(case.model, case.failing, case.passing, case.reference, case.criterion)
+    res = bisect(case.model, case.failing, case.passing, case.reference, case.criterion,
+                 paired_reference=case.paired)
     assert res.verdict["kind"] == case.expected_kind, res.verdict["summary"]
+    basis = case.notes.get("health_basis", "statistics")
+    assert res.health["basis"] == basis and res.verdict["health_basis"] == basis
+    assert f"Health: {'paired' if basis == 'paired' else 'output statistics'}" in res.verdict["summary"]
     if case.expected_name is not None:
         assert res.verdict["name"] == case.expected_name, res.verdict["summary"]
     assert res.evaluations < case.notes.get("max_evaluations", 60)
@@ -164,7 +168,7 @@ def test_fault_suite_names_the_cause(builder):
         assert {c["name"] for c in res.verdict["causes"]} == case.notes["parts"]
         assert all(c["fix"] and c["fix"] in res.fix for c in res.verdict["causes"])
         assert res.verdict["restores"] >= case.notes["combined_restores"]
-        assert all((c["restores_alone"] or 0) < 0.5 for c in res.verdict["causes"])
+        assert all((c["restores_alone"] or 0) < case.notes.get("max_alone", 0.5) for c in res.verdict["causes"])
         assert "together they restore" in res.verdict["summary"]
     if case.notes.get("victims"):
         assert res.verdict["victims"] and not set(res.verdict["victims"]) & set(res.verdict["name"])
@@ -449,3 +453,10 @@ def test_cli_bisect_mostly_zero_batch_composition_and_no_reference(tmp_path, cap
     assert rc == 0
     d2 = json.loads((tmp_path / "out2" / "bisection.json").read_text())
     assert d2["health"]["reference_source"].startswith("passing set") and d2["verdict"]["kind"] == "input"
+
+
+def test_a_paired_reference_must_hold_the_failing_samples():
+    case = faults.paired_two_fault_incident(n=60)
+    short = {k: v[:50] for k, v in case.paired.items()}
+    with pytest.raises(PtyAnalysisError, match="paired reference: 50 samples but the failing set has 60"):
+        bisect(case.model, case.failing, case.passing, case.reference, paired_reference=short)
