@@ -7,7 +7,7 @@ STAMP := $(VENV)/.ptyanalysis-installed
 DEMO_HUB ?= demo_hub
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-fast bench notebooks clean
+.PHONY: venv demo test test-fast lint bench notebooks clean
 
 venv: $(STAMP)
 
@@ -40,6 +40,10 @@ test: venv
 test-fast: venv
 	@$(BIN)/python -m pytest tests -m fast -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected (exit 5), treated as success"; rc=0; fi; exit $$rc
+
+# The linter over the package, the notebooks' sources and the tests (rules in pyproject.toml).
+lint: venv
+	$(BIN)/ruff check ptyanalysis tests
 
 bench: venv
 	$(BIN)/python -m ptyanalysis.bench

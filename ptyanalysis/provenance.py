@@ -31,4 +31,4 @@ def software_versions(packages=_PACKAGES) -> dict:
 
 def utc_now() -> str:
     """Current UTC time as ISO 8601 ending in ``Z`` (second resolution)."""
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")

@@ -20,12 +20,12 @@ def test_import_does_not_touch_the_umask():
 
 @pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
 def test_atomic_files_and_dirs_get_the_permissions_a_plain_write_gives(tmp_path, umask):
-    code = ("import os, sys\nfrom pathlib import Path\nos.umask(%d)\n"
+    code = (f"import os, sys\nfrom pathlib import Path\nos.umask({umask})\n"
             "from ptyanalysis import fileutil\n"
             "root = Path(sys.argv[1])\n"
             "fileutil.write_text(root / 'a.txt', 'x')\n"
             "with fileutil.atomic_dir(root / 'd') as d:\n    (d / 'f').write_text('y')\n"
-            "(root / 'plain.txt').write_text('z')\n(root / 'plaind').mkdir()\n") % umask
+            "(root / 'plain.txt').write_text('z')\n(root / 'plaind').mkdir()\n")
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True)
 
     def mode(p):

@@ -1,11 +1,13 @@
 """The pinned versions agree between pyproject.toml and environment.yml; the CLI is wired."""
 
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,3 +88,12 @@ def test_test_and_dev_tools_are_extras_and_runtime_needs_are_declared():
     assert "-e .[test,dev]" in pip, "environment.yml installs the package with its test and dev extras"
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert "*.py" in data["ptyanalysis.templates"], "the notebooks' sources ship as package data"
+
+
+def test_package_templates_and_tests_pass_the_linter():
+    """``make lint``: the package, the notebooks' sources and the tests follow the project's ruff rules."""
+    ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
+    if not Path(ruff).exists():
+        pytest.skip("ruff is not installed (pip install -e '.[dev]')")
+    r = subprocess.run([ruff, "check", "ptyanalysis", "tests"], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stdout[-4000:]

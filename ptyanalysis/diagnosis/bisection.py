@@ -89,9 +89,18 @@ from pathlib import Path
 
 import numpy as np
 
+from ..diagnosis.health import (
+    DEGRADED_HEALTH,
+    degraded,
+    health_scores,
+    outputs_stats,
+    paired_health_scores,
+    parse_criterion,
+    reference_problem,
+    sample_health,
+)
+from ..diagnosis.health import restores as _restores
 from ..errors import PtyAnalysisError
-from ..diagnosis.health import (DEGRADED_HEALTH, degraded, health_scores, outputs_stats, paired_health_scores,
-                                parse_criterion, reference_problem, restores as _restores, sample_health)
 
 #: Causes within this much of the best ``restores`` are ranked by specificity.
 TIE_TOLERANCE = 0.05
@@ -1414,7 +1423,7 @@ def _stage_several(runner, F, P, R, per, suspects, causes, appliers, nf_ev, plab
     causes.append(Cause("input", name, final.restores or 0.0,
                         {"several_causes": True, "parts": parts, "experiment": final.id, "steps": steps}))
 
-    def apply(s2, changes=dict(current)):
+    def apply(s2, changes=dict(current)):  # noqa: B006 - binds a copy of the changes made so far
         out = dict(s2)
         for k, kind in changes.items():
             new = intervene(kind, s2[k], P[k], None if R is None else R[k], np.random.default_rng(13))
@@ -1651,8 +1660,8 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
         Input names that do not match the model's, sample counts that differ
         inside a set, empty sets, unknown criterion.
     """
-    from ..inference.runtime import RuntimeConfig
     from ..inference.loading import load_model
+    from ..inference.runtime import RuntimeConfig
 
     t0 = time.perf_counter()
     loaded = load_model(model)
@@ -1955,7 +1964,7 @@ def _drifted_not_named(input_info: dict, named: set) -> dict | None:
         return None
     return {"inputs": names, "text": (
         f" Also drifted, but not named as a cause: {', '.join(items)}: changing it does not change the outcome "
-        "measurably under this criterion and health score (which compares output statistics); check it anyway.")}
+        "measurably under this criterion and health score (see the Health note); check it anyway.")}
 
 
 def _pct(x) -> str:
@@ -2160,8 +2169,8 @@ def run_cli(args) -> int:
     int
         0 (bad input raises :class:`PtyAnalysisError`: exit status 2).
     """
+    from ..diagnosis.inputs import cli_input_sets, default_paired_set
     from ..inference.loading import load_model
-    from ..diagnosis.inputs import cli_input_sets, paired_trained_set
 
     crit = parse_criterion(args.criterion)
     if args.max_samples < 2:
@@ -2178,10 +2187,10 @@ def run_cli(args) -> int:
     paths = {"failing": args.failing, "passing": args.passing}
     sets, datasets, reference = cli_input_sets(loaded, paths, args.reference, study_inputs=args.study_inputs,
                                                trained_like="passing", seed=args.seed, say=print)
-    paired = None
-    if args.study_inputs and args.reference is None and reference is not None:
-        # the failing split re-fed as trained: the same samples in the same order, so health is paired
-        paired = paired_trained_set(loaded, datasets, paths, "failing", seed=args.seed, say=print)
+    # the failing split re-fed as trained (the same samples in the same order): health is paired
+    paired = default_paired_set(loaded, datasets, paths, "failing", study_inputs=args.study_inputs,
+                                reference_given=args.reference is not None or reference is None, seed=args.seed,
+                                say=print)
     res = bisect(loaded, sets["failing"], sets["passing"], reference, crit, max_samples=args.max_samples,
                  max_evaluations=args.max_evaluations, seed=args.seed, runtime=runtime, paired_reference=paired)
     path = write_bisection(res, args.out)

@@ -60,8 +60,8 @@ not 0) or non-finite; NaN is never "nonzero".
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 

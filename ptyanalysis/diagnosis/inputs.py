@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+
 import numpy as np
+
 from ..errors import PtyAnalysisError
 
 
@@ -323,6 +325,19 @@ def cli_input_sets(loaded, paths: dict, reference=None, *, study_inputs: bool = 
                    f"(diffraction x intensity_scale {float(params['intensity_scale']):g}, local offsets)")
             (say or log.info)(msg)
     return sets, datasets, ref
+
+
+def default_paired_set(loaded, datasets: dict, paths: dict, label: str, *, study_inputs: bool, reference_given: bool,
+                       seed: int = 0, say=None) -> dict | None:
+    """The paired reference ``bisect`` uses when the user gave none: the rule of the CLI and notebook 02.
+
+    With study inputs and no ``--reference`` (the reference is then built as the model was trained), the
+    ``label`` split is re-fed as trained (:func:`paired_trained_set`); otherwise None (health by output
+    statistics).
+    """
+    if not study_inputs or reference_given:
+        return None
+    return paired_trained_set(loaded, datasets, paths, label, seed=seed, say=say)
 
 
 def paired_trained_set(loaded, datasets: dict, paths: dict, label: str, *, seed: int = 0, say=None) -> dict | None:

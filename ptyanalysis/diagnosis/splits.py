@@ -7,12 +7,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import numpy as np
-from ..errors import PtyAnalysisError
+
 from ..diagnosis.health import DEGRADED_HEALTH, degraded, health_scores, outputs_stats, reference_problem
 from ..diagnosis.inputs import cli_input_sets, normalise_input_set, reference_from_sidecar, split_ground_truth
-
-
+from ..errors import PtyAnalysisError
 
 #: KS statistic threshold.
 KS_THRESHOLD = 0.2
@@ -430,8 +430,8 @@ def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("tr
     """
     import xarray as xr
 
-    from ..inference.runtime import RuntimeConfig
     from ..inference.loading import load_model
+    from ..inference.runtime import RuntimeConfig
     from ..inference.streaming import predict
 
     t0 = time.perf_counter()

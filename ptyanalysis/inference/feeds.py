@@ -24,7 +24,9 @@ build model inputs with these functions.
 from __future__ import annotations
 
 import math
+
 import numpy as np
+
 from ..conventions import global_positions_from_offsets, ptychopinn_offsets, xy_from_positions
 from ..errors import PtyAnalysisError
 

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
-import logging
-
 import contextlib
 import importlib
 import importlib.util
 import json
+import logging
 import re
 import zipfile
 from pathlib import Path
+
 from ..errors import PtyAnalysisError
-from ..inference.model import BUNDLE_MODELS, BUNDLE_MODEL_FILES, LoadedModel, _FACTORY_RE, _SPEC_HELP, _as_loaded, _shape_tuple, _tf, _wrap_keras
+from ..inference.model import (
+    _FACTORY_RE,
+    _SPEC_HELP,
+    BUNDLE_MODEL_FILES,
+    BUNDLE_MODELS,
+    LoadedModel,
+    _as_loaded,
+    _shape_tuple,
+    _tf,
+    _wrap_keras,
+)
 
 #: The one logger of the inference subpackage.
 log = logging.getLogger("ptyanalysis.inference")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import re
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
 from ..errors import PtyAnalysisError
 from ..provenance import software_versions
-
 
 MODEL_KINDS = ("keras", "h5", "savedmodel", "factory", "ptychopinn_bundle", "object")
 
@@ -28,7 +29,7 @@ _SPEC_HELP = (
 # Compiled tf.functions of raw (not LoadedModel) Keras models, keyed weakly by
 # the model so that the cache entry goes away with the model. The cached
 # functions reach the model only through a weak reference.
-_RAW_FUNCTIONS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_RAW_FUNCTIONS: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
 
 
 def _tf():

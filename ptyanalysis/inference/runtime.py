@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-
 import contextlib
+import logging
 from dataclasses import dataclass
+
 import numpy as np
+
 from ..errors import PtyAnalysisError
 from ..inference.model import LoadedModel, _function_cache, _tf
 

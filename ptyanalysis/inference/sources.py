@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-
 import mmap
 import threading
 import zipfile
 from pathlib import Path
 from typing import Any
+
 import numpy as np
+
 from ..errors import PtyAnalysisError
 from ..inference.model import LoadedModel
 from ..io import locate_npy_file, locate_npy_member

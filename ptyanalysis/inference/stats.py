@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-import numpy as np
 
+import numpy as np
 
 # --------------------------------------------------------------------------------------
 # Statistics

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import logging
-
 import contextlib
+import logging
 import re
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+
 import numpy as np
+
 from ..errors import PtyAnalysisError
 from ..fileutil import atomic_path
-from ..provenance import software_versions, utc_now
-from ..inference.runtime import RuntimeConfig, _get_function, _runtime_scope
-from ..inference.stats import _StatsAccumulator
 from ..inference.model import _as_loaded, _function_cache, _tf
+from ..inference.runtime import RuntimeConfig, _get_function, _runtime_scope
 from ..inference.sources import _resolve_inputs
+from ..inference.stats import _StatsAccumulator
+from ..provenance import software_versions, utc_now
 
 #: The one logger of the inference subpackage.
 log = logging.getLogger("ptyanalysis.inference")

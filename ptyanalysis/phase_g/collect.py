@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import hub as _hub
 from ..conventions import (
     PTYANALYSIS_KEY_PREFIX,
     RECONSTRUCTION_COMPONENTS,
@@ -29,7 +30,6 @@ from ..phase_g.schema import (
     SCALAR_METRICS,
     TUPLE_METRICS,
 )
-from .. import hub as _hub
 
 # --------------------------------------------------------------------------- records
 

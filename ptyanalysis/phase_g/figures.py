@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import hub as _hub
 from ..conventions import ARMS, canonical_arm, dose_label
 from ..errors import PtyAnalysisError
 from ..fileutil import atomic_path
 from ..phase_g.collect import JobRecord, read_frc_curves, read_reconstructions
 from ..phase_g.schema import FIGURES_DIR
-from .. import hub as _hub
 
 # --------------------------------------------------------------------------- figures
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+
+from .. import hub as _hub
 from ..errors import PtyAnalysisError
 from ..fileutil import write_text
 from ..phase_g.schema import FILES
-from .. import hub as _hub
-
 
 # --------------------------------------------------------------------------- notebook + HTML
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from .. import hub as _hub
 from ..fileutil import write_text
 from ..phase_g.schema import FILES, POST_INVENTORY_FILES
-from .. import hub as _hub
-
 
 # --------------------------------------------------------------------------- inventory
 

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
+
+from .. import hub as _hub
 from ..errors import PtyAnalysisError
 from ..fileutil import write_json, write_text
-from ..phase_g.schema import FILES, MS_SSIM_THRESHOLD
 from ..phase_g.collect import PhaseGResult, collect_jobs, read_manifest
-from ..phase_g.summary import aggregate_highlights_text, aggregate_report_markdown, delta_highlight_lines, delta_preview_lines, delta_summary, metrics_digest_markdown, metrics_summary_markdown, ssim_grid_markdown, summarize_jobs
-from ..phase_g.html import default_notebook, execute_report_notebook, render_html
-from ..phase_g.results import results_dataset, save_dataset
-from ..phase_g.inventory import write_artifact_inventory
 from ..phase_g.figures import write_figures
-from .. import hub as _hub
-
+from ..phase_g.html import default_notebook, execute_report_notebook, render_html
+from ..phase_g.inventory import write_artifact_inventory
+from ..phase_g.results import results_dataset, save_dataset
+from ..phase_g.schema import FILES, MS_SSIM_THRESHOLD
+from ..phase_g.summary import (
+    aggregate_highlights_text,
+    aggregate_report_markdown,
+    delta_highlight_lines,
+    delta_preview_lines,
+    delta_summary,
+    metrics_digest_markdown,
+    metrics_summary_markdown,
+    ssim_grid_markdown,
+    summarize_jobs,
+)
 
 # --------------------------------------------------------------------------- driver
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-import numpy as np
-from ..conventions import ARMS, VIEWS, SPLITS
-from ..fileutil import write_netcdf
-from ..provenance import software_versions, utc_now
-from ..phase_g.schema import COMPONENTS, FILES, SCALAR_METRICS, TUPLE_METRICS
-from ..phase_g.collect import JobRecord, collect_jobs
-from .. import hub as _hub
 
+import numpy as np
+
+from .. import hub as _hub
+from ..conventions import ARMS, SPLITS, VIEWS
+from ..fileutil import write_netcdf
+from ..phase_g.collect import JobRecord, collect_jobs
+from ..phase_g.schema import COMPONENTS, FILES, SCALAR_METRICS, TUPLE_METRICS
+from ..provenance import software_versions, utc_now
 
 # --------------------------------------------------------------------------- xarray
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-
-
 TUPLE_METRICS = ("mae", "mse", "psnr", "ssim", "ms_ssim", "frc50")
 #: Metrics with a single value.
 SCALAR_METRICS = ("registration_offset_dy", "registration_offset_dx", "computation_time_s")

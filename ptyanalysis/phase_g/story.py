@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import hub as _hub
 from ..conventions import ARMS, arm_status_text, zero_text  # noqa: F401 (re-exported)
 from ..phase_g.collect import JobRecord, collect_jobs
 from ..phase_g.schema import FILES
-from .. import hub as _hub
 
 #: The metric convention of ``comparison_metrics.csv`` when a job does not record it
 #: (:class:`ptyanalysis.pipeline.compare.CompareConfig` ``csv_convention`` default).

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import hub as _hub
 from ..conventions import ARMS, SPLITS, dose_label
 from ..phase_g.collect import JobRecord, _parse_dose_dir
 from ..phase_g.schema import (
@@ -20,7 +21,6 @@ from ..phase_g.schema import (
     PREVIEW_PREFIXES,
 )
 from ..provenance import utc_now
-from .. import hub as _hub
 
 # --------------------------------------------------------------------------- summaries
 

@@ -62,9 +62,9 @@ import ptyanalysis.phase_g.inventory as R_inventory
 import ptyanalysis.phase_g.schema as R_schema
 import ptyanalysis.phase_g.summary as R_summary
 
+from .. import hub as _hub
 from ..errors import PtyAnalysisError
 from ..fileutil import write_json
-from .. import hub as _hub
 
 #: Sentinel the grid runner writes as the last line of a fully successful run.
 GRID_SUCCESS_SENTINEL = "SUCCESS: all cells completed"

@@ -40,9 +40,14 @@ from pathlib import Path
 import numpy as np
 
 from .. import hub as _hub
-from ..conventions import ARMS, canonical_arm
-from ..conventions import (PTYANALYSIS_KEY_PREFIX, RECONSTRUCTION_OFFSET_PREFIXES, RECONSTRUCTION_PREFIXES,
-                           reconstruction_key)
+from ..conventions import (
+    ARMS,
+    PTYANALYSIS_KEY_PREFIX,
+    RECONSTRUCTION_OFFSET_PREFIXES,
+    RECONSTRUCTION_PREFIXES,
+    canonical_arm,
+    reconstruction_key,
+)
 from ..conventions import METRIC_CONVENTIONS as CONVENTIONS  # conventions scored in every job
 from ..errors import PtyAnalysisError
 from ..fileutil import atomic_path, write_netcdf, write_npz, write_text
@@ -228,10 +233,10 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
         ``detail["output_stats"]``), ``"zero"`` when every output value is 0,
         else ``"ok"``.
     """
-    from ..inference.runtime import RuntimeConfig
-    from ..inference.loading import load_model
-    from ..inference.streaming import run_inference
     from ..imaging.stitching import Stitcher
+    from ..inference.loading import load_model
+    from ..inference.runtime import RuntimeConfig
+    from ..inference.streaming import run_inference
 
     model_dir = Path(model_dir)
     if not model_dir.exists():
@@ -531,9 +536,9 @@ def compare_job(hub, dose, view: str, split: str, config: CompareConfig = Compar
         parameters, software versions, per-arm details (JSON).
     """
 
+    from ..hub import load_view
     from ..imaging import metrics as _metrics
     from ..imaging.align import apply_shift, register, remove_phase_offset
-    from ..hub import load_view
 
     hub = Path(hub)
     if models is None:

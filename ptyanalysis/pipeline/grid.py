@@ -153,12 +153,12 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .. import hub as _hub
 from ..conventions import dose_label
 from ..errors import PtyAnalysisError
 from ..fileutil import write_json
 from ..provenance import software_versions, utc_now
 from . import notebook as nbk
-from .. import hub as _hub
 
 #: Keys a grid YAML file may contain.
 SPEC_KEYS = ("hub", "notebook", "doses", "views", "splits", "parameters", "outputs", "retries",

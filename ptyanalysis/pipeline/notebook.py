@@ -815,6 +815,9 @@ class DiagnosisInputs:
         ``{label: PtychoData}`` for study inputs, else empty.
     reference : dict or None
         The reference input set.
+    paired : dict or None
+        The reference paired with the failing set (:func:`ptyanalysis.diagnosis.inputs.default_paired_set`),
+        for ``bisect(..., paired_reference=)``; None for the split comparison.
     output_dir : Path
         Where the notebook writes its record.
     """
@@ -823,12 +826,13 @@ class DiagnosisInputs:
     sets: dict
     datasets: dict
     reference: dict | None
+    paired: dict | None
     output_dir: Path
 
 
 def diagnosis_inputs(hub, dose: float, paths: dict, default_splits: dict, *, output_name: str, model=None,
                      reference=None, study_inputs: bool = True, trained_like: str, seed: int = 0,
-                     output_dir=None, say=print) -> DiagnosisInputs:
+                     paired_label: str | None = None, output_dir=None, say=print) -> DiagnosisInputs:
     """Load a diagnosis notebook's model and input sets exactly as its command (``compare-splits``, ``bisect``) does.
 
     Parameters
@@ -848,6 +852,9 @@ def diagnosis_inputs(hub, dose: float, paths: dict, default_splits: dict, *, out
         Model file or directory (default: the hub's Baseline at ``dose``).
     reference, study_inputs, trained_like, seed
         As :func:`ptyanalysis.diagnosis.inputs.cli_input_sets`.
+    paired_label : str, optional
+        The set a paired reference is built for (``"failing"`` in the bisection notebook), by the rule
+        of ``ptyanalysis bisect`` (:func:`ptyanalysis.diagnosis.inputs.default_paired_set`).
     output_dir : str or Path, optional
         Overrides the default output folder.
     say : callable
@@ -858,14 +865,18 @@ def diagnosis_inputs(hub, dose: float, paths: dict, default_splits: dict, *, out
     DiagnosisInputs
     """
     from .. import hub as _hub
-    from ..diagnosis.inputs import cli_input_sets
+    from ..diagnosis.inputs import cli_input_sets, default_paired_set
     from ..inference import load_model
 
     files = {label: p or _hub.dataset_path(hub, dose, default_splits[label]) for label, p in paths.items()}
     loaded = load_model(model or _hub.model_dir(hub, dose, "Baseline"))
     sets, datasets, ref = cli_input_sets(loaded, files, reference, study_inputs=study_inputs,
                                          trained_like=trained_like, seed=seed, say=say)
-    return DiagnosisInputs(model=loaded, sets=sets, datasets=datasets, reference=ref,
+    paired = None
+    if paired_label is not None:
+        paired = default_paired_set(loaded, datasets, files, paired_label, study_inputs=study_inputs,
+                                    reference_given=reference is not None or ref is None, seed=seed, say=say)
+    return DiagnosisInputs(model=loaded, sets=sets, datasets=datasets, reference=ref, paired=paired,
                            output_dir=Path(output_dir or _hub.diagnosis_dir(hub, output_name)))
 
 

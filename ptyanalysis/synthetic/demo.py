@@ -20,9 +20,9 @@ import json
 import time
 from pathlib import Path
 
+from .. import hub as _hub
 from ..conventions import DOSES, SPLITS, VIEWS
 from ..errors import PtyAnalysisError
-from .. import hub as _hub
 
 #: Files every comparison cell must leave.
 JOB_OUTPUTS = ("comparison_metrics.csv", "reconstructions.npz", "comparison_plot.png", "comparison.nc")
@@ -119,9 +119,9 @@ def run_demo(hub, size: str = "demo", workers=None, say=print) -> dict:
         ``hub, timings_s, grid_ok, html, verification, bisection_verdict,
         diagnosis_notebooks``.
     """
-    from ..pipeline import grid as grid
     from ..phase_g import report
     from ..phase_g import verify as verify
+    from ..pipeline import grid as grid
     from ..pipeline import notebook as nbk
 
     hub = Path(hub).resolve()

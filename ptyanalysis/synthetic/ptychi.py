@@ -204,9 +204,8 @@ def run_ptychi(data, epochs: int = 100, batch_size: int = 100, device=None, seed
     pos = check_positions(data.positions, n=n)
     origin, shape, pos_yx, origin_coords = ptychi_frame(pos, N)
 
-    import torch
-
     import ptychi.api as api
+    import torch
     from ptychi.api.task import PtychographyTask
 
     dev = _resolve_device(device)

@@ -32,11 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import hub as _hub
-from ..conventions import SPLITS, VIEWS
+from ..conventions import REASSEMBLY, SPLITS, VIEWS
 from ..errors import PtyAnalysisError
 from ..fileutil import atomic_dir, write_json, write_npz
 from ..provenance import software_versions, utc_now
-from ..conventions import REASSEMBLY
 
 
 @dataclass(frozen=True)
@@ -360,8 +359,8 @@ def run_iterative(data, iterations: int = 20, seed: int = 0, engine: str = "auto
     iterative.Reconstruction
         Its ``algorithm`` names the engine that ran.
     """
-    from ..synthetic import rpie as iterative
     from ..synthetic import ptychi as ptychi_arm
+    from ..synthetic import rpie as iterative
 
     if engine not in ("auto", "ptychi", "rpie"):
         raise PtyAnalysisError(f"engine must be 'auto', 'ptychi' or 'rpie', got {engine!r}")

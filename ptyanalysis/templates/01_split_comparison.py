@@ -93,4 +93,4 @@ for f in result.flags:
     print("-", f)
 
 # %%
-splits.plot_split_comparison(result);
+splits.plot_split_comparison(result)

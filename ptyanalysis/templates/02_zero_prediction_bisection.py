@@ -58,10 +58,12 @@ if ensure_synthetic:
 # the model, the inputs and the reference exactly as `ptyanalysis bisect` takes them
 run = nbk.diagnosis_inputs(hub, dose, {"failing": failing, "passing": passing}, {"failing": "test", "passing": "train"},
                            output_name="bisection", model=model, reference=reference, study_inputs=study_inputs,
-                           trained_like="passing", seed=seed, output_dir=output_dir, say=params.say)
+                           trained_like="passing", seed=seed, paired_label="failing", output_dir=output_dir,
+                           say=params.say)
 result = bisection.bisect(run.model, run.sets["failing"], run.sets["passing"], run.reference,
                           health.parse_criterion(criterion), max_samples=max_samples,
-                          max_evaluations=max_evaluations, seed=seed, runtime=RuntimeConfig(batch_size=batch_size))
+                          max_evaluations=max_evaluations, seed=seed, runtime=RuntimeConfig(batch_size=batch_size),
+                          paired_reference=run.paired)
 path = bisection.write_bisection(result, run.output_dir)
 
 # %% [markdown]
@@ -96,4 +98,4 @@ result.experiments_table()
 result.layer_table()
 
 # %%
-bisection.plot_bisection(result);
+bisection.plot_bisection(result)

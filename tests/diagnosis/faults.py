@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 import keras
+import numpy as np
 import tensorflow as tf
 
 PKG = "ptyanalysis_faults"

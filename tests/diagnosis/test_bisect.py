@@ -2,15 +2,23 @@
 
 import json
 
+import faults
 import numpy as np
 import pytest
 
-import faults
-from ptyanalysis.diagnosis.bisection import bisect, ddmin, intervene, layer_probe, plot_bisection
 from ptyanalysis.cli import main
+from ptyanalysis.diagnosis.bisection import bisect, ddmin, intervene, layer_probe, plot_bisection
+from ptyanalysis.diagnosis.health import (
+    Criterion,
+    degraded,
+    health_score,
+    health_scores,
+    output_stats,
+    parse_criterion,
+    reference_problem,
+    restores,
+)
 from ptyanalysis.errors import PtyAnalysisError
-from ptyanalysis.diagnosis.health import (Criterion, degraded, health_score, health_scores, output_stats,
-                                          parse_criterion, reference_problem, restores)
 from ptyanalysis.inference.stats import count_values
 
 pytestmark = pytest.mark.tf
@@ -245,7 +253,7 @@ def test_the_reference_standing_in_for_the_passing_set_is_named_so():
     assert res.layers["compared_with"] == "reference"
     fig = plot_bisection(res)
     assert "reference" in [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
-    for k, info in res.inputs.items():
+    for _k, info in res.inputs.items():
         assert "drift_failing_vs_passing" not in info and "dtype_reference" in info
     assert info["drift_failing_vs_reference"]["drift_score"] >= 0
     inputs = [c for c in res.causes if c.kind == "input"]

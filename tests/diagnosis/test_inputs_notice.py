@@ -2,10 +2,10 @@
 
 import warnings
 
+import faults
 import numpy as np
 import pytest
 
-import faults
 from ptyanalysis.diagnosis.inputs import load_input_sets
 from ptyanalysis.errors import PtyAnalysisError
 from ptyanalysis.inference import load_model

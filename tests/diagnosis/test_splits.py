@@ -2,12 +2,18 @@
 
 import json
 
+import faults
 import numpy as np
 import pytest
 
-import faults
 from ptyanalysis.cli import main
-from ptyanalysis.diagnosis.splits import compare_splits, drift_measures, pattern_summary, plot_split_comparison, summary_stats
+from ptyanalysis.diagnosis.splits import (
+    compare_splits,
+    drift_measures,
+    pattern_summary,
+    plot_split_comparison,
+    summary_stats,
+)
 
 pytestmark = pytest.mark.tf
 

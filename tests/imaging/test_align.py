@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from skimage import data
 
+from ptyanalysis.errors import PtyAnalysisError
 from ptyanalysis.imaging.align import (
     apply_shift,
     crop_border,
@@ -14,7 +15,6 @@ from ptyanalysis.imaging.align import (
     remove_phase_offset,
     remove_phase_plane,
 )
-from ptyanalysis.errors import PtyAnalysisError
 from ptyanalysis.imaging.stitching import extract, stitch
 
 

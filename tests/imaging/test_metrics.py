@@ -8,8 +8,8 @@ from scipy.ndimage import gaussian_filter
 from skimage import data
 from skimage.metrics import structural_similarity
 
-from ptyanalysis.imaging import metrics as mx
 from ptyanalysis.errors import PtyAnalysisError
+from ptyanalysis.imaging import metrics as mx
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import ptyanalysis.phase_g.figures as R_figures
 import ptyanalysis.phase_g.collect as R_collect
-import ptyanalysis.phase_g.report as R_report
-import ptyanalysis.phase_g.summary as R_summary
-import ptyanalysis.phase_g.results as R_results
+import ptyanalysis.phase_g.figures as R_figures
 import ptyanalysis.phase_g.inventory as R_inventory
+import ptyanalysis.phase_g.report as R_report
+import ptyanalysis.phase_g.results as R_results
+import ptyanalysis.phase_g.summary as R_summary
 from ptyanalysis.errors import PtyAnalysisError
 
 _spec = importlib.util.spec_from_file_location("phase_g_fixture", Path(__file__).parent / "data" / "phase_g_fixture.py")

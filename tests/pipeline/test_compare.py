@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from ptyanalysis.pipeline import compare as compare
 from ptyanalysis.cli import main
+from ptyanalysis.pipeline import compare as compare
 
 pytestmark = pytest.mark.tf
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ptyanalysis.pipeline import grid as G
-from ptyanalysis.phase_g import verify as V
 from ptyanalysis.errors import PtyAnalysisError
+from ptyanalysis.phase_g import verify as V
+from ptyanalysis.pipeline import grid as G
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ def test_yaml_schema_errors_name_file_and_key(tmp_path):
                      ("views: [a/b]", "views"), ("retries: -1", "retries"), ("outputs: [/abs.txt]", "outputs"),
                      ("timeout_s: 0", "timeout_s"), ("parameters: [1, 2]", "parameters")):
         base = {"doses": "doses: [1000]", "views": "views: [dense]"}
-        lines = [f"hub: h", f"notebook: {OK_NB}", "splits: [test]",
+        lines = ["hub: h", f"notebook: {OK_NB}", "splits: [test]",
                  bad if key == "doses" else base["doses"], bad if key == "views" else base["views"]]
         if key not in ("doses", "views"):
             lines.append(bad)

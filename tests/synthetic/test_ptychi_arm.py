@@ -10,13 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ptyanalysis.synthetic import training as arms
-from ptyanalysis.synthetic import rpie as iterative
-from ptyanalysis.synthetic import ptychi as ptychi_arm
-from ptyanalysis.synthetic import simulate
 from ptyanalysis.conventions import patch_centre, xy_from_positions
 from ptyanalysis.errors import PtyAnalysisError
 from ptyanalysis.io import PtychoData, make_metadata
+from ptyanalysis.synthetic import ptychi as ptychi_arm
+from ptyanalysis.synthetic import rpie as iterative
+from ptyanalysis.synthetic import simulate
+from ptyanalysis.synthetic import training as arms
 
 N = 32
 SIZE = 96

@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 
 from ptyanalysis import hub
-from ptyanalysis.inference import loading
-from ptyanalysis.inference import streaming
-from ptyanalysis.inference import feeds
+from ptyanalysis.inference import feeds, loading, streaming
 from ptyanalysis.synthetic import simulate
 
 pytestmark = pytest.mark.tf

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ptyanalysis import hub, io
-from ptyanalysis.synthetic import simulate
 from ptyanalysis.conventions import SPLITS
+from ptyanalysis.synthetic import simulate
 
 TINY = simulate.StudySize("tiny", N=32, object_size=96, n_positions=240)
 
