@@ -94,7 +94,8 @@ def diagnosis_parameters(hub, name: str, dose: float) -> dict:
 
     hub = Path(hub).resolve()
     model = _hub.model_dir(hub, dose, "Baseline")
-    common = {"hub": str(hub), "dose": float(dose), "model": str(model), "reference": str(model / "reference_inputs.npz"),
+    # no reference: the tools build it as the model was trained (and the bisection pairs it with the failing set)
+    common = {"hub": str(hub), "dose": float(dose), "model": str(model),
               "study_inputs": True, "ensure_synthetic": None,
               "output_dir": str(_hub.diagnosis_dir(hub, name))}
     train, test = (str(_hub.dataset_path(hub, dose, s)) for s in ("train", "test"))
