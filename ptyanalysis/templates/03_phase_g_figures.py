@@ -21,6 +21,7 @@
 # %matplotlib inline
 import json
 from pathlib import Path
+from typing import Optional
 
 from IPython.display import HTML, Markdown, display
 
@@ -31,6 +32,7 @@ from ptyanalysis.pipeline import notebook as nbk
 # %% tags=["parameters", "report-hide"]
 hub: Path = "../demo_hub"  # study hub (a relative path is relative to this notebook's folder)
 write_artifacts: bool = True  # write the study's artifacts first (`ptyanalysis phase-g` passes False: it already did)
+job_panels: Optional[int] = None  # reconstruction and FRC panels for at most this many jobs (None: every job)
 
 # %% tags=["report-hide"]
 params = nbk.check_parameters(globals(), "03_phase_g_figures")
@@ -88,7 +90,11 @@ phase_g.plot_metrics_vs_dose(ds, arm_labels=labels)
 # %%
 import matplotlib.pyplot as plt
 
-for job in jobs:
+shown = jobs if job_panels is None else jobs[:job_panels]
+if len(shown) < len(jobs):
+    display(Markdown(f"Panels for {len(shown)} of {len(jobs)} jobs (parameter `job_panels`); every job's files "
+                     "are in its analysis folder."))
+for job in shown:
     display(Markdown(f"### dose {job.dose:,}, {job.view}, {job.split}"))
     if job.status != "success":
         display(Markdown(f"Job {job.status}: {job.error}"))
