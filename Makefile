@@ -43,7 +43,7 @@ test-fast: venv
 
 # The linter over the package, the notebooks' sources and the tests (rules in pyproject.toml).
 lint: venv
-	$(BIN)/ruff check ptyanalysis tests
+	$(BIN)/ruff check ptyanalysis tests tools
 
 bench: venv
 	$(BIN)/python -m ptyanalysis.bench

@@ -91,9 +91,9 @@ def test_test_and_dev_tools_are_extras_and_runtime_needs_are_declared():
 
 
 def test_package_templates_and_tests_pass_the_linter():
-    """``make lint``: the package, the notebooks' sources and the tests follow the project's ruff rules."""
+    """``make lint``: the package, the notebooks' sources, the tests and the build tool follow the project's ruff rules."""
     ruff = shutil.which("ruff") or str(Path(sys.executable).with_name("ruff"))
     if not Path(ruff).exists():
         pytest.skip("ruff is not installed (pip install -e '.[dev]')")
-    r = subprocess.run([ruff, "check", "ptyanalysis", "tests"], cwd=ROOT, capture_output=True, text=True, check=False)
+    r = subprocess.run([ruff, "check", "ptyanalysis", "tests", "tools"], cwd=ROOT, capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stdout[-4000:]
