@@ -52,8 +52,9 @@ def load_model(spec, *, custom_objects=None, compile: bool = False, safe_mode: b
           ``dill``).
         A LoadedModel is returned as is; a Keras model object is wrapped.
     custom_objects : dict, optional
-        Passed to the Keras loader. Layers registered by ``ptyanalysis.models``
-        are available without it.
+        Passed to the Keras loader. Layers registered by a ``ptyanalysis`` module
+        that the ``.keras`` file names (e.g. the synthetic networks) are
+        imported automatically (:func:`_import_custom_layers`).
     compile : bool
         Whether to compile the model on load (not needed for inference).
     safe_mode : bool
