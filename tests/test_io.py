@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import json
 import os
@@ -768,27 +767,6 @@ def test_the_one_member_reader_is_not_copied():
 
     text = Path(sources.__file__).read_text()
     assert "read_array_header" not in text and "PK\\x03\\x04" not in text
-
-
-def test_error_messages_name_real_commands():
-    """Every ``ptyanalysis <command>`` an error message suggests is a real command."""
-    import ptyanalysis
-    from ptyanalysis.cli import COMMANDS
-
-    pat = re.compile(r"\bptyanalysis ([a-z][a-z_-]*)")
-    found = []
-    for f in Path(ptyanalysis.__file__).parent.rglob("*.py"):
-        tree = ast.parse(f.read_text())
-        consts = {t.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
-                  and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
-                  for t in node.targets if isinstance(t, ast.Name)}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "PtyAnalysisError":
-                texts = [c.value for c in ast.walk(node) if isinstance(c, ast.Constant) and isinstance(c.value, str)]
-                texts += [consts[c.id] for c in ast.walk(node) if isinstance(c, ast.Name) and c.id in consts]
-                found += [(f.name, m.group(1)) for t in texts for m in pat.finditer(t)]
-    assert ("io.py", "simulate") in found
-    assert [x for x in found if x[1] not in COMMANDS] == []
 
 
 def test_open_npz_skips_pickled_members_with_a_notice(tmp_path, caplog):
