@@ -12,14 +12,13 @@ message on stderr, no traceback), 1 anything else.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import os
 import re
 import sys
-import tempfile
 
 from .errors import PtyAnalysisError
+from .quiet import import_tensorflow_quietly
 
 #: command -> (module, one-line help)
 COMMANDS = {
@@ -38,19 +37,6 @@ COMMANDS = {
 #: Commands whose process imports TensorFlow (its C++ start-up lines are filtered, :func:`import_tensorflow_quietly`).
 TF_COMMANDS = ("train", "demo", "compare", "compare-splits", "bisect")
 
-#: Text of TensorFlow's C++ start-up lines, printed to file descriptor 2 before its logging is initialised
-#: (``TF_CPP_MIN_LOG_LEVEL`` does not reach them): absl's pre-init warning, the oneDNN notice, the CUDA stub.
-TF_STARTUP_LINES = (
-    "All log messages before absl::InitializeLog() is called are written to STDERR",
-    "oneDNN custom operations are on",
-    "Could not find cuda drivers on your machine",
-    "This TensorFlow binary is optimized to use available CPU instructions",
-    "To enable the following instructions:",
-    "Unable to register cuDNN factory", "Unable to register cuFFT factory", "Unable to register cuBLAS factory",
-    "TF-TRT Warning: Could not find TensorRT",
-)
-
-
 def plain_text(doc: str) -> str:
     """A docstring's reST markup as plain text (``x`` -> x, :func:`~a.b` -> b), for ``--help``.
 
@@ -64,70 +50,6 @@ def plain_text(doc: str) -> str:
     """
     s = re.sub(r":[a-z]+:`~?([^`<]*?)(?:\s*<[^>]*>)?`", lambda m: m.group(1).split(".")[-1] if "~" in m.group(0) else m.group(1), doc)
     return s.replace("``", "")
-
-
-@contextlib.contextmanager
-def filtered_stderr(drop=TF_STARTUP_LINES, fd: int | None = None):
-    """Run a block with file descriptor 2 captured; re-emit every line except those containing ``drop`` texts.
-
-    Works at the file-descriptor level, so it also catches what C++ libraries
-    write. Lines not in ``drop`` are written back unchanged, in order, when the
-    block ends (also when it raises).
-
-    Parameters
-    ----------
-    drop : sequence of str
-    fd : int, optional
-        The descriptor to filter (default ``sys.stderr``'s). In a Jupyter
-        kernel pass 2: ipykernel's ``sys.stderr.fileno()`` is a copy of the
-        original descriptor while C++ code writes to 2, which ipykernel
-        forwards into the notebook.
-    """
-    try:
-        sys.stderr.flush()
-        if fd is None:
-            fd = sys.stderr.fileno() if hasattr(sys.stderr, "fileno") else 2
-    except (OSError, ValueError):  # no real stderr (e.g. captured by a test runner): nothing to filter
-        yield
-        return
-    saved = os.dup(fd)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), fd)
-        try:
-            yield
-        finally:
-            with contextlib.suppress(Exception):
-                sys.stderr.flush()
-            os.dup2(saved, fd)
-            os.close(saved)
-            tmp.seek(0)
-            kept = [ln for ln in tmp.read().splitlines(keepends=True)
-                    if not any(d.encode() in ln for d in drop)]
-            if kept:
-                os.write(fd, b"".join(kept))
-
-
-def import_tensorflow_quietly():
-    """Import TensorFlow without its C++ start-up lines; return the module.
-
-    ``TF_CPP_MIN_LOG_LEVEL`` (set here when unset) silences TensorFlow's own
-    logging, but a few lines are written by C++ before that logging starts
-    (:data:`TF_STARTUP_LINES`): they are filtered out of file descriptor 2
-    during the import; anything else written then is kept. Call it in any
-    process (a command, a notebook kernel) before the first TensorFlow import.
-
-    Returns
-    -------
-    module
-        ``tensorflow``.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if "tensorflow" in sys.modules:
-        return sys.modules["tensorflow"]
-    with filtered_stderr():
-        import tensorflow
-
-    return tensorflow
 
 
 def build_parser(commands=COMMANDS) -> argparse.ArgumentParser:

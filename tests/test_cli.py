@@ -130,7 +130,7 @@ def test_compare_help_documents_options():
 
 def test_filtered_stderr_drops_only_startup_lines(tmp_path):
     code = ("import os, sys\n"
-            "from ptyanalysis.cli import filtered_stderr\n"
+            "from ptyanalysis.quiet import filtered_stderr\n"
             "with filtered_stderr():\n"
             "    os.write(2, b'I0000 port.cc:153] oneDNN custom operations are on. x\\n')\n"
             "    os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\\n')\n"

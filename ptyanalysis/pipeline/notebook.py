@@ -88,14 +88,14 @@ class _QuietImport:
         self.name = name
 
     def find_spec(self, fullname, path=None, target=None):
-        """Import ``self.name`` under :func:`ptyanalysis.cli.filtered_stderr` on its first import."""
+        """Import ``self.name`` under :func:`ptyanalysis.quiet.filtered_stderr` on its first import."""
         if fullname != self.name:
             return None
         import importlib
         import importlib.util
         import sys
 
-        from ..cli import filtered_stderr
+        from ..quiet import filtered_stderr
 
         with contextlib.suppress(ValueError):
             sys.meta_path.remove(self)
@@ -122,7 +122,7 @@ def quiet_tensorflow_import() -> None:
     """Make this process's first ``import tensorflow`` drop TensorFlow's C++ start-up lines.
 
     ``TF_CPP_MIN_LOG_LEVEL`` does not reach the lines TensorFlow's C++ code
-    writes before its logging starts (:data:`ptyanalysis.cli.TF_STARTUP_LINES`);
+    writes before its logging starts (:data:`ptyanalysis.quiet.TF_STARTUP_LINES`);
     in a kernel ipykernel would copy them into the notebook's outputs. Every
     kernel :func:`execute` starts calls this (:data:`KERNEL_ARGUMENTS`); it
     costs nothing until TensorFlow is imported, and does nothing when it
