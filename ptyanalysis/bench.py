@@ -39,6 +39,7 @@ Sections
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import platform
@@ -467,8 +468,6 @@ def bench_grid_section(quick: bool = False) -> list:
 
 def _comparison_loads(results) -> dict:
     """Model loads and reuses recorded in each cell's ``comparison.nc`` (``arm_details[arm].model_load``)."""
-    import json
-
     import xarray as xr
 
     out = {"loads": 0, "hits": 0, "load_s": 0.0, "saved_s": 0.0}
@@ -508,11 +507,63 @@ def _study_job_child(hub: str, dose: float, view: str, split: str) -> dict:
 
     t = time.perf_counter()
     ds = compare_job(hub, dose, view, split)
+    details = json.loads(ds.attrs["arm_details"])
     return {"seconds": time.perf_counter() - t, "status": {a: str(s) for a, s in zip(ds["arm"].values, ds["status"].values)},
+            "batching": {a: (d["batching"]["batch_size"], d["batching"]["chunk"]) for a, d in details.items()
+                         if d.get("batching")},
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
 
 
-def bench_models(quick: bool = False, hub=None, study_steps: int = 20) -> list:
+def _bench_study(study, steps: int) -> list:
+    """One study-size comparison job in a fresh process, then the 12-cell study-size comparison grid.
+
+    The hub is ``simulate --size study`` (three doses), its networks trained for ``steps`` steps
+    and a 3-pass iterative arm (:func:`_study_train_child`); the job and the grid measure comparison,
+    not training, and their cost does not depend on how well the networks are trained.
+    """
+    import subprocess
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .pipeline import grid as G
+    from .pipeline.notebook import template_path
+
+    cli = [sys.executable, "-m", "ptyanalysis.cli"]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    doses = [1000, 10000, 100000]
+    t = time.perf_counter()
+    subprocess.run(cli + ["simulate", str(study), "--size", "study", "--doses", *map(str, doses)], check=True,
+                   env=env, stdout=subprocess.DEVNULL)
+    spawn = multiprocessing.get_context("spawn")  # fresh interpreters: no forked threads, honest peak RSS
+    with ProcessPoolExecutor(1, mp_context=spawn) as ex:  # networks for `steps` steps, 3 rPIE passes
+        ex.submit(_study_train_child, str(study), steps).result()
+    prep = time.perf_counter() - t
+    with ProcessPoolExecutor(1, mp_context=spawn) as ex:
+        job = ex.submit(_study_job_child, str(study), 1000.0, "dense", "test").result()
+    rows = [dict(section="models", case="study-size comparison job (dose 1000, dense, test)", n=1,
+                 canvas="", seconds=job["seconds"], patches_per_s=float("nan"),
+                 peak_extra_mib=job["peak_rss_mib"],
+                 note=f"peak RSS {job['peak_rss_mib'] * 2**20 / 1e9:.2f} GB = {job['peak_rss_mib'] / 1024:.2f} GiB "
+                      f"(target < 6 GB); batching {job['batching']}; arms {job['status']}; simulate 3 doses + "
+                      f"train {steps} steps + 3 rPIE passes: {prep:.0f} s")]
+    spec = G.spec_from_dict({"hub": str(study), "notebook": str(template_path("00_compare_arms")), "doses": doses,
+                             "views": ["dense", "sparse"], "splits": ["train", "test"], "retries": 0,
+                             "outputs": ["comparison_metrics.csv", "comparison.nc"]}, source="bench_models study")
+    r = G.run_grid(spec, force=True, workers=2)
+    assert r.ok, r.table()
+    peaks = [x.peak_rss_bytes or 0 for x in r.results]
+    loads = _comparison_loads(r.results)
+    plan = (json.loads(r.manifest_path.read_text()).get("memory") if r.manifest_path else None) or {}
+    rows.append(dict(section="models", case="study-size comparison grid, 12 cells, 2 workers", n=len(r.results),
+                     canvas="", seconds=r.wall_s, patches_per_s=float("nan"), peak_extra_mib=max(peaks) / 2**20,
+                     note=f"{r.wall_s / 60:.1f} min (target < 15 min on 2 cores); {len(r.results)} cells ok; "
+                          f"memory plan: {plan.get('workers')} of {plan.get('requested_workers')} workers, "
+                          f"largest estimate {plan.get('max_cell_bytes', 0) / 1e9:.2f} GB, budget "
+                          f"{plan.get('budget_bytes', 0) / 1e9:.1f} GB; largest cell peak RSS "
+                          f"{max(peaks) / 1e9:.2f} GB; {loads['loads']} model loads, {loads['hits']} reused"))
+    return rows
+
+
+def bench_models(quick: bool = False, hub=None, study_steps: int = 5) -> list:
     """Model reuse across the comparison grid's cells, and one study-size comparison job.
 
     1. The ci comparison grid (12 cells of ``notebooks/00_compare_arms.ipynb``,
@@ -522,14 +573,14 @@ def bench_models(quick: bool = False, hub=None, study_steps: int = 20) -> list:
        loads and reuses recorded by the jobs, the load time saved, and the
        wall time of both runs. The hub is ``PTYANALYSIS_CI_HUB`` (or ``hub``),
        else a ci study is trained in a temporary folder (a few minutes).
-    2. A study-size comparison job (``simulate --size study --doses 1000``,
-       the networks trained for ``study_steps`` steps and a 3-pass iterative arm, then dose 1000 / dense / test) in a fresh
-       process: its time and peak RSS (target < 6 GB). Skipped with ``quick``.
+    2. At the study's size (``simulate --size study``, three doses, the networks trained
+       for ``study_steps`` steps and a 3-pass iterative arm; :func:`_bench_study`): one
+       comparison job (dose 1000 / dense / test) in a fresh process, its time and peak RSS
+       (target < 6 GB), then the 12-cell comparison grid on 2 workers with its memory plan
+       (target < 15 minutes on 2 cores). Skipped with ``quick``.
     """
     import shutil
-    import subprocess
     import tempfile
-    from concurrent.futures import ProcessPoolExecutor
     from pathlib import Path
 
     from .pipeline import grid as G
@@ -568,23 +619,7 @@ def bench_models(quick: bool = False, hub=None, study_steps: int = 20) -> list:
                          note=f"{ra.wall_s / rb.wall_s:.2f}x the fresh-kernel wall time; model loads "
                               f"{la['loads']} vs {lb['loads']} ({la['loads'] / max(lb['loads'], 1):.2f}x)"))
         if not quick:
-            study = tmp / "study_hub"
-            cli = [sys.executable, "-m", "ptyanalysis.cli"]
-            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-            t = time.perf_counter()
-            subprocess.run(cli + ["simulate", str(study), "--size", "study", "--doses", "1000"], check=True, env=env,
-                           stdout=subprocess.DEVNULL)
-            spawn = multiprocessing.get_context("spawn")  # fresh interpreters: no forked threads, honest peak RSS
-            with ProcessPoolExecutor(1, mp_context=spawn) as ex:  # networks for study_steps steps, 3 rPIE passes
-                ex.submit(_study_train_child, str(study), study_steps).result()
-            prep = time.perf_counter() - t
-            with ProcessPoolExecutor(1, mp_context=spawn) as ex:
-                job = ex.submit(_study_job_child, str(study), 1000.0, "dense", "test").result()
-            rows.append(dict(section="models", case="study-size comparison job (dose 1000, dense, test)", n=1,
-                             canvas="", seconds=job["seconds"], patches_per_s=float("nan"),
-                             peak_extra_mib=job["peak_rss_mib"],
-                             note=f"peak RSS {job['peak_rss_mib'] / 1024:.2f} GiB (target < 6 GB); arms "
-                                  f"{job['status']}; simulate + train {study_steps} steps + 3 rPIE passes: {prep:.0f} s"))
+            rows += _bench_study(tmp / "study_hub", study_steps)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return rows

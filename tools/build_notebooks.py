@@ -28,6 +28,7 @@ Usage: ``python tools/build_notebooks.py build [NAME ...]`` or
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import sys
@@ -54,13 +55,17 @@ def ci_parameters(name: str) -> dict:
 
 
 def clean(nb):
-    """The executed notebook as committed: no injected cell, no run metadata, counts renumbered."""
+    """The executed notebook as committed: no injected cell, no run metadata, counts renumbered, ids from the sources."""
     nb.cells = [c for c in nb.cells if "injected-parameters" not in (c.metadata.get("tags") or [])]
     nb.metadata = {k: v for k, v in nb.metadata.items() if k in KEEP_METADATA}
     if "jupytext" in nb.metadata:
         nb.metadata["jupytext"] = {"formats": nb.metadata["jupytext"].get("formats")}
-    n = 0
+    n, seen = 0, set()
     for c in nb.cells:
+        # a cell's id follows from its source (random ids would change every cell of every rebuild's diff)
+        base = hashlib.sha1(c.get("source", "").encode()).hexdigest()[:8]
+        c.id = base if base not in seen else f"{base}-{len(seen)}"
+        seen.add(c.id)
         c.metadata.pop("papermill", None)
         c.metadata.pop("execution", None)
         if c.cell_type != "code":

@@ -12,7 +12,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         'feeds': ['FEEDS', 'mean_total_intensity', 'normalise_diffraction', 'scale_diffraction', 'intensity_scale_for', 'group_members', 'group_inputs', 'study_model_inputs', 'feed_gridsize', 'split_inputs'],
         'loading': ['load_model', 'bundle_members', 'bundle_params'],
         'model': ['LoadedModel', 'describe_model'],
-        'runtime': ['RuntimeConfig', 'DEFAULT_BATCH_SIZE', 'add_batch_size_argument', 'runtime_from_args'],
+        'runtime': ['RuntimeConfig', 'DEFAULT_BATCH_SIZE', 'BATCH_VALUES', 'auto_batch_size', 'add_batch_size_argument', 'runtime_from_args'],
         'sources': ['open_npz'],
         'stats': ['OutputStats', 'count_values'],
         'streaming': ['OOMEvent', 'RowsEvent', 'InferenceResult', 'run_inference', 'predict', 'known_batch_size_limit'],

@@ -87,6 +87,40 @@ class RuntimeConfig:
 #: Default samples per model call (:attr:`RuntimeConfig.batch_size`).
 DEFAULT_BATCH_SIZE = RuntimeConfig.__dataclass_fields__["batch_size"].default
 
+#: Input values per model call an automatic batch size allows (:func:`auto_batch_size`): the default
+#: batch of gridsize-2 groups of 64 x 64 patterns, 256 x 4 x 64 x 64. A network's activations grow with
+#: the pixels it is fed, so at the study's 128 x 128 patterns the same budget is 64 groups per call.
+BATCH_VALUES = DEFAULT_BATCH_SIZE * 4 * 64 * 64
+
+
+def auto_batch_size(values_per_sample: int, *, budget: int = BATCH_VALUES, cap: int = DEFAULT_BATCH_SIZE) -> int:
+    """The batch size that keeps a model call's inputs (and so its activations) within a budget.
+
+    Parameters
+    ----------
+    values_per_sample : int
+        Input values of one sample (e.g. gridsize**2 x N x N for a PtychoPINN group).
+    budget : int
+        Input values per call (default :data:`BATCH_VALUES`).
+    cap : int
+        Largest batch returned (default :data:`DEFAULT_BATCH_SIZE`).
+
+    Returns
+    -------
+    int
+        The largest power of two <= ``cap`` whose batch holds at most ``budget`` values; at least 1.
+
+    Examples
+    --------
+    >>> auto_batch_size(4 * 64 * 64), auto_batch_size(4 * 128 * 128), auto_batch_size(128 * 128)
+    (256, 64, 256)
+    """
+    values_per_sample = max(int(values_per_sample), 1)
+    bs = 1
+    while bs * 2 <= cap and bs * 2 * values_per_sample <= budget:
+        bs *= 2
+    return bs
+
 _BATCH_SIZE_HELP = (
     "samples per model call (default {default}). Halved automatically when a batch runs out of "
     "memory, or when the model's outputs do not have one row per sample (a PtychoPINN bundle "
@@ -95,15 +129,19 @@ _BATCH_SIZE_HELP = (
 )
 
 
-def add_batch_size_argument(parser, default: int = DEFAULT_BATCH_SIZE) -> None:
+def add_batch_size_argument(parser, default: int | None = DEFAULT_BATCH_SIZE) -> None:
     """Add the ``--batch-size`` option of every command that runs a model.
 
     Parameters
     ----------
     parser : argparse.ArgumentParser
-    default : int
+    default : int or None
+        None: the command sizes the batch by memory (:func:`auto_batch_size`) unless one is given.
     """
-    parser.add_argument("--batch-size", type=int, default=default, help=_BATCH_SIZE_HELP.format(default=default))
+    shown = default if default is not None else (
+        f"automatic: at most {DEFAULT_BATCH_SIZE} samples and {BATCH_VALUES / 2**20:.0f} Mi input values "
+        "per call, e.g. 64 gridsize-2 groups of 128 x 128 patterns")
+    parser.add_argument("--batch-size", type=int, default=default, help=_BATCH_SIZE_HELP.format(default=shown))
 
 
 def runtime_from_args(args, **overrides) -> RuntimeConfig:

@@ -56,6 +56,43 @@ from ..provenance import software_versions, utc_now
 #: Metrics written per arm (amplitude and phase).
 PAIR_METRICS = ("mae", "mse", "psnr", "ssim", "ms_ssim", "frc50")
 
+#: Model input (float32 diffraction) prepared at a time by a network arm when
+#: :attr:`CompareConfig.chunk` is None: 4,096 gridsize-2 groups at N = 64, 1,024 at N = 128.
+CHUNK_BYTES = 256 * 2**20
+
+
+def arm_batching(gridsize: int, N: int, config: CompareConfig) -> dict:
+    """Batch size and chunk length of a network arm: the config's, else sized by memory.
+
+    Parameters
+    ----------
+    gridsize : int
+        Patterns per sample (side): a sample feeds gridsize**2 patterns of N x N.
+    N : int
+        Pattern side.
+    config : CompareConfig
+
+    Returns
+    -------
+    dict
+        ``batch_size``, ``chunk`` (a multiple of the batch size when automatic)
+        and ``source`` (how each was chosen, recorded in the job's arm details).
+    """
+    from ..inference.runtime import BATCH_VALUES, auto_batch_size
+
+    values = int(gridsize) ** 2 * int(N) ** 2
+    if config.batch_size is not None:
+        bs, src = int(config.batch_size), "batch_size requested"
+    else:
+        bs = auto_batch_size(values)
+        src = f"batch_size automatic (at most {BATCH_VALUES / 2**20:.0f} Mi input values per call)"
+    if config.chunk is not None:
+        chunk, src = int(config.chunk), src + "; chunk requested"
+    else:
+        chunk = max(bs, CHUNK_BYTES // (4 * values) // bs * bs)
+        src += f"; chunk automatic ({CHUNK_BYTES / 2**20:.0f} MiB of input)"
+    return {"batch_size": bs, "chunk": chunk, "source": src}
+
 
 @dataclass(frozen=True)
 class CompareConfig:
@@ -93,12 +130,17 @@ class CompareConfig:
         Metric convention written to ``comparison_metrics.csv`` (the study's
         file; default its own convention so numbers compare with theirs).
         ``comparison.nc`` holds both.
-    batch_size : int
+    batch_size : int or None
         Inference batch size (halved automatically, and recorded in each arm's
         runtime record, when a batch runs out of memory or the model's outputs
-        do not have one row per sample, e.g. a PtychoPINN bundle).
-    chunk : int
-        Groups prepared and streamed at a time (bounds memory).
+        do not have one row per sample, e.g. a PtychoPINN bundle). ``None``
+        (default): per arm, :func:`ptyanalysis.inference.runtime.auto_batch_size`
+        of its samples' input size (256 at N = 64; 64 gridsize-2 groups at the
+        study's N = 128, where 256 groups per call made a 5.9 GB job).
+    chunk : int or None
+        Samples (groups or patterns) prepared and streamed at a time, which
+        bounds the job's memory. ``None`` (default): as many as fit
+        :data:`CHUNK_BYTES` of model input, at least one batch.
     K : int or None
         Neighbours a PtychoPINN group is drawn from (None: the model's
         ``K_inference``, else 7 as the study's comparison did).
@@ -116,8 +158,8 @@ class CompareConfig:
     registration_normalization: str | None = "phase"
     border: int = 2
     csv_convention: str = "ptychopinn"
-    batch_size: int = 256
-    chunk: int = 4096
+    batch_size: int | None = None
+    chunk: int | None = None
     K: int | None = None
     seed: int = 0
 
@@ -256,13 +298,15 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
     st = Stitcher(shape, origin, data.N, dtype=np.complex64, method=config.method, crop=M)
     stats, runtimes = [], []
     plan = _network_plan(arm, data, sidecar, config)
-    for s in range(0, plan["n_outputs"], config.chunk):
-        inputs, centres = network_inputs(arm, data, sidecar, config, index=slice(s, s + config.chunk), plan=plan)
+    batching = arm_batching(plan["gridsize"], data.N, config)
+    chunk = batching["chunk"]
+    for s in range(0, plan["n_outputs"], chunk):
+        inputs, centres = network_inputs(arm, data, sidecar, config, index=slice(s, s + chunk), plan=plan)
 
         def consume(outs, start, centres=centres):
             st.add(outs[0][..., 0], centres[start:start + len(outs[0])])
 
-        res = run_inference(loaded, inputs, RuntimeConfig(batch_size=config.batch_size),
+        res = run_inference(loaded, inputs, RuntimeConfig(batch_size=batching["batch_size"]),
                             consumers=[consume], progress=False)
         stats.append({k: v.to_dict() for k, v in (res.stats or {}).items()})
         runtimes.append(res.runtime)
@@ -274,6 +318,7 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
                      {"model": str(model_dir), "output_stats": total, "runtime": runtimes[-1] if runtimes else {},
                       "crop": M, "baseline_positions": config.baseline_positions if arm == "Baseline" else None,
                       "n_patches": st.n_added, "n_offsets": plan["n_outputs"], "model_load": load_info,
+                      "batching": batching,
                       "sidecar": {k: sidecar.get(k) for k in ("arm", "gridsize", "N", "intensity_scale", "nphotons")}})
 
 
@@ -761,7 +806,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="output folder (default analysis/dose_<D>/<view>/<split>)")
     from ..inference.runtime import add_batch_size_argument
 
-    add_batch_size_argument(parser)
+    add_batch_size_argument(parser, default=None)
 
 
 def run_cli(args) -> int:
@@ -769,7 +814,7 @@ def run_cli(args) -> int:
     from ..inference.runtime import runtime_from_args
 
     cfg = CompareConfig(baseline_positions=args.baseline_positions, register=args.register,
-                        batch_size=runtime_from_args(args).batch_size)
+                        batch_size=None if args.batch_size is None else runtime_from_args(args).batch_size)
     _hub.check_in_hub(args.hub, args.dose, args.view, args.split)
     ds = compare_job(args.hub, args.dose, args.view, args.split, cfg, out_dir=args.out)
     print(arm_table(ds).to_string())

@@ -103,7 +103,9 @@ imports and the comparison job's model cache
 (:mod:`ptyanalysis.pipeline.modelcache`) survive from cell to cell: a model
 is loaded once per worker. Cells are placed so that the cells sharing models
 (same dose and view; the Baseline of a dose) go to the same worker
-(:func:`assign_workers`; an idle worker may still take them). The kernels'
+(:func:`assign_workers`), and each worker runs its share in grid order (Dask
+task priorities), one (dose, view) group after the other; an idle worker may
+still take queued cells. The kernels'
 own output (TensorFlow's C++ start-up lines, ipykernel's log) goes to
 ``HUB/analysis/logs/kernels/``, not the terminal.
 
@@ -1186,8 +1188,10 @@ def _run_dask(cells, settings, scheduler, workers, log, plan, progress, cluster_
         registered = True
         where = assign_workers(cells, addresses)
         pending = {}
-        for c in cells:
-            kw = {}
+        for i, c in enumerate(cells):
+            # grid order first: a worker runs its (dose, view) groups one after the other, so the models a
+            # group shares are still in its kernel's cache (Dask otherwise picks any queued cell)
+            kw = {"priority": len(cells) - i}
             if c.label in where:
                 kw.update(workers=[where[c.label]], allow_other_workers=True)
             if use_resources:

@@ -184,6 +184,7 @@ def test_cli_commands_take_batch_size(capsys):
                        ("bisect", ["--model", "m", "--failing", "f", "--passing", "p", "--out", "o"])):
         args = parser.parse_args([cmd, *extra, "--batch-size", "8"])
         assert args.batch_size == 8
-        assert parser.parse_args([cmd, *extra]).batch_size == 256
+        # compare sizes each arm's batch by memory unless one is given; the diagnosis commands default to 256
+        assert parser.parse_args([cmd, *extra]).batch_size == (None if cmd == "compare" else 256)
     assert main(["compare-splits", "--model", "m", "--a", "a", "--b", "b", "--out", "o", "--batch-size", "0"]) == 2
     assert "--batch-size must be a positive integer" in capsys.readouterr().err

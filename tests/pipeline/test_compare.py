@@ -1,6 +1,7 @@
 """The comparison job on the ci study: the study's per-job files, both conventions, the incident."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -56,6 +57,11 @@ def test_dataset_holds_both_conventions_and_provenance(job):
     assert np.all(np.isfinite(back["metrics"].sel(metric=["mae", "ssim"]).values))
     # registration offsets of a well-placed reconstruction are small
     assert np.all(np.abs(back["registration_offset"].sel(arm="PtyChi").values) < 2)
+    # each network arm records the batch and chunk it was run with, and why (sized by memory by default)
+    details = json.loads(back.attrs["arm_details"])
+    for arm in ("PtychoPINN", "Baseline"):
+        b = details[arm]["batching"]
+        assert b["batch_size"] == details[arm]["runtime"]["batch_size"] == 256 and "automatic" in b["source"]
 
 
 def test_the_study_feeding_gives_an_empty_baseline_not_a_dropped_one(ci_hub, tmp_path):

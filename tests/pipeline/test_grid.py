@@ -233,6 +233,16 @@ def test_dask_local_cluster_two_workers(tmp_path):
     assert "dose" in res.table() and "2/2 complete" in res.table()
 
 
+def test_a_worker_runs_its_cells_in_grid_order(tmp_path):
+    """Dask runs separately submitted tasks newest first; the grid's priorities keep (dose, view) groups together."""
+    s = spec(tmp_path, views=["dense", "sparse"], splits=["train", "test"], outputs=["result.json"])
+    res = G.run_grid(s, workers=1)
+    assert res.ok, res.table()
+    written = sorted(res.results, key=lambda r: (r.output_dir / "result.json").stat().st_mtime_ns)
+    assert [(r.view, r.split) for r in written] == [("dense", "train"), ("dense", "test"),
+                                                     ("sparse", "train"), ("sparse", "test")]
+
+
 def test_end_to_end_grid_phase_g_verify(tmp_path):
     """Grid (stand-in comparison notebook) -> Phase G -> verify: all checks pass."""
     import ptyanalysis.phase_g.report as R_report
