@@ -32,7 +32,8 @@ Sections
 ``models``
     Model reuse across the ci comparison grid's 12 cells (a reused kernel per
     worker against a fresh kernel per cell: model loads, load time saved, wall
-    time) and a study-size comparison job's time and peak RSS (target < 6 GB)
+    time); at the study's size, one comparison job's time and peak RSS (target
+    < 6 GB) and the 12-cell comparison grid on 2 workers (target < 15 min)
     (:func:`bench_models`).
 """
 
@@ -508,7 +509,7 @@ def _study_job_child(hub: str, dose: float, view: str, split: str) -> dict:
     t = time.perf_counter()
     ds = compare_job(hub, dose, view, split)
     details = json.loads(ds.attrs["arm_details"])
-    return {"seconds": time.perf_counter() - t, "status": {a: str(s) for a, s in zip(ds["arm"].values, ds["status"].values)},
+    return {"seconds": time.perf_counter() - t, "status": {str(a): str(s) for a, s in zip(ds["arm"].values, ds["status"].values)},
             "batching": {a: (d["batching"]["batch_size"], d["batching"]["chunk"]) for a, d in details.items()
                          if d.get("batching")},
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
