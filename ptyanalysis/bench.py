@@ -292,7 +292,9 @@ def _gpu_rows(be, pool, pos, method, ref, t_cpu, t_plain, repeats) -> list:
 
 def _bench_model(N: int = 64):
     """A small conv encoder-decoder on N x N x 1 inputs (Baseline-like shape)."""
-    import keras
+    from .inference.backends import import_keras
+
+    keras = import_keras()
 
     keras.utils.set_random_seed(0)
     x = keras.Input((N, N, 1), name="input")

@@ -2,8 +2,12 @@
 
 Each command lives in the module named after its concept; that module
 provides ``configure_parser(parser)`` and ``run_cli(args) -> int``. Modules
-are imported only when their command runs, so ``ptyanalysis --help`` is fast
-and a command does not pay for TensorFlow unless it needs it.
+are imported only when their command runs, so ``ptyanalysis --help`` is fast.
+Nothing here imports TensorFlow, JAX or PyTorch: the commands that run
+models (:data:`MODEL_COMMANDS`) take ``--backend`` and choose the process's
+Keras backend (:func:`~ptyanalysis.inference.backends.select_keras_backend`)
+after the arguments parse and before any model is touched; the framework is
+imported when the first model loads, after the command's own checks.
 
 Exit status: 0 done, 2 bad input (a :class:`~ptyanalysis.errors.PtyAnalysisError`,
 message on stderr, no traceback), 1 anything else.
@@ -18,7 +22,6 @@ import re
 import sys
 
 from .errors import PtyAnalysisError
-from .quiet import import_tensorflow_quietly
 
 #: command -> (module, one-line help)
 COMMANDS = {
@@ -34,8 +37,9 @@ COMMANDS = {
 }
 
 
-#: Commands whose process imports TensorFlow (its C++ start-up lines are filtered, :func:`import_tensorflow_quietly`).
-TF_COMMANDS = ("train", "demo", "compare", "compare-splits", "bisect")
+#: Commands that run Keras models: they take ``--backend`` (TensorFlow, JAX or PyTorch; the grid's kernels inherit it).
+MODEL_COMMANDS = ("train", "demo", "compare", "compare-splits", "bisect", "grid")
+
 
 def plain_text(doc: str) -> str:
     """A docstring's reST markup as plain text (``x`` -> x, :func:`~a.b` -> b), for ``--help``.
@@ -83,6 +87,10 @@ def build_parser(commands=COMMANDS) -> argparse.ArgumentParser:
                 continue  # command not built yet in this checkout
             raise
         mod.configure_parser(p)
+        if name in MODEL_COMMANDS:
+            from .inference.backends import add_backend_argument
+
+            add_backend_argument(p)
     return parser
 
 
@@ -106,10 +114,12 @@ def main(argv=None) -> int:
         commands = {argv[0]: COMMANDS[argv[0]]}
     parser = build_parser(commands)
     args = parser.parse_args(argv)
-    if args.command in TF_COMMANDS:
-        import_tensorflow_quietly()
     mod = importlib.import_module(args._module)
     try:
+        if args.command in MODEL_COMMANDS:
+            from .inference.backends import select_keras_backend
+
+            args.backend_choice = select_keras_backend(args.backend)
         return int(mod.run_cli(args) or 0)
     except PtyAnalysisError as exc:
         print(f"ptyanalysis {args.command}: error: {exc}", file=sys.stderr)

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import importlib.metadata as _md
+import os
 import platform
 import sys
 
 _PACKAGES = (
-    "ptyanalysis", "numpy", "scipy", "scikit-image", "xarray", "tensorflow", "keras",
+    "ptyanalysis", "numpy", "scipy", "scikit-image", "xarray", "keras", "tensorflow", "jax", "torch",
     "matplotlib", "papermill", "dask", "distributed",
 )
 
 
 def software_versions(packages=_PACKAGES) -> dict:
-    """Return ``{package: version}`` for the installed packages (``None`` when absent)."""
-    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    """Return ``{package: version}`` for the installed packages (``None`` when absent).
+
+    Also ``keras_backend``: the backend Keras runs on in this process (Keras's
+    own when it is imported, else ``KERAS_BACKEND``; None when neither says).
+    """
+    out = {"python": sys.version.split()[0], "platform": platform.platform(), "keras_backend": keras_backend_in_use()}
     for name in packages:
         if name == "ptyanalysis":  # the running code's version (installed metadata goes stale in an editable install)
             from . import __version__
@@ -27,6 +33,15 @@ def software_versions(packages=_PACKAGES) -> dict:
         except _md.PackageNotFoundError:
             out[name] = None
     return out
+
+
+def keras_backend_in_use() -> str | None:
+    """The Keras backend of this process without importing anything: Keras's, else ``KERAS_BACKEND``."""
+    keras = sys.modules.get("keras")
+    with contextlib.suppress(AttributeError):
+        if keras is not None:
+            return str(keras.backend.backend())
+    return os.environ.get("KERAS_BACKEND") or None
 
 
 def utc_now() -> str:

@@ -4,11 +4,15 @@ TensorFlow writes a few lines from C++ before its logging is initialised, so
 ``TF_CPP_MIN_LOG_LEVEL`` does not reach them. The command line
 (:mod:`ptyanalysis.cli`) and the notebook kernels the runner starts
 (:mod:`ptyanalysis.pipeline.notebook`) both filter them with this module.
+Nothing here imports TensorFlow until a caller does: a machine without it
+never pays for it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import os
 import sys
 import tempfile
@@ -89,3 +93,53 @@ def import_tensorflow_quietly():
         import tensorflow
 
     return tensorflow
+
+
+class _QuietImport:
+    """A ``sys.meta_path`` finder that imports one module with its start-up lines filtered (then leaves)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def find_spec(self, fullname, path=None, target=None):
+        """Import ``self.name`` under :func:`ptyanalysis.quiet.filtered_stderr` on its first import."""
+        if fullname != self.name:
+            return None
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(self)
+        with filtered_stderr(fd=2):  # the descriptor C++ writes to (ipykernel forwards it to the notebook)
+            module = importlib.import_module(fullname)
+        return importlib.util.spec_from_loader(fullname, _Loaded(module))
+
+
+class _Loaded:
+    """Loader handing back a module that is already imported."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def create_module(self, spec):
+        """The module, as imported."""
+        return self.module
+
+    def exec_module(self, module):
+        """Nothing left to run."""
+
+
+def quiet_tensorflow_import() -> None:
+    """Make this process's first ``import tensorflow`` drop TensorFlow's C++ start-up lines.
+
+    ``TF_CPP_MIN_LOG_LEVEL`` does not reach the lines TensorFlow's C++ code
+    writes before its logging starts (:data:`ptyanalysis.quiet.TF_STARTUP_LINES`);
+    in a kernel ipykernel would copy them into the notebook's outputs. Every
+    kernel the notebook runner starts calls this
+    (:data:`ptyanalysis.pipeline.notebook.KERNEL_ARGUMENTS`), and so does
+    :func:`ptyanalysis.inference.backends.select_keras_backend` when it picks
+    TensorFlow; it costs nothing until TensorFlow is imported, does nothing
+    when it already is, and removes itself after that first import. It is
+    this package's one import hook (``sys.meta_path``).
+    """
+    if "tensorflow" in sys.modules or any(isinstance(f, _QuietImport) for f in sys.meta_path):
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.meta_path.insert(0, _QuietImport("tensorflow"))

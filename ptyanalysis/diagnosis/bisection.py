@@ -794,7 +794,9 @@ def layer_probe(model):
     reason : str or None
         Why there is no probe (subclassed model, no graph), else None.
     """
-    import keras
+    from ..inference.backends import import_keras
+
+    keras = import_keras()
 
     try:
         inputs = model.inputs
@@ -916,31 +918,49 @@ def _run_layers(runner: _Runner, F: dict, P: dict | None, rng, against: str = "p
 
 
 # ----------------------------------------------------------------------------- stages
-def _runtime_factors(runtime, F: dict, n: int) -> list:
-    """(factor, value, RuntimeConfig) alternatives to the default runtime."""
+def _runtime_factors(runtime, F: dict, n: int, loaded=None) -> list:
+    """(factor, value, RuntimeConfig) alternatives to the default runtime, as the model's backend offers them.
+
+    Batch size and dtype on every backend; eager vs compiled where the backend
+    compiles (TensorFlow's ``tf.function``, JAX's ``jax.jit``; PyTorch runs
+    eagerly); XLA on/off only under TensorFlow (JAX always compiles with XLA);
+    every other device the backend can run the model on.
+    """
+    from ..inference.backends import executor_for
+
+    ex = executor_for(loaded) if loaded is not None else None
+    backend = ex.name if ex is not None else "tensorflow"
     out = []
     for bs in sorted({1, COMPOSITION_BATCH, n}):
         if bs != runtime.batch_size and bs <= max(n, 1):
             out.append(("batch_size", bs, replace(runtime, batch_size=bs)))
-    if not runtime.run_eagerly:
-        out.append(("jit_compile", not runtime.jit_compile, replace(runtime, jit_compile=not runtime.jit_compile)))
-        out.append(("run_eagerly", True, replace(runtime, run_eagerly=True, jit_compile=False)))
-    else:
-        out.append(("run_eagerly", False, replace(runtime, run_eagerly=False)))
+    if backend != "torch":
+        if not runtime.run_eagerly:
+            if backend == "tensorflow":
+                out.append(("jit_compile", not runtime.jit_compile,
+                            replace(runtime, jit_compile=not runtime.jit_compile)))
+            out.append(("run_eagerly", True, replace(runtime, run_eagerly=True, jit_compile=False)))
+        else:
+            out.append(("run_eagerly", False, replace(runtime, run_eagerly=False)))
     dts = {str(v.dtype) for v in F.values() if v.dtype.kind == "f"}
     for dt in ("float64", "float32", "float16"):
         if dt != runtime.dtype and not (dts == {dt} and runtime.dtype is None):
             out.append(("dtype", dt, replace(runtime, dtype=dt)))
-    try:
-        import tensorflow as tf
-
-        devs = [d.name for d in tf.config.list_logical_devices() if d.device_type in ("CPU", "GPU")]
-    except Exception:
-        devs = []
-    if len(devs) > 1:
-        for d in devs:
-            if d != runtime.device:
-                out.append(("device", d, replace(runtime, device=d)))
+    devs = []
+    available = ex.devices() if ex is not None else []
+    if len(available) > 1:
+        gpus = [d for d in available if d.startswith("gpu")]
+        current = ex.resolve_device(runtime.device, loaded) or (gpus[0] if gpus else available[0])
+        for d in available:
+            if d == current:
+                continue
+            try:
+                ex.resolve_device(d, loaded)  # a Keras-torch model runs only where its weights are
+            except PtyAnalysisError:
+                continue
+            devs.append(d)
+    for d in devs:
+        out.append(("device", d, replace(runtime, device=d)))
     return out
 
 
@@ -1034,7 +1054,7 @@ def _stage_runtime(runner, F, P, rng, causes, appliers, against="passing"):
     h0 = e0.health
     Pr = _take(P, _subsample_idx(P, RUNTIME_SAMPLES, rng))
     flips, kept = [], {}
-    for factor, value, rt in _runtime_factors(runner.runtime, Fr, _n(Fr)):
+    for factor, value, rt in _runtime_factors(runner.runtime, Fr, _n(Fr), runner.loaded):
         e, r = runner.run("runtime", f"{factor}={value}", "failing", Fr, f"failing subsample with {factor}={value}",
                           runtime=rt, details={"factor": factor, "value": value}, keep=factor == "batch_size")
         if factor == "batch_size" and r is not None:
@@ -2081,7 +2101,7 @@ def write_bisection(result: BisectionResult, out_dir) -> Path:
     from ..provenance import software_versions, utc_now
 
     d = result.to_dict()
-    d.update(generated_at=utc_now(), versions=software_versions(("ptyanalysis", "numpy", "tensorflow", "keras")))
+    d.update(generated_at=utc_now(), versions=software_versions(("ptyanalysis", "numpy", "keras", "tensorflow", "jax", "torch")))
     return write_json(Path(out_dir) / "bisection.json", d)
 
 

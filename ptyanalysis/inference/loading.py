@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 from ..errors import PtyAnalysisError
+from ..inference.backends import import_keras, require_tensorflow
 from ..inference.model import (
     _FACTORY_RE,
     _SPEC_HELP,
@@ -20,7 +21,6 @@ from ..inference.model import (
     LoadedModel,
     _as_loaded,
     _shape_tuple,
-    _tf,
     _wrap_keras,
 )
 
@@ -179,7 +179,7 @@ def _import_custom_layers(path: Path | None = None) -> list[str]:
 
 
 def _load_keras(path: Path, custom_objects, compile, safe_mode, sidecar) -> LoadedModel:
-    import keras
+    keras = import_keras()
 
     _import_custom_layers(path)
     try:
@@ -197,10 +197,14 @@ def _load_keras(path: Path, custom_objects, compile, safe_mode, sidecar) -> Load
 
 
 def _load_h5(path: Path, custom_objects, compile, sidecar) -> LoadedModel:
-    try:
-        import tf_keras  # noqa: F401
-    except ImportError:
-        tf_keras = None
+    from .backends import installed
+
+    tf_keras = None
+    if installed("tf_keras") and installed("tensorflow"):
+        try:
+            import tf_keras
+        except ImportError:
+            tf_keras = None
     if tf_keras is not None:
         try:
             model = tf_keras.models.load_model(str(path), custom_objects=custom_objects, compile=compile)
@@ -208,9 +212,9 @@ def _load_h5(path: Path, custom_objects, compile, sidecar) -> LoadedModel:
             raise PtyAnalysisError(
                 f"tf_keras could not load legacy model {path}: {type(exc).__name__}: {exc}"
             ) from exc
-        return _wrap_keras(model, str(path), "h5", "tf_keras", sidecar)
+        return _wrap_keras(model, str(path), "h5", "tf_keras", sidecar, backend="tensorflow")
     # No tf_keras: Keras 3 reads plain-layer Keras 2 H5 files itself; try that first.
-    import keras
+    keras = import_keras()
 
     try:
         model = keras.saving.load_model(str(path), custom_objects=custom_objects, compile=compile)
@@ -224,7 +228,7 @@ def _load_h5(path: Path, custom_objects, compile, sidecar) -> LoadedModel:
 
 
 def _load_savedmodel(path: Path) -> LoadedModel:
-    tf = _tf()
+    tf = require_tensorflow(f"the TensorFlow SavedModel {path}")
     try:
         root = tf.saved_model.load(str(path))
     except Exception as exc:
@@ -264,7 +268,7 @@ def _load_savedmodel(path: Path) -> LoadedModel:
         output_names=out_names, source=str(path), kind="savedmodel",
         sidecar=_find_sidecar(None, path),
         input_dtypes=[d.name for d in tf_dtypes], loader=f"tf.saved_model.load [{key}]",
-        _call=call, _keepalive=root,
+        backend="tensorflow", _call=call, _keepalive=root,
     )
 
 
@@ -418,6 +422,7 @@ def _load_bundle(path: Path, model_name: str = "diffraction_to_obj") -> LoadedMo
             "environment, or export the model to a .keras file where PtychoPINN is installed. "
             f"Bundle members:\n{listing}"
         )
+    require_tensorflow(f"the PtychoPINN TensorFlow bundle {path}")
     if not members["found"].get(f"{model_name}/model.keras"):
         raise PtyAnalysisError(
             f"PtychoPINN bundle {path} has no {model_name}/model.keras. Bundle members:\n{listing}"
@@ -460,6 +465,6 @@ def _load_bundle(path: Path, model_name: str = "diffraction_to_obj") -> LoadedMo
         "gridsize, N); loading another bundle later overwrites them for both models", path,
     )
     return _wrap_keras(models[model_name], str(path), "ptychopinn_bundle",
-                       "ptycho.model_manager.ModelManager.load_multiple_models", sidecar)
+                       "ptycho.model_manager.ModelManager.load_multiple_models", sidecar, backend="tensorflow")
 
 

@@ -26,17 +26,10 @@ _SPEC_HELP = (
     "'module:function' factory string"
 )
 
-# Compiled tf.functions of raw (not LoadedModel) Keras models, keyed weakly by
-# the model so that the cache entry goes away with the model. The cached
-# functions reach the model only through a weak reference.
+# Compiled functions and batch-size limits of raw (not LoadedModel) models, keyed weakly by the model so
+# that an entry goes away with its model (the functions reach the model only through a weak reference).
+# One of the process-wide caches listed in ptyanalysis.inference.streaming (clear_inference_caches).
 _RAW_FUNCTIONS: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
-
-
-def _tf():
-    """Import TensorFlow lazily (importing it costs seconds)."""
-    import tensorflow as tf
-
-    return tf
 
 
 # --------------------------------------------------------------------------------------
@@ -71,6 +64,10 @@ class LoadedModel:
         Declared input dtypes, where known.
     loader : str
         What loaded it (``"keras.saving.load_model"``, ``"tf_keras"``, ...).
+    backend : str
+        What runs it: ``"tensorflow"``, ``"jax"`` or ``"torch"``
+        (:mod:`ptyanalysis.inference.backends`); a ``.keras`` model runs under
+        the process's Keras backend.
     """
 
     model: Any
@@ -82,7 +79,10 @@ class LoadedModel:
     sidecar: dict | None = None
     input_dtypes: list | None = None
     loader: str = ""
+    backend: str = "tensorflow"
     _call: Callable | None = field(default=None, repr=False)
+    _pack: Callable | None = field(default=None, repr=False)
+    _unpack: Callable | None = field(default=None, repr=False)
     _functions: dict = field(default_factory=dict, repr=False)
     _keepalive: Any = field(default=None, repr=False)
 
@@ -102,8 +102,8 @@ def describe_model(loaded) -> dict:
     -------
     dict
         ``source``, ``kind``, ``loader``, ``inputs`` (name, shape, dtype),
-        ``outputs``, ``n_params`` (None when unknown), ``sidecar`` and the
-        TensorFlow / Keras versions.
+        ``outputs``, ``n_params`` (None when unknown), ``sidecar``, the
+        ``backend`` that runs it and the TensorFlow / Keras versions.
     """
     loaded = _as_loaded(loaded)
     dtypes = loaded.input_dtypes or [None] * len(loaded.input_names)
@@ -124,6 +124,7 @@ def describe_model(loaded) -> dict:
         "outputs": list(loaded.output_names),
         "n_params": n_params,
         "sidecar": loaded.sidecar,
+        "backend": loaded.backend,
         "tensorflow": versions.get("tensorflow"),
         "keras": versions.get("keras"),
     }
@@ -157,7 +158,12 @@ def _flatten_outputs(out, names):
 
 
 def _keras_adapter(model, *, weak: bool):
-    """Introspect a Keras(-like) model; return (names, shapes, dtypes, out_names, call)."""
+    """Introspect a Keras(-like) model; return (names, shapes, dtypes, out_names, call, pack, unpack).
+
+    ``pack(xs)`` turns a list of inputs (call order) into what the model takes
+    (a dict, a list or one tensor), ``unpack(out)`` its outputs into a list in
+    :attr:`LoadedModel.output_names` order; ``call(xs) = unpack(model(pack(xs)))``.
+    """
     try:
         struct = model.input
     except Exception:  # unbuilt subclassed / Sequential model
@@ -181,27 +187,33 @@ def _keras_adapter(model, *, weak: bool):
     # cached tf.function, which would then keep the model alive).
     get = weakref.ref(model) if weak else (lambda _m=model: _m)
 
+    def pack(xs):
+        if mode == "dict":
+            return dict(zip(names, xs))
+        if mode == "single" or (mode == "unknown" and len(xs) == 1):
+            return xs[0]
+        return list(xs)
+
+    def unpack(out):
+        return _flatten_outputs(out, out_names)
+
     def call(xs):
         m = get()
         if m is None:  # pragma: no cover - the caller holds the model
             raise PtyAnalysisError("the model was garbage-collected during inference")
-        if mode == "dict":
-            arg = dict(zip(names, xs))
-        elif mode == "single" or (mode == "unknown" and len(xs) == 1):
-            arg = xs[0]
-        else:
-            arg = list(xs)
-        return _flatten_outputs(m(arg, training=False), out_names)
+        return unpack(m(pack(xs), training=False))
 
-    return names, shapes, dtypes, out_names, call
+    return names, shapes, dtypes, out_names, call, pack, unpack
 
 
-def _wrap_keras(model, source: str, kind: str, loader: str, sidecar=None, *, weak=False):
-    names, shapes, dtypes, out_names, call = _keras_adapter(model, weak=weak)
+def _wrap_keras(model, source: str, kind: str, loader: str, sidecar=None, *, weak=False, backend=None):
+    from .backends import model_backend
+
+    names, shapes, dtypes, out_names, call, pack, unpack = _keras_adapter(model, weak=weak)
     return LoadedModel(
         model=model, input_names=names, input_shapes=shapes, output_names=out_names,
         source=source, kind=kind, sidecar=sidecar, input_dtypes=dtypes, loader=loader,
-        _call=call,
+        backend=backend or model_backend(model), _call=call, _pack=pack, _unpack=unpack,
     )
 
 

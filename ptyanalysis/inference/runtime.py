@@ -1,15 +1,17 @@
-"""Runtime controls of an inference run: device, batch size, jit, eager/graph, dtype, determinism."""
+"""Runtime controls of an inference run: device, batch size, jit, eager/graph, dtype, determinism.
+
+The controls are backend-neutral; how each is carried out on TensorFlow, JAX
+or PyTorch is :mod:`ptyanalysis.inference.backends`'s.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import PtyAnalysisError
-from ..inference.model import LoadedModel, _function_cache, _tf
 
 #: The one logger of the inference subpackage.
 log = logging.getLogger("ptyanalysis.inference")
@@ -31,18 +33,24 @@ class RuntimeConfig:
         when the model's outputs do not have one row per sample; see
         ``adapt_batch``).
     jit_compile : bool
-        Compile the graph with XLA (``tf.function(jit_compile=True)``).
+        Compile with XLA: ``tf.function(jit_compile=True)`` under TensorFlow;
+        under JAX every graph-mode call is XLA-compiled (``jax.jit``) anyway;
+        under PyTorch models run eagerly and this is recorded as not applied.
     run_eagerly : bool
         Call ``model(x, training=False)`` eagerly instead of through a
-        ``tf.function``. Cannot be combined with ``jit_compile``.
+        compiled function (``tf.function`` / ``jax.jit``). Cannot be combined
+        with ``jit_compile``.
     dtype : str or None
         Cast floating inputs to this dtype before the call (None keeps them).
     device : str or None
-        TensorFlow device, e.g. ``"/CPU:0"`` or ``"/GPU:0"``; None lets
-        TensorFlow choose (a GPU when it sees one). An unavailable device is
-        an error, not a silent fallback.
+        ``"cpu"``, ``"gpu"`` or ``"gpu:<index>"`` (also ``"cuda:0"``,
+        TensorFlow's ``"/GPU:0"``); None lets the backend choose (a GPU when
+        it sees one). An unavailable device is an error, not a silent
+        fallback. A Keras model under PyTorch runs where its weights are.
     deterministic : bool
-        Enable TF op determinism for the run (restored afterwards).
+        Deterministic kernels for the run, restored afterwards (TensorFlow's
+        op determinism, ``torch.use_deterministic_algorithms``; JAX is
+        deterministic on the CPU, and the record says how to ask on a GPU).
     adapt_batch : bool
         When a batch's outputs do not have one row per sample (a model that
         merges a batch into fewer outputs, such as a PtychoPINN bundle's
@@ -61,6 +69,10 @@ class RuntimeConfig:
     adapt_batch: bool = True
 
     def __post_init__(self):
+        if self.device is not None:
+            from .backends import parse_device
+
+            parse_device(self.device)
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, (int, np.integer)) \
                 or self.batch_size < 1:
             raise PtyAnalysisError(f"RuntimeConfig.batch_size must be a positive integer, got {self.batch_size!r}")
@@ -166,78 +178,4 @@ def runtime_from_args(args, **overrides) -> RuntimeConfig:
     if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or bs < 1:
         raise PtyAnalysisError(f"--batch-size must be a positive integer, got {bs!r}")
     return RuntimeConfig(batch_size=int(bs), **overrides)
-
-
-def _check_device(device: str) -> None:
-    tf = _tf()
-    try:
-        want = tf.DeviceSpec.from_string(device)
-    except Exception as exc:
-        raise PtyAnalysisError(f"RuntimeConfig.device {device!r} is not a TF device string ({exc})") from exc
-    avail = tf.config.list_logical_devices()
-    for d in avail:
-        have = tf.DeviceSpec.from_string(d.name)
-        if (want.device_type or "").upper() == (have.device_type or "").upper() and (
-            want.device_index is None or want.device_index == have.device_index
-        ):
-            return
-    raise PtyAnalysisError(
-        f"device {device!r} is not available; TensorFlow sees: "
-        f"{', '.join(d.name for d in avail) or 'nothing'}. Use one of these or device=None"
-    )
-
-
-@contextlib.contextmanager
-def _op_determinism(record: dict):
-    tf = _tf()
-    try:
-        from tensorflow.python.framework import config as _tfc
-
-        was = bool(_tfc.is_op_determinism_enabled())
-        disable = _tfc.disable_op_determinism
-    except (ImportError, AttributeError):
-        was, disable = False, None
-    if not was:
-        tf.config.experimental.enable_op_determinism()
-    record["deterministic_restored"] = was or disable is not None
-    try:
-        yield
-    finally:
-        if not was:
-            if disable is not None:
-                disable()
-            else:
-                log.warning("TF op determinism stays enabled: this TF has no way to turn it off")
-
-
-@contextlib.contextmanager
-def _runtime_scope(runtime: RuntimeConfig, record: dict):
-    tf = _tf()
-    with contextlib.ExitStack() as stack:
-        if runtime.device:
-            _check_device(runtime.device)
-            stack.enter_context(tf.device(runtime.device))
-        if runtime.deterministic:
-            stack.enter_context(_op_determinism(record))
-        yield
-
-
-def _get_function(loaded: LoadedModel, runtime: RuntimeConfig):
-    if runtime.run_eagerly:
-        call = loaded._call
-        return lambda *xs: call(list(xs))
-    cache = _function_cache(loaded)
-    key = (bool(runtime.jit_compile), runtime.dtype)
-    fn = cache.get(key)
-    if fn is None:
-        tf = _tf()
-        call = loaded._call
-
-        def _graph_call(*xs):
-            return call(list(xs))
-
-        fn = tf.function(_graph_call, jit_compile=bool(runtime.jit_compile), reduce_retracing=True)
-        cache[key] = fn
-    return fn
-
 

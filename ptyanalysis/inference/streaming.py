@@ -1,4 +1,18 @@
-"""Streaming inference: chunks through the model into consumers, with out-of-memory back-off and a runtime record."""
+"""Streaming inference: the one runner of every model, on every backend and device.
+
+Chunks are read (ahead, in a thread) and fed through the model into
+consumers, with out-of-memory and rows-per-sample back-off and a runtime
+record. Everything backend-specific (devices, compiling, moving arrays,
+recognising out-of-memory, determinism) is the model's
+:class:`~ptyanalysis.inference.backends.Executor`'s, so the same loop runs
+TensorFlow, Keras-on-JAX, Keras-on-PyTorch and plain PyTorch models on the
+CPU or a GPU.
+
+Process-wide state: each model's compiled functions and the batch-size limit
+an earlier run found (rows per sample) are cached on the model
+(:class:`~ptyanalysis.inference.model.LoadedModel`, or weakly per raw model
+object); :func:`clear_inference_caches` empties them.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +30,9 @@ import numpy as np
 
 from ..errors import PtyAnalysisError
 from ..fileutil import atomic_path
-from ..inference.model import _as_loaded, _function_cache, _tf
-from ..inference.runtime import RuntimeConfig, _get_function, _runtime_scope
+from ..inference.backends import executor_for
+from ..inference.model import _RAW_FUNCTIONS, _as_loaded, _function_cache
+from ..inference.runtime import RuntimeConfig
 from ..inference.sources import _resolve_inputs
 from ..inference.stats import _StatsAccumulator
 from ..provenance import software_versions, utc_now
@@ -154,9 +169,19 @@ class _ChunkReader:
             self._pool.shutdown(wait=True)
 
 
-def _oom_types():
-    tf = _tf()
-    return (tf.errors.ResourceExhaustedError, MemoryError)
+def clear_inference_caches(model=None) -> None:
+    """Forget compiled functions and remembered batch-size limits.
+
+    Parameters
+    ----------
+    model : LoadedModel or model object, optional
+        Only this model's (default: every raw model object's; a
+        :class:`LoadedModel`'s caches go with it).
+    """
+    if model is None:
+        _RAW_FUNCTIONS.clear()
+    else:
+        _function_cache(_as_loaded(model)).clear()
 
 
 class _Progress:
@@ -228,9 +253,9 @@ def _stream(loaded, sources, runtime, on_chunk, *, progress, prefetch, record, d
     rest of the run and remembered on the model (later runs with the same
     per-sample input shapes start from it), with one notice.
     """
-    tf = _tf()
+    ex = executor_for(loaded)
+    device = ex.resolve_device(runtime.device, loaded)
     n = int(sources[0].shape[0]) if sources else 0
-    oom = _oom_types()
     events, row_events, sizes, devices, probes = [], [], [], [], []
     cast = np.dtype(runtime.dtype) if runtime.dtype else None
     bar = _Progress(n, progress, desc)
@@ -243,8 +268,11 @@ def _stream(loaded, sources, runtime, on_chunk, *, progress, prefetch, record, d
         limit, limit_source = int(cache[key]), "an earlier run on this model"
     t0 = time.perf_counter()
     try:
-        with _runtime_scope(runtime, record):
-            fn = _get_function(loaded, runtime)
+        with ex.scope(device, bool(runtime.deterministic), record):
+            fkey = ("function", ex.name, device, bool(runtime.run_eagerly), bool(runtime.jit_compile))
+            fn = cache.get(fkey)
+            if fn is None:
+                fn = cache[fkey] = ex.function(loaded, runtime, device)
             bs, pos = int(runtime.batch_size), 0
             if limit is not None and limit < bs:
                 log.info("%s: batch size %d (not %d): an earlier run on this model found that larger batches "
@@ -253,21 +281,20 @@ def _stream(loaded, sources, runtime, on_chunk, *, progress, prefetch, record, d
             pending = None  # (rows seen, output, batch, chunk) of the last mismatch, until a batch matches
 
             def call(xs):
-                tensors = [
-                    tf.convert_to_tensor(x.astype(cast, copy=False) if cast is not None and x.dtype.kind == "f" else x)
-                    for x in xs
-                ]
-                outs = fn(*tensors)
-                outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
-                return outs, [o.numpy() for o in outs]
+                outs = fn([x.astype(cast, copy=False) if cast is not None and x.dtype.kind == "f" else x
+                           for x in xs])
+                return outs, [ex.to_numpy(o) for o in outs]
+
+            def oom(exc):
+                return ex.is_oom(exc) and not isinstance(exc, PtyAnalysisError)
 
             while pos < n:
                 xs = reader.take(pos, bs)
                 m = len(xs[0])
                 try:
                     outs, arrays = call(xs)
-                except oom as exc:
-                    if m <= 1:
+                except Exception as exc:
+                    if not oom(exc) or m <= 1:
                         raise
                     new = max(1, m // 2)
                     events.append(OOMEvent(pos, m, new, f"{type(exc).__name__}: {str(exc)[:300]}"))
@@ -314,7 +341,7 @@ def _stream(loaded, sources, runtime, on_chunk, *, progress, prefetch, record, d
                         "pass a batch size of at most %d to skip the search)",
                         loaded.source, pending[0], pending[1], pending[2], m, good, pending[2] - 1, m)
                     pending = None
-                dev = getattr(outs[0], "device", None) if outs else None
+                dev = ex.device_of(outs[0]) if outs else None
                 if dev and dev not in devices:
                     devices.append(dev)
                 if m not in sizes:
@@ -329,7 +356,7 @@ def _stream(loaded, sources, runtime, on_chunk, *, progress, prefetch, record, d
             s.close()
     elapsed = time.perf_counter() - t0
     record.update(
-        device=devices[0] if devices else None, devices=devices,
+        device=devices[0] if devices else device, devices=devices, **ex.describe(),
         batch_sizes=sorted(sizes, reverse=True), elapsed_s=elapsed,
         samples_per_s=(n / elapsed) if elapsed > 0 else None, n_samples=n,
         batch_size_limit=limit, batch_size_limit_source=limit_source,
@@ -342,7 +369,8 @@ def _stream(loaded, sources, runtime, on_chunk, *, progress, prefetch, record, d
 def _largest_good_batch(call, chunk, good, outs, arrays, *, pos, oom, row_events, probes):
     """Bisect the batch sizes between ``good`` (one row per sample) and ``len(chunk)`` (not).
 
-    Each size is tried on the first samples of the same chunk (the one that
+    ``oom(exc)`` tells whether an exception is an out-of-memory error. Each
+    size is tried on the first samples of the same chunk (the one that
     gave the mismatch), so no sample is read twice and the probes see the
     same data. Returns ``(size, outs, arrays)``: the largest good size found
     and its outputs (the first ``size`` samples of the chunk, ready to hand
@@ -358,7 +386,9 @@ def _largest_good_batch(call, chunk, good, outs, arrays, *, pos, oom, row_events
         xs = [x[:mid] for x in chunk]
         try:
             o, a = call(xs)
-        except oom:
+        except Exception as exc:
+            if not oom(exc):
+                raise
             probes.append({"start": int(pos), "batch": mid, "one_row_per_sample": False, "oom": True})
             hi = mid
             continue
@@ -375,13 +405,11 @@ def _largest_good_batch(call, chunk, good, outs, arrays, *, pos, oom, row_events
 
 
 def _runtime_record(runtime: RuntimeConfig) -> dict:
-    tf = _tf()
     return {
         "requested_device": runtime.device,
         "batch_size": int(runtime.batch_size),
         "jit_compile": bool(runtime.jit_compile),
         "mode": "eager" if runtime.run_eagerly else "graph",
-        "functions_run_eagerly": bool(tf.config.functions_run_eagerly()),
         "dtype": runtime.dtype,
         "deterministic": bool(runtime.deterministic),
         "adapt_batch": bool(getattr(runtime, "adapt_batch", True)),
@@ -484,9 +512,11 @@ def run_inference(model, inputs, runtime: RuntimeConfig = RuntimeConfig(), *, co
         Inputs that do not match the model, unavailable device, outputs
         without one row per sample even for a batch of one (or at all, with
         ``runtime.adapt_batch=False``).
-    tf.errors.ResourceExhaustedError, MemoryError
-        When even a batch of one sample runs out of memory (smaller batches
-        are retried with half the size; each halving is recorded).
+    Exception
+        The backend's out-of-memory error (``tf.errors.ResourceExhaustedError``,
+        ``torch.cuda.OutOfMemoryError``, JAX's ``RESOURCE_EXHAUSTED``,
+        ``MemoryError``) when even a batch of one sample runs out of memory
+        (smaller batches are retried with half the size; each halving is recorded).
     """
     loaded = _as_loaded(model)
     sources = _resolve_inputs(loaded, inputs)
@@ -494,7 +524,7 @@ def run_inference(model, inputs, runtime: RuntimeConfig = RuntimeConfig(), *, co
     if progress is None:
         progress = bool(getattr(sys.stderr, "isatty", lambda: False)())
     record = {"started": utc_now(), **_runtime_record(runtime)}
-    versions = software_versions(("tensorflow", "keras", "numpy", "ptyanalysis"))
+    versions = software_versions(("tensorflow", "jax", "torch", "keras", "numpy", "ptyanalysis"))
     record.update(tensorflow=versions.get("tensorflow"), keras=versions.get("keras"), versions=versions)
 
     accs: list | None = [] if stats else None
@@ -556,8 +586,8 @@ def predict(model, inputs, runtime: RuntimeConfig = RuntimeConfig(), *, progress
     """Run a model on small in-memory inputs and return its outputs.
 
     The cheap path the diagnosis engines call repeatedly: no statistics, no
-    runtime record, no read-ahead thread; the ``tf.function`` (per jit flag and
-    dtype) is compiled once per model and reused.
+    runtime record, no read-ahead thread; the compiled function (per backend,
+    device and jit flag) is built once per model and reused.
 
     Parameters
     ----------

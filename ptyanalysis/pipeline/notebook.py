@@ -73,67 +73,14 @@ KERNEL_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYDEVD_DISABLE_FILE_VALIDATION": "1"
 #: Extra arguments of every kernel: ipykernel logs the SIGINT that jupyter_client sends before
 #: every shutdown as ``ERROR | KeyboardInterrupt caught in kernel`` when it lands inside a message
 #: handler; a cell's errors reach the notebook through messages, not through this log.
-#: ``exec_lines`` makes the kernel's first ``import tensorflow`` quiet (:func:`quiet_tensorflow_import`).
+#: ``exec_lines`` makes the kernel's first ``import tensorflow`` quiet
+#: (:func:`ptyanalysis.quiet.quiet_tensorflow_import`; the kernel inherits ``KERAS_BACKEND``).
 KERNEL_ARGUMENTS = ("--IPKernelApp.log_level=CRITICAL",
-                    ("--IPKernelApp.exec_lines=__import__('ptyanalysis.pipeline.notebook', "
+                    ("--IPKernelApp.exec_lines=__import__('ptyanalysis.quiet', "
                      "fromlist=['_']).quiet_tensorflow_import()"))
 #: Tag of papermill's injected cell.
 INJECTED_TAG = "injected-parameters"
 
-
-class _QuietImport:
-    """A ``sys.meta_path`` finder that imports one module with its start-up lines filtered (then leaves)."""
-
-    def __init__(self, name: str):
-        self.name = name
-
-    def find_spec(self, fullname, path=None, target=None):
-        """Import ``self.name`` under :func:`ptyanalysis.quiet.filtered_stderr` on its first import."""
-        if fullname != self.name:
-            return None
-        import importlib
-        import importlib.util
-        import sys
-
-        from ..quiet import filtered_stderr
-
-        with contextlib.suppress(ValueError):
-            sys.meta_path.remove(self)
-        with filtered_stderr(fd=2):  # the descriptor C++ writes to (ipykernel forwards it to the notebook)
-            module = importlib.import_module(fullname)
-        return importlib.util.spec_from_loader(fullname, _Loaded(module))
-
-
-class _Loaded:
-    """Loader handing back a module that is already imported."""
-
-    def __init__(self, module):
-        self.module = module
-
-    def create_module(self, spec):
-        """The module, as imported."""
-        return self.module
-
-    def exec_module(self, module):
-        """Nothing left to run."""
-
-
-def quiet_tensorflow_import() -> None:
-    """Make this process's first ``import tensorflow`` drop TensorFlow's C++ start-up lines.
-
-    ``TF_CPP_MIN_LOG_LEVEL`` does not reach the lines TensorFlow's C++ code
-    writes before its logging starts (:data:`ptyanalysis.quiet.TF_STARTUP_LINES`);
-    in a kernel ipykernel would copy them into the notebook's outputs. Every
-    kernel :func:`execute` starts calls this (:data:`KERNEL_ARGUMENTS`); it
-    costs nothing until TensorFlow is imported, and does nothing when it
-    already is.
-    """
-    import sys
-
-    if "tensorflow" in sys.modules or any(isinstance(f, _QuietImport) for f in sys.meta_path):
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.meta_path.insert(0, _QuietImport("tensorflow"))
 
 #: Names every IPython namespace holds.
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}

@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import math
 
-import keras
 import numpy as np
-from keras import ops
 
 from ..conventions import REASSEMBLY
 from ..errors import PtyAnalysisError
+from ..inference.backends import import_keras
+
+keras = import_keras()  # under the backend this process chose (TensorFlow, JAX or PyTorch)
+ops = keras.ops
 
 _PKG = "ptyanalysis"
 

@@ -35,6 +35,7 @@ from .. import hub as _hub
 from ..conventions import REASSEMBLY, SPLITS, VIEWS
 from ..errors import PtyAnalysisError
 from ..fileutil import atomic_dir, write_json, write_npz
+from ..inference.backends import import_keras
 from ..provenance import software_versions, utc_now
 
 
@@ -126,7 +127,7 @@ class _EpochProgress:
     """Keras callback: a tqdm bar over epochs on a terminal, plain lines otherwise."""
 
     def __new__(cls, total: int, desc: str, stream=None):
-        import keras
+        keras = import_keras()
         from tqdm.auto import tqdm
 
         stream = stream or sys.stderr
@@ -169,7 +170,7 @@ class _RealGradientOfComplexCast(logging.Filter):
 
 
 def _fit(model, x, y, steps: int, config: TrainConfig, desc: str, loss, loss_weights=None, batch_size=None):
-    import keras
+    keras = import_keras()
 
     n = len(x[0]) if isinstance(x, list) else len(x)
     batch_size = batch_size or config.batch_size

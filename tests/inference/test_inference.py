@@ -195,7 +195,7 @@ def test_streaming_equals_predict(model, data, runtime):
     rt = res.runtime
     bs = runtime.batch_size
     assert rt["batch_sizes"] == ([bs, 37 % bs] if bs < 37 and 37 % bs else [min(bs, 37)])
-    assert "CPU" in rt["device"]
+    assert rt["device"] == "cpu:0" and rt["backend"] == "tensorflow"
     assert rt["mode"] == ("eager" if runtime.run_eagerly else "graph")
     assert rt["jit_compile"] == runtime.jit_compile and rt["dtype"] == runtime.dtype
     assert rt["tensorflow"] == tf.__version__ and rt["keras"] == keras.__version__

@@ -149,7 +149,7 @@ def test_templates_found_and_read():
 
 @pytest.mark.tf
 def test_importing_tensorflow_in_a_quiet_process_prints_no_start_up_lines():
-    code = ("from ptyanalysis.pipeline import notebook as nbk\nnbk.quiet_tensorflow_import()\n"
+    code = ("from ptyanalysis import quiet\nquiet.quiet_tensorflow_import()\n"
             "import tensorflow\nimport sys\nprint('ok', file=sys.stderr)\n")
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
