@@ -7,7 +7,7 @@ STAMP := $(VENV)/.ptyanalysis-installed
 DEMO_HUB ?= demo_hub
 PYTEST_ARGS ?=
 
-.PHONY: venv demo test test-fast lint bench notebooks clean
+.PHONY: venv demo test test-no-tf test-fast lint bench notebooks clean
 
 venv: $(STAMP)
 
@@ -29,11 +29,23 @@ NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitiz
 # complete); copy the committed notebooks to build/nbval with the ci parameters (params/ci_*.yaml)
 # injected and their stored outputs kept; then pytest on tests/ and nbval on those copies (it
 # re-executes them and compares the cells marked NBVAL_CHECK_OUTPUT with the committed outputs).
-# pytest exit code 5 (nothing collected) is not a failure.
+# Then the backend-neutral tests (marker "neutral") once more under Keras-JAX on the CPU with TensorFlow made
+# unimportable (tests/support/no_tensorflow), as on a GPU machine that has JAX or PyTorch and no TensorFlow:
+# they assert the same results as the TensorFlow run. pytest exit code 5 (nothing collected) is not a failure.
+NO_TF := PYTHONPATH=tests/support/no_tensorflow KERAS_BACKEND=jax
+
 test: venv
 	TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/ptyanalysis demo --size ci --hub $(CI_HUB) --prepare-only --grid
 	$(BIN)/python tools/build_notebooks.py prepare-nbval $(NBVAL_DIR)
 	@TF_CPP_MIN_LOG_LEVEL=3 PTYANALYSIS_CI_HUB=$(CI_HUB) $(BIN)/python -m pytest tests $(NBVAL_DIR)/*.ipynb $(NBVAL) $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected (exit 5), treated as success"; rc=0; fi; exit $$rc
+	@echo "== the backend-neutral tests again: Keras on JAX, TensorFlow unimportable =="
+	@$(NO_TF) PTYANALYSIS_CI_HUB=$(CI_HUB) $(BIN)/python -m pytest tests -m neutral -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected (exit 5), treated as success"; rc=0; fi; exit $$rc
+
+# Only the second pass above (Keras on JAX, TensorFlow unimportable), on an existing ci hub.
+test-no-tf: venv
+	@$(NO_TF) PTYANALYSIS_CI_HUB=$(CI_HUB) $(BIN)/python -m pytest tests -m neutral -q -p no:cacheprovider $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected (exit 5), treated as success"; rc=0; fi; exit $$rc
 
 # The fast gate (numpy-only tests, no study, no TensorFlow models): under 2 minutes.

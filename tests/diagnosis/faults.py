@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 PKG = "ptyanalysis_faults"
 
@@ -62,14 +62,13 @@ class Translate(keras.layers.Layer):
 
     def call(self, inputs):
         images, positions = inputs
-        pos = tf.cast(positions[:, 0, :, 0], tf.float32)
-        b = tf.shape(images)[0]
-        one = tf.ones((b,), tf.float32)
-        zero = tf.zeros((b,), tf.float32)
-        tr = tf.stack([one, zero, -pos[:, 0], zero, one, -pos[:, 1], zero, zero], axis=1)
-        return tf.raw_ops.ImageProjectiveTransformV3(
-            images=images, transforms=tr, output_shape=tf.shape(images)[1:3],
-            fill_value=0.0, interpolation="BILINEAR", fill_mode="CONSTANT")
+        pos = ops.cast(positions[:, 0, :, 0], "float32")
+        one = ops.ones_like(pos[:, 0])
+        zero = ops.zeros_like(pos[:, 0])
+        tr = ops.stack([one, zero, -pos[:, 0], zero, one, -pos[:, 1], zero, zero], axis=1)
+        # TensorFlow's ImageProjectiveTransformV3 under the TensorFlow backend; the same transform elsewhere
+        return ops.image.affine_transform(images, tr, interpolation="bilinear", fill_mode="constant",
+                                          fill_value=0.0, data_format="channels_last")
 
     def compute_output_spec(self, inputs):
         return keras.KerasTensor(inputs[0].shape, inputs[0].dtype)
@@ -87,7 +86,7 @@ class BatchOverflowGuard(keras.layers.Layer):
         return {**super().get_config(), "limit": self.limit}
 
     def call(self, x):
-        keep = tf.cast(tf.reduce_max(tf.abs(x)) <= self.limit, x.dtype)
+        keep = ops.cast(ops.max(ops.abs(x)) <= self.limit, x.dtype)
         return x * keep
 
 
@@ -103,7 +102,7 @@ class BatchSizeGate(keras.layers.Layer):
         return {**super().get_config(), "max_batch": self.max_batch}
 
     def call(self, x):
-        keep = tf.cast(tf.shape(x)[0] <= self.max_batch, x.dtype)
+        keep = ops.cast(ops.shape(x)[0] <= self.max_batch, x.dtype)
         return x * keep
 
 
@@ -118,10 +117,10 @@ class L2NormNet(keras.Model):
         self.dense.set_weights([w])
 
     def call(self, x, training=False):
-        n = tf.sqrt(tf.reduce_sum(x * x, axis=-1, keepdims=True))
+        n = ops.sqrt(ops.sum(x * x, axis=-1, keepdims=True))
         y = x / n  # float16: x*x overflows to inf -> y = 0
-        y = tf.where(tf.math.is_finite(y), y, tf.zeros_like(y))
-        return self.dense(tf.cast(y, "float32"))
+        y = ops.where(ops.isfinite(y), y, ops.zeros_like(y))
+        return self.dense(ops.cast(y, "float32"))
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -334,8 +333,8 @@ class BatchMaxNormalise(keras.layers.Layer):
         return {**super().get_config(), "floor": self.floor}
 
     def call(self, x):
-        y = x / tf.reduce_max(tf.abs(x))
-        return tf.nn.relu(y - self.floor)
+        y = x / ops.max(ops.abs(x))
+        return ops.relu(y - self.floor)
 
 
 @keras.saving.register_keras_serializable(package=PKG)
@@ -343,7 +342,7 @@ class SampleMaxNormalise(keras.layers.Layer):
     """Divide each sample by its own largest |value| (Inf in a sample: its finite values become 0, the Inf NaN)."""
 
     def call(self, x):
-        return x / tf.reduce_max(tf.abs(x), axis=[1, 2, 3], keepdims=True)
+        return x / ops.max(ops.abs(x), axis=(1, 2, 3), keepdims=True)
 
 
 @keras.saving.register_keras_serializable(package=PKG)
@@ -351,7 +350,7 @@ class BatchCentre(keras.layers.Layer):
     """Subtract the batch mean of positions (B, 1, 2, 1), as PtychoPINN's reassembly does since 898b42e."""
 
     def call(self, pos):
-        return pos - tf.reduce_mean(pos, axis=0, keepdims=True)
+        return pos - ops.mean(pos, axis=0, keepdims=True)
 
 
 def _frames(seed, n, N=8, lo=0.5, hi=1.5):
@@ -532,8 +531,8 @@ class MildScale(keras.layers.Layer):
         return {**super().get_config(), "alpha": self.alpha}
 
     def call(self, x):
-        m = tf.reduce_mean(tf.abs(x), axis=[1, 2, 3], keepdims=True) + 1e-12
-        return x / m * tf.pow(m, self.alpha)
+        m = ops.mean(ops.abs(x), axis=(1, 2, 3), keepdims=True) + 1e-12
+        return x / m * ops.power(m, self.alpha)
 
 
 def build_mildly_scale_sensitive_model(N=16, seed=0, alpha=0.096) -> keras.Model:
@@ -591,7 +590,12 @@ class MergeBigCall(keras.layers.Layer):
         return {**super().get_config(), "limit": self.limit}
 
     def call(self, x):
-        return tf.cond(tf.shape(x)[0] >= self.limit, lambda: tf.reduce_sum(x, axis=0, keepdims=True), lambda: x)
+        if keras.backend.backend() == "tensorflow":  # a graph with an unknown batch size: a graph condition
+            import tensorflow as tf
+
+            return tf.cond(tf.shape(x)[0] >= self.limit, lambda: tf.reduce_sum(x, axis=0, keepdims=True),
+                           lambda: x)
+        return ops.sum(x, axis=0, keepdims=True) if x.shape[0] >= self.limit else x  # shapes are concrete
 
     def compute_output_spec(self, x):
         return keras.KerasTensor(x.shape, x.dtype)

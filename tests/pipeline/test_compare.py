@@ -10,7 +10,7 @@ import xarray as xr
 from ptyanalysis.cli import main
 from ptyanalysis.pipeline import compare as compare
 
-pytestmark = pytest.mark.tf
+pytestmark = [pytest.mark.tf, pytest.mark.neutral]  # make test runs it again under JAX without TensorFlow
 
 DOSE = 1e3
 

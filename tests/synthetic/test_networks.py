@@ -12,7 +12,7 @@ keras = pytest.importorskip("keras")
 from ptyanalysis.synthetic import networks as nw  # noqa: E402
 from ptyanalysis.synthetic.training import TRAIN_CONFIGS, config_with  # noqa: E402
 
-pytestmark = pytest.mark.tf
+pytestmark = [pytest.mark.tf, pytest.mark.neutral]  # make test runs it again under JAX without TensorFlow
 
 
 @pytest.mark.parametrize("shift", [(2.3, -1.6), (-0.5, 0.25), (7.0, 3.0)])
