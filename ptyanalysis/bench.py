@@ -391,8 +391,8 @@ def bench_inference(quick: bool = False, N: int = 64, batch_size: int = 256,
     import tempfile
     from pathlib import Path
 
-    import tensorflow as tf
-
+    from .inference.backends import executor_for
+    from .inference.loading import load_model
     from .inference.runtime import RuntimeConfig
     from .inference.streaming import run_inference
 
@@ -402,7 +402,8 @@ def bench_inference(quick: bool = False, N: int = 64, batch_size: int = 256,
     n_big = int(big_bytes // per)
     model = _bench_model(N)
     rt = RuntimeConfig(batch_size=batch_size)
-    dev = "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+    ex = executor_for(load_model(model))
+    dev = f"{ex.name}, {'GPU' if any(d.startswith('gpu') for d in ex.devices()) else 'CPU'}"
     rows = []
 
     def drop(outs, start):

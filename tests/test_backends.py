@@ -154,3 +154,18 @@ def test_the_bisections_runtime_experiments_are_those_the_backend_offers(small_m
     assert ("jit_compile" in factors) == (loaded.backend == "tensorflow")  # JAX always compiles with XLA
     assert ("run_eagerly" in factors) == (loaded.backend != "torch")
     assert "device" not in factors  # one device here
+
+
+def test_network_outputs_are_stitched_where_they_are(monkeypatch):
+    from ptyanalysis.imaging import stitching
+    from ptyanalysis.pipeline.compare import CompareConfig, stitch_backend_for
+
+    assert stitch_backend_for("cpu:0") == "numpy"
+    monkeypatch.setattr(stitching, "gpu_backend", lambda: None)
+    assert stitch_backend_for("gpu:0") == "numpy"  # outputs on a GPU no array library can use
+    monkeypatch.setattr(stitching, "gpu_backend", lambda: stitching.ArrayBackend("torch", "cuda"))
+    be = stitch_backend_for("gpu:1")
+    assert (be.name, be.device) == ("torch", "cuda:1")
+    assert stitch_backend_for("gpu:1", "cpu") == "numpy"
+    with pytest.raises(PtyAnalysisError, match="stitch_on"):
+        CompareConfig(stitch_on="gpu")

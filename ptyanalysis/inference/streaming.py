@@ -241,7 +241,11 @@ def known_batch_size_limit(model, inputs) -> int | None:
 
 
 def _stream(loaded, sources, runtime, on_chunk, *, progress, prefetch, record, desc="inference"):
-    """Core loop: read chunks, call the model, hand outputs to ``on_chunk(outs, start)``.
+    """Core loop: read chunks, call the model, hand outputs to ``on_chunk(outs, start, native)``.
+
+    ``outs`` are host numpy arrays; ``native`` the same outputs as the backend
+    returned them (device arrays on a GPU), for consumers that use them where
+    they are.
 
     Returns ``(oom_events, row_events)``. A batch whose outputs do not have one
     row per sample is never handed on: with ``runtime.adapt_batch`` it is run
@@ -346,7 +350,7 @@ def _stream(loaded, sources, runtime, on_chunk, *, progress, prefetch, record, d
                     devices.append(dev)
                 if m not in sizes:
                     sizes.append(m)
-                on_chunk(arrays, pos)
+                on_chunk(arrays, pos, outs)
                 pos += m
                 bar.update(m)
     finally:
@@ -422,7 +426,7 @@ class _Collector:
     def __init__(self, n):
         self.n, self.arrays = n, None
 
-    def __call__(self, outs, start):
+    def __call__(self, outs, start, native=None):
         if self.arrays is None:
             self.arrays = [np.empty((self.n,) + o.shape[1:], dtype=o.dtype) for o in outs]
         for dst, o in zip(self.arrays, outs):
@@ -461,7 +465,8 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 def run_inference(model, inputs, runtime: RuntimeConfig = RuntimeConfig(), *, consumers: Sequence = (),
-                  out_dir=None, out_names=None, progress=None, stats: bool = True) -> InferenceResult:
+                  device_consumers: Sequence = (), out_dir=None, out_names=None, progress=None,
+                  stats: bool = True) -> InferenceResult:
     """Stream inputs through a model in chunks.
 
     Parameters
@@ -477,6 +482,12 @@ def run_inference(model, inputs, runtime: RuntimeConfig = RuntimeConfig(), *, co
     consumers : sequence of callables
         Each is called as ``consumer(chunk_outputs, start)`` with the list of
         output arrays of samples ``start : start + len(chunk)``, in order.
+    device_consumers : sequence of callables
+        Called the same way with the outputs as the backend returned them
+        (``torch`` tensors, JAX or TensorFlow arrays; on the device the model
+        ran on), for consumers that use them where they are (e.g. a
+        :class:`~ptyanalysis.imaging.stitching.Stitcher` on the GPU); the host
+        copies still feed ``consumers`` and the statistics.
     out_dir : str or Path, optional
         Write each output to ``out_dir/<name>.npy`` (temporary name until the
         run succeeds).
@@ -528,12 +539,12 @@ def run_inference(model, inputs, runtime: RuntimeConfig = RuntimeConfig(), *, co
     record.update(tensorflow=versions.get("tensorflow"), keras=versions.get("keras"), versions=versions)
 
     accs: list | None = [] if stats else None
-    collector = _Collector(n) if not consumers and out_dir is None else None
+    collector = _Collector(n) if not consumers and not device_consumers and out_dir is None else None
     writers: list | None = None
     names_box: dict = {}
 
     with contextlib.ExitStack() as stack:
-        def on_chunk(outs, start):
+        def on_chunk(outs, start, native):
             nonlocal writers
             if "names" not in names_box:
                 names = list(loaded.output_names) if len(loaded.output_names) == len(outs) else \
@@ -559,6 +570,8 @@ def run_inference(model, inputs, runtime: RuntimeConfig = RuntimeConfig(), *, co
                 collector(outs, start)
             for c in consumers:
                 c(outs, start)
+            for c in device_consumers:
+                c(native, start)
 
         events, row_events = _stream(loaded, sources, runtime, on_chunk, progress=progress, prefetch=True,
                                      record=record, desc=f"inference {Path(loaded.source).name}")

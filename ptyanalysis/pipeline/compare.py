@@ -144,6 +144,12 @@ class CompareConfig:
     K : int or None
         Neighbours a PtychoPINN group is drawn from (None: the model's
         ``K_inference``, else 7 as the study's comparison did).
+    stitch_on : {"auto", "cpu"}
+        Where a network arm's outputs are stitched: ``"auto"`` (default) where
+        they are, on the GPU array backend when the model ran on a GPU and
+        CuPy or PyTorch can use it (:func:`stitch_backend_for`), else the
+        compiled CPU kernel; ``"cpu"`` always the CPU kernel. Both give the
+        same image to float32 round-off; the arm's details record which ran.
     seed : int
         Grouping seed.
     """
@@ -162,6 +168,11 @@ class CompareConfig:
     chunk: int | None = None
     K: int | None = None
     seed: int = 0
+    stitch_on: str = "auto"
+
+    def __post_init__(self):
+        if self.stitch_on not in ("auto", "cpu"):
+            raise PtyAnalysisError(f"CompareConfig.stitch_on must be 'auto' or 'cpu', got {self.stitch_on!r}")
 
 
 @dataclass
@@ -249,6 +260,33 @@ def _network_plan(arm: str, data, sidecar: dict, config: CompareConfig) -> dict:
     return plan
 
 
+def stitch_backend_for(output_device: str | None, stitch_on: str = "auto"):
+    """Where network outputs on ``output_device`` are stitched: ``"numpy"`` (the CPU kernel) or a GPU ArrayBackend.
+
+    Parameters
+    ----------
+    output_device : str or None
+        Where the model's outputs are (``"cpu:0"``, ``"gpu:1"``; the runtime record's ``device``).
+    stitch_on : {"auto", "cpu"}
+        :attr:`CompareConfig.stitch_on`.
+
+    Returns
+    -------
+    str or ArrayBackend
+        The GPU array backend (CuPy or PyTorch, on the outputs' GPU) when the
+        outputs are on a GPU and one can use it, else ``"numpy"``.
+    """
+    from ..imaging.stitching import ArrayBackend, gpu_backend
+
+    if stitch_on == "cpu" or not str(output_device or "").startswith("gpu"):
+        return "numpy"
+    be = gpu_backend()
+    if be is None:
+        return "numpy"
+    index = str(output_device).split(":", 1)[1] if ":" in str(output_device) else "0"
+    return ArrayBackend(be.name, f"cuda:{index}")
+
+
 def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, models=None) -> ArmResult:
     """Stream a network arm's inference into a stitcher on ``frame``.
 
@@ -276,6 +314,7 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
         else ``"ok"``.
     """
     from ..imaging.stitching import Stitcher
+    from ..inference.backends import executor_for
     from ..inference.loading import load_model
     from ..inference.runtime import RuntimeConfig
     from ..inference.streaming import run_inference
@@ -295,21 +334,30 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
         raise PtyAnalysisError(f"{model_dir}: no params.json with 'intensity_scale' next to the model")
     M = config.crop or data.N // 2
     origin, shape = frame
-    st = Stitcher(shape, origin, data.N, dtype=np.complex64, method=config.method, crop=M)
+    stitcher = {}  # made at the first chunk, where the outputs are (stitch_backend_for)
     stats, runtimes = [], []
     plan = _network_plan(arm, data, sidecar, config)
     batching = arm_batching(plan["gridsize"], data.N, config)
     chunk = batching["chunk"]
+    executor = executor_for(loaded)
     for s in range(0, plan["n_outputs"], chunk):
         inputs, centres = network_inputs(arm, data, sidecar, config, index=slice(s, s + chunk), plan=plan)
 
-        def consume(outs, start, centres=centres):
-            st.add(outs[0][..., 0], centres[start:start + len(outs[0])])
+        def consume(native, start, centres=centres):
+            first = native[0]
+            if "st" not in stitcher:
+                be = stitch_backend_for(executor.device_of(first), config.stitch_on)
+                stitcher["st"] = Stitcher(shape, origin, data.N, dtype=np.complex64, method=config.method,
+                                          crop=M, backend=be)
+            st = stitcher["st"]
+            patches = first if st.backend != "numpy" else executor.to_numpy(first)
+            st.add(patches[..., 0], centres[start:start + int(first.shape[0])])
 
         res = run_inference(loaded, inputs, RuntimeConfig(batch_size=batching["batch_size"]),
-                            consumers=[consume], progress=False)
+                            device_consumers=[consume], progress=False)
         stats.append({k: v.to_dict() for k, v in (res.stats or {}).items()})
         runtimes.append(res.runtime)
+    st = stitcher.get("st") or Stitcher(shape, origin, data.N, dtype=np.complex64, method=config.method, crop=M)
     out = st.result()
     total = {k: sum(int(next(iter(s.values())).get(k, 0)) for s in stats) for k in ("nonzero", "size", "nan", "inf")}
     # non-finite first: NaN / Inf are never "nonzero" (stats.count_values), so an all-NaN arm would read "zero"
@@ -318,7 +366,7 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
                      {"model": str(model_dir), "output_stats": total, "runtime": runtimes[-1] if runtimes else {},
                       "crop": M, "baseline_positions": config.baseline_positions if arm == "Baseline" else None,
                       "n_patches": st.n_added, "n_offsets": plan["n_outputs"], "model_load": load_info,
-                      "batching": batching,
+                      "batching": batching, "stitched_on": out.backend,
                       "sidecar": {k: sidecar.get(k) for k in ("arm", "gridsize", "N", "intensity_scale", "nphotons")}})
 
 
