@@ -481,12 +481,22 @@ class JaxExecutor(Executor):
 
 
 class TorchExecutor(Executor):
-    """Keras-on-PyTorch models and plain ``torch.nn.Module`` s, eager under ``torch.no_grad``.
+    """Keras-on-PyTorch models and plain ``torch.nn.Module`` s, under ``torch.no_grad``.
 
-    A Keras-torch model runs where Keras created its variables (Keras has no
+    A Keras-torch model runs where Keras created its weights (Keras has no
     way to move them): a request for another device is an error naming how to
-    load it there (``keras.device``). A plain module is copied to the device
-    asked for (the caller's module is not moved).
+    load it there (``keras.device``); every call runs inside ``keras.device``
+    of that device, so Keras places the inputs and intermediates there too. A
+    plain module is copied to the device asked for (the caller's module is
+    not moved).
+
+    On a CUDA device, graph mode (``run_eagerly=False``) captures the forward
+    pass of each batch shape once as a CUDA graph and replays it (Keras's
+    Python layers otherwise cost a kernel launch each per call, which is most
+    of a small network's time); cuDNN autotuning is on. A forward pass that
+    cannot be captured (host synchronisation inside the model) runs eagerly,
+    and the runtime record says why. TF32 stays off: results equal the CPU's to
+    float32 round-off.
     """
 
     name = "torch"
@@ -504,12 +514,17 @@ class TorchExecutor(Executor):
         kind, idx = parse_device(name)
         return "cpu" if kind == "cpu" else f"cuda:{idx or 0}"
 
+    @staticmethod
+    def _is_keras(model) -> bool:
+        keras = sys.modules.get("keras")
+        return keras is not None and isinstance(model, keras.Model)
+
     def _home(self, loaded) -> str | None:
         """The device a model's weights live on (canonical), or None when it has none."""
         import torch
 
         params = None
-        if isinstance(loaded.model, torch.nn.Module):
+        if isinstance(loaded.model, torch.nn.Module) and not self._is_keras(loaded.model):
             params = next(iter(loaded.model.parameters()), None)
         else:
             vs = getattr(loaded.model, "weights", None) or []
@@ -520,13 +535,11 @@ class TorchExecutor(Executor):
         return "cpu:0" if dev.type == "cpu" else _canonical("gpu", dev.index)
 
     def resolve_device(self, device, loaded):
-        import torch
-
         home = self._home(loaded)
         if device is None:
             return home
         want = _pick(device, self.devices(), self.name)
-        if home is not None and want != home and not isinstance(loaded.model, torch.nn.Module):
+        if home is not None and want != home and self._is_keras(loaded.model):
             raise PtyAnalysisError(
                 f"{loaded.source}: under Keras's torch backend a model runs where its weights were created "
                 f"({home}), not on {want}; load it inside `with keras.device('{self._torch_device(want)}'):` "
@@ -539,10 +552,14 @@ class TorchExecutor(Executor):
 
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch.no_grad())
+            if device is not None and parse_device(device)[0] == "gpu":
+                was = torch.backends.cudnn.benchmark
+                torch.backends.cudnn.benchmark = not deterministic  # autotuning picks kernels by timing
+                stack.callback(setattr, torch.backends.cudnn, "benchmark", was)
             if deterministic:
-                was = torch.are_deterministic_algorithms_enabled()
+                was_det = torch.are_deterministic_algorithms_enabled()
                 torch.use_deterministic_algorithms(True, warn_only=True)
-                stack.callback(torch.use_deterministic_algorithms, was)
+                stack.callback(torch.use_deterministic_algorithms, was_det)
                 record["deterministic_restored"] = True
             yield
 
@@ -552,8 +569,15 @@ class TorchExecutor(Executor):
         home = self._home(loaded)
         target = self._torch_device(device or home or "cpu")
         call = loaded._call
-        keras = sys.modules.get("keras")
-        if not (keras is not None and isinstance(loaded.model, keras.Model)):  # a plain torch module
+        keras_model = self._is_keras(loaded.model)
+        if keras_model:
+            keras = sys.modules["keras"]
+            inner = call
+
+            def call(xs):
+                with keras.device(target):  # Keras-torch places what it creates on its device scope
+                    return inner(xs)
+        else:  # a plain torch module
             module = loaded.model
             if device is not None and home is not None and home != device:
                 import copy
@@ -564,14 +588,15 @@ class TorchExecutor(Executor):
             def call(xs, module=module):
                 return module(*xs)
         if runtime.jit_compile:
-            log.info("%s: jit_compile is not applied under torch (models run eagerly under torch.no_grad)",
+            log.info("%s: jit_compile is not applied under torch (graph mode replays CUDA graphs on a GPU)",
                      loaded.source)
 
-        def fn(arrays):
-            xs = [torch.as_tensor(a, device=target) for a in arrays]
-            return _as_list(call(xs))
+        def eager(arrays):
+            return _as_list(call([torch.as_tensor(a, device=target) for a in arrays]))
 
-        return fn
+        if runtime.run_eagerly or not target.startswith("cuda"):
+            return eager
+        return _CudaGraphs(call, target, eager, loaded.source)
 
     def to_numpy(self, x):
         if hasattr(x, "detach"):
@@ -589,6 +614,71 @@ class TorchExecutor(Executor):
         oom = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", ()) if torch is not None else ()
         return isinstance(exc, MemoryError) or (bool(oom) and isinstance(exc, oom)) or (
             isinstance(exc, RuntimeError) and "out of memory" in str(exc)[:500].lower())
+
+
+class _CudaGraphs:
+    """A forward pass replayed as one CUDA graph per input shape (captured at its first call).
+
+    Inputs are copied into the graph's static buffers (from pinned host
+    memory, asynchronously), the graph is replayed and its outputs are cloned
+    (the next replay overwrites them). A shape whose capture fails runs
+    eagerly from then on; :attr:`failures` holds why.
+    """
+
+    #: Warm-up calls before a capture (cuDNN autotuning and lazy initialisation happen there, not in the graph).
+    WARMUP = 2
+
+    def __init__(self, call, device, eager, source):
+        self.call, self.device, self.eager, self.source = call, device, eager, source
+        self.graphs, self.failures = {}, {}
+
+    def _capture(self, key, arrays):
+        import torch
+
+        static = [torch.empty(a.shape, dtype=torch.from_numpy(np.empty(0, a.dtype)).dtype, device=self.device)
+                  for a in arrays]
+        for s, a in zip(static, arrays):
+            s.copy_(torch.from_numpy(np.ascontiguousarray(a)))
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(self.WARMUP):
+                self.call(static)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            outs = _as_list(self.call(static))
+        pinned = [torch.empty(s.shape, dtype=s.dtype, pin_memory=True) for s in static]
+        return graph, static, pinned, outs, torch.cuda.Event()
+
+    def __call__(self, arrays):
+        import torch
+
+        key = tuple((a.shape, a.dtype.str) for a in arrays)
+        if key in self.failures:
+            return self.eager(arrays)
+        entry = self.graphs.get(key)
+        if entry is None:
+            try:
+                entry = self.graphs[key] = self._capture(key, arrays)
+            except Exception as exc:  # noqa: BLE001 - any capture failure: run this shape eagerly
+                self.failures[key] = f"{type(exc).__name__}: {str(exc)[:200]}"
+                log.info("%s: the forward pass for inputs %s cannot be captured as a CUDA graph (%s); it runs "
+                         "eagerly", self.source, [a.shape for a in arrays], self.failures[key])
+                return self.eager(arrays)
+        graph, static, pinned, outs, copied = entry
+        copied.synchronize()  # the previous call's copies out of the pinned buffers are done
+        for s, p, a in zip(static, pinned, arrays):
+            p.numpy()[...] = a
+            s.copy_(p, non_blocking=True)
+        copied.record()
+        graph.replay()
+        return [o.clone() for o in outs]
+
+    def describe(self) -> dict:
+        """What ran: shapes replayed as CUDA graphs, and shapes run eagerly with the reason."""
+        return {"cuda_graph_shapes": len(self.graphs),
+                "eager_shapes": {str([s for s, _ in k]): why for k, why in self.failures.items()}}
 
 
 _EXECUTORS = {"tensorflow": TensorFlowExecutor, "jax": JaxExecutor, "torch": TorchExecutor}

@@ -240,12 +240,13 @@ def known_batch_size_limit(model, inputs) -> int | None:
     return None if v is None else int(v)
 
 
-def _stream(loaded, sources, runtime, on_chunk, *, progress, prefetch, record, desc="inference"):
+def _stream(loaded, sources, runtime, on_chunk, *, progress, prefetch, record, desc="inference", host=True):
     """Core loop: read chunks, call the model, hand outputs to ``on_chunk(outs, start, native)``.
 
     ``outs`` are host numpy arrays; ``native`` the same outputs as the backend
     returned them (device arrays on a GPU), for consumers that use them where
-    they are.
+    they are. With ``host=False`` nothing is copied to the host: ``outs`` are
+    the native outputs too (a device-only pipeline).
 
     Returns ``(oom_events, row_events)``. A batch whose outputs do not have one
     row per sample is never handed on: with ``runtime.adapt_batch`` it is run
@@ -268,6 +269,7 @@ def _stream(loaded, sources, runtime, on_chunk, *, progress, prefetch, record, d
     cache = _function_cache(loaded)
     key = _limit_key(sources)
     limit, limit_source = None, None
+    fn_info = {}
     if adapt and cache.get(key) is not None:
         limit, limit_source = int(cache[key]), "an earlier run on this model"
     t0 = time.perf_counter()
@@ -277,6 +279,7 @@ def _stream(loaded, sources, runtime, on_chunk, *, progress, prefetch, record, d
             fn = cache.get(fkey)
             if fn is None:
                 fn = cache[fkey] = ex.function(loaded, runtime, device)
+            fn_info["describe"] = getattr(fn, "describe", lambda: None)
             bs, pos = int(runtime.batch_size), 0
             if limit is not None and limit < bs:
                 log.info("%s: batch size %d (not %d): an earlier run on this model found that larger batches "
@@ -287,7 +290,7 @@ def _stream(loaded, sources, runtime, on_chunk, *, progress, prefetch, record, d
             def call(xs):
                 outs = fn([x.astype(cast, copy=False) if cast is not None and x.dtype.kind == "f" else x
                            for x in xs])
-                return outs, [ex.to_numpy(o) for o in outs]
+                return outs, ([ex.to_numpy(o) for o in outs] if host else outs)
 
             def oom(exc):
                 return ex.is_oom(exc) and not isinstance(exc, PtyAnalysisError)
@@ -361,7 +364,8 @@ def _stream(loaded, sources, runtime, on_chunk, *, progress, prefetch, record, d
     elapsed = time.perf_counter() - t0
     record.update(
         device=devices[0] if devices else device, devices=devices, **ex.describe(),
-        batch_sizes=sorted(sizes, reverse=True), elapsed_s=elapsed,
+        batch_sizes=sorted(sizes, reverse=True), elapsed_s=elapsed, host_copies=bool(host),
+        compiled=fn_info.get("describe", lambda: None)(),
         samples_per_s=(n / elapsed) if elapsed > 0 else None, n_samples=n,
         batch_size_limit=limit, batch_size_limit_source=limit_source,
         row_mismatch_events=[e.to_dict() for e in row_events],
@@ -573,7 +577,8 @@ def run_inference(model, inputs, runtime: RuntimeConfig = RuntimeConfig(), *, co
             for c in device_consumers:
                 c(native, start)
 
-        events, row_events = _stream(loaded, sources, runtime, on_chunk, progress=progress, prefetch=True,
+        host = bool(accs is not None or collector is not None or out_dir is not None or consumers)
+        events, row_events = _stream(loaded, sources, runtime, on_chunk, progress=progress, prefetch=True, host=host,
                                      record=record, desc=f"inference {Path(loaded.source).name}")
         for w in writers or ():
             if w.written != n:  # pragma: no cover - the loop covers every sample
