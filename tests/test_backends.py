@@ -9,13 +9,12 @@ import sys
 
 import numpy as np
 import pytest
+from test_no_tensorflow import _env
 
 from ptyanalysis.errors import PtyAnalysisError
 from ptyanalysis.inference import backends
 
 pytestmark = pytest.mark.neutral
-
-from test_no_tensorflow import _env
 
 
 # ----------------------------------------------------------------------------- the choice

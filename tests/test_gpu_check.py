@@ -54,3 +54,19 @@ def test_dry_run_on_the_cpu(backend, tmp_path):
     for r in res["rows"]:
         if "max_rel_diff" in r:
             assert r["max_rel_diff"] < 1e-4, r
+
+
+def test_the_study_script_runs_the_four_stages_at_the_studys_budget(tmp_path):
+    from ptyanalysis import gpu_study
+    from ptyanalysis.pipeline import grid
+
+    cmds = dict(gpu_study.stage_commands(tmp_path / "hub", [1000, 1e4], backend="jax"))
+    assert list(cmds) == ["simulate", "train", "grid", "phase-g"]
+    assert cmds["simulate"][2:] == ["--size", "study", "--doses", "1000", "10000"]
+    assert cmds["train"][2:] == ["--budget", "study", "--doses", "1000", "10000", "--backend", "jax"]
+    spec = grid.spec_from_dict(gpu_study.grid_spec(tmp_path / "hub", [1000]))
+    assert len(grid.expand(spec)) == 4  # one dose: 2 views x 2 splits
+    r = subprocess.run([sys.executable, "-m", "ptyanalysis.gpu_study", str(tmp_path / "h"), "--dry-run",
+                        "--size", "ci", "--steps", "3"], capture_output=True, text=True, check=True)
+    assert "train: python -m ptyanalysis train" in r.stdout and "--steps 3" in r.stdout
+    assert not (tmp_path / "h").exists()  # a dry run writes nothing

@@ -79,13 +79,26 @@ def test_test_and_dev_tools_are_extras_and_runtime_needs_are_declared():
     for need in ("h5py", "jupytext", "lazy-loader", "papermill", "ipykernel"):
         assert need in runtime, f"{need} is used at run time: declare it"
     extras = project["optional-dependencies"]
-    for extra in ("test", "dev"):
+    for extra in ("test", "dev", "tensorflow", "jax"):
         assert all("==" in d for d in extras[extra]), f"[{extra}] must be pinned with =="
         for name, version in _pins(extras[extra]).items():
             assert md.version(name) == version, f"{name}: installed {md.version(name)}, pinned {version}"
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d][0]
-    assert "-e .[test,dev]" in pip, "environment.yml installs the package with its test and dev extras"
+    assert "-e .[tensorflow,jax,test,dev]" in pip, "environment.yml installs what make installs"
+    assert '.[tensorflow,jax,test,dev]' in (ROOT / "Makefile").read_text()
+
+
+def test_no_backend_is_a_core_dependency_and_each_is_one_extra():
+    """A GPU machine without TensorFlow installs with one command ([jax] or [torch]); TensorFlow is an extra too."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = _pins(project["dependencies"])
+    for heavy in ("tensorflow", "jax", "jaxlib", "torch"):
+        assert heavy not in core, f"{heavy} must not be a core dependency"
+    extras = project["optional-dependencies"]
+    assert _pins(extras["tensorflow"]) == {"tensorflow": "2.21.0"}
+    assert set(_pins(extras["jax"])) == {"jax", "jaxlib"} and "torch" in _pins(extras["torch"])
+    assert _pins(extras["torch"])["torch"] == _pins(extras["ptychi"])["torch"], "one torch pin"
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert "*.py" in data["ptyanalysis.templates"], "the notebooks' sources ship as package data"
 

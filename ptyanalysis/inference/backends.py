@@ -116,7 +116,7 @@ def _check_name(name: str, what: str) -> str:
         import difflib
 
         close = difflib.get_close_matches(name, KERAS_BACKENDS, n=1)
-        raise PtyAnalysisError(f"{what} {name!r} is not a Keras backend ptyanalysis runs under; choose one of "
+        raise PtyAnalysisError(f"{what} {name!r} is not a Keras backend this package runs under; choose one of "
                                f"{', '.join(KERAS_BACKENDS)}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     return name
 
@@ -652,8 +652,6 @@ class _CudaGraphs:
         return graph, static, pinned, outs, torch.cuda.Event()
 
     def __call__(self, arrays):
-        import torch
-
         key = tuple((a.shape, a.dtype.str) for a in arrays)
         if key in self.failures:
             return self.eager(arrays)
