@@ -168,3 +168,40 @@ def test_network_outputs_are_stitched_where_they_are(monkeypatch):
     assert stitch_backend_for("gpu:1", "cpu") == "numpy"
     with pytest.raises(PtyAnalysisError, match="stitch_on"):
         CompareConfig(stitch_on="gpu")
+
+
+def test_a_plain_pytorch_module_runs_through_the_runner_and_its_layers_are_probed_by_hooks():
+    torch = pytest.importorskip("torch")
+    from ptyanalysis.diagnosis.bisection import _layer_stats, layer_probe
+    from ptyanalysis.inference.loading import load_model
+    from ptyanalysis.inference.runtime import RuntimeConfig
+    from ptyanalysis.inference.streaming import predict, run_inference
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 2, 3, padding=1)
+            self.dead = torch.nn.ReLU()
+            self.head = torch.nn.Conv2d(2, 1, 1)
+
+        def forward(self, diffraction, scale):
+            return self.head(self.dead(self.conv(diffraction) - 1e6)) * scale[:, None, None, None]
+
+    torch.manual_seed(0)
+    net = Net()
+    loaded = load_model(net)
+    assert (loaded.backend, loaded.kind, loaded.input_names) == ("torch", "torch_module", ["diffraction", "scale"])
+    x = np.random.default_rng(0).random((11, 1, 8, 8), dtype=np.float32)
+    s = np.ones(11, np.float32)
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x), torch.from_numpy(s)).numpy()
+    res = run_inference(loaded, {"diffraction": x, "scale": s}, RuntimeConfig(batch_size=4), progress=False)
+    np.testing.assert_allclose(res.outputs[0], ref, rtol=1e-6, atol=1e-6)
+    assert res.runtime["backend"] == "torch" and res.runtime["device"] == "cpu:0"
+    assert res.stats[res.output_names[0]].to_dict()["nonzero"] == ref.size  # the head's bias survives
+    probe, names, reason = layer_probe(net)
+    assert reason is None and names == ["conv", "dead", "head"]
+    acts = predict(load_model(probe), [x, s], RuntimeConfig(batch_size=4))
+    zero_fractions = [r[0] for r in _layer_stats(acts)]
+    assert probe.names == ["conv", "dead", "head"]
+    assert zero_fractions[0] < 0.5 and zero_fractions[1] == 1.0  # activations die at the ReLU

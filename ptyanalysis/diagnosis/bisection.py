@@ -779,21 +779,26 @@ class _Runner:
 
 # ----------------------------------------------------------------------------- layer probe
 def layer_probe(model):
-    """Build a multi-output model exposing every layer's output of a functional model.
+    """Build a multi-output model exposing every layer's output: a Keras sub-model, or forward hooks in PyTorch.
 
     Parameters
     ----------
-    model : keras.Model
-        A functional or Sequential Keras model.
+    model : keras.Model or torch.nn.Module
+        A functional or Sequential Keras model (under any backend), or a plain
+        PyTorch module (its leaf submodules' outputs are taken by forward hooks).
 
     Returns
     -------
-    probe : keras.Model or None
+    probe : keras.Model, torch.nn.Module or None
     layer_names : list of str
         One per probe output (``"layer[i]"`` for the i-th output of a multi-output layer).
     reason : str or None
         Why there is no probe (subclassed model, no graph), else None.
     """
+    from ..inference.model import _is_torch_module
+
+    if _is_torch_module(model):
+        return _torch_layer_probe(model)
     from ..inference.backends import import_keras
 
     keras = import_keras()
@@ -834,6 +839,41 @@ def layer_probe(model):
         probe = keras.Model(inputs, outs, name=f"{model.name}_probe")
     except Exception as exc:
         return None, [], f"could not build a probe model ({type(exc).__name__}: {exc})"
+    return probe, names, None
+
+
+def _torch_layer_probe(module):
+    """A module returning the outputs of ``module``'s leaf submodules, in call order (forward hooks)."""
+    import torch
+
+    leaves = [(name, m) for name, m in module.named_modules() if name and not list(m.children())]
+    if not leaves:
+        return None, [], "the PyTorch module has no submodules to probe"
+
+    class _Probe(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *xs):
+            seen, hooks = [], []
+            for name, m in leaves:
+                def hook(mod, args, out, name=name):
+                    for j, t in enumerate(out if isinstance(out, (tuple, list)) else [out]):
+                        if isinstance(t, torch.Tensor):
+                            seen.append((name if j == 0 else f"{name}[{j}]", t))
+                hooks.append(m.register_forward_hook(hook))
+            try:
+                self.inner(*xs)
+            finally:
+                for h in hooks:
+                    h.remove()
+            self.names = [n for n, _ in seen]
+            return tuple(t for _, t in seen)
+
+    probe = _Probe(module)
+    # the names follow the first call's order; a module whose leaves do not all run is probed as it runs
+    names = [name for name, _ in leaves]
     return probe, names, None
 
 
@@ -899,6 +939,7 @@ def _run_layers(runner: _Runner, F: dict, P: dict | None, rng, against: str = "p
                                              "per-layer activations (multi-output probe)", _n(sub), None,
                                              np.nan, None, 1 - last[0], 1 - last[1], None,
                                              time.perf_counter() - t0, {"layers": len(lnames)}))
+    lnames = getattr(probe, "names", lnames)  # a PyTorch probe names its outputs in the order they ran
     rows, first_dead, first_nf = [], None, None
     for i, ln in enumerate(lnames):
         f = res["failing"][i]

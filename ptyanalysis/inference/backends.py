@@ -569,24 +569,23 @@ class TorchExecutor(Executor):
         home = self._home(loaded)
         target = self._torch_device(device or home or "cpu")
         call = loaded._call
-        keras_model = self._is_keras(loaded.model)
-        if keras_model:
+        if self._is_keras(loaded.model):
             keras = sys.modules["keras"]
             inner = call
 
             def call(xs):
                 with keras.device(target):  # Keras-torch places what it creates on its device scope
                     return inner(xs)
-        else:  # a plain torch module
+        else:  # a plain torch module: loaded._call is module(*xs)
             module = loaded.model
             if device is not None and home is not None and home != device:
                 import copy
 
-                module = copy.deepcopy(module).to(target)  # the caller's module stays where it is
-            module.eval()
+                from .model import _wrap_torch
 
-            def call(xs, module=module):
-                return module(*xs)
+                module = copy.deepcopy(module).to(target)  # the caller's module stays where it is
+                call = _wrap_torch(module, loaded.source, output_names=loaded.output_names)._call
+            module.eval()
         if runtime.jit_compile:
             log.info("%s: jit_compile is not applied under torch (graph mode replays CUDA graphs on a GPU)",
                      loaded.source)

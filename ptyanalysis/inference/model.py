@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sys
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from typing import Any
 from ..errors import PtyAnalysisError
 from ..provenance import software_versions
 
-MODEL_KINDS = ("keras", "h5", "savedmodel", "factory", "ptychopinn_bundle", "object")
+MODEL_KINDS = ("keras", "h5", "savedmodel", "factory", "ptychopinn_bundle", "object", "torch_module")
 
 #: Members of a PtychoPINN ``wts.h5.zip`` bundle (study contract, section 8).
 BUNDLE_MODELS = ("autoencoder", "diffraction_to_obj")
@@ -217,9 +218,44 @@ def _wrap_keras(model, source: str, kind: str, loader: str, sidecar=None, *, wea
     )
 
 
+def _is_torch_module(model) -> bool:
+    """A plain ``torch.nn.Module`` (a Keras-torch model is a Module too, but runs as a Keras model)."""
+    torch, keras = sys.modules.get("torch"), sys.modules.get("keras")
+    return torch is not None and isinstance(model, torch.nn.Module) and not (
+        keras is not None and isinstance(model, keras.Model))
+
+
+def _wrap_torch(module, source: str, kind: str = "torch_module", loader: str = "in-memory object", sidecar=None,
+                *, input_names=None, output_names=None) -> LoadedModel:
+    """A plain PyTorch module as a :class:`LoadedModel`: called as ``module(*inputs)`` (inputs in order).
+
+    Input names are ``input_names``, else the parameters of ``module.forward``;
+    outputs (a tensor, or a tuple / list / dict of tensors) are returned as a list.
+    """
+    import inspect
+
+    if input_names is None:
+        try:
+            params = inspect.signature(module.forward).parameters.values()
+            input_names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        except (TypeError, ValueError):
+            input_names = []
+    names = [str(n) for n in input_names]
+    out_names = [str(n) for n in (output_names or [])]
+
+    def call(xs):
+        return _flatten_outputs(module(*xs), out_names)
+
+    return LoadedModel(model=module, input_names=names, input_shapes=[None] * len(names), output_names=out_names,
+                       source=source, kind=kind, sidecar=sidecar, input_dtypes=None, loader=loader,
+                       backend="torch", _call=call)
+
+
 def _as_loaded(model) -> LoadedModel:
     if isinstance(model, LoadedModel):
         return model
+    if _is_torch_module(model):
+        return _wrap_torch(model, source=f"<{type(model).__name__} object>")
     if isinstance(model, (str, Path)):
         raise PtyAnalysisError(
             f"got a path/spec {str(model)!r} where a loaded model was expected: "
