@@ -61,7 +61,7 @@ def stage_commands(hub, doses=(1000.0,), *, size: str = "study", steps: int | No
 
 
 def run_stages(hub, doses=(1000.0,), *, size: str = "study", steps: int | None = None, timeout_s: float = 1800.0,
-               backend: str | None = None, say=print) -> list:
+               backend: str | None = None, say=print, on_stage=None) -> list:
     """Run the stages; return one row per stage (``stage``, ``seconds``, ``returncode``, ``tail``).
 
     Parameters
@@ -78,6 +78,8 @@ def run_stages(hub, doses=(1000.0,), *, size: str = "study", steps: int | None =
     backend : str, optional
         Keras backend (``--backend``); default the environment's choice.
     say : callable
+    on_stage : callable, optional
+        Called with the rows so far after each stage (e.g. to save them: a run stopped from outside keeps them).
 
     Returns
     -------
@@ -102,6 +104,8 @@ def run_stages(hub, doses=(1000.0,), *, size: str = "study", steps: int | None =
         rows.append({"stage": name, "seconds": round(dt, 1), "returncode": rc,
                      "tail": "\n".join(out.strip().splitlines()[-8:])})
         say(f"{name:9s} {dt:8.1f} s  rc {rc}  (ptyanalysis {' '.join(argv)})")
+        if on_stage is not None:
+            on_stage(rows)
         if rc != 0:
             say(rows[-1]["tail"])
             break
@@ -139,18 +143,24 @@ def main(argv=None) -> int:
         for name, cmd in stage_commands(args.hub, args.doses, size=args.size, steps=args.steps, backend=args.backend):
             print(f"{name}: python -m ptyanalysis {' '.join(cmd)}")
         return 0
+    from .fileutil import write_json
+
     t0 = time.perf_counter()
+
+    def save(rows, done=False):
+        if args.json:
+            ok = done and len(rows) == len(STAGES) and all(r["returncode"] == 0 for r in rows)
+            write_json(args.json, {"doses": args.doses, "size": args.size, "stages": rows, "finished": done,
+                                   "total_s": round(time.perf_counter() - t0, 1), "ok": ok,
+                                   "keras_backend": os.environ.get("KERAS_BACKEND")})
+
     rows = run_stages(args.hub, args.doses, size=args.size, steps=args.steps, timeout_s=args.timeout,
-                      backend=args.backend)
+                      backend=args.backend, on_stage=save)
     total = time.perf_counter() - t0
     ok = len(rows) == len(STAGES) and all(r["returncode"] == 0 for r in rows)
     print(f"total {total:.1f} s for {len(args.doses)} dose(s) ({4 * len(args.doses)} grid cells); "
           + ("every stage succeeded" if ok else "FAILED"))
-    if args.json:
-        from .fileutil import write_json
-
-        write_json(args.json, {"doses": args.doses, "stages": rows, "total_s": round(total, 1), "ok": ok,
-                               "keras_backend": os.environ.get("KERAS_BACKEND")})
+    save(rows, done=True)
     return 0 if ok else 1
 
 

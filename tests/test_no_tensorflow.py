@@ -20,10 +20,11 @@ NO_TF = ROOT / "tests" / "support" / "no_tensorflow"
 
 
 def _env(backend: str, block_tf: bool) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("KERAS_BACKEND", "PYTHONPATH")}
+    """This environment with ``KERAS_BACKEND=backend``, and TensorFlow hidden (first on PYTHONPATH) or not."""
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
     env["KERAS_BACKEND"] = backend
-    if block_tf:
-        env["PYTHONPATH"] = str(NO_TF)
+    path = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p) != NO_TF]
+    env["PYTHONPATH"] = os.pathsep.join(([str(NO_TF)] if block_tf else []) + path)
     return env
 
 
