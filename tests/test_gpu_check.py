@@ -70,3 +70,20 @@ def test_the_study_script_runs_the_four_stages_at_the_studys_budget(tmp_path):
                         "--size", "ci", "--steps", "3"], capture_output=True, text=True, check=True)
     assert "train: python -m ptyanalysis train" in r.stdout and "--steps 3" in r.stdout
     assert not (tmp_path / "h").exists()  # a dry run writes nothing
+
+
+@pytest.mark.slow
+def test_both_backends_in_one_run_give_their_ratio(tmp_path):
+    for backend in ("torch", "jax"):
+        if importlib.util.find_spec(backend) is None:
+            pytest.skip(f"{backend} is not installed")
+    out = tmp_path / "gpu_check.json"
+    subprocess.run([sys.executable, "-m", "ptyanalysis.gpu_check", "--dry-run-cpu", "--keras-backend", "both",
+                    "--only", "inference", "--n-infer", "64", "--n-infer-cpu", "32", "--batch", "32",
+                    "--json", str(out)], check=True)
+    res = json.loads(out.read_text())
+    assert not res["failures"] and res["machine"]["tensorflow_imported"] is False
+    runs = {(r.get("keras_backend"), r["note"] == "reference") for r in res["rows"] if r["section"] == "inference"}
+    assert {("jax", False), ("jax", True), ("torch", False), ("torch", True)} <= runs
+    ratio = [r for r in res["rows"] if "torch_over_jax" in r]
+    assert len(ratio) == 1 and ratio[0]["torch_over_jax"] > 0

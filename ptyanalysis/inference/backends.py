@@ -317,6 +317,9 @@ class Executor:
         """Whether an exception is an out-of-memory error (the runner halves the batch)."""
         return isinstance(exc, MemoryError)
 
+    def wait(self, x) -> None:
+        """Block until the work producing native output ``x`` is done (for timing; None waits for nothing)."""
+
     def describe(self) -> dict:
         """Versions and settings for the runtime record."""
         mod = sys.modules.get(BACKEND_MODULES[self.name])
@@ -479,6 +482,10 @@ class JaxExecutor(Executor):
     def is_oom(self, exc):
         return isinstance(exc, MemoryError) or "RESOURCE_EXHAUSTED" in str(exc)[:2000]
 
+    def wait(self, x):
+        if x is not None and hasattr(x, "block_until_ready"):
+            x.block_until_ready()
+
 
 class TorchExecutor(Executor):
     """Keras-on-PyTorch models and plain ``torch.nn.Module`` s, under ``torch.no_grad``.
@@ -607,6 +614,13 @@ class TorchExecutor(Executor):
         if dev is None or not hasattr(dev, "type"):
             return None
         return "cpu:0" if dev.type == "cpu" else _canonical("gpu", dev.index)
+
+    def wait(self, x):
+        dev = getattr(x, "device", None)
+        if dev is not None and getattr(dev, "type", "cpu") == "cuda":
+            import torch
+
+            torch.cuda.synchronize(dev)
 
     def is_oom(self, exc):
         torch = sys.modules.get("torch")
