@@ -4,8 +4,9 @@
 #   run(command="bash tools/device_check.sh", carry=[".whl"], timeout_s=600)
 # Each step has its own time limit so one that hangs cannot take the others' time; every result lands in $OUT.
 #   1. the backend tests on the GPU (Keras-torch with CUDA graphs, Keras-JAX), TensorFlow absent;
-#   2. python -m ptyanalysis.gpu_check under JAX and under PyTorch: stitching against the copy and
-#      host-to-device rates, the product's runner on the GPU and on the CPU, inference + stitching;
+#   2. python -m ptyanalysis.gpu_check --keras-backend both: stitching against the copy and host-to-device
+#      rates, the product's runner on the GPU and on the CPU under JAX and under PyTorch (their ratio),
+#      inference + stitching;
 #   3. python -m ptyanalysis.gpu_study: simulate --size study, train at the study budget, grid, phase-g, one dose.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -28,8 +29,7 @@ step() {  # step NAME SECONDS COMMAND...
 }
 
 step tests_torch 90 env KERAS_BACKEND=torch python3 -m pytest -q -p no:cacheprovider tests/test_backends.py
-step gpu_check_jax 120 python3 -m ptyanalysis.gpu_check --keras-backend jax --json "$OUT/gpu_check_jax.json"
-step gpu_check_torch 120 python3 -m ptyanalysis.gpu_check --keras-backend torch --json "$OUT/gpu_check_torch.json"
+step gpu_check 220 python3 -m ptyanalysis.gpu_check --keras-backend both --json "$OUT/gpu_check.json"
 step study_jax 250 env KERAS_BACKEND=jax python3 -m ptyanalysis.gpu_study /tmp/study --doses 1000 \
     --timeout 240 --json "$OUT/study_jax.json"
 cat "$OUT/steps.txt"
