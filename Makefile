@@ -25,7 +25,8 @@ CI_HUB := build/ci_hub
 NBVAL_DIR := build/nbval
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
-# The whole suite: prepare the ci-size study (simulate, train, comparison grid; reused when
+# The whole suite: Debian's chromium for the report's browser test (installed when missing and this user
+# can, else make stops at once with the command to run: tools/ensure_chromium.sh); prepare the ci-size study (simulate, train, comparison grid; reused when
 # complete); copy the committed notebooks to build/nbval with the ci parameters (params/ci_*.yaml)
 # injected and their stored outputs kept; then pytest on tests/ and nbval on those copies (it
 # re-executes them and compares the cells marked NBVAL_CHECK_OUTPUT with the committed outputs).
@@ -35,6 +36,7 @@ NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitiz
 NO_TF := PYTHONPATH=tests/support/no_tensorflow KERAS_BACKEND=jax
 
 test: venv
+	@tools/ensure_chromium.sh
 	TF_CPP_MIN_LOG_LEVEL=3 $(BIN)/ptyanalysis demo --size ci --hub $(CI_HUB) --prepare-only --grid
 	$(BIN)/python tools/build_notebooks.py prepare-nbval $(NBVAL_DIR)
 	@TF_CPP_MIN_LOG_LEVEL=3 PTYANALYSIS_CI_HUB=$(CI_HUB) $(BIN)/python -m pytest tests $(NBVAL_DIR)/*.ipynb $(NBVAL) $(PYTEST_ARGS); rc=$$?; \

@@ -120,6 +120,8 @@ def main(argv=None) -> int:
             from .inference.backends import select_keras_backend
 
             args.backend_choice = select_keras_backend(args.backend)
+            if args.backend_choice.source == "automatic" and args.backend_choice.name != "tensorflow":
+                print(f"ptyanalysis {args.command}: {args.backend_choice.reason}", file=sys.stderr)
         return int(mod.run_cli(args) or 0)
     except PtyAnalysisError as exc:
         print(f"ptyanalysis {args.command}: error: {exc}", file=sys.stderr)

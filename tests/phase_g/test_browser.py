@@ -86,7 +86,8 @@ def test_report_html_is_self_contained(report_html):
 def test_report_in_chromium(report_html):
     playwright = pytest.importorskip("playwright.sync_api")
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium; .ci/run does)")
+        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium; make test does "
+                    "through tools/ensure_chromium.sh)")
     console, failed = [], []
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
@@ -115,7 +116,11 @@ def test_report_in_chromium(report_html):
         assert any(h.strip().startswith(s) for h in headings), (s, headings)
 
 
-def test_chromium_launch_args_match_ci():
-    """.ci/run installs the browser this test drives."""
-    text = (ROOT / ".ci" / "run").read_text()
-    assert "chromium" in text and shutil.which("bash")
+def test_make_test_installs_the_browser_this_test_drives():
+    """make test (which .ci/run calls) installs chromium first, or stops at once saying how."""
+    make = (ROOT / "Makefile").read_text()
+    test_recipe = make.split("\ntest: venv\n", 1)[1].split("\n\n", 1)[0]
+    assert test_recipe.lstrip().startswith("@tools/ensure_chromium.sh")
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    text = (ROOT / "tools" / "ensure_chromium.sh").read_text()
+    assert "apt-get install -y" in text and str(CHROMIUM) in text and shutil.which("bash")
