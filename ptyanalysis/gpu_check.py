@@ -146,6 +146,52 @@ def _copy_rates(be, nbytes: int, repeats: int = 5) -> dict:
     return rates
 
 
+def _plain_index_add(be, dev_pool, pos, repeats: int = 3) -> dict:
+    """Seconds of a plain scatter-add of the nearest stitch, flat indices precomputed on the device.
+
+    The floor of what the package's nearest path does (no coverage, no
+    normalisation, no per-chunk work, no copy back): the 64 x 64 patches of
+    ``dev_pool``, cycled, added at their rounded positions with one
+    ``index_add_`` per 4,096 patches, into a complex accumulator
+    (``"complex"``, one index per pixel) and into its (re, im) real view
+    (``"real"``, rows of two floats). CuPy: ``cupyx.scatter_add`` on the real
+    view only. Best of ``repeats``, waited for.
+    """
+    n, N = pos.shape[0], dev_pool.shape[1]
+    tl = np.rint(pos).astype(np.int64) - N // 2
+    tl -= tl.min(axis=0)
+    H, W = (tl.max(axis=0) + N).tolist()
+    grid = (np.arange(N)[:, None] * W + np.arange(N)[None, :]).reshape(-1)
+    idx = be.asarray((tl[:, 0] * W + tl[:, 1])[:, None] + grid[None, :], np.int64)  # (n, N * N)
+    acc = be.zeros((H * W,), np.complex64)
+    chunk = min(4096, dev_pool.shape[0])
+
+    def plain(real: bool):
+        for s in range(0, n, chunk):
+            k = min(chunk, n - s)
+            ix, v = idx[s:s + k].reshape(-1), dev_pool[:k].reshape(-1)
+            if be.name == "torch":
+                if real:
+                    be.xp.view_as_real(acc).index_add_(0, ix, be.xp.view_as_real(v))
+                else:
+                    acc.index_add_(0, ix, v)
+            else:
+                be.scatter_add(acc, ix, v)
+
+    out = {}
+    for kind in (("complex", "real") if be.name == "torch" else ("real",)):
+        plain(kind == "real")
+        be.synchronize()
+        times = []
+        for _ in range(max(1, repeats)):
+            t0 = time.perf_counter()
+            plain(kind == "real")
+            be.synchronize()
+            times.append(time.perf_counter() - t0)
+        out[kind] = min(times)
+    return out
+
+
 def check_stitching(be, n: int, repeats: int = 3) -> list:
     """CPU kernel vs the array backend, host and device-resident patches, every method; and how near the hardware.
 
@@ -167,7 +213,10 @@ def check_stitching(be, n: int, repeats: int = 3) -> list:
 
     For a GPU backend one more row times the bilinear method's alternative
     split (four corner scatter-adds, ``_BILINEAR_CORNERS``) with the patches on
-    the device, so the faster of the two can be chosen on that GPU.
+    the device, so the faster of the two can be chosen on that GPU, and two
+    rows time a plain scatter-add of the nearest stitch with precomputed flat
+    indices (:func:`_plain_index_add`), the floor the nearest path is measured
+    against.
 
     Parameters
     ----------
@@ -182,8 +231,8 @@ def check_stitching(be, n: int, repeats: int = 3) -> list:
     -------
     list of dict
         Rows (:func:`_row`): three per method (CPU kernel, host patches, patches
-        on the device), then, for a GPU backend, the corner-scatter row and the
-        three reference rates.
+        on the device), then, for a GPU backend, the corner-scatter row, the
+        plain scatter-add rows and the three reference rates.
     """
     from .bench import _best, _patch_pool, _run_stitch, dense_scan
     from .imaging import stitching
@@ -242,6 +291,11 @@ def check_stitching(be, n: int, repeats: int = 3) -> list:
     rows += extra
     if gpu:
         nb = 256 << 20
+        t_near = next(r["seconds"] for r in rows if r["case"].startswith("nearest:") and "on the device" in r["case"])
+        for kind, t in _plain_index_add(be, dev_pool, pos, repeats).items():
+            rows.append(_row("stitching", f"reference: plain scatter-add of the nearest stitch, {kind} ({be.label})", n,
+                             t, f"flat indices precomputed on the device, no coverage or copy back; the package's "
+                             f"nearest (patches on the device) runs at {t / t_near:.2f} of this rate"))
         rows.append(_row("stitching", f"reference: device-to-device copy ({be.label})", 2 * nb,
                          2 * nb / rates["device_copy"] / 1e9,
                          f"{_fmt_rate(rates['device_copy'])} read + written (256 MiB complex64); "

@@ -58,24 +58,34 @@ are added in their order, so the result is bit-identical for any number of
 threads and any chunking (and to the numpy block code this kernel replaced).
 
 ``backend="cupy"`` / ``"torch"`` run one vectorised core, written against the
-small :class:`ArrayBackend` interface, on a GPU: the bilinear split (or the
-Fourier shift) of a block of patches as array arithmetic and one scatter-add
-into a flat canvas. Patches already on that device (e.g. network outputs) are
-used where they are. GPU atomics add in no fixed order, so results agree with
-the CPU path to float32 round-off. The same core runs on PyTorch CPU tensors
-and on numpy (``ArrayBackend("numpy")``, where ``np.add.at`` adds in patch
-order and reproduces the CPU kernel exactly: that is how it is tested without
-a GPU). ``"auto"`` picks a GPU array backend where CuPy or PyTorch can use a
-GPU, else ``"numpy"``; no path imports TensorFlow.
+small :class:`ArrayBackend` interface, on a GPU. Patches go in blocks (sized by
+device memory, :data:`_ARRAY_BLOCK_BYTES`); per block, the flat canvas index of
+every pixel is one sum of a per-patch offset (computed on the host, sent once
+per chunk) and one precomputed offset grid, the bilinear split (or the Fourier
+shift) is array arithmetic on real views, and one scatter-add puts the block
+into a flat canvas that has a spare row and column (so patches inside the
+canvas need no bounds test). The coverage and the normalisation are computed
+on the device as well, with the CPU path's operations in its order, and only
+the image and the coverage come back. Patches already on that device (e.g.
+network outputs) are used where they are; patches in host memory are staged
+through page-locked buffers and copied on a side stream, overlapped with the
+arithmetic (PyTorch on CUDA; CuPy uses plain copies), see
+:class:`_HostStaging`. GPU atomics add in no fixed order, so results agree
+with the CPU path to float32 round-off (the coverage to float64 round-off). The
+same core runs on PyTorch CPU tensors and on numpy (``ArrayBackend("numpy")``);
+both add in patch order and reproduce the CPU kernel exactly for the nearest
+and bilinear methods: that is how the GPU code is tested without a GPU.
+``"auto"`` picks a GPU array backend where CuPy or PyTorch can use a GPU, else
+``"numpy"``; no path imports TensorFlow.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib
+import itertools
 import math
 import os
-import shutil
 import sys
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -110,9 +120,24 @@ ARRAY_MODULES = ("numpy", "cupy", "torch")
 
 #: Patches per Fourier-shift block on the CPU path.
 _FOURIER_BLOCK = 256
-#: Patches per scatter-add block of the array backends (bounds device memory:
-#: about 2 x 17 x (N + 1)^2 bytes per patch for complex64).
-_ARRAY_BLOCK = 2048
+#: Most patches per block of the array backends (a block is one scatter-add; tests lower it to
+#: run several blocks on small inputs).
+_ARRAY_BLOCK = 16384
+#: Device memory (bytes) that one block's temporaries may take on an array backend; with the
+#: patch size and the method it sets the block size (:meth:`Stitcher._block_bytes`).
+_ARRAY_BLOCK_BYTES = 1 << 30
+#: Bytes of each of the two host staging buffers through which patches held in host memory
+#: reach an array backend's device (a staged block is also a compute block).
+_STAGE_BYTES = 32 << 20
+#: Host bytes copied per thread when a block is staged (smaller blocks use fewer threads).
+_STAGE_BYTES_PER_THREAD = 4 << 20
+#: Bilinear placement on the array backends. ``False``: each patch's (M + 1) x (M + 1)
+#: bilinear split is built (rows, then columns, with the CPU kernel's arithmetic) and added
+#: with one scatter-add, so backends that add in order (numpy, PyTorch on the CPU) reproduce
+#: the CPU kernel bit for bit. ``True``: four scatter-adds of the crop times the four corner
+#: weights, at four shifted offsets (fewer passes over memory, four times the atomic adds;
+#: agrees to float32 round-off). Read when a :class:`Stitcher` is made.
+_BILINEAR_CORNERS = False
 #: A CPU thread gets at least this many canvas rows and this many patches per chunk.
 _MIN_BAND_ROWS = 8
 _MIN_PATCHES_PER_THREAD = 16
@@ -554,13 +579,21 @@ class ArrayBackend:
 
         Arrays of this module are returned as they are; other device arrays
         that speak DLPack (a JAX array, a PyTorch tensor for CuPy, ...) are
-        wrapped zero-copy. numpy arrays (and anything else) give None.
+        wrapped zero-copy. numpy arrays (and anything else) give None, and so
+        do arrays in host memory when this backend runs on a GPU (a PyTorch
+        CPU tensor for ``torch (cuda)``): those are host data, staged to the
+        device like numpy arrays.
         """
         if self.name == "numpy" or isinstance(x, np.ndarray):
             return None
+        gpu = self.device != "cpu"
         if self.owns(x):
+            if gpu and self.name == "torch" and x.device.type == "cpu":
+                return None
             return x
         if hasattr(x, "__dlpack__") and hasattr(x, "shape"):
+            if gpu and hasattr(x, "__dlpack_device__") and int(x.__dlpack_device__()[0]) == 1:  # kDLCPU
+                return None
             return self.xp.from_dlpack(x)
         return None
 
@@ -574,6 +607,20 @@ class ArrayBackend:
                 return self.xp.asarray(a)
         return self.xp.as_tensor(a, device=self.device)
 
+    def asarray_async(self, a, dtype=None):
+        """Like :meth:`asarray`, without making the host wait, for small per-block data.
+
+        PyTorch on a GPU copies through page-locked memory with
+        ``non_blocking=True`` on the current stream (the page-locked block is
+        PyTorch's cached one, reused only once the copy is done), so the host
+        does not wait for the device's queued work as a plain (pageable) copy
+        does; elsewhere it is :meth:`asarray`.
+        """
+        if self.name == "torch" and self.device != "cpu":
+            t = self.xp.from_numpy(np.ascontiguousarray(a, dtype=dtype))
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return self.asarray(a, dtype)
+
     def cast(self, x, dtype):
         """A native array as ``dtype`` (a numpy dtype); no copy when it already is."""
         if self.name == "torch":
@@ -586,7 +633,7 @@ class ArrayBackend:
             return np.asarray(x)
         if self.name == "cupy":
             return self.xp.asnumpy(x)
-        return x.detach().cpu().numpy()
+        return x.detach().resolve_conj().cpu().numpy()
 
     def is_complex(self, x) -> bool:
         """Whether a native array holds complex numbers."""
@@ -604,6 +651,36 @@ class ArrayBackend:
                 return self.xp.zeros(shape, dtype)
         return np.zeros(shape, dtype)
 
+    def empty(self, shape, dtype):
+        """An uninitialised array of a numpy dtype (PyTorch and CuPy take it from their memory pools)."""
+        if self.name == "torch":
+            return self.xp.empty(shape, dtype=self._torch_dtype(dtype), device=self.device)
+        if self.name == "cupy":
+            with self.xp.cuda.Device(self._index()):
+                return self.xp.empty(shape, dtype)
+        return np.empty(shape, dtype)
+
+    def multiply(self, a, b, out):
+        """``out[...] = a * b`` (broadcasting), written into ``out`` (which may be a strided view)."""
+        return self.xp.multiply(a, b, out=out)
+
+    def add(self, a, b, out):
+        """``out[...] = a + b`` (broadcasting); ``out`` may be ``a`` itself."""
+        return self.xp.add(a, b, out=out)
+
+    def add_product(self, acc, a, b) -> None:
+        """``acc += a * b`` in place (``acc`` may be a strided view; ``b`` broadcasts).
+
+        PyTorch on a GPU does it in one pass (``addcmul_``), where the product
+        may be fused with the sum (one rounding), so the last bit may differ
+        from the CPU kernel's; elsewhere the product is rounded, then added, as
+        the CPU kernel does (a temporary for the product).
+        """
+        if self.name == "torch" and self.device != "cpu":
+            acc.addcmul_(a, b)
+        else:
+            self.xp.add(acc, self.xp.multiply(a, b), out=acc)
+
     def arange(self, n: int):
         """``0 .. n - 1`` as int64."""
         if self.name == "torch":
@@ -615,10 +692,27 @@ class ArrayBackend:
         return self.xp.where(cond, a, b)
 
     def parts(self, x):
-        """Complex (...) -> real (..., 2): real and imaginary parts on a last axis."""
+        """Complex (...) -> real (..., 2) view: real and imaginary parts on a last axis.
+
+        A view of the same memory (``torch.view_as_real``; for numpy and CuPy a
+        view as the real dtype), so writing into it writes the complex array;
+        a copy only where numpy meets a strided last axis, or CuPy an array that
+        is not C-contiguous. Real arrays get a trailing axis of length 1 (also a
+        view).
+        """
         if self.name == "torch":
-            return self.xp.view_as_real(x.contiguous())
-        return self.xp.stack([x.real, x.imag], axis=-1)
+            return self.xp.view_as_real(x.resolve_conj()) if x.is_complex() else x[..., None]
+        if not np.issubdtype(x.dtype, np.complexfloating):
+            return x[..., None]
+        if (x.ndim and x.strides[-1] != x.itemsize) or (self.name == "cupy" and not x.flags.c_contiguous):
+            x = self.xp.ascontiguousarray(x)
+        return x.view(x.real.dtype).reshape(tuple(x.shape) + (2,))
+
+    def cumsum(self, x, axis: int, dtype=None):
+        """Cumulative sum along ``axis`` (in order on the CPU), optionally as a numpy ``dtype``."""
+        if self.name == "torch":
+            return self.xp.cumsum(x, dim=axis, dtype=None if dtype is None else self._torch_dtype(dtype))
+        return self.xp.cumsum(x, axis=axis, dtype=dtype)
 
     def fft2(self, x):
         """2-D FFT over the last two axes."""
@@ -639,14 +733,21 @@ class ArrayBackend:
     def scatter_add(self, acc, idx, vals) -> None:
         """``acc[idx[i]] += vals[i]`` for every i, repeated indices accumulating.
 
-        numpy adds in index order (deterministic); CuPy and PyTorch on a GPU
-        use atomic adds, whose order (so the float32 round-off) may vary.
+        ``acc`` may be a view (it is added into in place); ``idx`` is int32 or
+        int64. numpy, and PyTorch on the CPU with a one-dimensional ``acc``,
+        add in index order (deterministic); CuPy and PyTorch on a GPU use
+        atomic adds, whose order (so the float32 round-off) may vary. CuPy
+        adds complex values as (real, imaginary) pairs.
         """
         if self.name == "torch":
             acc.index_add_(0, idx, vals)
         elif self.name == "cupy":
             import cupyx
 
+            if acc.ndim == 1 and np.issubdtype(acc.dtype, np.complexfloating):
+                rd = acc.real.dtype
+                acc = acc.view(rd).reshape(-1, 2)
+                vals = self.xp.ascontiguousarray(vals).view(rd).reshape(-1, 2)
             cupyx.scatter_add(acc, idx, vals)
         else:
             np.add.at(acc, idx, vals)
@@ -667,7 +768,7 @@ class ArrayBackend:
         t = self.xp
         return {np.dtype(np.float32): t.float32, np.dtype(np.float64): t.float64,
                 np.dtype(np.complex64): t.complex64, np.dtype(np.complex128): t.complex128,
-                np.dtype(np.int64): t.int64}[np.dtype(dtype)]
+                np.dtype(np.int64): t.int64, np.dtype(np.int32): t.int32, np.dtype(bool): t.bool}[np.dtype(dtype)]
 
 
 def _gpu_candidates() -> list:
@@ -694,18 +795,19 @@ def gpu_backend():
 
     A GPU counts when CuPy or PyTorch can use one (modules already imported
     are asked first, then CuPy, then PyTorch). The modules are imported only
-    where a GPU may exist (an NVIDIA or AMD device node, or ``nvidia-smi``), and
-    never when ``CUDA_VISIBLE_DEVICES`` hides every GPU.
+    where a GPU may exist (:func:`ptyanalysis.accelerators.gpu_may_exist`: an
+    NVIDIA or AMD device node, or ``nvidia-smi``), and never when
+    ``CUDA_VISIBLE_DEVICES`` hides every GPU.
 
     Returns
     -------
     ArrayBackend or None
     """
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+    from ..accelerators import gpu_hidden, gpu_may_exist
+
+    if gpu_hidden():
         return None
-    maybe = (os.path.exists("/dev/nvidia0") or os.path.exists("/dev/kfd")
-             or shutil.which("nvidia-smi") is not None)
-    if not maybe and not any(m in sys.modules for m in ("torch", "cupy")):
+    if not gpu_may_exist() and not any(m in sys.modules for m in ("torch", "cupy")):
         return None
     for name in _gpu_candidates():
         if _module_has_gpu(name):
@@ -766,16 +868,20 @@ class Stitcher:
     threads : int, optional
         Threads of the CPU kernel (default: every core this process may use).
         Each thread owns a band of canvas rows, so the result does not depend
-        on it. Ignored by array backends.
+        on it. Array backends use them to copy blocks of host patches into
+        their staging buffers.
 
     Notes
     -----
     Extra memory is the canvas (dtype), a float64 point-mass map and an int32
     count map of the canvas size for the coverage, and (for the Fourier method,
-    for a crop, or for patches of another dtype) a cast copy of the chunk; the
-    array backends also hold one block's bilinear split and indices on the
-    device. Adding the same patches in any chunking gives bit-identical results
-    on the CPU (each canvas pixel receives its contributions in patch order).
+    for a crop, or for patches of another dtype) a cast copy of the chunk. The
+    array backends keep these on the device (the canvas with one spare row and
+    column), plus one block's temporaries (at most about
+    :data:`_ARRAY_BLOCK_BYTES`) and, for patches from host memory, two staging
+    blocks on the host and the device (:data:`_STAGE_BYTES` each). Adding the
+    same patches in any chunking gives bit-identical results on the CPU (each
+    canvas pixel receives its contributions in patch order).
 
     Examples
     --------
@@ -808,19 +914,18 @@ class Stitcher:
         self._rdtype = np.dtype(np.float32) if dt.itemsize // self._k == 4 else np.dtype(np.float64)
         H, W = self.canvas_shape
         M = self.M
-        # Point masses of the coverage, indexed by top-left placement + M (range -M .. H).
-        self._points = np.zeros((H + M + 1, W + M + 1), np.float64)
-        self._counts = np.zeros((H + M + 1, W + M + 1), np.int32)
         self.n_added = 0
         self.n_clipped = 0
         self.n_outside = 0
         self._pool = None  # CPU worker threads, started by the first chunk that uses them
         if self._be is None:
+            # Point masses of the coverage, indexed by top-left placement + M (range -M .. H).
+            self._points = np.zeros((H + M + 1, W + M + 1), np.float64)
+            self._counts = np.zeros((H + M + 1, W + M + 1), np.int32)
             self._acc = np.zeros((H, W), dt)
             self._accv = self._acc.view(self._rdtype) if self._complex else self._acc
         else:
-            # flat (pixel, part) accumulator; the extra last row takes what falls off the canvas
-            self._dacc = self._be.zeros((H * W + 1, self._k), self._rdtype)
+            self._array_setup()  # the same, on the device
 
     # -- public --------------------------------------------------------------
     def add(self, patches, positions) -> Stitcher:
@@ -843,7 +948,7 @@ class Stitcher:
         """
         dev = self._be.native(patches) if self._be is not None else None
         native = dev is not None
-        P = _as_native_patches(dev) if native else _as_patches(patches)
+        P = _as_native_patches(dev) if native else _as_patches(_host_array(patches))
         if P.shape[1] != self.N:
             raise PtyAnalysisError(f"patches are {P.shape[1]} x {P.shape[2]} but this Stitcher was made for N = {self.N}")
         pos = check_positions(positions, P.shape[0])
@@ -865,15 +970,15 @@ class Stitcher:
         keep = ~lo_out
         if not keep.all():
             sel = np.flatnonzero(keep)
-            P = P[self._be.asarray(sel) if native else sel]
-            tl, frac = tl[keep], frac[keep]
+            P = P[self._be.asarray_async(sel) if native else sel]
+            tl, frac, inside = tl[keep], frac[keep], inside[keep]
         if P.shape[0] == 0:
             return self
-        self._add_points(tl, frac)
         if self._be is None:
+            self._add_points(tl, frac)
             self._kernel_add(P, tl, frac)
         else:
-            self._array_add(P, tl, frac, native)
+            self._array_add(P, tl, frac, inside, native)  # point masses included
         return self
 
     def result(self, normalise: bool = True) -> StitchResult:
@@ -889,15 +994,17 @@ class Stitcher:
         -------
         StitchResult
         """
+        if self._be is not None:
+            return self._array_result(normalise)
         cov = self.coverage()
-        total = self._acc if self._be is None else self._array_total()
+        total = self._acc
         if normalise:
             img = np.zeros_like(total)
             covr = cov.astype(self._rdtype)
             np.divide(total, covr, out=img, where=covr > 0)
             del covr
         else:
-            img = total.copy() if self._be is None else total
+            img = total.copy()
         return StitchResult(img, cov, self.origin, self.method, self.n_clipped, self.backend)
 
     def weighted_sum(self) -> np.ndarray:
@@ -908,6 +1015,8 @@ class Stitcher:
 
     def coverage(self) -> np.ndarray:
         """Sum of weights at each pixel (float64), shape (H, W); exactly 0 where no patch lands."""
+        if self._be is not None:
+            return self._be.to_numpy(self._array_coverage())
         H, W = self.canvas_shape
         M = self.M
         # Box-sum of the point masses over an M x M window via an integral image. Canvas pixel i
@@ -943,6 +1052,18 @@ class Stitcher:
 
     # -- internals -----------------------------------------------------------
     def _add_points(self, tl, frac):
+        """Add the chunk's point masses and placement counts (CPU path)."""
+        idx, w = self._point_masses(tl, frac)
+        if w is None:
+            w = np.ones(len(idx), np.float64)
+        _point_kernel()(self._points.reshape(-1), self._counts.reshape(-1), np.ascontiguousarray(idx), w)
+
+    def _point_masses(self, tl, frac):
+        """Flat indices (into the point-mass map) and weights of the chunk's placements.
+
+        Returns ``(idx int64, w float64)``, in (patch, corner) order, or
+        ``(idx, None)`` where every weight is 1 (nearest, fourier).
+        """
         H, W = self.canvas_shape
         M = self.M
         Wp = W + M + 1
@@ -966,8 +1087,8 @@ class Stitcher:
             w = wts.reshape(-1)[ok]
         else:
             idx = r * Wp + c
-            w = np.ones(len(idx), np.float64)
-        _point_kernel()(self._points.reshape(-1), self._counts.reshape(-1), np.ascontiguousarray(idx), w)
+            w = None
+        return idx, w
 
     def _kernel_add(self, P, tl, frac):
         """The CPU path: the compiled kernel, threads over disjoint row bands."""
@@ -1008,58 +1129,393 @@ class Stitcher:
             self._pool = pool
         return pool
 
-    def _array_add(self, P, tl, frac, native: bool):
-        """The array-backend path: vectorised split and one scatter-add per block."""
-        be, M, k = self._be, self.M, self._k
+    # -- the array backends ------------------------------------------------------
+    def _array_setup(self):
+        """Device canvas, coverage maps, index type and offset grids of an array backend.
+
+        The canvas is kept flat with one spare row and column, ``(H + 1) x (W + 1)``
+        pixels, so that the zero-weight last row/column of a bilinear split that
+        sits on the canvas's last row/column lands in the spare ones: a patch that
+        is inside the canvas (``n_clipped`` does not count it) needs no bounds
+        test. What falls off the canvas goes to the spare corner pixel.
+        """
+        be, M = self._be, self.M
         H, W = self.canvas_shape
+        Wp = W + 1
+        size = (H + 1) * Wp
+        self._dacc = be.zeros((size,), self.dtype)
+        self._dump = size - 1
+        # point masses and placement counts of the coverage (as the CPU path's, on the device)
+        self._dpoints = be.zeros(((H + M + 1) * (W + M + 1),), np.float64)
+        self._dcounts = be.zeros(((H + M + 1) * (W + M + 1),), np.int32)
+        # top-left offsets of clipped patches reach -(M + 1) rows / cols outside the canvas
+        self._idt = np.dtype(np.int64 if (H + 2 * M + 3) * (W + 2 * M + 3) >= 2**31 else np.int32)
+        self._corners = self.method == "bilinear" and bool(_BILINEAR_CORNERS)
+        w = M + 1 if self.method == "bilinear" else M
+        ar = np.arange(w, dtype=np.int64)
+        self._ar = be.asarray_async(ar, self._idt)
+        self._grid = be.asarray_async((ar[:, None] * Wp + ar[None, :]).reshape(-1), self._idt)  # (w * w,)
+        self._grid_m = self._grid if w == M else be.asarray_async(
+            (ar[:M, None] * Wp + ar[None, :M]).reshape(-1), self._idt)  # (M * M,)
+        self._staging = None
+        self._ones_kept = {}
+
+    def _block_bytes(self) -> int:
+        """Device bytes one patch takes in a block (temporaries of the method, indices)."""
+        w2 = (self.M + 1) ** 2
+        c = self.dtype.itemsize
+        temps = {"nearest": 2, "fourier": 7, "bilinear": 3 if self._corners else 5}[self.method]
+        return w2 * (temps * c + self._idt.itemsize)
+
+    def _array_meta(self, tl, frac) -> dict:
+        """Send a chunk's per-patch data to the device, and add its point masses there.
+
+        One copy per dtype, none of which makes the host wait
+        (:meth:`ArrayBackend.asarray_async`). Returns device views: ``"i"``:
+        (n, 3) [flat canvas offset of the top-left pixel, top-left row,
+        top-left col]; ``"w"``: (n, 4) bilinear weights ``[1 - fy, fy, 1 - fx,
+        fx]``; ``"wc"``: (n, 4) corner weights ``[(1 - fy)(1 - fx), (1 - fy) fx,
+        fy (1 - fx), fy fx]`` (with :data:`_BILINEAR_CORNERS`); ``"ry"``, ``"rx"``: (n, M)
+        Fourier phase ramps, ``"mv"``: the patches that move (``"moving"``:
+        the same on the host).
+        """
+        be, n, M = self._be, len(tl), self.M
+        pidx, pw = self._point_masses(tl, frac)
+        moving = np.any(frac != 0, axis=1) if self.method == "fourier" else None
+        mixed = moving is not None and moving.any() and not moving.all()
+        ints = np.empty(3 * n + len(pidx) + (n if mixed else 0), self._idt)
+        ints[:3 * n].reshape(n, 3)[:, 0] = tl[:, 0] * (self.canvas_shape[1] + 1) + tl[:, 1]
+        ints[:3 * n].reshape(n, 3)[:, 1:] = tl
+        ints[3 * n:3 * n + len(pidx)] = pidx
+        if mixed:
+            ints[3 * n + len(pidx):] = moving
+        di = be.asarray_async(ints)
+        meta = {"i": di[:3 * n].reshape(n, 3), "moving": moving}
+        # the point masses, in the CPU path's order
+        pi = di[3 * n:3 * n + len(pidx)]
+        be.scatter_add(self._dpoints, pi, self._ones(len(pidx), np.float64) if pw is None else be.asarray_async(pw))
+        be.scatter_add(self._dcounts, pi, self._ones(len(pidx), np.int32))
+        if mixed:
+            meta["mv"] = di[3 * n + len(pidx):] != 0
+        if self.method == "bilinear":
+            w = _bilinear_weights(frac, self._rdtype)
+            if self._corners:  # and the corner weights, (n, 8) in all
+                w = np.concatenate([w, w[:, [0, 0, 1, 1]] * w[:, [2, 3, 2, 3]]], axis=1)
+            dw = be.asarray_async(w)
+            meta["w"], meta["wc"] = dw[:, :4], dw[:, 4:]
+        elif moving is not None and moving.any():
+            cdt = np.complex64 if self._rdtype == np.float32 else np.complex128
+            ramps = be.asarray_async(np.stack(_fourier_ramps(frac, M, cdt)))  # (2, n, M)
+            meta["ry"], meta["rx"] = ramps[0], ramps[1]
+        return meta
+
+    def _ones(self, n: int, dtype):
+        """``n`` ones of a numpy dtype on the device (a view of a kept buffer, grown by doubling)."""
+        key = np.dtype(dtype).str
+        have = self._ones_kept.get(key)
+        if have is None or have.shape[0] < n:
+            have = self._be.asarray_async(np.ones(max(n, 2 * (0 if have is None else have.shape[0])), dtype))
+            self._ones_kept[key] = have
+        return have[:n]
+
+    def _array_add(self, P, tl, frac, inside, native: bool):
+        """The array-backend path: blocks of patches, each split (or shifted) and scatter-added once.
+
+        Patches on the device are used where they are (their crop is a view);
+        patches in host memory go through :class:`_HostStaging` (page-locked,
+        double-buffered, copied on a side stream on a CUDA PyTorch backend; the
+        next block is copied into the host buffer by worker threads while this
+        one is queued).
+        """
+        M = self.M
         a = _crop_start(self.N, M)
-        for s in range(0, P.shape[0], _ARRAY_BLOCK):
-            e = min(s + _ARRAY_BLOCK, P.shape[0])
-            if native:
-                x = be.cast(P[s:e, a:a + M, a:a + M], self.dtype)
-            else:
-                x = be.asarray(P[s:e, a:a + M, a:a + M], self.dtype)
-            fr = frac[s:e]
-            if self.method == "fourier":
-                moving = np.any(fr != 0, axis=1)
-                if moving.any():
-                    cdt = np.complex64 if self._rdtype == np.float32 else np.complex128
-                    ry, rx = (be.asarray(r) for r in _fourier_ramps(fr, M, cdt))
-                    X = be.fft2(be.cast(x, cdt)) * ry[:, :, None]
-                    X = X * rx[:, None, :]
-                    shifted = be.ifft2(X)
-                    if not self._complex:
-                        shifted = be.real(shifted)
-                    shifted = be.cast(shifted, self.dtype)
-                    x = be.where(be.asarray(moving)[:, None, None], shifted, x)
-            parts = be.parts(x) if self._complex else x[..., None]  # (B, M, M, k)
-            if self.method == "bilinear":
-                wd = be.asarray(_bilinear_weights(fr, self._rdtype))
-                wy0, wy1, wx0, wx1 = (wd[:, j, None, None, None] for j in range(4))
-                B = e - s
-                R = be.zeros((B, M + 1, M, k), self._rdtype)
-                R[:, :M] = parts * wy0
-                R[:, 1:] += parts * wy1
-                S = be.zeros((B, M + 1, M + 1, k), self._rdtype)
-                S[:, :, :M] = R * wx0
-                S[:, :, 1:] += R * wx1
-                wdw = M + 1
-            else:
-                S, wdw = parts, M
-            t = be.asarray(tl[s:e], np.int64)
-            ar = be.arange(wdw)
-            rows = t[:, 0, None, None] + ar[None, :, None]
-            cols = t[:, 1, None, None] + ar[None, None, :]
-            ok = (rows >= 0) & (rows < H) & (cols >= 0) & (cols < W)
-            flat = be.where(ok, rows * W + cols, H * W)  # off-canvas -> the spare last row
-            be.scatter_add(self._dacc, flat.reshape(-1), S.reshape(-1, k))
+        n = len(tl)
+        meta = self._array_meta(tl, frac)
+        if native:
+            b = _even_block(n, min(_ARRAY_BLOCK, max(1, _ARRAY_BLOCK_BYTES // self._block_bytes())))
+            for s in range(0, n, b):
+                e = min(n, s + b)
+                x = self._be.cast(P[s:e, a:a + M, a:a + M], self.dtype)
+                self._block_add(x, meta, s, e, bool(inside[s:e].all()))
+            return
+        if self._staging is None:
+            self._staging = _HostStaging(self._be, M, self.dtype)
+        stage = self._staging
+        most = min(_ARRAY_BLOCK, max(1, _ARRAY_BLOCK_BYTES // self._block_bytes()),
+                   max(1, _STAGE_BYTES // (M * M * self.dtype.itemsize)))
+        b = _even_block(n, most)
+        pending = None
+        try:
+            for s in range(0, n, b):
+                e = min(n, s + b)
+                ticket = stage.begin(P[s:e, a:a + M, a:a + M], self._copy_async, most)
+                if pending is not None:  # the previous block is queued while this one is copied
+                    self._staged_block(stage, pending, meta, inside)
+                pending = (ticket, s, e)
+            self._staged_block(stage, pending, meta, inside)
+            pending = None
+        finally:
+            if pending is not None:  # an error: let the copies into the host buffer end
+                for f in pending[0].futures:
+                    f.exception()
+
+    def _staged_block(self, stage, pending, meta, inside):
+        ticket, s, e = pending
+        x = stage.finish(ticket)
+        self._block_add(x, meta, s, e, bool(inside[s:e].all()))
+        stage.release(ticket)
+
+    def _copy_async(self, dst: np.ndarray, src: np.ndarray) -> list:
+        """Start copying ``src`` into ``dst`` (cast, unsafe as ``np.asarray``) in worker threads.
+
+        Split along the first axis into pieces of at least
+        :data:`_STAGE_BYTES_PER_THREAD` bytes over at most ``threads`` threads
+        (numpy releases the GIL while it copies). Returns the futures.
+        """
+        n = dst.shape[0]
+        workers = max(1, min(self.threads, n, dst.nbytes // _STAGE_BYTES_PER_THREAD))
+        ex = self._thread_pool(workers)
+        edges = np.linspace(0, n, workers + 1).round().astype(int)
+        return [ex.submit(np.copyto, dst[i0:i1], src[i0:i1], casting="unsafe")
+                for i0, i1 in itertools.pairwise(edges.tolist()) if i1 > i0]
+
+    def _block_add(self, x, meta, s: int, e: int, inside: bool):
+        """Add block ``s:e`` of the chunk: ``x`` (B, M, M) in the accumulator dtype, on the device."""
+        be = self._be
+        mi = meta["i"][s:e]
+        if self.method == "fourier":
+            x = self._shift_block(x, meta, s, e)
+        if self._corners and inside:
+            self._corner_scatters(x, mi, meta["wc"][s:e])
+            return
+        vals = self._split_block(x, meta["w"][s:e]) if self.method == "bilinear" else x
+        idx = mi[:, 0:1] + self._grid[None, :]  # (B, w * w): per-patch offset + the offset grid
+        if not inside:  # pixels off the canvas go to the spare corner pixel
+            H, W = self.canvas_shape
+            w = self._ar.shape[0]
+            rows = mi[:, 1:2] + self._ar[None, :]
+            cols = mi[:, 2:3] + self._ar[None, :]
+            ok = ((rows >= 0) & (rows < H))[:, :, None] & ((cols >= 0) & (cols < W))[:, None, :]
+            idx = be.where(ok.reshape(e - s, w * w), idx, self._dump)
+        be.scatter_add(self._dacc, idx.reshape(-1), vals.reshape(-1))
+
+    def _split_block(self, x, w):
+        """The (B, M + 1, M + 1) bilinear split of ``x`` (B, M, M), with the CPU kernel's arithmetic.
+
+        Rows first, ``R[i] = x[i] (1 - fy) + x[i - 1] fy`` (``x[-1] = x[M] = 0``),
+        then columns the same way with ``fx``, each product rounded before the
+        sum, as the CPU kernel does (on a GPU the second product and the sum
+        may be fused: :meth:`ArrayBackend.add_product`). Works on real views
+        (complex numbers as (re, im) pairs) and writes into fresh buffers (no
+        zero fill): per stage, one product over the patch, one over its last
+        row/column, one multiply-add over the overlap.
+        """
+        be, M = self._be, self.M
+        B = x.shape[0]
+        wy0, wy1, wx0, wx1 = (w[:, j].reshape(B, 1, 1, 1) for j in range(4))
+        X = be.parts(x)  # (B, M, M, k)
+        R = be.empty((B, M + 1, M, self._k), self._rdtype)
+        be.multiply(X, wy0, out=R[:, :M])
+        be.multiply(X[:, M - 1], wy1[:, 0], out=R[:, M])
+        be.add_product(R[:, 1:M], X[:, :M - 1], wy1)
+        out = be.empty((B, M + 1, M + 1), self.dtype)
+        S = be.parts(out)  # (B, M + 1, M + 1, k), a view: written through
+        be.multiply(R, wx0, out=S[:, :, :M])
+        be.multiply(R[:, :, M - 1], wx1[:, 0], out=S[:, :, M])
+        be.add_product(S[:, :, 1:M], R[:, :, :M - 1], wx1)
+        return out
+
+    def _corner_scatters(self, x, mi, w):
+        """Bilinear as four scatter-adds (:data:`_BILINEAR_CORNERS`), for a block inside the canvas."""
+        be, M = self._be, self.M
+        B = x.shape[0]
+        Wp = self.canvas_shape[1] + 1
+        idx = (mi[:, 0:1] + self._grid_m[None, :]).reshape(-1)
+        X = be.parts(x)
+        tmp = be.empty((B, M, M), self.dtype)
+        T = be.parts(tmp)
+        for j, off in enumerate((0, 1, Wp, Wp + 1)):  # corners (0, 0), (0, 1), (1, 0), (1, 1)
+            be.multiply(X, w[:, j].reshape(B, 1, 1, 1), out=T)
+            be.scatter_add(self._dacc[off:], idx, tmp.reshape(-1))
+
+    def _shift_block(self, x, meta, s: int, e: int):
+        """Fourier-shift the moving patches of block ``s:e`` (integer positions stay exact)."""
+        be = self._be
+        mv = meta["moving"][s:e]
+        if not mv.any():
+            return x
+        cdt = np.complex64 if self._rdtype == np.float32 else np.complex128
+        X = be.fft2(be.cast(x, cdt))
+        X *= meta["ry"][s:e, :, None]
+        X *= meta["rx"][s:e, None, :]
+        shifted = be.ifft2(X)
+        if not self._complex:
+            shifted = be.real(shifted)
+        shifted = be.cast(shifted, self.dtype)
+        if mv.all():
+            return shifted
+        return be.where(meta["mv"][s:e, None, None], shifted, x)
 
     def _array_total(self) -> np.ndarray:
         H, W = self.canvas_shape
-        a = self._be.to_numpy(self._dacc[: H * W])
-        if self._complex:
-            return np.ascontiguousarray(a).view(self.dtype).reshape(H, W)
-        return a.reshape(H, W).astype(self.dtype, copy=False)
+        a = self._be.to_numpy(self._dacc).reshape(H + 1, W + 1)[:H, :W]
+        return np.array(a, dtype=self.dtype, order="C")
+
+    def _array_coverage(self):
+        """:meth:`coverage` on the device: the CPU path's integral-image box sums, same order of operations.
+
+        On backends that add and sum in order (numpy, PyTorch on the CPU) it is
+        bit-identical to the CPU path's; on a GPU the float64 sums may differ in
+        the last bits (atomic adds, parallel prefix sums), the zeros are exact.
+        """
+        be, M = self._be, self.M
+        H, W = self.canvas_shape
+        shape = (H + M + 1, W + M + 1)
+
+        def box(cs):  # canvas pixel (i, j) <- placements (i - M + 1 .. i, j - M + 1 .. j): see coverage()
+            out = cs[M:M + H, M:M + W] - cs[:H, M:M + W]
+            out -= cs[M:M + H, :W]
+            out += cs[:H, :W]
+            return out
+
+        empty = box(be.cumsum(be.cumsum(self._dcounts.reshape(shape), 0, np.int64), 1)) == 0
+        cov = box(be.cumsum(be.cumsum(self._dpoints.reshape(shape), 0), 1))
+        return be.where(empty, 0.0, cov)
+
+    def _array_result(self, normalise: bool) -> StitchResult:
+        """:meth:`result` of an array backend: coverage and normalisation on the device, two copies back."""
+        be = self._be
+        H, W = self.canvas_shape
+        cov = self._array_coverage()
+        total = self._dacc.reshape(H + 1, W + 1)[:H, :W]
+        if not normalise:
+            img = self._array_total()  # a copy
+        else:
+            covr = be.cast(cov, self._rdtype)
+            pos = covr > 0
+            safe = be.where(pos, covr, 1.0)
+            if self._complex:
+                # numpy divides complex by real as (re, im) * (1 / c) (its complex division with
+                # a zero imaginary part); the same products here, on real views
+                out = be.empty((H, W), self.dtype)
+                be.multiply(be.parts(total), (1.0 / safe)[..., None], out=be.parts(out))
+            else:
+                out = total / safe
+            img = np.ascontiguousarray(be.to_numpy(be.where(pos, out, 0.0)), dtype=self.dtype)
+        return StitchResult(img, be.to_numpy(cov), self.origin, self.method, self.n_clipped, self.backend)
+
+
+def _even_block(n: int, most: int) -> int:
+    """Block length that splits ``n`` into as few blocks of at most ``most`` as can be, of near-equal size."""
+    nb = -(-n // max(1, most))
+    return -(-n // nb)
+
+
+@dataclass
+class _Ticket:
+    """One block on its way through :class:`_HostStaging`."""
+
+    slot: int
+    n: int
+    futures: list
+    direct: object = None  # the source itself, where no staging copy is needed
+
+
+class _HostStaging:
+    """Two host buffers through which blocks of host patches reach an array backend's device.
+
+    PyTorch on a GPU: the buffers are page-locked (PyTorch's cached page-locked
+    memory), each with a device twin. A block is copied into one host buffer by
+    worker threads (:meth:`Stitcher._copy_async`, which also crops and casts),
+    then to the device with ``non_blocking=True`` on a separate CUDA stream;
+    the compute stream waits for that copy (an event) and scatter-adds the block
+    while the host fills the other buffer and the copy engine moves it, so host
+    copies, transfers and arithmetic overlap. Events also keep a buffer from
+    being refilled (host) or overwritten (device) while it is still read.
+
+    CuPy: plain copies (``cupy.asarray``, synchronous, not overlapped), as the
+    page-locked path is written and tested for PyTorch only. CPU backends
+    (numpy, PyTorch on the CPU): the host buffer is the array computed on, or,
+    where a block already is C-contiguous in the accumulator dtype, the source
+    itself (no copy), so the same code runs, and is tested, without a GPU.
+    """
+
+    def __init__(self, be: ArrayBackend, M: int, dtype, streams=None):
+        self.be, self.M, self.dtype = be, int(M), np.dtype(dtype)
+        # streams: use the CUDA path (default: PyTorch on a GPU); a test runs it on the CPU with stand-ins
+        self.cuda = (be.name == "torch" and be.device != "cpu") if streams is None else bool(streams)
+        self._host = [None, None]  # numpy views of the host buffers
+        self._pinned = [None, None]  # the page-locked tensors behind them (CUDA)
+        self._dev = [None, None]  # their device twins (CUDA)
+        self._slot = 0
+        if self.cuda:
+            torch = be.xp
+            self._device = torch.device(be.device)
+            self._stream = torch.cuda.Stream(device=self._device)
+            self._copied = [torch.cuda.Event(), torch.cuda.Event()]  # host buffer -> device copy done
+            self._consumed = [torch.cuda.Event(), torch.cuda.Event()]  # the block's arithmetic done
+
+    def _reserve(self, slot: int, n: int, most: int):
+        """Buffers of ``slot`` for at least ``n`` patches (grown by doubling, to at most ``max(n, most)``)."""
+        have = self._host[slot]
+        if have is not None and have.shape[0] >= n:
+            return
+        cap = max(n, min(2 * have.shape[0], most)) if have is not None else n
+        shape = (cap, self.M, self.M)
+        if self.cuda:
+            torch = self.be.xp
+            td = self.be._torch_dtype(self.dtype)
+            self._pinned[slot] = torch.empty(shape, dtype=td, pin_memory=self._device.type == "cuda")
+            self._host[slot] = self._pinned[slot].numpy()
+            self._dev[slot] = torch.empty(shape, dtype=td, device=self._device)
+        else:
+            self._host[slot] = np.empty(shape, self.dtype)
+
+    def begin(self, src: np.ndarray, copy_async, most: int) -> _Ticket:
+        """Start moving block ``src`` (B, M, M) (any strides and real/complex dtype) into a host buffer.
+
+        ``copy_async(dst, src)`` starts the copy and returns its futures;
+        ``most`` is the largest block this stitcher stages.
+        """
+        n = src.shape[0]
+        slot = self._slot
+        self._slot ^= 1
+        if not self.cuda and (self.be.name == "cupy" or (
+                src.dtype == self.dtype and src.flags.c_contiguous and src.flags.writeable)):
+            return _Ticket(slot, n, [], direct=src)
+        if self.cuda:
+            self._copied[slot].synchronize()  # the buffer's last copy to the device has been read out
+        self._reserve(slot, n, most)
+        return _Ticket(slot, n, copy_async(self._host[slot][:n], src))
+
+    def finish(self, t: _Ticket):
+        """Wait for the host copy of ``t``; return the block as a device array (queued, not waited for)."""
+        for f in t.futures:
+            f.result()
+        if t.direct is not None:
+            return self.be.asarray(t.direct, self.dtype)
+        if not self.cuda:
+            return self.be.asarray(self._host[t.slot][:t.n])
+        torch = self.be.xp
+        dev = self._dev[t.slot][:t.n]
+        self._stream.wait_event(self._consumed[t.slot])  # the device buffer's last block is done
+        with torch.cuda.stream(self._stream):
+            dev.copy_(self._pinned[t.slot][:t.n], non_blocking=True)
+            self._copied[t.slot].record(self._stream)
+        torch.cuda.current_stream(self._device).wait_event(self._copied[t.slot])
+        return dev
+
+    def release(self, t: _Ticket):
+        """Mark ``t``'s device buffer free once the work queued on it so far is done."""
+        if self.cuda:
+            self._consumed[t.slot].record(self.be.xp.cuda.current_stream(self._device))
+
+
+def _host_array(x):
+    """A PyTorch CPU tensor as a numpy array (no copy); anything else as it is."""
+    if type(x).__module__.startswith("torch") and hasattr(x, "detach") and x.device.type == "cpu":
+        return x.detach().resolve_conj().numpy()
+    return x
 
 
 def _as_native_patches(x):

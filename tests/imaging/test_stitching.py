@@ -240,7 +240,11 @@ def _backend_cases(be, exact: bool):
             np.testing.assert_allclose(b.image, a.image, rtol=0, atol=2e-5)
         else:
             check(b.image, a.image)
-        np.testing.assert_array_equal(b.coverage, a.coverage)
+        if exact:
+            np.testing.assert_array_equal(b.coverage, a.coverage)
+        else:  # a GPU sums the float64 coverage in another order; its zeros are exact
+            np.testing.assert_allclose(b.coverage, a.coverage, rtol=0, atol=1e-9)
+            np.testing.assert_array_equal(b.coverage == 0, a.coverage == 0)
     kw = {"canvas_shape": (30, 40), "origin": (5, 5), "crop": 9}
     a = stitch(patches.real, pos, backend="numpy", **kw)
     b = stitch(patches.real, pos, backend=be, **kw)
