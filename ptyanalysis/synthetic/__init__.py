@@ -11,7 +11,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     submod_attrs={
         'demo': ['ensure_study', 'grid_spec', 'diagnosis_parameters', 'run_demo', 'quality_table'],
         'networks': ['canvas_pad', 'CombineComplex', 'StackMembers', 'MergePatches', 'ExtractMembers', 'FarFieldAmplitude', 'poisson_nll', 'build_patch_network', 'build_models'],
-        'ptychi': ['ptychi_available', 'ptychi_version', 'require_ptychi', 'ptychi_frame', 'run_ptychi'],
+        'ptychi': ['ptychi_available', 'ptychi_version', 'require_ptychi', 'ptychi_frame', 'run_ptychi', 'ptychi_model_amplitudes'],
         'rpie': ['RPIEConfig', 'Reconstruction', 'frame_for', 'rpie'],
         'simulate': ['StudySize', 'SimulationConfig', 'make_probe', 'probe_radius', 'make_object', 'make_positions', 'split_positions', 'view_indices', 'disc_overlap', 'overlap_metrics', 'exit_waves_to_far_field', 'extract_patches', 'simulate_counts', 'simulate_study', 'plot_study', 'config_from_args'],
         'training': ['TrainConfig', 'TrainedModel', 'input_statistics', 'train_baseline', 'train_pinn', 'save_trained', 'run_iterative', 'save_reconstruction', 'train_study'],
