@@ -205,3 +205,21 @@ def test_a_plain_pytorch_module_runs_through_the_runner_and_its_layers_are_probe
     zero_fractions = [r[0] for r in _layer_stats(acts)]
     assert probe.names == ["conv", "dead", "head"]
     assert zero_fractions[0] < 0.5 and zero_fractions[1] == 1.0  # activations die at the ReLU
+
+
+def test_a_model_changed_between_calls_is_never_run_stale(small_model):
+    """The compiled function (cached per model) runs the weights the model has at each call."""
+    from ptyanalysis.inference.runtime import RuntimeConfig
+    from ptyanalysis.inference.streaming import predict
+
+    x = [np.ones((3, 8, 8, 1), "float32"), np.ones((3, 1, 2, 1), "float32")]
+    before = predict(small_model, x, RuntimeConfig(batch_size=4))[1]
+    saved = small_model.get_weights()
+    try:
+        small_model.set_weights([2 * w for w in saved])
+        after = predict(small_model, x, RuntimeConfig(batch_size=4))[1]
+        ref = np.asarray(small_model.predict(x, verbose=0)[1])
+    finally:
+        small_model.set_weights(saved)
+    assert not np.allclose(before, after)
+    np.testing.assert_allclose(after, ref, rtol=1e-5, atol=1e-5)

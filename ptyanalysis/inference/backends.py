@@ -418,7 +418,8 @@ class TensorFlowExecutor(Executor):
 
 
 class JaxExecutor(Executor):
-    """Keras-on-JAX models: ``jax.jit`` of Keras's ``stateless_call`` (XLA), variables placed once per device."""
+    """Keras-on-JAX models: ``jax.jit`` of Keras's ``stateless_call`` (XLA), the weights passed (and placed on
+    the device) at every call, so the compiled function always runs the model's current weights."""
 
     name = "jax"
 
@@ -462,15 +463,20 @@ class JaxExecutor(Executor):
             call = loaded._call
             return lambda arrays: _as_list(call([jax.device_put(a, dev) for a in arrays]))
         pack, unpack = loaded._pack, loaded._unpack
-        tv = jax.device_put([v.value for v in model.trainable_variables], dev)
-        ntv = jax.device_put([v.value for v in model.non_trainable_variables], dev)
 
         @jax.jit
         def fwd(tv, ntv, xs):
             out, _ = stateless(tv, ntv, pack(list(xs)), training=False)
             return unpack(out)
 
-        return lambda arrays: _as_list(fwd(tv, ntv, [jax.device_put(a, dev) for a in arrays]))
+        def run(arrays):
+            # the weights as they are now (a model trained further between calls is not run stale); placing
+            # arrays that already are on the device is free
+            tv = jax.device_put([v.value for v in model.trainable_variables], dev)
+            ntv = jax.device_put([v.value for v in model.non_trainable_variables], dev)
+            return _as_list(fwd(tv, ntv, [jax.device_put(a, dev) for a in arrays]))
+
+        return run
 
     def device_of(self, x):
         devs = getattr(x, "devices", None)
