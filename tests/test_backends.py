@@ -14,7 +14,7 @@ from test_no_tensorflow import _env
 from ptyanalysis.errors import PtyAnalysisError
 from ptyanalysis.inference import backends
 
-pytestmark = pytest.mark.neutral
+pytestmark = [pytest.mark.tf, pytest.mark.neutral]  # Keras models (any backend); run again without TensorFlow
 
 
 # ----------------------------------------------------------------------------- the choice
