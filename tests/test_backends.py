@@ -92,6 +92,16 @@ def test_a_model_kind_that_needs_tensorflow_says_so_in_one_line(tmp_path):
     assert r.returncode != 0
     assert "SavedModel" in r.stderr and "needs TensorFlow, which is not installed here" in r.stderr
     assert "ptyanalysis[tensorflow]" in r.stderr
+    import zipfile
+
+    bundle = tmp_path / "wts.h5.zip"
+    with zipfile.ZipFile(bundle, "w") as zf:
+        for member in ("manifest.dill", "diffraction_to_obj/model.keras", "diffraction_to_obj/params.dill"):
+            zf.writestr(member, b"")
+    r = subprocess.run([sys.executable, "-c", f"from ptyanalysis.inference.loading import load_model\n"
+                        f"load_model({str(bundle)!r})\n"], capture_output=True, text=True, env=_env("jax", True),
+                       timeout=120)
+    assert r.returncode != 0 and "TensorFlow, which a PtychoPINN TensorFlow bundle needs" in r.stderr
 
 
 # ----------------------------------------------------------------------------- the one runner

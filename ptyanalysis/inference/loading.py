@@ -408,12 +408,16 @@ def _load_bundle(path: Path, model_name: str = "diffraction_to_obj") -> LoadedMo
     if members["other"]:
         lines.append(f"    other members: {', '.join(members['other'][:20])}")
     listing = "\n".join(lines)
-    missing = [p for p in ("ptycho", "dill") if importlib.util.find_spec(p) is None]
+    from .backends import installed
+
+    missing = [p for p in ("ptycho", "dill", "tensorflow") if not installed(p)]
     if missing:
         what = {
             "ptycho": "the `ptycho` package (PtychoPINN) for its custom layers, which rebuild the "
                       "architecture",
             "dill": "`dill` to unpickle params.dill / custom_objects.dill / manifest.dill",
+            "tensorflow": "TensorFlow, which a PtychoPINN TensorFlow bundle needs (pip install "
+                          "'ptyanalysis[tensorflow]')",
         }
         raise PtyAnalysisError(
             f"cannot load PtychoPINN bundle {path}: missing "
