@@ -17,6 +17,7 @@ positions; its indices are stored in ``data/phase_c/dose_<D>/views.json``
 
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 
@@ -202,10 +203,11 @@ def check_in_hub(hub, dose=None, view=None, split=None) -> None:
     bad = []
     if dose is not None and have["doses"] and float(dose) not in [float(d) for d in have["doses"]]:
         bad.append(f"dose {dose:g} (the hub has {', '.join(f'{d:g}' for d in have['doses'])})")
-    if view is not None and have["views"] and view not in have["views"]:
-        bad.append(f"view {view!r} (the hub has {', '.join(have['views'])})")
-    if split is not None and have["splits"] and split not in have["splits"]:
-        bad.append(f"split {split!r} (the hub has {', '.join(have['splits'])})")
+    for what, value in (("view", view), ("split", split)):
+        if value is not None and have[what + "s"] and value not in have[what + "s"]:
+            close = difflib.get_close_matches(str(value), [str(v) for v in have[what + "s"]], n=1)
+            bad.append(f"{what} {value!r} (the hub has {', '.join(have[what + 's'])}"
+                       + (f"; did you mean {close[0]!r}?)" if close else ")"))
     if not any(have.values()):
         expected = (dataset_path(hub, dose, split) if dose is not None and split is not None
                     else Path(hub) / "data" / "phase_c" / "dose_<D>" / "patched_<split>.npz")

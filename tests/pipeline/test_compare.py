@@ -93,6 +93,12 @@ def test_cli_errors_name_the_file(tmp_path, capsys):
     assert "simulate" in capsys.readouterr().err
 
 
+def test_a_mistyped_view_or_split_gets_a_did_you_mean(ci_hub, capsys):
+    assert main(["compare", str(ci_hub), "--dose", "1000", "--view", "dnese", "--split", "tset"]) == 2
+    err = capsys.readouterr().err
+    assert "view 'dnese'" in err and "did you mean 'dense'?" in err and "did you mean 'test'?" in err
+
+
 def _toy_split(n=60, N=16, seed=0):
     from ptyanalysis.io import PtychoData
 
