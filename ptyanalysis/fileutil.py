@@ -13,6 +13,8 @@ import secrets
 import shutil
 from pathlib import Path
 
+from .errors import PtyAnalysisError
+
 
 def _new_temp(parent: Path, prefix: str, suffix: str, directory: bool = False) -> Path:
     """Create a new, uniquely named file or directory in ``parent`` and return its path.
@@ -102,6 +104,38 @@ def atomic_dir(path):
         raise
 
 
+def check_output_dir(path, option: str = "--out") -> Path | None:
+    """Check, before any work, that results can be written into the folder ``path``.
+
+    Parameters
+    ----------
+    path : str, Path or None
+        The output folder (None: nothing to check).
+    option : str
+        The option that named it, for the message.
+
+    Returns
+    -------
+    Path or None
+
+    Raises
+    ------
+    PtyAnalysisError
+        ``path`` is a file, or a file stands where one of its parent folders would be.
+    """
+    if path is None:
+        return None
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise PtyAnalysisError(
+                    f"{option} {path}: {p} is a file, not a folder; give a folder for the results (it is made "
+                    "when missing), or move the file away")
+            break
+    return path
+
+
 def write_text(path, text: str) -> Path:
     """Atomically write ``text`` (UTF-8) to ``path`` and return the path.
 
@@ -154,8 +188,6 @@ def write_netcdf(path, ds) -> Path:
     The one netCDF writer of the package. A failure is an error naming the
     file (nothing half-written is left), never swallowed.
     """
-    from .errors import PtyAnalysisError
-
     path = Path(path)
     try:
         with atomic_path(path) as tmp:

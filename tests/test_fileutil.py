@@ -62,3 +62,18 @@ def test_write_netcdf_is_atomic_and_errors_name_the_file(tmp_path):
     with pytest.raises(PtyAnalysisError, match="bad.nc"):
         write_netcdf(tmp_path / "bad.nc", bad)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.nc"]
+
+
+def test_an_output_folder_that_is_a_file_is_refused_before_any_work(tmp_path):
+    from ptyanalysis.errors import PtyAnalysisError
+    from ptyanalysis.fileutil import check_output_dir
+
+    f = tmp_path / "taken"
+    f.write_text("keep me")
+    with pytest.raises(PtyAnalysisError, match="is a file, not a folder"):
+        check_output_dir(f)
+    with pytest.raises(PtyAnalysisError, match=r"--out .*sub: .*taken is a file"):
+        check_output_dir(f / "sub")
+    assert f.read_text() == "keep me"
+    assert check_output_dir(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
+    assert check_output_dir(None) is None

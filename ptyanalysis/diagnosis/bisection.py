@@ -2231,9 +2231,11 @@ def run_cli(args) -> int:
         0 (bad input raises :class:`PtyAnalysisError`: exit status 2).
     """
     from ..diagnosis.inputs import cli_input_sets, default_paired_set
+    from ..fileutil import check_output_dir
     from ..inference.loading import load_model
 
     crit = parse_criterion(args.criterion)
+    check_output_dir(args.out)
     if args.max_samples < 2:
         raise PtyAnalysisError(f"--max-samples must be at least 2, got {args.max_samples}")
     if args.max_evaluations < 2:

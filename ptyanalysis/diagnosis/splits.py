@@ -784,6 +784,7 @@ def run_cli(args) -> int:
     int
         0 (bad input raises :class:`PtyAnalysisError`: exit status 2).
     """
+    from ..fileutil import check_output_dir
     from ..inference.loading import load_model
 
     names = tuple(s.strip() for s in str(args.names).split(","))
@@ -795,6 +796,7 @@ def run_cli(args) -> int:
     from ..inference.runtime import runtime_from_args
 
     runtime = runtime_from_args(args)
+    check_output_dir(args.out)
     loaded = load_model(args.model)
     sets, datasets, reference = cli_input_sets(loaded, {"a": args.a, "b": args.b}, args.reference,
                                                study_inputs=args.study_inputs, trained_like="a",

@@ -50,7 +50,7 @@ from ..conventions import (
 )
 from ..conventions import METRIC_CONVENTIONS as CONVENTIONS  # conventions scored in every job
 from ..errors import PtyAnalysisError
-from ..fileutil import atomic_path, write_netcdf, write_npz, write_text
+from ..fileutil import atomic_path, check_output_dir, write_netcdf, write_npz, write_text
 from ..provenance import software_versions, utc_now
 
 #: Metrics written per arm (amplitude and phase).
@@ -864,6 +864,7 @@ def run_cli(args) -> int:
     cfg = CompareConfig(baseline_positions=args.baseline_positions, register=args.register,
                         batch_size=None if args.batch_size is None else runtime_from_args(args).batch_size)
     _hub.check_in_hub(args.hub, args.dose, args.view, args.split)
+    check_output_dir(args.out)
     ds = compare_job(args.hub, args.dose, args.view, args.split, cfg, out_dir=args.out)
     print(arm_table(ds).to_string())
     details = json.loads(ds.attrs.get("arm_details", "{}"))
