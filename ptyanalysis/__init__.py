@@ -25,7 +25,7 @@ __version__ = "0.2.0"
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=["conventions", "errors", "hub", "io", "fileutil", "provenance", "quiet", "cli",
+    submodules=["conventions", "errors", "hub", "io", "fileutil", "provenance", "quiet", "training_history", "cli",
                 "imaging", "inference", "diagnosis", "pipeline", "phase_g", "synthetic"],
 )
 __all__ = [*__all__, "__version__"]

@@ -94,6 +94,25 @@ def build_parser(commands=COMMANDS) -> argparse.ArgumentParser:
     return parser
 
 
+def _model_paths(argv) -> list:
+    """Paths among the arguments where models may be (cheap, nothing imported): existing files and folders, and
+    the ``hub`` of a grid YAML (relative to the working folder or the YAML's). The PyTorch bundles among them
+    make PyTorch the automatic backend (:func:`ptyanalysis.inference.backends.select_keras_backend`)."""
+    paths = [a for a in argv if not a.startswith("-") and os.path.exists(a)]
+    for a in list(paths):
+        if a.lower().endswith((".yaml", ".yml")) and os.path.isfile(a):
+            try:
+                import yaml
+
+                with open(a, encoding="utf-8") as fh:
+                    hub = (yaml.safe_load(fh) or {}).get("hub")
+            except Exception:  # the command itself reports a bad YAML
+                continue
+            if isinstance(hub, str):
+                paths += [p for p in (hub, os.path.join(os.path.dirname(a), hub)) if os.path.isdir(p)]
+    return paths
+
+
 def main(argv=None) -> int:
     """Entry point of the ``ptyanalysis`` console script.
 
@@ -118,8 +137,10 @@ def main(argv=None) -> int:
     try:
         if args.command in MODEL_COMMANDS:
             from .inference.backends import select_keras_backend
+            from .inference.torch_bundle import find_torch_bundles
 
-            args.backend_choice = select_keras_backend(args.backend)
+            args.backend_choice = select_keras_backend(args.backend,
+                                                       torch_models=find_torch_bundles(_model_paths(argv)))
             if args.backend_choice.source == "automatic" and args.backend_choice.name != "tensorflow":
                 print(f"ptyanalysis {args.command}: {args.backend_choice.reason}", file=sys.stderr)
         return int(mod.run_cli(args) or 0)

@@ -85,8 +85,8 @@ def test_test_and_dev_tools_are_extras_and_runtime_needs_are_declared():
             assert md.version(name) == version, f"{name}: installed {md.version(name)}, pinned {version}"
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = [d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d][0]
-    assert "-e .[tensorflow,jax,test,dev]" in pip, "environment.yml installs what make installs"
-    assert '.[tensorflow,jax,test,dev]' in (ROOT / "Makefile").read_text()
+    assert "-e .[tensorflow,jax,torch,test,dev]" in pip, "environment.yml installs what make installs"
+    assert '.[tensorflow,jax,torch,test,dev]' in (ROOT / "Makefile").read_text()
 
 
 def test_no_backend_is_a_core_dependency_and_each_is_one_extra():
@@ -98,7 +98,8 @@ def test_no_backend_is_a_core_dependency_and_each_is_one_extra():
     extras = project["optional-dependencies"]
     assert _pins(extras["tensorflow"]) == {"tensorflow": "2.21.0"}
     assert set(_pins(extras["jax"])) == {"jax", "jaxlib"} and "torch" in _pins(extras["torch"])
-    assert _pins(extras["torch"])["torch"] == _pins(extras["ptychi"])["torch"], "one torch pin"
+    # the torch extra (make installs it) and the ptychi extra (which replaces it) each pin torch exactly
+    assert _pins(extras["torch"])["torch"] == "2.13.0" and _pins(extras["ptychi"])["torch"] == "2.14.1"
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
     assert "*.py" in data["ptyanalysis.templates"], "the notebooks' sources ship as package data"
 

@@ -90,7 +90,9 @@ from pathlib import Path
 import numpy as np
 
 from ..diagnosis.health import (
+    COLLAPSE_TOL,
     DEGRADED_HEALTH,
+    collapsed_outputs,
     degraded,
     health_scores,
     outputs_stats,
@@ -98,6 +100,7 @@ from ..diagnosis.health import (
     parse_criterion,
     reference_problem,
     sample_health,
+    sample_spread,
 )
 from ..diagnosis.health import restores as _restores
 from ..errors import PtyAnalysisError
@@ -257,6 +260,10 @@ class BisectionResult:
     inputs : dict
         Per-input comparison of the failing and passing sets (drift, dtype, non-finite).
     settings : dict
+    input_usage : tuple of InputUse
+        Whether each input (and each auxiliary input the model holds, e.g. a
+        probe) changes the outputs at all (:func:`ptyanalysis.diagnosis.usage.input_usage`);
+        an unused input is never swapped or intervened on.
     """
 
     reproduced: bool
@@ -271,6 +278,7 @@ class BisectionResult:
     layers: dict = field(default_factory=dict)
     inputs: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
+    input_usage: tuple = ()
 
     def to_dict(self) -> dict:
         """JSON-friendly dict (what ``bisection.json`` holds)."""
@@ -280,6 +288,7 @@ class BisectionResult:
             "evaluations": self.evaluations, "elapsed_s": self.elapsed_s,
             "experiments": [e.to_dict() for e in self.experiments], "layers": self.layers,
             "inputs": self.inputs, "settings": self.settings,
+            "input_usage": [u.to_dict() for u in self.input_usage],
         }
 
     def experiments_table(self):
@@ -681,6 +690,7 @@ class _Runner:
         self.loaded, self.names, self.criterion = loaded, names, criterion
         self.runtime, self.max_evaluations = runtime, max_evaluations
         self.evaluations = 0
+        self.unused: set = set()
         self.experiments: list[Experiment] = []
         self.ref_stats = None
         self.h_fail = None
@@ -878,20 +888,27 @@ def _torch_layer_probe(module):
 
 
 def _layer_stats(arrays):
+    """Per layer: (zero fraction, non-finite fraction, all-zero sample rate, sample spread).
+
+    The sample spread (:func:`ptyanalysis.diagnosis.health.sample_spread`, of the
+    modulus) is 0 where a layer's activations are the same for every sample:
+    from there on the model no longer depends on its input.
+    """
     rows = []
     for a in arrays:
         a = np.asarray(a)
         if np.iscomplexobj(a):
             a = np.abs(a)
         if a.dtype.kind not in "fiub":
-            rows.append((np.nan, np.nan, np.nan))
+            rows.append((np.nan, np.nan, np.nan, np.nan))
             continue
         fin = np.isfinite(a) if a.dtype.kind == "f" else np.ones(a.shape, bool)
         nfin = int(fin.sum())
         zero = float(np.count_nonzero((a == 0) & fin)) / max(nfin, 1) if nfin else 1.0
         r = a.reshape(a.shape[0], -1) if a.ndim else a.reshape(1, 1)
         allzero = float(np.mean(~np.any((r != 0) & np.isfinite(r), axis=1))) if r.size else np.nan
-        rows.append((zero, 1.0 - nfin / max(a.size, 1), allzero))
+        spread = sample_spread(a)[0] if a.ndim and a.shape[0] > 1 else np.nan
+        rows.append((zero, 1.0 - nfin / max(a.size, 1), allzero, spread))
     return rows
 
 
@@ -934,19 +951,22 @@ def _run_layers(runner: _Runner, F: dict, P: dict | None, rng, against: str = "p
             return {"status": "error", "reason": str(exc)[:300], "rows": [], "first_dead": None,
                     "first_nonfinite": None}
         res[label] = _layer_stats(acts)
-        last = res[label][-1] if res[label] else (np.nan, np.nan, np.nan)
+        last = res[label][-1] if res[label] else (np.nan,) * 4
         runner.experiments.append(Experiment(len(runner.experiments), "layers", f"probe:{label}", label,
                                              "per-layer activations (multi-output probe)", _n(sub), None,
                                              np.nan, None, 1 - last[0], 1 - last[1], None,
                                              time.perf_counter() - t0, {"layers": len(lnames)}))
     lnames = getattr(probe, "names", lnames)  # a PyTorch probe names its outputs in the order they ran
-    rows, first_dead, first_nf = [], None, None
+    rows, first_dead, first_nf, first_flat = [], None, None, None
     for i, ln in enumerate(lnames):
         f = res["failing"][i]
-        p = res.get(against, [(np.nan,) * 3] * len(lnames))[i]
+        p = res.get(against, [(np.nan,) * 4] * len(lnames))[i]
         rows.append({"layer": ln, "zero_fraction_failing": f[0], "zero_fraction_passing": p[0],
                      "nonfinite_fraction_failing": f[1], "nonfinite_fraction_passing": p[1],
-                     "all_zero_sample_rate_failing": f[2], "all_zero_sample_rate_passing": p[2]})
+                     "all_zero_sample_rate_failing": f[2], "all_zero_sample_rate_passing": p[2],
+                     "sample_spread_failing": f[3], "sample_spread_passing": p[3]})
+        if first_flat is None and np.isfinite(f[3]) and f[3] <= COLLAPSE_TOL and f[0] < 1.0:
+            first_flat = ln
         dead_f = f[0] == 1.0
         dead_p = p[0] == 1.0 if np.isfinite(p[0]) else False
         if first_dead is None and dead_f and not dead_p:
@@ -954,7 +974,7 @@ def _run_layers(runner: _Runner, F: dict, P: dict | None, rng, against: str = "p
         if first_nf is None and f[1] > 0 and not (np.isfinite(p[1]) and p[1] > 0):
             first_nf = ln
     return {"status": "done", "reason": None, "rows": rows, "first_dead": first_dead,
-            "first_nonfinite": first_nf, "n_samples": PROBE_SAMPLES, "source": lp.source,
+            "first_nonfinite": first_nf, "first_input_independent": first_flat, "n_samples": PROBE_SAMPLES, "source": lp.source,
             "batch_size": int(rt.batch_size), "compared_with": against}
 
 
@@ -1208,6 +1228,8 @@ def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info, F0=None, i
             info["drift_passing_vs_reference"] = input_drift(R[k], P[k], seed=0)
         input_info[k] = info
     for k in names:
+        if k in runner.unused:
+            continue
         s = dict(F)
         s[k] = config(set(names) - {k})[k]
         e, _ = runner.run("input", f"{_shown('swap', against)}:{k}", "failing", s,
@@ -1216,6 +1238,8 @@ def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info, F0=None, i
         cache[frozenset(set(names) - {k})] = e.fails
     Ps = _take(P, _subsample_idx(P, SCREEN_SAMPLES, np.random.default_rng(5)))
     for k in names:
+        if k in runner.unused:
+            continue
         s = dict(Ps)
         s[k] = _resample(F[k], _n(Ps), np.random.default_rng(11))
         e, _ = runner.run("input", f"reverse_swap:{k}", ptarget, s,
@@ -1231,11 +1255,13 @@ def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info, F0=None, i
     def suspicion(k):
         return ((per[k]["swap"].restores or 0.0), drift_of(k))
 
-    order = sorted(names, key=suspicion, reverse=True)
+    order = sorted([k for k in names if k not in runner.unused], key=suspicion, reverse=True)
     suspects = [k for k in order if (per[k]["swap"].restores or 0) > 0.01 or drift_of(k) >= 1
                 or input_info[k]["nonfinite_failing"] > 0 or F[k].dtype != P[k].dtype][:3]
     if not suspects:
         suspects = order[:1]
+    for k in runner.unused:
+        input_info[k]["used_by_model"] = False  # never intervened on: it changes no output
     for k in suspects:
         for kind in INTERVENTIONS[1:]:
             try:
@@ -1259,7 +1285,8 @@ def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info, F0=None, i
             arrays[k][kind] = new
     # ddmin over inputs (the minimal set of inputs whose failing values still fail)
     combo = None
-    if len(names) > 1:
+    used = [k for k in names if k not in runner.unused]
+    if len(used) > 1:
         def test(keep):
             key = frozenset(keep)
             if key not in cache:
@@ -1269,10 +1296,10 @@ def _stage_inputs(runner, F, P, R, rng, causes, appliers, input_info, F0=None, i
                 cache[key] = e.fails
             return cache[key]
         try:
-            minimal, complete = ddmin(names, test, max_tests=12)
+            minimal, complete = ddmin(used, test, max_tests=12)
         except _BudgetSpent:
             minimal, complete = None, False
-        if minimal is not None and len(minimal) < len(names):
+        if minimal is not None and len(minimal) < len(used):
             combo = {"inputs": sorted(minimal), "minimal": complete}
             if len(minimal) > 1:
                 key = frozenset(set(names) - set(minimal))
@@ -1855,7 +1882,10 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
               "passing_fails": bool(pass_e.fails),
               "reference_problem": ref_problem,
               "basis": "paired" if runner.paired is not None else "statistics",
-              "paired": paired_info}
+              "paired": paired_info,
+              # output components that do not depend on the input (the same for every sample), per set
+              "collapsed": {lbl: collapsed_outputs(st, out_names) for lbl, (e, st) in stats.items()
+                            if st is not None}}
     input_info: dict = {}
     layers: dict = {"status": "not run", "rows": []}
     # a reference whose outputs are unusable is not used for interventions either
@@ -1873,17 +1903,23 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
         basis_note = " Health: output statistics (no paired reference)."
 
     def finish(reproduced, verdict, fix, ranked):
-        if ref_note and "summary" in verdict and ref_note.strip() not in verdict["summary"]:
+        if ref_note and "summary" in verdict and ref_note.strip() not in verdict["summary"] \
+                and verdict.get("kind") != "collapsed":  # there the unusable reference is the finding itself
             summ = verdict["summary"].rstrip()
             verdict = {**verdict, "summary": summ + ("" if summ.endswith(".") else ".") + ref_note}
         if "summary" in verdict:
             summ = verdict["summary"].rstrip()
             verdict = {**verdict, "summary": summ + ("" if summ.endswith(".") else ".") + basis_note,
                        "health_basis": health["basis"]}
+        if unused_note and "summary" in verdict and unused_note not in verdict["summary"]:
+            summ = verdict["summary"].rstrip()
+            verdict = {**verdict, "summary": summ + ("" if summ.endswith(".") else ".") + " " + unused_note[0].upper()
+                       + unused_note[1:] + "."}
         res = BisectionResult(
             reproduced=reproduced, criterion=crit.to_dict(), health=health, causes=tuple(ranked),
             verdict=verdict, fix=fix, evaluations=runner.evaluations, elapsed_s=time.perf_counter() - t0,
-            experiments=tuple(runner.experiments), layers=layers, inputs=input_info, settings=settings)
+            experiments=tuple(runner.experiments), layers=layers, inputs=input_info, settings=settings,
+            input_usage=tuple(usage))
         return res
 
     if any(st is None for _, st in stats.values()):
@@ -1892,6 +1928,57 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
         return finish(False, {"kind": "none", "name": None,
                               "summary": f"the model could not be run on the {', '.join(bad)} set ({err})"},
                       "make the model run on every set first", [])
+    # 2. which inputs the model uses at all (one call per input on a few failing samples)
+    usage = []
+    if runner.evaluations + len(names) + 2 <= runner.max_evaluations:
+        from ..diagnosis.usage import USAGE_SAMPLES, input_usage, unused_text
+
+        def _call(xs):
+            from ..inference.streaming import predict
+
+            runner.evaluations += 1
+            return predict(loaded, xs, runner.runtime)
+
+        # measured where the model works (a dead model changes nothing whatever its input): the passing set,
+        # else the reference, else the failing set
+        U = P if pass_e.fails is False else (R if ref_ok else F)
+        t_u = time.perf_counter()
+        try:
+            usage = input_usage(_call, U, names, model=getattr(loaded, "model", None), seed=seed)
+        except Exception as exc:  # evidence, not fatal
+            settings["input_usage_error"] = _error_text(exc)
+        ulabel = "passing" if U is P else "reference" if U is R else "failing"
+        each = (time.perf_counter() - t_u) / max(1, len(usage) + 1)
+        for u in [None, *usage]:  # every model call is an experiment (the first: unperturbed)
+            runner.experiments.append(Experiment(
+                len(runner.experiments), "usage", "usage:base" if u is None else f"usage:{u.name}", ulabel,
+                f"{ulabel} samples as given" if u is None else f"{u.name}: {u.perturbation}",
+                min(_n(U), USAGE_SAMPLES), None, np.nan, None, np.nan, np.nan, None if u is None else u.error, each,
+                {} if u is None else {"used": u.used, "max_change": u.max_change, "auxiliary": u.auxiliary}))
+        unused_note = unused_text(usage) or ""
+    else:
+        unused_note = ""
+    runner.unused = {u.name for u in usage if u.used is False and not u.auxiliary}
+    flat = health["collapsed"].get("failing") or []
+    if not fail_fails and flat and not crit.kind == "collapsed":
+        # a failure that is not the criterion's: outputs that do not depend on the input. Say so, and
+        # locate where the dependence is lost (one probe call on the failing set).
+        everywhere = [lbl for lbl in ("passing", "reference") if health["collapsed"].get(lbl)]
+        if probe_layers:
+            layers = _run_layers(runner, F, None, rng)
+        where = layers.get("first_input_independent")
+        texts = "; ".join(c["text"] for c in flat)
+        causes = [Cause("model", "collapsed_output", 0.0, {
+            "collapsed": flat, "also_on": everywhere, "first_input_independent_layer": where})]
+        return finish(False, {"kind": "collapsed", "name": ", ".join(f"{c['output']} {c['component']}" for c in flat),
+                              "summary": (
+            f"not an {crit.label!r} failure, but a collapsed output: {texts}"
+            + (f"; the same on the {' and '.join(everywhere)} set(s), so the model itself does not use its input "
+               "there (e.g. under-trained), not the data" if everywhere else "")
+            + (f"; activations stop depending on the input at layer {where!r}" if where else "")
+            + ". Rerun with --criterion collapsed to bisect it as the failure")},
+            "check the training (loss still falling? a flat output after few epochs is an under-trained model) "
+            "and the input scale the model was trained with", causes)
     if not fail_fails:
         hint = ""
         if health["failing_degraded"] and np.isfinite(hs.get("failing", np.nan)):
@@ -1931,8 +2018,11 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
                     _rank(causes))
             where = layers.get("rows", [])
             first = next((r["layer"] for r in where if r["zero_fraction_failing"] == 1.0), None)
+            flat_at = layers.get("first_input_independent")
             mname = getattr(loaded.model, "name", None) or "model"
             causes = [Cause("model", mname, 0.0, {"runtime": rt, "first_all_zero_layer": first,
+                                                  "first_input_independent_layer": flat_at,
+                                                  "collapsed": flat,
                                                   "reference_given": "reference" in stats})]
             note = "" if "reference" in stats else " (no reference set was given to confirm it)"
             return finish(False, {"kind": "model", "name": mname, "summary": (
@@ -1940,6 +2030,8 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
                 + (", reference" if "reference" in stats else "")
                 + f" -- under the {crit.label!r} criterion, and no runtime factor rescues it"
                 + (f"; activations are already all zero at layer {first!r}" if first else "")
+                + (f"; {'; '.join(c['text'] for c in flat)}" if flat else "")
+                + (f"; activations stop depending on the input at layer {flat_at!r}" if flat_at and not first else "")
                 + ": the model itself is at fault (e.g. untrained or dead weights saved)")},
                 "check that the trained weights were saved and loaded (retrain or reload the model)", causes)
         if not ref_ok:

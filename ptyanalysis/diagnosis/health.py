@@ -72,8 +72,9 @@ from ..inference.stats import count_values
 DEGRADED_HEALTH = 0.5
 #: Relative deviation from the reference tolerated by :func:`health_score`.
 RATIO_TOL = 0.2
-#: Default tolerance of the ``collapsed`` criterion (relative std).
-COLLAPSE_TOL = 1e-6
+#: Default tolerance of the ``collapsed`` criterion: relative std of a constant output, and relative sample
+#: spread of an input-independent one (:attr:`OutputHealth.sample_spread`; float32 round-off is ~1e-7).
+COLLAPSE_TOL = 1e-5
 #: Criterion names understood by :func:`parse_criterion`.
 CRITERIA = ("all-zero", "non-finite", "collapsed", "zero-fraction")
 #: Zero fraction of the ``mostly-zero`` criterion.
@@ -101,6 +102,16 @@ class OutputHealth:
         Of the finite values (NaN when none is finite).
     nonfinite_count : int
         NaN plus +-Inf values.
+    sample_spread : float
+        How much the output depends on the input, per sample: ``max_i
+        max|v_i - v_0|`` over the samples ``i`` (modulus for a complex output),
+        divided by ``max|v|``; 0 when every sample's output is the same (a
+        collapsed, input-independent output), NaN for fewer than 2 samples
+        (:func:`sample_spread`).
+    phase_spread : float
+        For a complex output, the same for its phase: ``max_i max|angle(z_i
+        conj(z_0))|`` in radians where both moduli exceed 1e-6 of the maximum;
+        NaN for a real output.
     """
 
     n_values: int
@@ -112,10 +123,74 @@ class OutputHealth:
     min: float
     max: float
     nonfinite_count: int
+    sample_spread: float = float("nan")
+    phase_spread: float = float("nan")
+
+    def components(self) -> dict:
+        """The per-component sample spreads: ``{"amplitude": .., "phase": ..}`` (complex) or ``{"value": ..}``."""
+        if np.isnan(self.phase_spread):
+            return {"value": self.sample_spread}
+        return {"amplitude": self.sample_spread, "phase": self.phase_spread}
+
+    def collapsed_components(self, tol: float = COLLAPSE_TOL) -> list:
+        """The components whose value is the same for every sample (:meth:`components` at or below ``tol``).
+
+        ``tol`` is relative to the output's maximum for the amplitude / value
+        and a fraction of pi for the phase. An output of fewer than 2 samples
+        has none.
+        """
+        out = []
+        for name, v in self.components().items():
+            lim = tol * (np.pi if name == "phase" else 1.0)
+            if np.isfinite(v) and v <= lim:
+                out.append(name)
+        return out
 
     def to_dict(self) -> dict:
         """Return the statistics as a plain dict."""
         return dict(self.__dict__)
+
+
+def sample_spread(array, *, block: int = 256) -> tuple[float, float]:
+    """How much an output varies from sample to sample (the input dependence of a model's output).
+
+    Parameters
+    ----------
+    array : array_like, samples first
+    block : int
+        Samples per block (memory: one block at a time).
+
+    Returns
+    -------
+    (float, float)
+        ``(sample_spread, phase_spread)`` as in :class:`OutputHealth`. Non-finite
+        values are left out.
+    """
+    a = np.asarray(array)
+    n = a.shape[0] if a.ndim else 1
+    if n < 2 or a.size == 0:
+        return float("nan"), float("nan")
+    cplx = np.iscomplexobj(a)
+    z0 = a[0]
+    mod0 = np.abs(z0).astype(np.float64)
+    top, dmax = 0.0, 0.0
+    for s0 in range(0, n, block):
+        m = np.abs(a[s0:s0 + block]).astype(np.float64)
+        fin = np.isfinite(m) & np.isfinite(mod0)
+        if fin.any():
+            top = max(top, float(np.max(np.where(fin, m, 0.0))))
+            dmax = max(dmax, float(np.max(np.where(fin, np.abs(m - mod0), 0.0))))
+    if not cplx:
+        return (dmax / top if top > 0 else 0.0), float("nan")
+    floor = 1e-6 * top  # phases of (near-)zero values are noise
+    pmax = 0.0
+    for s0 in range(0, n, block):
+        b = a[s0:s0 + block]
+        keep = np.isfinite(b) & np.isfinite(z0) & (np.abs(b) > floor) & (np.abs(z0) > floor)
+        if keep.any():
+            d = np.abs(np.angle(b * np.conj(z0)))
+            pmax = max(pmax, float(np.max(d[keep])))
+    return (dmax / top if top > 0 else 0.0), pmax
 
 
 def _real(a) -> np.ndarray:
@@ -162,7 +237,8 @@ def output_stats(array) -> OutputHealth:
     else:
         mean = std = mn = mx = float("nan")
         nz = 0.0
-    return OutputHealth(n, ns, nfin / n, nz, mean, std, mn, mx, n - nfin)
+    spread, pspread = sample_spread(array) if np.ndim(array) else (float("nan"), float("nan"))
+    return OutputHealth(n, ns, nfin / n, nz, mean, std, mn, mx, n - nfin, spread, pspread)
 
 
 def outputs_stats(outputs) -> list[OutputHealth]:
@@ -348,7 +424,42 @@ def reference_problem(stats) -> str | None:
             probs.append(f"output {k} is mostly non-finite ({st.nonfinite_count} of {st.n_values} values)")
         elif not (st.std > COLLAPSE_TOL * max(1.0, abs(st.mean))):
             probs.append(f"output {k} is collapsed to a constant ({st.mean:.4g})")
+        elif st.collapsed_components():
+            probs.append(f"output {k}'s {' and '.join(st.collapsed_components())} is the same for every sample "
+                         "(it does not depend on the input)")
     return "; ".join(probs) if probs else None
+
+
+def collapsed_outputs(stats, names=None, tol: float = COLLAPSE_TOL) -> list:
+    """Which output components do not depend on the input (the same for every sample), in plain words.
+
+    Parameters
+    ----------
+    stats : list of OutputHealth
+    names : list of str, optional
+        Output names (default ``output_k``).
+    tol : float
+        :meth:`OutputHealth.collapsed_components`.
+
+    Returns
+    -------
+    list of dict
+        ``{"output", "component", "spread", "text"}`` per collapsed component,
+        e.g. ``"object amplitude is the same for every sample (max |a_i - a_0|
+        = 1.2e-07 of its maximum)"``.
+    """
+    out = []
+    for k, st in enumerate(stats):
+        name = names[k] if names and k < len(names) else f"output_{k}"
+        for comp in st.collapsed_components(tol):
+            v = st.components()[comp]
+            unit = "rad" if comp == "phase" else "of its maximum"
+            sym = "phi" if comp == "phase" else "a"
+            out.append({"output": name, "component": comp, "spread": v,
+                        "text": (f"{name} {comp} is the same for every sample of {st.n_samples} "
+                                 f"(max |{sym}_i - {sym}_0| = {v:.2g} {unit}): it does not depend on the input")})
+    return out
+
 
 
 def restores(h_fail: float, h_exp: float, h_ref: float = 1.0) -> float:
@@ -418,7 +529,8 @@ class Criterion:
             return any(s.nonfinite_count > 0 for s in st)
         if self.kind == "collapsed":
             return any(
-                s.finite_fraction == 0 or s.std <= self.tol * max(1.0, abs(s.mean)) for s in st
+                s.finite_fraction == 0 or s.std <= self.tol * max(1.0, abs(s.mean))
+                or bool(s.collapsed_components(self.tol)) for s in st
             )
         if self.kind == "zero-fraction":
             return any(s.n_values and 1.0 - s.finite_fraction * s.nonzero_fraction >= self.tol for s in st)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PtyAnalysisError
+from ..inference.feeds import trained_feed_text
 
 
 def normalise_input_set(x, names: list, label: str) -> dict | None:
@@ -322,7 +323,7 @@ def cli_input_sets(loaded, paths: dict, reference=None, *, study_inputs: bool = 
             ref = feed_split(loaded, datasets[trained_like], "trained", seed=seed,
                              label=f"{trained_like} file {paths[trained_like]}")
             msg = (f"reference: the {trained_like} split fed as model {loaded.source} was trained "
-                   f"(diffraction x intensity_scale {float(params['intensity_scale']):g}, local offsets)")
+                   f"({trained_feed_text(params)})")
             (say or log.info)(msg)
     return sets, datasets, ref
 
@@ -379,7 +380,6 @@ def paired_trained_set(loaded, datasets: dict, paths: dict, label: str, *, seed:
         return None
     out = feed_split(loaded, datasets[label], "trained", seed=seed, label=f"{label} file {paths[label]}")
     (say or log.info)(f"paired reference: the {label} split's own samples, in the same order, fed as model "
-                      f"{loaded.source} was trained (diffraction x intensity_scale "
-                      f"{float(params['intensity_scale']):g}, local offsets): each sample is scored against "
+                      f"{loaded.source} was trained ({trained_feed_text(params)}): each sample is scored against "
                       "its own as-trained output")
     return out

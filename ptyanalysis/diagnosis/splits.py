@@ -10,7 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..diagnosis.health import DEGRADED_HEALTH, degraded, health_scores, outputs_stats, reference_problem
+from ..diagnosis.health import (
+    DEGRADED_HEALTH,
+    collapsed_outputs,
+    degraded,
+    health_scores,
+    outputs_stats,
+    reference_problem,
+)
 from ..diagnosis.inputs import cli_input_sets, normalise_input_set, reference_from_sidecar, split_ground_truth
 from ..errors import PtyAnalysisError
 
@@ -327,6 +334,10 @@ class SplitComparison:
     flags : tuple of str
         Plain-language warnings.
     elapsed_s : float
+    input_usage : tuple of InputUse
+        Whether each input (and auxiliary input, e.g. a torch bundle's probe)
+        changes the outputs at all (:func:`ptyanalysis.diagnosis.usage.input_usage`):
+        the drift of an unused input is reported as harmless.
     """
 
     names: tuple
@@ -339,6 +350,7 @@ class SplitComparison:
     positions: dict = field(repr=False, default_factory=dict)
     flags: tuple = ()
     elapsed_s: float = 0.0
+    input_usage: tuple = ()
 
     def to_xarray(self):
         """Return the :class:`xarray.Dataset`."""
@@ -357,6 +369,7 @@ class SplitComparison:
                                                 "smd": SMD_THRESHOLD, "degraded_health": DEGRADED_HEALTH},
             "output_health": self.health, "reference_source": self.reference_source,
             "flags": list(self.flags), "elapsed_s": self.elapsed_s,
+            "input_usage": [u.to_dict() for u in self.input_usage],
             "pattern_totals": {k: {s: {"mean": float(np.mean(v["total"])), "std": float(np.std(v["total"]))}
                                    for s, v in d.items()} for k, d in self.patterns.items()},
         }
@@ -575,6 +588,9 @@ def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("tr
         if sp == "reference":
             health[sp]["usable"] = ref_problem is None
             health[sp]["problem"] = ref_problem
+        health[sp]["collapsed"] = collapsed_outputs(ostats[sp], out_names)
+        for c in health[sp]["collapsed"]:
+            flags.append(f"split {sp!r}: {c['text']}")
         if deg and sp != "reference":
             o = ostats[sp][bad_k[0]]
             which = (f"; degraded output(s): {', '.join(out_names[k] for k in bad_k)} (health per output "
@@ -586,10 +602,24 @@ def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("tr
                          f"{against if rs is None or gt_yardstick or sp == yard_split else ref_source}{which}{gt_part}")
     if "reference" in health and health["reference"]["degraded"] and not ref_problem:
         flags.append("the reference outputs are themselves unhealthy: the model may be at fault")
+    # which inputs the model uses at all, measured on the first split whose outputs are usable
+    from ..diagnosis.usage import input_usage, unused_text
+
+    usage = []
+    live = [sp for sp in splits if reference_problem(ostats[sp]) is None] or list(splits)
+    try:
+        usage = input_usage(lambda xs: predict(loaded, xs, runtime), sets[live[0]], in_names,
+                            model=getattr(loaded, "model", None), seed=seed)
+    except Exception as exc:  # evidence, not fatal
+        flags.append(f"which inputs the model uses could not be measured ({type(exc).__name__}: {exc})")
+    unused = {u.name for u in usage if u.used is False}
     for inp in ranking:
         if score[inp] >= 1:
             flags.append(f"input {inp!r} drifted (score {score[inp]:.2f}; "
-                         + ", ".join(_drift_words(pn, drift[inp][pn]) for pn in pair_names) + ")")
+                         + ", ".join(_drift_words(pn, drift[inp][pn]) for pn in pair_names) + ")"
+                         + (": harmless, the model does not use it" if inp in unused else ""))
+    if unused_text(usage):
+        flags.append(unused_text(usage))
 
     ostat_names = out_names
     harr = np.full((len(ostat_names), len(splits), len(HEALTH_STATS)), np.nan)
@@ -612,7 +642,7 @@ def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("tr
                            "degraded_health": DEGRADED_HEALTH})
     return SplitComparison(names=tuple(splits), dataset=ds, ranking=ranking, drift=drift, health=health,
                            reference_source=ref_source, patterns=patterns, positions=positions,
-                           flags=tuple(flags), elapsed_s=time.perf_counter() - t0)
+                           flags=tuple(flags), elapsed_s=time.perf_counter() - t0, input_usage=tuple(usage))
 
 
 def _drift_words(pair: str, d: dict) -> str:

@@ -7,14 +7,15 @@ import lazy_loader as _lazy
 
 __getattr__, __dir__, __all__ = _lazy.attach(
     __name__,
-    submodules=['backends', 'feeds', 'loading', 'model', 'runtime', 'sources', 'stats', 'streaming'],
+    submodules=['backends', 'feeds', 'loading', 'model', 'runtime', 'sources', 'stats', 'streaming', 'torch_bundle'],
     submod_attrs={
-        'feeds': ['FEEDS', 'mean_total_intensity', 'normalise_diffraction', 'scale_diffraction', 'intensity_scale_for', 'group_members', 'group_inputs', 'study_model_inputs', 'feed_gridsize', 'split_inputs'],
+        'feeds': ['FEEDS', 'mean_total_intensity', 'normalise_diffraction', 'scale_diffraction', 'intensity_scale_for', 'group_members', 'group_inputs', 'trained_input_scale', 'study_model_inputs', 'feed_gridsize', 'split_inputs'],
         'loading': ['load_model', 'bundle_members', 'bundle_params'],
         'model': ['LoadedModel', 'describe_model'],
         'backends': ['KERAS_BACKENDS', 'BackendChoice', 'select_keras_backend', 'keras_backend', 'add_backend_argument', 'parse_device', 'executor_for', 'require_tensorflow'],
         'runtime': ['RuntimeConfig', 'DEFAULT_BATCH_SIZE', 'BATCH_VALUES', 'auto_batch_size', 'add_batch_size_argument', 'runtime_from_args'],
         'sources': ['open_npz'],
+        'torch_bundle': ['bundle_format', 'is_torch_bundle', 'load_torch_bundle'],
         'stats': ['OutputStats', 'count_values'],
         'streaming': ['OOMEvent', 'RowsEvent', 'InferenceResult', 'run_inference', 'predict', 'known_batch_size_limit', 'clear_inference_caches'],
     },

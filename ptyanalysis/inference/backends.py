@@ -129,7 +129,7 @@ def _not_installed(name: str, why: str) -> PtyAnalysisError:
         + (f", or choose an installed one: {', '.join(have)} (--backend or KERAS_BACKEND)" if have else ""))
 
 
-def select_keras_backend(requested: str | None = None, *, environ=None) -> BackendChoice:
+def select_keras_backend(requested: str | None = None, *, environ=None, torch_models=()) -> BackendChoice:
     """Choose this process's Keras backend and set ``KERAS_BACKEND`` for Keras (and child processes).
 
     Parameters
@@ -138,6 +138,11 @@ def select_keras_backend(requested: str | None = None, *, environ=None) -> Backe
         ``"tensorflow"``, ``"jax"``, ``"torch"`` or ``"auto"``/None (no request).
     environ : mapping, optional
         The environment to read and set (default ``os.environ``).
+    torch_models : sequence of path, optional
+        PtychoPINN PyTorch bundles the command will run
+        (:func:`ptyanalysis.inference.torch_bundle.find_torch_bundles`): the
+        automatic choice is then PyTorch where installed, so that TensorFlow
+        is never imported beside PyTorch (the two in one process can crash).
 
     Returns
     -------
@@ -163,6 +168,11 @@ def select_keras_backend(requested: str | None = None, *, environ=None) -> Backe
     elif imported is not None:
         name = imported
         choice = BackendChoice(name, "keras already imported", f"Keras backend {name} (Keras was already imported)")
+    elif torch_models and installed("torch"):
+        name = "torch"
+        choice = BackendChoice(name, "automatic", (
+            f"Keras backend torch (automatic: {len(torch_models)} PtychoPINN PyTorch bundle(s), e.g. "
+            f"{torch_models[0]}, so PyTorch and no TensorFlow in this process; choose with --backend or {ENV})"))
     else:
         where = "gpu" if gpu_may_exist() else "cpu"
         have = installed_backends()

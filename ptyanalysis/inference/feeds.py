@@ -243,6 +243,39 @@ def _intensity_scale(params: dict | None, what: str) -> float:
     return isc
 
 
+def trained_input_scale(params: dict | None, what: str = "the trained feed") -> float:
+    """What the model's training multiplied the normalised patterns by: its ``input_scale``, else ``intensity_scale``.
+
+    A TensorFlow PtychoPINN model was trained on normalised patterns times
+    ``intensity_scale``; a PtychoPINN PyTorch bundle on the normalised patterns
+    with scale 1 (its ``intensity_scale`` is used only inside the loss), which
+    its parameters state as ``input_scale = 1.0``
+    (:func:`ptyanalysis.inference.torch_bundle.metadata_params`). This is the
+    one place that decides it.
+    """
+    if params and params.get("input_scale") is not None:
+        s = float(params["input_scale"])
+        if not np.isfinite(s) or s <= 0:
+            raise PtyAnalysisError(f"the model's input_scale must be a positive number, got {params['input_scale']!r}")
+        return s
+    return _intensity_scale(params, what)
+
+
+def trained_feed_text(params: dict | None) -> str:
+    """How the ``"trained"`` feed builds a model's input, in words (for messages and reports).
+
+    E.g. ``"diffraction x intensity_scale 3.125, local offsets"`` (a TensorFlow
+    model) or ``"normalised diffraction x input_scale 1 (its intensity_scale
+    3.125 is used only in its loss), local offsets"`` (a PtychoPINN PyTorch bundle).
+    """
+    params = params or {}
+    if params.get("input_scale") is not None:
+        isc = params.get("intensity_scale")
+        extra = f" (its intensity_scale {float(isc):g} is used only in its loss)" if isc is not None else ""
+        return f"normalised diffraction x input_scale {float(params['input_scale']):g}{extra}, local offsets"
+    return f"diffraction x intensity_scale {float(params['intensity_scale']):g}, local offsets"
+
+
 def study_model_inputs(data, sidecar: dict | None, mode: str = "trained", *, mean_total: float | None = None) -> dict:
     """Map a study dataset to a gridsize-1 model's (the Baseline's) inputs.
 
@@ -271,7 +304,7 @@ def study_model_inputs(data, sidecar: dict | None, mode: str = "trained", *, mea
     if mean_total is None:
         mean_total = mean_total_intensity(data.diffraction, source=data.path)
     if mode == "trained":
-        x = scale_diffraction(data.diffraction, _intensity_scale(sidecar, "the trained feed"), mean_total=mean_total)
+        x = scale_diffraction(data.diffraction, trained_input_scale(sidecar), mean_total=mean_total)
         pos = np.zeros((data.n, 1, 2, 1), np.float32)
     elif mode == "study":
         x = normalise_diffraction(data.diffraction, mean_total=mean_total)
@@ -361,5 +394,5 @@ def split_inputs(data, params: dict | None, mode: str = "trained", *, gridsize: 
         return study_model_inputs(part, params, mode, mean_total=mean_total), part.positions, idx[:, None]
     if K is None:
         K = int((params or {}).get("K_inference", 7))
-    return group_inputs(data, int(gridsize), _intensity_scale(params, "grouped inputs"), K=K, seed=seed,
+    return group_inputs(data, int(gridsize), trained_input_scale(params, "grouped inputs"), K=K, seed=seed,
                         members=members, mean_total=mean_total)

@@ -48,8 +48,10 @@ def load_model(spec, *, custom_objects=None, compile: bool = False, safe_mode: b
           own legacy reader);
         * ``"module:function"``: the function is called with no arguments and
           must return a Keras model or a :class:`LoadedModel`;
-        * a PtychoPINN ``wts.h5.zip`` bundle (needs the ``ptycho`` package and
-          ``dill``).
+        * a PtychoPINN ``wts.h5.zip`` bundle: a TensorFlow one needs the
+          ``ptycho`` package, ``dill`` and TensorFlow; a PyTorch one
+          (:mod:`ptyanalysis.inference.torch_bundle`) needs torch, Lightning and
+          PtychoPINN's ``ptycho_torch``, and never TensorFlow.
         A LoadedModel is returned as is; a Keras model object is wrapped.
     custom_objects : dict, optional
         Passed to the Keras loader. Layers registered by a ``ptyanalysis`` module
@@ -370,14 +372,20 @@ def bundle_params(path, model_name: str = "diffraction_to_obj", *, loads=None) -
     Returns
     -------
     dict
-        The scalar parameters, plus ``_sidecar_path`` (``<bundle>!<member>``).
+        The scalar parameters, plus ``_sidecar_path`` (``<bundle>!<member>``),
+        ``bundle_backend`` (``"pytorch"`` or ``"tensorflow"``: which PtychoPINN
+        backend wrote the bundle, :func:`ptyanalysis.inference.torch_bundle.bundle_format`)
+        and ``bundle_version`` (the manifest's, None when not recorded).
 
     Raises
     ------
     PtyAnalysisError
         No such member, or it cannot be unpickled into a dict.
     """
+    from .torch_bundle import bundle_format
+
     path = Path(path)
+    fmt = bundle_format(path)
     member = f"{model_name}/params.dill"
     try:
         with zipfile.ZipFile(path) as zf:
@@ -387,22 +395,34 @@ def bundle_params(path, model_name: str = "diffraction_to_obj", *, loads=None) -
             blob = zf.read(hits[0])
     except (zipfile.BadZipFile, OSError) as exc:
         raise PtyAnalysisError(f"{path} is not a readable zip bundle ({exc})") from exc
+    reader = "given unpickler"
     if loads is None:
-        try:
+        from .backends import installed
+
+        if installed("dill"):
             import dill  # type: ignore[import-not-found]
-        except ImportError as exc:
-            raise PtyAnalysisError(f"reading {path}!{hits[0]} needs dill ({exc})") from exc
-        loads = dill.loads
+
+            loads, reader = dill.loads, "dill"
+        else:  # a dict of plain values (a PyTorch bundle's) is a standard pickle
+            import pickle
+
+            loads, reader = pickle.loads, "pickle (dill is not installed)"
     try:
         params = loads(blob)
     except Exception as exc:
-        raise PtyAnalysisError(f"cannot unpickle {path}!{hits[0]}: {type(exc).__name__}: {exc}") from exc
+        hint = " (install dill: pip install dill)" if reader.startswith("pickle") else ""
+        raise PtyAnalysisError(f"cannot unpickle {path}!{hits[0]}{hint}: {type(exc).__name__}: {exc}") from exc
     if not isinstance(params, dict):
         raise PtyAnalysisError(f"{path}!{hits[0]} holds {type(params).__name__}, expected a dict of parameters")
-    return {**_scalar_params(params), "_sidecar_path": f"{path}!{hits[0]}"}
+    return {**_scalar_params(params), "_sidecar_path": f"{path}!{hits[0]}", "bundle_backend": fmt.backend,
+            "bundle_version": fmt.version, "_read_with": reader}
 
 
 def _load_bundle(path: Path, model_name: str = "diffraction_to_obj") -> LoadedModel:
+    from .torch_bundle import bundle_format, load_torch_bundle
+
+    if bundle_format(path).backend == "pytorch":
+        return load_torch_bundle(path, model_name)
     members = bundle_members(path)
     lines = [f"    {m}: {'found' if ok else 'MISSING'}" for m, ok in members["found"].items()]
     if members["other"]:

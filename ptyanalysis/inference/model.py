@@ -14,7 +14,8 @@ from typing import Any
 from ..errors import PtyAnalysisError
 from ..provenance import software_versions
 
-MODEL_KINDS = ("keras", "h5", "savedmodel", "factory", "ptychopinn_bundle", "object", "torch_module")
+MODEL_KINDS = ("keras", "h5", "savedmodel", "factory", "ptychopinn_bundle", "object", "torch_module",
+               "ptychopinn_torch_bundle")
 
 #: Members of a PtychoPINN ``wts.h5.zip`` bundle (study contract, section 8).
 BUNDLE_MODELS = ("autoencoder", "diffraction_to_obj")

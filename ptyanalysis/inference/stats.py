@@ -40,6 +40,10 @@ class OutputStats:
     real_nonfinite: int | None = None
     imag_nonfinite: int | None = None
     chunks: tuple = ()
+    #: max over samples of max |m_i - m_0| / max_abs, with m the value (the modulus when complex): 0 when every
+    #: sample's output is the same, i.e. the output does not depend on the input; NaN for fewer than 2 samples
+    #: (:class:`ptyanalysis.diagnosis.health.OutputHealth` has the same statistic, phase included).
+    sample_spread: float = float("nan")
 
     @property
     def zero_fraction(self) -> float:
@@ -90,7 +94,7 @@ def count_values(a) -> tuple:
     return int(np.count_nonzero(a[fin])), int(a.size - nfin)
 
 
-def _chunk_stats(a: np.ndarray) -> dict:
+def _chunk_stats(a: np.ndarray, mag_out: list | None = None) -> dict:
     if a.dtype == np.bool_:
         a = a.view(np.uint8)
     iscomplex = np.iscomplexobj(a)
@@ -101,6 +105,8 @@ def _chunk_stats(a: np.ndarray) -> dict:
         n_inf = int(np.count_nonzero(np.isinf(mag)))
     else:
         n_nan = n_inf = 0
+    if mag_out is not None:
+        mag_out.append(mag)
     vals = mag if iscomplex else a
     if n_nan or n_inf:
         finite = np.isfinite(mag)
@@ -134,11 +140,22 @@ class _StatsAccumulator:
         self.rows = []
         self.dtype = None
         self.sample_shape = None
+        self.first = None  # the first sample's value (modulus), for the sample spread
+        self.spread = 0.0
 
     def update(self, chunk: np.ndarray, start: int) -> None:
         if self.dtype is None:
             self.dtype, self.sample_shape = chunk.dtype, chunk.shape[1:]
-        row = _chunk_stats(chunk)
+        mags: list = []
+        row = _chunk_stats(chunk, mags)
+        if chunk.ndim and len(chunk):
+            m = np.asarray(mags[0], dtype=np.float32) if mags[0].dtype.kind in "fiub" else mags[0]
+            if self.first is None:
+                self.first = np.array(m[0], copy=True)
+            d = np.abs(m - self.first)
+            if row["nan"] or row["inf"] or not np.isfinite(self.first).all():
+                d = np.where(np.isfinite(d), d, 0)
+            self.spread = max(self.spread, float(np.max(d)) if d.size else 0.0)
         finite = row["size"] - row["nan"] - row["inf"]
         row["mean"] = row["sum"] / finite if finite else float("nan")
         self.rows.append({"start": int(start), "stop": int(start + len(chunk)), **row})
@@ -161,7 +178,12 @@ class _StatsAccumulator:
             nonzero=int(tot.get("nonzero", 0)), nan=int(tot.get("nan", 0)), inf=int(tot.get("inf", 0)),
             real_nonzero=tot.get("real_nonzero"), imag_nonzero=tot.get("imag_nonzero"),
             real_nonfinite=tot.get("real_nonfinite"), imag_nonfinite=tot.get("imag_nonfinite"),
-            chunks=chunks,
+            chunks=chunks, sample_spread=self._sample_spread(n, max(maxes) if maxes else float("nan")),
         )
+
+    def _sample_spread(self, n: int, top: float) -> float:
+        if n < 2 or self.first is None:
+            return float("nan")
+        return self.spread / top if top > 0 else 0.0
 
 

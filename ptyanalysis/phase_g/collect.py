@@ -99,6 +99,9 @@ class PhaseGResult:
         PNG files written under ``analysis/figures``.
     missing : tuple of str
         One line per missing job or arm value (also in the summary).
+    imported : StudyImport or None
+        The PtychoPINN study folders read as jobs first
+        (:func:`ptyanalysis.phase_g.ptychopinn_study.import_studies`), or ``None``.
     """
 
     hub: Path
@@ -108,6 +111,7 @@ class PhaseGResult:
     files: dict = field(default_factory=dict)
     figures: tuple = ()
     missing: tuple = ()
+    imported: object = None
 
 
 # --------------------------------------------------------------------------- reading

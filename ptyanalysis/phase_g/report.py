@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from .. import hub as _hub
+from ..conventions import dose_label
 from ..errors import PtyAnalysisError
 from ..fileutil import write_json, write_text
 from ..phase_g.collect import PhaseGResult, collect_jobs, read_manifest
 from ..phase_g.figures import write_figures
 from ..phase_g.html import default_notebook, execute_report_notebook, render_html
 from ..phase_g.inventory import write_artifact_inventory
+from ..phase_g.ptychopinn_study import find_studies, import_studies
 from ..phase_g.results import results_dataset, save_dataset
 from ..phase_g.schema import FILES, MS_SSIM_THRESHOLD
 from ..phase_g.summary import (
@@ -29,14 +32,18 @@ from ..phase_g.summary import (
 
 
 def phase_g(hub, notebook=None, html: bool = True, figures: bool = True,
-            ms_ssim_threshold: float = MS_SSIM_THRESHOLD) -> PhaseGResult:
+            ms_ssim_threshold: float = MS_SSIM_THRESHOLD, arms: dict | None = None,
+            dose: float | None = None) -> PhaseGResult:
     """Aggregate a hub's per-job results into every Phase G artifact.
 
     Parameters
     ----------
     hub : str or Path
         Study hub with ``analysis/dose_<D>/<view>/<split>/comparison_metrics.csv``
-        files (and, usually, the grid's ``comparison_manifest.json``).
+        files (and, usually, the grid's ``comparison_manifest.json``), or a
+        folder of today's PtychoPINN study outputs (one grid-lines study folder or
+        several: :mod:`ptyanalysis.phase_g.ptychopinn_study`), whose studies are
+        first written as jobs under its ``analysis/`` (refreshed at every call).
     notebook : str or Path, optional
         Phase G notebook to execute and render as ``analysis/phase_g_report.html``
         (default :func:`default_notebook`, the package's own; skipped when
@@ -50,6 +57,12 @@ def phase_g(hub, notebook=None, html: bool = True, figures: bool = True,
         Write the PNG figures.
     ms_ssim_threshold : float
         Threshold of the MS-SSIM sanity check in ``aggregate_report.md``.
+    arms : dict, optional
+        PtychoPINN study folders only: ``{arm: model_id}`` choosing which of the
+        study's models is reported as which arm (default: ``pinn`` and ``baseline``).
+    dose : float, optional
+        PtychoPINN study folders only: the photons per pattern of every study, instead of its recorded
+        ``nphotons`` (needed when a study records none).
 
     Returns
     -------
@@ -64,6 +77,11 @@ def phase_g(hub, notebook=None, html: bool = True, figures: bool = True,
     analysis = _hub.analysis_root(hub)
     if not hub.is_dir():
         raise PtyAnalysisError(f"hub not found: {hub}")
+    imported = None
+    if find_studies(hub):
+        imported = import_studies(hub, arms=arms, dose=dose)
+    elif arms or dose is not None:
+        raise PtyAnalysisError(f"{hub}: arms / dose apply to PtychoPINN study folders only, and none was found there")
     jobs = collect_jobs(hub)
     if not jobs:
         raise PtyAnalysisError(
@@ -98,7 +116,14 @@ def phase_g(hub, notebook=None, html: bool = True, figures: bool = True,
             files["html"] = render_html(executed, analysis / FILES["html"])
     files["inventory"] = write_artifact_inventory(hub)
     return PhaseGResult(hub=hub, summary=summary, deltas=deltas, dataset=ds, files=files, figures=figs,
-                        missing=tuple(summary["missing"]))
+                        missing=tuple(summary["missing"]), imported=imported)
+
+
+def _arm_option(text: str) -> tuple:
+    arm, sep, mid = text.partition("=")
+    if not sep or not arm.strip() or not mid.strip():
+        raise argparse.ArgumentTypeError(f"expected ARM=MODEL_ID (e.g. PtychoPINN=pinn_ffno), got {text!r}")
+    return arm.strip(), mid.strip()
 
 
 def configure_parser(parser) -> None:
@@ -116,6 +141,12 @@ def configure_parser(parser) -> None:
     parser.add_argument("--no-figures", action="store_true", help="do not write the PNG figures")
     parser.add_argument("--ms-ssim-threshold", type=float, default=MS_SSIM_THRESHOLD,
                         help="MS-SSIM sanity threshold in aggregate_report.md (default 0.80)")
+    parser.add_argument("--arm", action="append", type=_arm_option, default=[], metavar="ARM=MODEL_ID",
+                        help="PtychoPINN study folders: report the study's model MODEL_ID as ARM (PtychoPINN, Baseline "
+                             "or PtyChi), e.g. --arm PtychoPINN=pinn_ffno (default: pinn and baseline); repeatable")
+    parser.add_argument("--dose", type=float, default=None,
+                        help="PtychoPINN study folders: photons per pattern of every study folder, instead of its recorded "
+                             "nphotons (needed when a folder records none)")
 
 
 def run_cli(args) -> int:
@@ -131,8 +162,20 @@ def run_cli(args) -> int:
     int
         0 (bad input raises :class:`PtyAnalysisError`: exit status 2).
     """
+    arms = dict(getattr(args, "arm", None) or []) or None
     res = phase_g(args.hub, notebook=args.notebook, html=not args.no_html, figures=not args.no_figures,
-                  ms_ssim_threshold=args.ms_ssim_threshold)
+                  ms_ssim_threshold=args.ms_ssim_threshold, arms=arms, dose=getattr(args, "dose", None))
+    if res.imported is not None:
+        imp = res.imported
+        print(f"PtychoPINN study outputs: {len(imp.studies)} study folder(s) read as Phase G jobs "
+              f"(written under {res.hub / 'analysis'}):")
+        for st in imp.studies:
+            arms_txt = ", ".join(f"{m.arm} = {m.model_id}" for m in st.models if m.arm) or "no arm"
+            print(f"  - {st.root}: {dose_label(st.dose)}/{st.view}/{st.split} {st.status}; {arms_txt}")
+        if imp.notes:
+            print("accepted loosely, inferred or skipped:")
+            for n in imp.notes:
+                print(f"  - {n}")
     print(f"Phase G: {res.summary['n_success']}/{res.summary['n_jobs']} jobs with metrics; "
           f"wrote {len(res.files)} artifacts and {len(res.figures)} figures under {res.hub / 'analysis'}")
     print("\n".join(delta_highlight_lines(res.deltas["deltas"])))
@@ -140,6 +183,11 @@ def run_cli(args) -> int:
           "MS-SSIM positive = PtychoPINN better, MAE negative = PtychoPINN better)")
     if "html" in res.files:
         print(f"report: {res.files['html']}")
+    flags = res.summary.get("untrusted") or []
+    if flags:
+        print(f"trust flags ({len(flags)}):")
+        for f in flags:
+            print(f"  - {f}")
     if res.missing:
         print(f"missing, failed or all-zero results ({len(res.missing)}):")
         for m in res.missing:

@@ -31,6 +31,18 @@ arm of a job's ``reconstructions.npz`` (whichever tool wrote it:
     Baseline ``Complex patches shape: (...)`` and ``Baseline inference offsets
     shape: (...)``) tell them.
 
+``under_trained``
+    The model's training loss was still falling at the end of training
+    (:func:`ptyanalysis.training_history.loss_still_falling`: over the last 20 % of
+    the epochs, at least 3, a fitted fall beyond 2 standard errors of the slope and
+    at least 5 % of the loss's range). Histories are looked for next to the model
+    (the hub's ``data/phase_e/dose_<D>/baseline/gs1`` and ``<view>/gs2`` folders:
+    ptyanalysis's ``params.json``, a ``history.json``, Lightning's
+    ``lightning_logs/version_<N>/metrics.csv``) and, for a job imported from a
+    PtychoPINN study folder, where its import record points
+    (:mod:`ptyanalysis.phase_g.ptychopinn_study`). The numbers are those of an
+    unconverged model: they say little about what the method can do.
+
 Frames: ptyanalysis's files record the object pixel of each canvas's pixel
 (0, 0) (``ptyanalysis__origin``); its previous files put every arm on the ground
 truth's frame; the study's canvases are the arm's own, centred on the mean of the
@@ -80,7 +92,7 @@ class TrustFlag:
     arm : str
         Canonical arm name.
     check : str
-        ``"mostly_zero"``, ``"low_scan_coverage"`` or ``"patch_count"``.
+        ``"mostly_zero"``, ``"low_scan_coverage"``, ``"patch_count"`` or ``"under_trained"``.
     message : str
         One sentence with the evidence, e.g. ``"19 patches stitched for 604 offsets (logs/debug.log)"``.
     evidence : dict
@@ -373,6 +385,64 @@ def check_reconstructions(job_dir, positions=None, positions_note: str = "scan p
     return JobTrust(flags=tuple(flags), arms=arms, notes=tuple(notes), sources=tuple(sources))
 
 
+def training_trust(hub, dose, view: str, job_dir) -> tuple[list, dict, list, list]:
+    """The ``under_trained`` check of one job's arms, from the training histories found for them.
+
+    Parameters
+    ----------
+    hub : str or Path
+        Study hub (its model folders are searched).
+    dose : float
+        The job's dose.
+    view : str
+        The job's view (the PtychoPINN model folder depends on it).
+    job_dir : str or Path
+        The job folder (an imported PtychoPINN study's record names its histories).
+
+    Returns
+    -------
+    flags : list of TrustFlag
+    arms : dict
+        ``{arm: {"training": TrainingReport.as_dict()}}`` for every arm with a history.
+    notes : list of str
+    sources : list of str
+        History files read (hub-relative).
+    """
+    from .. import hub as _hub
+    from ..training_history import find_training_histories, judge_histories
+    from .ptychopinn_study import training_histories
+
+    hub = Path(hub)
+    found: dict = {arm: list(paths) for arm, paths in training_histories(job_dir, hub).items()}
+    notes: list = []
+    try:
+        dirs = {"Baseline": _hub.model_dir(hub, dose, "Baseline"), "PtychoPINN": _hub.model_dir(hub, dose, "PtychoPINN", view)}
+    except PtyAnalysisError:
+        dirs = {}
+    for arm, d in dirs.items():
+        paths, n = find_training_histories(d)
+        found.setdefault(arm, []).extend(paths)
+        notes += n
+    flags, arms, sources = [], {}, []
+    for arm, paths in sorted(found.items()):
+        paths = list(dict.fromkeys(paths))
+        if not paths:
+            continue
+        rep = judge_histories(paths)
+        arms[arm] = {"training": rep.as_dict()}
+        sources += [_relative(p, hub) for p in paths]
+        notes += [f"{arm}: {n}" for n in rep.notes]
+        if rep.under_trained:
+            falling = [v for v in rep.verdicts if v.still_falling]
+            v = falling[0]
+            src = _relative(next(h.path for h in rep.histories if v.series in h.series), hub)
+            flags.append(TrustFlag(arm, "under_trained", f"{v.message} [{src}]; its numbers say little about the method",
+                                   {"source": src, **v.as_dict()}))
+        elif rep.under_trained is None:
+            notes.append(f"{arm}: training history found but not judged (too few epochs or no loss series)")
+    return flags, arms, notes, sources
+
+
 def job_trust(hub, dose, view: str, split: str, job_dir=None) -> JobTrust:
     """Check one job of a hub: :func:`check_reconstructions` with the hub's scan positions.
 
@@ -399,10 +469,14 @@ def job_trust(hub, dose, view: str, split: str, job_dir=None) -> JobTrust:
     except PtyAnalysisError as exc:  # e.g. an unreadable views.json: reported, the other checks still run
         positions, note = None, f"scan positions unknown: {exc}"
     res = check_reconstructions(job_dir, positions, note)
+    t_flags, t_arms, t_notes, t_sources = training_trust(hub, dose, view, job_dir)
     label = f"{dose_label(dose)}/{view}/{split}"
-    flags = tuple(replace(f, job=label) for f in res.flags)
-    notes = ((f"scan positions: {note}",) if positions is not None else ()) + res.notes
-    return JobTrust(flags, res.arms, notes, res.sources)
+    flags = tuple(replace(f, job=label) for f in sorted(list(res.flags) + t_flags, key=lambda f: (f.arm, f.check)))
+    arms = {a: dict(v) for a, v in res.arms.items()}
+    for a, v in t_arms.items():
+        arms.setdefault(a, {}).update(v)
+    notes = ((f"scan positions: {note}",) if positions is not None else ()) + res.notes + tuple(t_notes)
+    return JobTrust(flags, arms, notes, res.sources + tuple(t_sources))
 
 
 def trust_flags(job, hub=None) -> tuple:

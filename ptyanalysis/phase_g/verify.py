@@ -595,7 +595,7 @@ def check_trust(hub: Path) -> dict:
     import ptyanalysis.phase_g.trust as R_trust
 
     path = _hub.analysis_root(hub)
-    desc = "Per-job results can be trusted (scan coverage, patch counts, zero output)"
+    desc = "Per-job results can be trusted (scan coverage, patch counts, zero output, training converged)"
     try:
         jobs = R_collect.collect_jobs(hub)
     except PtyAnalysisError as exc:

@@ -232,7 +232,7 @@ def network_inputs(arm: str, data, sidecar: dict, config: CompareConfig, *, inde
         part = data.subset(np.arange(data.n)[index])
         return (feeds.study_model_inputs(part, sidecar, config.baseline_positions, mean_total=plan["mean_total"]),
                 part.positions)
-    inputs, centres, _ = feeds.group_inputs(data, plan["gridsize"], float(sidecar["intensity_scale"]),
+    inputs, centres, _ = feeds.group_inputs(data, plan["gridsize"], feeds.trained_input_scale(sidecar),
                                              members=plan["members"][index], mean_total=plan["mean_total"])
     return inputs, centres
 
@@ -285,6 +285,33 @@ def stitch_backend_for(output_device: str | None, stitch_on: str = "auto"):
         return "numpy"
     index = str(output_device).split(":", 1)[1] if ":" in str(output_device) else "0"
     return ArrayBackend(be.name, f"cuda:{index}")
+
+
+def _collapsed_output(stats: list) -> dict | None:
+    """Whether a network arm's (first) output is the same for every sample, from its per-chunk statistics.
+
+    Returns ``{"sample_spread", "text"}`` when every chunk's sample spread
+    (:attr:`ptyanalysis.inference.OutputStats.sample_spread`) is at most
+    :data:`ptyanalysis.diagnosis.health.COLLAPSE_TOL` and the chunks' means
+    agree to it, else None. Such an arm is still stitched and scored (its
+    status stays ``ok``); the reports flag it (the output does not depend on
+    the input, e.g. an under-trained model).
+    """
+    from ..diagnosis.health import COLLAPSE_TOL
+
+    rows = [next(iter(s.values())) for s in stats if s]
+    spreads = [r.get("sample_spread") for r in rows]
+    if not rows or any(v is None or not np.isfinite(v) for v in spreads):
+        return None
+    means = [float(r["mean"]) for r in rows]
+    top = max(abs(m) for m in means) or 1.0
+    if max(spreads) > COLLAPSE_TOL or (max(means) - min(means)) > COLLAPSE_TOL * top:
+        return None
+    n = sum(int(r["shape"][0]) for r in rows)
+    return {"sample_spread": max(spreads),
+            "text": (f"the output's magnitude is the same for every one of its {n:,} samples (sample spread "
+                     f"{max(spreads):.2g} of its maximum): it does not depend on the input (an under-trained or "
+                     "collapsed model)")}
 
 
 def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, models=None) -> ArmResult:
@@ -340,10 +367,14 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
     batching = arm_batching(plan["gridsize"], data.N, config)
     chunk = batching["chunk"]
     executor = executor_for(loaded)
+    # one patch per output channel: a model without an in-model merge (a PtychoPINN PyTorch bundle) returns
+    # each group member's patch, placed at that member's scan position; a one-channel output (the
+    # TensorFlow PINN's merged group, a gridsize-1 model) at the output's centre
+    member_pos = data.positions[plan["members"]] if plan["gridsize"] > 1 else None
     for s in range(0, plan["n_outputs"], chunk):
         inputs, centres = network_inputs(arm, data, sidecar, config, index=slice(s, s + chunk), plan=plan)
 
-        def consume(native, start, centres=centres):
+        def consume(native, start, centres=centres, s=s):
             first = native[0]
             if "st" not in stitcher:
                 be = stitch_backend_for(executor.device_of(first), config.stitch_on)
@@ -351,7 +382,15 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
                                           crop=M, backend=be)
             st = stitcher["st"]
             patches = first if st.backend != "numpy" else executor.to_numpy(first)
-            st.add(patches[..., 0], centres[start:start + int(first.shape[0])])
+            k = int(first.shape[0])
+            channels = int(first.shape[-1])
+            if channels > 1 and member_pos is not None and channels == member_pos.shape[1]:
+                for c in range(channels):
+                    st.add(patches[..., c], member_pos[s + start:s + start + k, c])
+                stitcher["placement"] = "per member (one patch per channel at its scan position)"
+            else:
+                st.add(patches[..., 0], centres[start:start + k])
+                stitcher["placement"] = "per output (channel 0 at the output's centre)"
 
         res = run_inference(loaded, inputs, RuntimeConfig(batch_size=batching["batch_size"]),
                             device_consumers=[consume], progress=False)
@@ -362,12 +401,16 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
     total = {k: sum(int(next(iter(s.values())).get(k, 0)) for s in stats) for k in ("nonzero", "size", "nan", "inf")}
     # non-finite first: NaN / Inf are never "nonzero" (stats.count_values), so an all-NaN arm would read "zero"
     status = "nonfinite" if total["nan"] + total["inf"] else "zero" if total["nonzero"] == 0 else "ok"
+    collapsed = _collapsed_output(stats) if status == "ok" else None
     return ArmResult(arm, status, out.image, out.coverage, time.perf_counter() - t0,
                      {"model": str(model_dir), "output_stats": total, "runtime": runtimes[-1] if runtimes else {},
                       "crop": M, "baseline_positions": config.baseline_positions if arm == "Baseline" else None,
                       "n_patches": st.n_added, "n_offsets": plan["n_outputs"], "model_load": load_info,
-                      "batching": batching, "stitched_on": out.backend,
-                      "sidecar": {k: sidecar.get(k) for k in ("arm", "gridsize", "N", "intensity_scale", "nphotons")}})
+                      "batching": batching, "stitched_on": out.backend, "placement": stitcher.get("placement"),
+                      "collapsed": collapsed,
+                      "model_kind": loaded.kind,
+                      "sidecar": {k: sidecar.get(k) for k in ("arm", "gridsize", "N", "intensity_scale", "input_scale",
+                                                               "nphotons", "backend", "bundle_version")}})
 
 
 def load_iterative_arm(path, frame) -> ArmResult:

@@ -282,13 +282,15 @@ def test_ci_hub_comparisons_are_not_flagged_and_the_incident_is(ci_hub, tmp_path
         assert rec.layout == "ptyanalysis" and rec.origin is not None
         assert all(c["n_patches"] == c["n_offsets"] > 0 for c in rec.counts.values()), rec.counts
         t = R_trust.job_trust(ci_hub, 1e3, view, split, out)
-        assert t.trusted, [f.message for f in t.flags]
+        # the ci budget trains a few epochs: its models may be flagged under-trained (a training fact, not the images)
+        assert not [f for f in t.flags if f.check != "under_trained"], [f.message for f in t.flags]
+        assert all("params.json" in f.evidence["source"] for f in t.flags), t.flags
         # gridsize-2 crops sit at group centres: a few edge positions fall outside them (98.98 % seen)
         assert min(i["scan_coverage"] for i in t.arms.values()) >= 0.95, t.arms
     out = tmp_path / "incident"
     compare_job(ci_hub, 1e3, "dense", "test", CompareConfig(baseline_positions="study"), out_dir=out)
     t = R_trust.job_trust(ci_hub, 1e3, "dense", "test", out)
     assert ("Baseline", "mostly_zero") in {(f.arm, f.check) for f in t.flags}
-    assert not [f for f in t.flags if f.arm != "Baseline"], t.flags
+    assert not [f for f in t.flags if f.arm != "Baseline" and f.check != "under_trained"], t.flags
     jobs = R_collect.collect_jobs(ci_hub)  # the grid's jobs, when `make test` prepared them
-    assert R_trust.flag_lines(jobs) == []
+    assert [f for j in jobs for f in j.trust_flags if f.check != "under_trained"] == []

@@ -1,0 +1,201 @@
+"""PtychoPINN PyTorch bundles: recognised, rebuilt strictly, fed as trained, run without TensorFlow, diagnosed.
+
+The bundles have the real layout (study contract, section 11); their model is the
+stand-in in tests/support/ptychopinn_torch (PtychoPINN cannot be downloaded at test
+time). The real PtychoPINN bundles were checked by hand (closing note of issue 17).
+"""
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from ptyanalysis.errors import PtyAnalysisError  # noqa: E402
+
+pytestmark = [pytest.mark.neutral]
+
+STANDIN = Path(__file__).resolve().parents[1] / "support" / "ptychopinn_torch"
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def standin():
+    sys.path.insert(0, str(STANDIN))
+    try:
+        import make_bundle
+
+        yield make_bundle
+    finally:
+        sys.path.remove(str(STANDIN))
+        for name in [m for m in sys.modules if m == "ptycho_torch" or m.startswith("ptycho_torch.")]:
+            del sys.modules[name]
+
+
+def test_format_is_recognised_without_a_framework(standin, tmp_path):
+    from ptyanalysis.inference import bundle_params
+    from ptyanalysis.inference.torch_bundle import bundle_format, find_torch_bundles, is_torch_bundle
+
+    (tmp_path / "m").mkdir()
+    b = standin.write_torch_bundle(tmp_path / "m" / "wts.h5.zip", gridsize=1, N=16)
+    fmt = bundle_format(b)
+    assert fmt.backend == "pytorch" and fmt.version == "2.0-pytorch" and fmt.has_metadata
+    assert "torch_scaling_metadata.pt" in fmt.evidence
+    assert is_torch_bundle(tmp_path / "m") and find_torch_bundles([tmp_path]) == [b]
+    p = bundle_params(b)  # read without dill when it is not installed, and said so
+    assert p["bundle_backend"] == "pytorch" and p["intensity_scale"] == 3.125 and p["backend"] == "pytorch"
+    tf_like = tmp_path / "tf.zip"
+    with zipfile.ZipFile(tf_like, "w") as zf:
+        zf.writestr("diffraction_to_obj/model.keras", b"")
+    assert bundle_format(tf_like).backend == "tensorflow" and not is_torch_bundle(tf_like)
+
+
+@pytest.mark.parametrize("gridsize", [1, 2])
+def test_loaded_model_runs_as_ptychopinn_calls_forward_predict(standin, tmp_path, gridsize):
+    from ptyanalysis.inference import load_model, predict
+
+    N, C = 16, gridsize * gridsize
+    b = standin.write_torch_bundle(tmp_path / "wts.h5.zip", gridsize=gridsize, N=N, seed=3)
+    m = load_model(b)
+    assert m.kind == "ptychopinn_torch_bundle" and m.backend == "torch"
+    assert m.input_names == ["input", "input_positions"] and m.output_names == ["object"]
+    side = m.sidecar
+    assert side["gridsize"] == gridsize and side["N"] == N and side["input_scale"] == 1.0
+    assert side["intensity_scale"] == 3.125 and side["bundle_version"] == "2.0-pytorch"
+    rng = np.random.default_rng(0)
+    x = rng.random((5, N, N, C)).astype(np.float32)
+    pos = rng.normal(size=(5, 1, 2, C)).astype(np.float32)
+    (out,) = predict(m, [x, pos])
+    assert out.shape == (5, N, N, C) and out.dtype == np.complex64
+    # the same as PtychoPINN's own call: channel-first, input_scale_factor 1
+    net = m.model.net
+    with torch.no_grad():
+        want = net.forward_predict(torch.from_numpy(x).permute(0, 3, 1, 2), torch.zeros(5, C, 1, 2),
+                                   torch.ones(N, N, dtype=torch.complex64), torch.ones(5, 1, 1, 1))
+    np.testing.assert_allclose(out, want.permute(0, 2, 3, 1).numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_trained_feed_is_the_normalised_patterns_with_scale_one(standin, tmp_path):
+    from ptyanalysis.inference import feeds, load_model
+    from ptyanalysis.io import PtychoData
+
+    m = load_model(standin.write_torch_bundle(tmp_path / "wts.h5.zip", gridsize=1, N=16))
+    rng = np.random.default_rng(1)
+    d = rng.random((20, 16, 16)).astype(np.float32)
+    data = PtychoData(diffraction=d, xcoords=rng.random(20) * 50, ycoords=rng.random(20) * 50, probe=np.ones((16, 16)))
+    inputs, _, _ = feeds.split_inputs(data, m.sidecar, "trained")
+    np.testing.assert_allclose(inputs["input"][..., 0], feeds.normalise_diffraction(d), rtol=1e-6)
+    assert feeds.trained_input_scale(m.sidecar) == 1.0
+    assert feeds.trained_input_scale({"intensity_scale": 3.0}) == 3.0  # a TensorFlow model's
+
+
+def test_bad_bundles_get_clear_errors(standin, tmp_path):
+    from ptyanalysis.inference import load_model
+
+    old = standin.write_torch_bundle(tmp_path / "old.zip", N=16, metadata=False)
+    with pytest.raises(PtyAnalysisError, match="torch_scaling_metadata.pt.*Re-save"):
+        load_model(old)
+    broken = standin.write_torch_bundle(tmp_path / "broken.zip", N=16, break_weights=True)
+    with pytest.raises(PtyAnalysisError, match="(?s)strict loading.*not loaded non-strictly"):
+        load_model(broken)
+
+
+def test_without_ptychopinn_the_error_names_what_is_missing_and_the_version(standin, tmp_path):
+    b = standin.write_torch_bundle(tmp_path / "wts.h5.zip", N=16)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    r = subprocess.run([sys.executable, "-c", "from ptyanalysis.cli import main; import sys; "
+                        f"sys.exit(main(['bisect', '--model', {str(b)!r}, '--failing', 'x', '--passing', 'x', "
+                        f"'--out', {str(tmp_path / 'o')!r}]))"],
+                       capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert r.returncode == 2, r.stderr
+    assert "ptycho_torch" in r.stderr and "2.0-pytorch" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_loading_and_running_imports_no_tensorflow(standin, tmp_path):
+    b = standin.write_torch_bundle(tmp_path / "wts.h5.zip", gridsize=2, N=16)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(STANDIN), str(REPO)])}
+    env.pop("KERAS_BACKEND", None)
+    code = ("import sys, numpy as np\n"
+            "from ptyanalysis.inference.backends import select_keras_backend\n"
+            "from ptyanalysis.inference.torch_bundle import find_torch_bundles\n"
+            f"c = select_keras_backend(None, torch_models=find_torch_bundles([{str(tmp_path)!r}]))\n"
+            "from ptyanalysis.inference import load_model, predict\n"
+            f"m = load_model({str(b)!r})\n"
+            "predict(m, [np.ones((2, 16, 16, 4), 'f4'), np.zeros((2, 1, 2, 4), 'f4')])\n"
+            "print(c.name, 'tensorflow' in sys.modules)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["torch", "False"]
+
+
+def _sets(rng, N, n=40):
+    d = rng.random((n, N, N, 1)).astype(np.float32) * rng.uniform(0.2, 3.0, (n, 1, 1, 1)).astype(np.float32)
+    return {"input": d, "input_positions": np.zeros((n, 1, 2, 1), np.float32)}
+
+
+def test_a_flat_amplitude_is_named_collapsed_not_missed(standin, tmp_path):
+    from ptyanalysis.diagnosis.bisection import bisect
+    from ptyanalysis.diagnosis.health import outputs_stats, parse_criterion
+    from ptyanalysis.inference import load_model, predict
+
+    flat = load_model(standin.write_torch_bundle(tmp_path / "flat.zip", N=16, flat_amplitude=True))
+    fine = load_model(standin.write_torch_bundle(tmp_path / "fine.zip", N=16))
+    rng = np.random.default_rng(2)
+    F, P = _sets(rng, 16), _sets(rng, 16)
+    st_flat = outputs_stats(predict(flat, [F["input"], F["input_positions"]]))[0]
+    st_fine = outputs_stats(predict(fine, [F["input"], F["input_positions"]]))[0]
+    assert st_flat.collapsed_components() == ["amplitude"] and st_flat.sample_spread < 1e-6  # round-off of |polar(a, phi)|
+    assert st_fine.collapsed_components() == [] and st_fine.sample_spread > 1e-3
+    crit = parse_criterion("collapsed")
+    assert crit.fails([np.zeros((3, 2), np.complex64) + np.array([1, 2j])]) and not crit.fails(
+        [np.random.default_rng(0).random((3, 4))])
+    res = bisect(flat, F, P, max_evaluations=20)
+    assert res.verdict["kind"] == "collapsed" and res.verdict["name"] == "object amplitude"
+    assert "does not depend on the input" in res.verdict["summary"]
+    assert res.health["collapsed"]["failing"][0]["component"] == "amplitude"
+    assert res.layers["status"] == "done"  # the forward-hook probe ran on the PyTorch module
+    ok = bisect(fine, F, P, max_evaluations=20)
+    assert ok.verdict["kind"] == "none" and not ok.health["collapsed"]["failing"]
+
+
+def test_inputs_the_model_ignores_are_named_not_swapped(standin, tmp_path):
+    """PtychoPINN's forward_predict ignores positions and probe: the diagnosis says so instead of swapping them."""
+    from ptyanalysis.diagnosis.bisection import bisect
+    from ptyanalysis.diagnosis.usage import input_usage
+    from ptyanalysis.inference import load_model, predict
+
+    rng = np.random.default_rng(4)
+    F, P = _sets(rng, 16), _sets(rng, 16)
+    for use_positions, unused in ((False, {"input_positions", "probe"}), (True, {"probe"})):
+        m = load_model(standin.write_torch_bundle(tmp_path / f"u{use_positions}.zip", N=16,
+                                                  use_positions=use_positions))
+        usage = input_usage(lambda xs, m=m: predict(m, xs), F, m.input_names, model=m.model)
+        assert {u.name for u in usage if u.used is False} == unused
+        assert {u.name for u in usage if u.used} == {"input", "input_positions"} - unused
+    res = bisect(load_model(tmp_path / "uFalse.zip"), F, P, criterion="collapsed:0.5",
+                 max_evaluations=40)
+    assert {u["name"] for u in res.to_dict()["input_usage"] if u["used"] is False} == {"input_positions", "probe"}
+    assert not any(e.name.endswith(":input_positions") and e.stage == "input" for e in res.experiments)
+    assert "does not use input_positions, probe at all" in res.verdict["summary"]
+
+
+def test_compare_splits_flags_a_collapsed_output_and_an_unused_input(standin, tmp_path):
+    from ptyanalysis.diagnosis.splits import compare_splits
+    from ptyanalysis.inference import load_model
+
+    m = load_model(standin.write_torch_bundle(tmp_path / "flat.zip", N=16, flat_amplitude=True))
+    rng = np.random.default_rng(5)
+    a, b = _sets(rng, 16), _sets(rng, 16)
+    b["input_positions"] = b["input_positions"] + 40.0  # absolute positions, as the study fed: drifted, unused
+    res = compare_splits(m, a, b)
+    d = res.to_dict()
+    assert [c["component"] for c in d["output_health"]["test"]["collapsed"]] == ["amplitude"]
+    assert any("object amplitude is the same for every sample" in f for f in res.flags)
+    assert any(f.startswith("input 'input_positions' drifted") and f.endswith("the model does not use it")
+               for f in res.flags)
+    assert {u["name"] for u in d["input_usage"] if u["used"] is False} == {"input_positions", "probe"}

@@ -1,0 +1,68 @@
+"""A comparison job whose arms are PtychoPINN PyTorch bundles (the layout of study contract section 11)."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from ptyanalysis.pipeline import compare  # noqa: E402
+
+pytestmark = [pytest.mark.neutral]
+
+STANDIN = Path(__file__).resolve().parents[1] / "support" / "ptychopinn_torch"
+DOSE = 1e3
+
+
+@pytest.fixture(scope="module")
+def torch_hub(ci_hub, tmp_path_factory):
+    """The ci study with its dose-1000 Baseline and dense PINN replaced by PyTorch bundles (gs1, gs2)."""
+    sys.path.insert(0, str(STANDIN))
+    import make_bundle
+
+    root = tmp_path_factory.mktemp("torch_hub")
+    (root / "study.json").symlink_to(ci_hub / "study.json")
+    (root / "data").mkdir()
+    for d in ("phase_c", "phase_f"):
+        (root / "data" / d).symlink_to(ci_hub / "data" / d)
+    N = json.loads((ci_hub / "study.json").read_text())["config"]["size"]["N"]
+    base = root / "data" / "phase_e" / "dose_1000"
+    for arm, g, flat in (("baseline", 1, True), ("dense", 2, False), ("sparse", 2, False)):
+        (base / arm / f"gs{g}").mkdir(parents=True)
+        make_bundle.write_torch_bundle(base / arm / f"gs{g}" / "wts.h5.zip", gridsize=g, N=N, seed=g,
+                                       flat_amplitude=flat)
+    yield root
+    sys.path.remove(str(STANDIN))
+
+
+def test_compare_job_runs_pytorch_bundle_arms(torch_hub, tmp_path):
+    ds = compare.compare_job(torch_hub, DOSE, "dense", "test", compare.CompareConfig(), out_dir=tmp_path)
+    details = json.loads(ds.attrs["arm_details"])
+    pinn, base = details["PtychoPINN"], details["Baseline"]
+    for d in (pinn, base):
+        assert d["status"] == "ok" and d["model_kind"] == "ptychopinn_torch_bundle"
+        assert d["sidecar"]["backend"] == "pytorch" and d["sidecar"]["input_scale"] == 1.0
+    # no in-model merge: each group member's patch is placed at its own scan position
+    assert pinn["placement"].startswith("per member") and pinn["n_patches"] == 4 * pinn["n_offsets"]
+    assert base["placement"].startswith("per output") and base["n_patches"] == base["n_offsets"]
+    # the stand-in Baseline's amplitude ignores its input: flagged, still scored
+    assert base["collapsed"] and "does not depend on the input" in base["collapsed"]["text"]
+    assert pinn["collapsed"] is None
+    assert np.isfinite(ds["metrics"].sel(convention="ptychopinn", arm=["PtychoPINN", "Baseline"], metric="mae")).all()
+    assert (tmp_path / "comparison_metrics.csv").is_file()
+
+
+def test_the_cli_picks_pytorch_for_a_hub_of_pytorch_bundles(torch_hub, tmp_path):
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(STANDIN), os.environ.get("PYTHONPATH", "")])}
+    env.pop("KERAS_BACKEND", None)
+    r = subprocess.run([sys.executable, "-m", "ptyanalysis", "compare", str(torch_hub), "--dose", "1000",
+                        "--view", "dense", "--split", "test", "--out", str(tmp_path / "job")],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Keras backend torch (automatic: " in r.stderr and "PyTorch bundle" in r.stderr

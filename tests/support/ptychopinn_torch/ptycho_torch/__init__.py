@@ -1,0 +1,1 @@
+"""Stand-in for PtychoPINN's ``ptycho_torch`` (tests only; see ../README.md)."""
