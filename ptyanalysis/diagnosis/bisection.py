@@ -2302,6 +2302,9 @@ def configure_parser(parser) -> None:
                              "split fed as the model was trained")
     parser.add_argument("--max-samples", type=int, default=2000)
     parser.add_argument("--max-evaluations", type=int, default=58)
+    from .inputs import add_feed_argument
+
+    add_feed_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="output directory")
     from ..inference.runtime import add_batch_size_argument
@@ -2341,11 +2344,11 @@ def run_cli(args) -> int:
     loaded = load_model(args.model)
     paths = {"failing": args.failing, "passing": args.passing}
     sets, datasets, reference = cli_input_sets(loaded, paths, args.reference, study_inputs=args.study_inputs,
-                                               trained_like="passing", seed=args.seed, say=print)
+                                               trained_like="passing", feed=args.feed, seed=args.seed, say=print)
     # the failing split re-fed as trained (the same samples in the same order): health is paired
     paired = default_paired_set(loaded, datasets, paths, "failing", study_inputs=args.study_inputs,
                                 reference_given=args.reference is not None or reference is None, seed=args.seed,
-                                say=print)
+                                say=print, feed=args.feed)
     res = bisect(loaded, sets["failing"], sets["passing"], reference, crit, max_samples=args.max_samples,
                  max_evaluations=args.max_evaluations, seed=args.seed, runtime=runtime, paired_reference=paired)
     path = write_bisection(res, args.out)

@@ -122,11 +122,12 @@ def load_input_sets(loaded, paths: dict, *, study_inputs: bool = False, allow_no
         mapped by :func:`ptyanalysis.inference.feeds.split_inputs`.
     allow_nonfinite : bool
         Passed to the dataset loader.
-    mode : {"study", "trained"}
+    mode : {"study", "trained", "torch_cli"}
         The feed of study datasets: ``"study"`` (default) exactly what the
         study's comparison script fed (for the gridsize-1 Baseline: diffraction
         not multiplied by ``intensity_scale``, absolute positions), ``"trained"``
-        what the model was trained with (module docstring of
+        what the model was trained with, ``"torch_cli"`` what PtychoPINN's
+        PyTorch inference CLI feeds (module docstring of
         :mod:`ptyanalysis.inference.feeds`).
     seed : int
         Grouping seed (gridsize > 1).
@@ -195,7 +196,7 @@ def feed_split(loaded, data, mode: str = "study", *, seed: int = 0, label: str =
         Its parameters (sidecar, or a PtychoPINN bundle's params) give
         ``intensity_scale`` and ``gridsize`` (else the input's channel count).
     data : PtychoData
-    mode : {"study", "trained"}
+    mode : {"study", "trained", "torch_cli"}
     seed : int
         Grouping seed (gridsize > 1).
     label : str
@@ -269,8 +270,19 @@ def split_ground_truth(datasets: dict, names: dict, *, say=None) -> dict | None:
     return out
 
 
+def add_feed_argument(parser) -> None:
+    """``--feed``: how ``--study-inputs`` datasets are fed (one definition for ``bisect`` and ``compare-splits``)."""
+    from ..inference.feeds import FEEDS
+
+    parser.add_argument("--feed", choices=FEEDS, default="study",
+                        help="with --study-inputs: 'study' (default) as the study's comparison script fed them, "
+                             "'trained' as the model was trained, 'torch_cli' as PtychoPINN's PyTorch inference CLI "
+                             "feeds a PyTorch bundle (each pattern alone, copied into every channel); see "
+                             "ptyanalysis.inference.feeds")
+
+
 def cli_input_sets(loaded, paths: dict, reference=None, *, study_inputs: bool = False, trained_like: str,
-                   seed: int = 0, say=None):
+                   feed: str = "study", seed: int = 0, say=None):
     """Load the input sets of a diagnosis command (``compare-splits``, ``bisect``).
 
     Parameters
@@ -284,13 +296,15 @@ def cli_input_sets(loaded, paths: dict, reference=None, *, study_inputs: bool = 
         ``reference_inputs.npz``); always read as model inputs, never as a
         study dataset.
     study_inputs : bool
-        The files of ``paths`` are study datasets, fed exactly as the study's
-        comparison script fed them (``"study"`` feed).
+        The files of ``paths`` are study datasets, fed as ``feed`` says.
     trained_like : str
         Label of ``paths`` whose dataset gives the reference when none is given
         and ``study_inputs`` is set: that dataset fed as the model was trained
         (``"trained"`` feed: normalised diffraction x ``intensity_scale`` from
         the model's parameters, local offsets, zeros for gridsize 1).
+    feed : {"study", "trained", "torch_cli"}
+        How study datasets are fed (:data:`ptyanalysis.inference.feeds.FEEDS`):
+        default exactly as the study's comparison script fed them.
     seed : int
         Grouping seed (gridsize > 1).
     say : callable, optional
@@ -309,7 +323,16 @@ def cli_input_sets(loaded, paths: dict, reference=None, *, study_inputs: bool = 
     import logging
 
     log = logging.getLogger("ptyanalysis.diagnosis")
-    sets, datasets = load_input_sets(loaded, paths, study_inputs=study_inputs, seed=seed)
+    from ..inference.feeds import FEEDS
+
+    if feed not in FEEDS:
+        raise PtyAnalysisError(f"feed must be one of {', '.join(FEEDS)}, got {feed!r}")
+    if feed != "study" and not study_inputs:
+        raise PtyAnalysisError(f"--feed {feed} applies to study datasets: add --study-inputs (the NPZs are then "
+                               "split files), or drop --feed for NPZs of model inputs")
+    sets, datasets = load_input_sets(loaded, paths, study_inputs=study_inputs, mode=feed, seed=seed)
+    if study_inputs and feed != "study":
+        (say or log.info)(f"the study datasets are fed with the {feed!r} feed (ptyanalysis.inference.feeds)")
     ref = None
     if reference is not None:
         ref = load_input_sets(loaded, {"reference": reference})[0]["reference"]
@@ -329,14 +352,15 @@ def cli_input_sets(loaded, paths: dict, reference=None, *, study_inputs: bool = 
 
 
 def default_paired_set(loaded, datasets: dict, paths: dict, label: str, *, study_inputs: bool, reference_given: bool,
-                       seed: int = 0, say=None) -> dict | None:
+                       seed: int = 0, say=None, feed: str = "study") -> dict | None:
     """The paired reference ``bisect`` uses when the user gave none: the rule of the CLI and notebook 02.
 
-    With study inputs and no ``--reference`` (the reference is then built as the model was trained), the
-    ``label`` split is re-fed as trained (:func:`paired_trained_set`); otherwise None (health by output
-    statistics).
+    With study inputs fed as the study fed them (``feed="study"``) and no ``--reference`` (the reference
+    is then built as the model was trained), the ``label`` split is re-fed as trained
+    (:func:`paired_trained_set`); otherwise None (health by output statistics: the other feeds are
+    not paired sample by sample with the trained one).
     """
-    if not study_inputs or reference_given:
+    if not study_inputs or reference_given or feed != "study":
         return None
     return paired_trained_set(loaded, datasets, paths, label, seed=seed, say=say)
 

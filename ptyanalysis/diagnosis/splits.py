@@ -18,7 +18,13 @@ from ..diagnosis.health import (
     outputs_stats,
     reference_problem,
 )
-from ..diagnosis.inputs import cli_input_sets, normalise_input_set, reference_from_sidecar, split_ground_truth
+from ..diagnosis.inputs import (
+    add_feed_argument,
+    cli_input_sets,
+    normalise_input_set,
+    reference_from_sidecar,
+    split_ground_truth,
+)
 from ..errors import PtyAnalysisError
 
 #: KS statistic threshold.
@@ -792,6 +798,7 @@ def configure_parser(parser) -> None:
                         help="the NPZs are study datasets, fed exactly as the study's comparison script fed them "
                              "(Baseline: diffraction not x intensity_scale, absolute positions); without "
                              "--reference the reference is split a fed as the model was trained")
+    add_feed_argument(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="output directory")
     from ..inference.runtime import add_batch_size_argument
@@ -830,7 +837,7 @@ def run_cli(args) -> int:
     loaded = load_model(args.model)
     sets, datasets, reference = cli_input_sets(loaded, {"a": args.a, "b": args.b}, args.reference,
                                                study_inputs=args.study_inputs, trained_like="a",
-                                               seed=args.seed, say=print)
+                                               feed=args.feed, seed=args.seed, say=print)
     gt = split_ground_truth(datasets, dict(zip(("a", "b"), names)), say=print) if args.study_inputs else None
     res = compare_splits(loaded, sets["a"], sets["b"], reference=reference, ground_truth=gt,
                          names=names, seed=args.seed, runtime=runtime)

@@ -1,6 +1,6 @@
 """How a split is fed to a model: normalisation, intensity scale, groups and offsets (the study's conventions).
 
-The one place that knows the two feeds of a split (:data:`FEEDS`):
+The one place that knows the feeds of a split (:data:`FEEDS`):
 
 ``"trained"``
     What the model was trained with: the loader's normalised amplitudes
@@ -15,6 +15,18 @@ The one place that knows the two feeds of a split (:data:`FEEDS`):
     gridsize > 1 PINN the same as ``"trained"`` (the script scaled its input and
     gave it the local offsets; its fault there was the batch merge, which
     :func:`ptyanalysis.inference.run_inference` handles).
+``"torch_cli"``
+    What PtychoPINN's PyTorch inference CLI (``ptycho_torch/inference.py``,
+    ``_run_inference_and_reconstruct``) feeds a PyTorch bundle: each pattern
+    on its own, normalised by the same factor ``sqrt((N/2)^2 / mean total
+    intensity)`` over the patterns fed (the CLI passes it as the model's input
+    scale, i.e. it multiplies the raw patterns by it) and, for gridsize > 1,
+    COPIED into all ``C`` channels instead of a group of neighbours; positions
+    zero. For gridsize 1 this equals ``"trained"`` (a PyTorch bundle's input
+    scale is 1); for gridsize 2 each output channel saw the same pattern, so
+    the C outputs are placed at that pattern's own position and averaged by
+    the stitcher (the CLI's offsets are the pattern's, repeated per channel).
+    Only PyTorch bundles (parameters ``backend == "pytorch"``) take it.
 
 Compare (:mod:`ptyanalysis.pipeline.compare`), the diagnosis input loaders
 (:mod:`ptyanalysis.diagnosis.inputs`), the synthetic training and the demo all
@@ -73,8 +85,8 @@ def mean_total_intensity(diffraction, *, source=None) -> float:
     return mean
 
 
-#: The two ways a split is fed (module docstring).
-FEEDS = ("trained", "study")
+#: The ways a split is fed (module docstring).
+FEEDS = ("trained", "study", "torch_cli")
 
 
 def _normalisation(d: np.ndarray, mean_total: float | None) -> float:
@@ -353,16 +365,57 @@ def feed_gridsize(params: dict | None, input_shapes=None) -> int:
     return g
 
 
+def torch_cli_inputs(data, params: dict | None, *, gridsize: int = 1, members=None,
+                     mean_total: float | None = None):
+    """A split fed as PtychoPINN's PyTorch inference CLI feeds it (the ``"torch_cli"`` feed).
+
+    Parameters
+    ----------
+    data : PtychoData
+    params : dict or None
+        The bundle's parameters; ``backend`` must be ``"pytorch"``.
+    gridsize : int
+        Each pattern is copied into ``gridsize**2`` channels.
+    members : array_like, optional
+        Pattern indices to feed (default all), e.g. one chunk.
+    mean_total : float, optional
+        Normalisation statistic of the patterns the CLI would feed together
+        (default: of ``data``, the whole split).
+
+    Returns
+    -------
+    inputs : dict
+        ``input`` (n, N, N, C) float32 and ``input_positions`` (n, 1, 2, C) zeros.
+    centres : ndarray, shape (n, 2)
+        Each pattern's own (row, col) position.
+    members : ndarray, shape (n, C)
+        The pattern index, once per channel.
+    """
+    if (params or {}).get("backend") != "pytorch":
+        raise PtyAnalysisError(
+            "the 'torch_cli' feed is what PtychoPINN's PyTorch inference CLI feeds a PyTorch bundle; this model's "
+            f"parameters say backend {(params or {}).get('backend')!r}: use the 'trained' or 'study' feed")
+    if mean_total is None:
+        mean_total = mean_total_intensity(data.diffraction, source=data.path)
+    idx = np.arange(data.n) if members is None else np.asarray(members).reshape(len(members), -1)[:, 0]
+    part = data if members is None else data.subset(idx)
+    C = int(gridsize) ** 2
+    x = normalise_diffraction(part.diffraction, mean_total=mean_total)
+    x = np.repeat(x[..., None], C, axis=-1)
+    pos = np.zeros((len(idx), 1, 2, C), np.float32)
+    return {"input": x, "input_positions": pos}, np.asarray(part.positions), np.repeat(idx[:, None], C, axis=1)
+
+
 def split_inputs(data, params: dict | None, mode: str = "trained", *, gridsize: int = 1, K: int | None = None,
                  seed: int = 0, members=None, mean_total: float | None = None):
-    """A split's model inputs in one of the two feeds (:data:`FEEDS`), for any gridsize.
+    """A split's model inputs in one of the feeds (:data:`FEEDS`), for any gridsize.
 
     Parameters
     ----------
     data : PtychoData
     params : dict or None
         Model parameters (``intensity_scale``; ``K_inference`` for groups).
-    mode : {"trained", "study"}
+    mode : {"trained", "study", "torch_cli"}
         See the module docstring.
     gridsize : int
         :func:`feed_gridsize` of the model.
@@ -386,6 +439,8 @@ def split_inputs(data, params: dict | None, mode: str = "trained", *, gridsize: 
     """
     if mode not in FEEDS:
         raise PtyAnalysisError(f"mode must be one of {', '.join(map(repr, FEEDS))}, got {mode!r}")
+    if mode == "torch_cli":
+        return torch_cli_inputs(data, params, gridsize=gridsize, members=members, mean_total=mean_total)
     if int(gridsize) == 1:
         if mean_total is None:
             mean_total = mean_total_intensity(data.diffraction, source=data.path)

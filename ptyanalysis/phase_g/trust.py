@@ -41,7 +41,10 @@ arm of a job's ``reconstructions.npz`` (whichever tool wrote it:
     ``lightning_logs/version_<N>/metrics.csv``) and, for a job imported from a
     PtychoPINN study folder, where its import record points
     (:mod:`ptyanalysis.phase_g.ptychopinn_study`). The numbers are those of an
-    unconverged model: they say little about what the method can do.
+    unconverged model: they say little about what the method can do. The same
+    flag is raised when the job's ``comparison.nc`` (``arm_details[arm].collapsed``,
+    :func:`ptyanalysis.pipeline.compare.run_network_arm`) found the arm's output the
+    same for every sample: it does not depend on the input.
 
 Frames: ptyanalysis's files record the object pixel of each canvas's pixel
 (0, 0) (``ptyanalysis__origin``); its previous files put every arm on the ground
@@ -440,7 +443,45 @@ def training_trust(hub, dose, view: str, job_dir) -> tuple[list, dict, list, lis
                                    {"source": src, **v.as_dict()}))
         elif rep.under_trained is None:
             notes.append(f"{arm}: training history found but not judged (too few epochs or no loss series)")
+    collapsed = collapsed_arms(job_dir)
+    for arm, info in collapsed.items():
+        arms.setdefault(arm, {})["collapsed"] = info
+        if not any(f.arm == arm for f in flags):
+            flags.append(TrustFlag(arm, "under_trained", f"{info['text']} [comparison.nc]; its numbers say little "
+                                   "about the method", {"source": "comparison.nc", **info}))
+    if collapsed:
+        sources.append("comparison.nc")
     return flags, arms, notes, sources
+
+
+def collapsed_arms(job_dir) -> dict:
+    """The arms whose outputs the job's comparison found input-independent (``arm_details[arm].collapsed``).
+
+    Parameters
+    ----------
+    job_dir : str or Path
+        A job folder; its ``comparison.nc`` is read when present (a job without
+        one, e.g. one made by compare_models, gives ``{}``).
+
+    Returns
+    -------
+    dict
+        ``{arm: {"sample_spread", "text"}}``.
+    """
+    import json
+
+    path = Path(job_dir) / "comparison.nc"
+    if not path.is_file():
+        return {}
+    import xarray as xr
+
+    try:
+        with xr.open_dataset(path) as ds:
+            details = json.loads(ds.attrs.get("arm_details", "{}"))
+    except (OSError, ValueError) as exc:
+        raise PtyAnalysisError(f"{path}: not a readable comparison file ({exc}); rerun the job with "
+                               "`ptyanalysis grid` or `ptyanalysis compare`") from exc
+    return {a: d["collapsed"] for a, d in sorted(details.items()) if isinstance(d, dict) and d.get("collapsed")}
 
 
 def job_trust(hub, dose, view: str, split: str, job_dir=None) -> JobTrust:

@@ -45,7 +45,8 @@ and ptyanalysis's own:
     (any tool's layout) and logs pass :func:`ptyanalysis.phase_g.trust.job_trust`
     (covered fraction of the scan, patches stitched against offsets, mostly-zero
     output); invalid, with each flag's evidence under ``flags``, when any job
-    is flagged. Checks 1-10 keep the study's schema and meaning.
+    is flagged; an under-trained model (:data:`CAVEAT_CHECKS`) is listed under
+    ``caveats`` and does not make it invalid. Checks 1-10 keep the study's schema and meaning.
 """
 
 from __future__ import annotations
@@ -588,29 +589,40 @@ def check_job_files(hub: Path) -> dict:
     return _result(hub, path, desc)
 
 
+#: Trust checks that are caveats about the method, not faults of the files: listed in check 14's
+#: ``caveats`` (and in the report's trust flags) without failing it.
+CAVEAT_CHECKS = frozenset({"under_trained"})
+
+
 @_check(returns="``{valid, path, description, error?}`` plus ``flags`` (``{job, arm, check, message, evidence}``)\n"
-                "        and ``notes`` (what could not be checked, per job).")
+                "        ``caveats`` (lines of the under-trained flags) and ``notes`` (what could not be checked, per job).")
 def check_trust(hub: Path) -> dict:
-    """Check 14: no job's per-job results are flagged as untrustworthy (:mod:`ptyanalysis.phase_g.trust`)."""
-    import ptyanalysis.phase_g.trust as R_trust
+    """Check 14: no job's per-job results are flagged as untrustworthy (:mod:`ptyanalysis.phase_g.trust`).
+
+    Flags of the checks in :data:`CAVEAT_CHECKS` (an under-trained model) are
+    listed as ``caveats`` and do not fail the check: the files are right, the
+    model behind them is not converged, and the report says so.
+    """
 
     path = _hub.analysis_root(hub)
-    desc = "Per-job results can be trusted (scan coverage, patch counts, zero output, training converged)"
+    desc = "Per-job results can be trusted (scan coverage, patch counts, zero output; under-trained models as caveats)"
     try:
         jobs = R_collect.collect_jobs(hub)
     except PtyAnalysisError as exc:
         return _result(hub, path, desc, f"cannot read the jobs: {exc}")
     checked = [j for j in jobs if j.trust is not None]
-    flags = [f.as_dict() for j in checked for f in j.trust.flags]
+    flags = [f.as_dict() for j in checked for f in j.trust.flags if f.check not in CAVEAT_CHECKS]
+    caveats = [str(f) for j in checked for f in j.trust.flags if f.check in CAVEAT_CHECKS]
     notes = {j.label: list(j.trust.notes) for j in checked if j.trust.notes}
     if not checked:
         return _result(hub, path, desc, "no job with metrics to check", notes=notes)
     if flags:
-        lines = R_trust.flag_lines(checked)
-        n_jobs = sum(bool(j.trust.flags) for j in checked)
+        lines = [str(f) for j in checked for f in j.trust.flags if f.check not in CAVEAT_CHECKS]
+        n_jobs = sum(any(f.check not in CAVEAT_CHECKS for f in j.trust.flags) for j in checked)
         return _result(hub, path, desc, f"{len(flags)} flag(s) in {n_jobs} of {len(checked)} job(s): "
-                       + "; ".join(lines[:5]) + ("; ..." if len(lines) > 5 else ""), flags=flags, notes=notes)
-    return _result(hub, path, desc, n_jobs_checked=len(checked), notes=notes)
+                       + "; ".join(lines[:5]) + ("; ..." if len(lines) > 5 else ""), flags=flags, caveats=caveats,
+                       notes=notes)
+    return _result(hub, path, desc, n_jobs_checked=len(checked), caveats=caveats, notes=notes)
 
 
 #: The checks, in report order.
