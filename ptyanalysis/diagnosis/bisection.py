@@ -2325,11 +2325,12 @@ def run_cli(args) -> int:
     int
         0 (bad input raises :class:`PtyAnalysisError`: exit status 2).
     """
-    from ..diagnosis.inputs import cli_input_sets, default_paired_set
+    from ..diagnosis.inputs import check_feed, cli_input_sets, default_paired_set
     from ..fileutil import check_output_dir
     from ..inference.loading import load_model
 
     crit = parse_criterion(args.criterion)
+    check_feed(args.feed, args.study_inputs)
     check_output_dir(args.out)
     if args.max_samples < 2:
         raise PtyAnalysisError(f"--max-samples must be at least 2, got {args.max_samples}")

@@ -281,6 +281,20 @@ def add_feed_argument(parser) -> None:
                              "ptyanalysis.inference.feeds")
 
 
+def check_feed(feed: str, study_inputs: bool) -> None:
+    """Refuse a feed that is not one of :data:`~ptyanalysis.inference.feeds.FEEDS`, or one given without study inputs.
+
+    Cheap: the commands call it before loading anything.
+    """
+    from ..inference.feeds import FEEDS
+
+    if feed not in FEEDS:
+        raise PtyAnalysisError(f"feed must be one of {', '.join(FEEDS)}, got {feed!r}")
+    if feed != "study" and not study_inputs:
+        raise PtyAnalysisError(f"--feed {feed} applies to study datasets: add --study-inputs (the NPZs are then "
+                               "split files), or drop --feed for NPZs of model inputs")
+
+
 def cli_input_sets(loaded, paths: dict, reference=None, *, study_inputs: bool = False, trained_like: str,
                    feed: str = "study", seed: int = 0, say=None):
     """Load the input sets of a diagnosis command (``compare-splits``, ``bisect``).
@@ -323,13 +337,7 @@ def cli_input_sets(loaded, paths: dict, reference=None, *, study_inputs: bool = 
     import logging
 
     log = logging.getLogger("ptyanalysis.diagnosis")
-    from ..inference.feeds import FEEDS
-
-    if feed not in FEEDS:
-        raise PtyAnalysisError(f"feed must be one of {', '.join(FEEDS)}, got {feed!r}")
-    if feed != "study" and not study_inputs:
-        raise PtyAnalysisError(f"--feed {feed} applies to study datasets: add --study-inputs (the NPZs are then "
-                               "split files), or drop --feed for NPZs of model inputs")
+    check_feed(feed, study_inputs)
     sets, datasets = load_input_sets(loaded, paths, study_inputs=study_inputs, mode=feed, seed=seed)
     if study_inputs and feed != "study":
         (say or log.info)(f"the study datasets are fed with the {feed!r} feed (ptyanalysis.inference.feeds)")

@@ -20,6 +20,7 @@ from ..diagnosis.health import (
 )
 from ..diagnosis.inputs import (
     add_feed_argument,
+    check_feed,
     cli_input_sets,
     normalise_input_set,
     reference_from_sidecar,
@@ -833,6 +834,7 @@ def run_cli(args) -> int:
     from ..inference.runtime import runtime_from_args
 
     runtime = runtime_from_args(args)
+    check_feed(args.feed, args.study_inputs)
     check_output_dir(args.out)
     loaded = load_model(args.model)
     sets, datasets, reference = cli_input_sets(loaded, {"a": args.a, "b": args.b}, args.reference,

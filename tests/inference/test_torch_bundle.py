@@ -199,3 +199,57 @@ def test_compare_splits_flags_a_collapsed_output_and_an_unused_input(standin, tm
     assert any(f.startswith("input 'input_positions' drifted") and f.endswith("the model does not use it")
                for f in res.flags)
     assert {u["name"] for u in d["input_usage"] if u["used"] is False} == {"input_positions", "probe"}
+
+
+def _split(rng, N, n=30):
+    from ptyanalysis.io import PtychoData
+
+    d = (rng.random((n, N, N)) * rng.uniform(0.5, 2.0, (n, 1, 1))).astype(np.float32)
+    return PtychoData(diffraction=d, xcoords=rng.random(n) * 40 + 20, ycoords=rng.random(n) * 40 + 20,
+                      probe=np.ones((N, N), np.complex64))
+
+
+def test_the_torch_cli_feed_copies_each_pattern_into_every_channel(standin, tmp_path):
+    from ptyanalysis.inference import feeds, load_model
+
+    m = load_model(standin.write_torch_bundle(tmp_path / "wts.h5.zip", gridsize=2, N=16))
+    data = _split(np.random.default_rng(6), 16)
+    inputs, centres, members = feeds.split_inputs(data, m.sidecar, "torch_cli", gridsize=2)
+    x = inputs["input"]
+    assert x.shape == (30, 16, 16, 4) and inputs["input_positions"].shape == (30, 1, 2, 4)
+    assert not inputs["input_positions"].any()
+    for c in range(4):  # one pattern in all four channels, normalised over the patterns fed
+        np.testing.assert_array_equal(x[..., c], feeds.normalise_diffraction(data.diffraction))
+    np.testing.assert_array_equal(centres, data.positions)
+    assert (members == np.arange(30)[:, None]).all() and members.shape == (30, 4)
+    part, _, _ = feeds.split_inputs(data, m.sidecar, "torch_cli", gridsize=2, members=members[5:9],
+                                    mean_total=feeds.mean_total_intensity(data.diffraction))
+    np.testing.assert_array_equal(part["input"], x[5:9])  # a chunk is rows of the whole
+    trained, _, _ = feeds.split_inputs(data, m.sidecar, "trained", gridsize=1)
+    g1, _, _ = feeds.split_inputs(data, m.sidecar, "torch_cli", gridsize=1)
+    np.testing.assert_allclose(g1["input"], trained["input"], rtol=1e-6)  # gs1: the CLI feed is the trained one
+    with pytest.raises(PtyAnalysisError, match="torch_cli.*backend None"):
+        feeds.split_inputs(data, {"intensity_scale": 2.0}, "torch_cli")
+
+
+def test_compare_splits_cli_takes_the_torch_cli_feed(standin, tmp_path):
+    import json
+
+    from ptyanalysis.io import save_dataset
+
+    b = standin.write_torch_bundle(tmp_path / "wts.h5.zip", gridsize=2, N=16)
+    rng = np.random.default_rng(7)
+    for name in ("a", "b"):
+        save_dataset(tmp_path / f"{name}.npz", _split(rng, 16))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(STANDIN), str(REPO)])}
+    cmd = [sys.executable, "-m", "ptyanalysis", "compare-splits", "--model", str(b), "--a", str(tmp_path / "a.npz"),
+           "--b", str(tmp_path / "b.npz"), "--study-inputs", "--feed", "torch_cli", "--out", str(tmp_path / "out")]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "'torch_cli' feed" in r.stdout
+    res = json.loads((tmp_path / "out" / "split_comparison.json").read_text())
+    assert {u["name"] for u in res["input_usage"] if u["used"] is False} == {"input_positions", "probe"}
+    no_study = [c for c in cmd if c != "--study-inputs"]
+    no_study[-1] = str(tmp_path / "o2")
+    bad = subprocess.run(no_study, capture_output=True, text=True, env=env, timeout=600)
+    assert bad.returncode == 2 and "--feed torch_cli applies to study datasets" in bad.stderr
