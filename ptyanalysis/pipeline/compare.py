@@ -104,6 +104,12 @@ class CompareConfig:
         Arms to compare (canonical names).
     baseline_positions : {"trained", "study"}
         What the Baseline's ``input_positions`` gets (module docstring).
+    feed : {"trained", "torch_cli"}
+        How the network arms are fed (:data:`ptyanalysis.inference.feeds.FEEDS`):
+        ``"trained"`` (default) as each model was trained (the Baseline as
+        ``baseline_positions`` says); ``"torch_cli"`` as PtychoPINN's PyTorch
+        inference CLI feeds a PyTorch bundle (each pattern alone, copied into
+        every channel; PyTorch bundles only).
     crop : int or None
         Central crop M of each network patch when stitching; ``None`` = N // 2.
     method : str
@@ -156,6 +162,7 @@ class CompareConfig:
 
     arms: tuple = ARMS
     baseline_positions: str = "trained"
+    feed: str = "trained"
     crop: int | None = None
     method: str = "bilinear"
     register: str = "ptychi"
@@ -173,6 +180,8 @@ class CompareConfig:
     def __post_init__(self):
         if self.stitch_on not in ("auto", "cpu"):
             raise PtyAnalysisError(f"CompareConfig.stitch_on must be 'auto' or 'cpu', got {self.stitch_on!r}")
+        if self.feed not in ("trained", "torch_cli"):
+            raise PtyAnalysisError(f"CompareConfig.feed must be 'trained' or 'torch_cli', got {self.feed!r}")
 
 
 @dataclass
@@ -228,12 +237,8 @@ def network_inputs(arm: str, data, sidecar: dict, config: CompareConfig, *, inde
 
     plan = plan if plan is not None else _network_plan(arm, data, sidecar, config)
     index = slice(None) if index is None else index
-    if plan["gridsize"] == 1:
-        part = data.subset(np.arange(data.n)[index])
-        return (feeds.study_model_inputs(part, sidecar, config.baseline_positions, mean_total=plan["mean_total"]),
-                part.positions)
-    inputs, centres, _ = feeds.group_inputs(data, plan["gridsize"], feeds.trained_input_scale(sidecar),
-                                             members=plan["members"][index], mean_total=plan["mean_total"])
+    inputs, centres, _ = feeds.split_inputs(data, sidecar, plan["feed"], gridsize=plan["gridsize"],
+                                            members=plan["members"][index], mean_total=plan["mean_total"])
     return inputs, centres
 
 
@@ -243,15 +248,21 @@ def _network_plan(arm: str, data, sidecar: dict, config: CompareConfig) -> dict:
     Returns
     -------
     dict
-        ``gridsize``, ``n_outputs`` (groups or patterns), ``mean_total`` (the
-        split's normalisation statistic, :func:`ptyanalysis.inference.feeds.scale_diffraction`)
-        and, for gridsize > 1, ``members`` (the seeded groups of the whole split).
+        ``gridsize``, ``feed`` (the mode of :func:`ptyanalysis.inference.feeds.split_inputs`),
+        ``n_outputs`` (groups or patterns), ``mean_total`` (the split's normalisation statistic,
+        :func:`ptyanalysis.inference.feeds.scale_diffraction`) and ``members`` (the pattern(s) of
+        each output: the seeded groups of the whole split for gridsize > 1).
     """
     from ..inference import feeds
 
     gridsize = int(sidecar.get("gridsize", 1 if arm == "Baseline" else 2))
-    plan = {"gridsize": gridsize, "mean_total": feeds.mean_total_intensity(data.diffraction, source=data.path), "n_outputs": data.n}
-    if gridsize > 1:
+    C = gridsize * gridsize
+    feed = "torch_cli" if config.feed == "torch_cli" else config.baseline_positions if gridsize == 1 else "trained"
+    plan = {"gridsize": gridsize, "feed": feed, "n_outputs": data.n,
+            "mean_total": feeds.mean_total_intensity(data.diffraction, source=data.path)}
+    if feed == "torch_cli" or gridsize == 1:
+        plan["members"] = np.repeat(np.arange(data.n)[:, None], C, axis=1)
+    else:
         if "intensity_scale" not in sidecar:
             raise PtyAnalysisError("model sidecar has no 'intensity_scale': cannot build the model input")
         K = config.K or int(sidecar.get("K_inference", 7))
@@ -370,7 +381,7 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
     # one patch per output channel: a model without an in-model merge (a PtychoPINN PyTorch bundle) returns
     # each group member's patch, placed at that member's scan position; a one-channel output (the
     # TensorFlow PINN's merged group, a gridsize-1 model) at the output's centre
-    member_pos = data.positions[plan["members"]] if plan["gridsize"] > 1 else None
+    member_pos = data.positions[plan["members"]]
     for s in range(0, plan["n_outputs"], chunk):
         inputs, centres = network_inputs(arm, data, sidecar, config, index=slice(s, s + chunk), plan=plan)
 
@@ -405,6 +416,7 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
     return ArmResult(arm, status, out.image, out.coverage, time.perf_counter() - t0,
                      {"model": str(model_dir), "output_stats": total, "runtime": runtimes[-1] if runtimes else {},
                       "crop": M, "baseline_positions": config.baseline_positions if arm == "Baseline" else None,
+                      "feed": plan["feed"],
                       "n_patches": st.n_added, "n_offsets": plan["n_outputs"], "model_load": load_info,
                       "batching": batching, "stitched_on": out.backend, "placement": stitcher.get("placement"),
                       "collapsed": collapsed,
@@ -892,6 +904,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline-positions", choices=("trained", "study"), default="trained",
                         help="'study' feeds the Baseline exactly as the study's script did: absolute positions and "
                              "diffraction not multiplied by intensity_scale (reproduces the incident)")
+    parser.add_argument("--feed", choices=("trained", "torch_cli"), default="trained",
+                        help="'torch_cli' feeds PyTorch bundles as PtychoPINN's PyTorch inference CLI does (each "
+                             "pattern alone, copied into every channel); default as each model was trained")
     parser.add_argument("--register", choices=("all", "ptychi", "none"), default="ptychi",
                         help="arms registered to the ground truth (default ptychi, as the study)")
     parser.add_argument("--out", type=Path, help="output folder (default analysis/dose_<D>/<view>/<split>)")
@@ -904,7 +919,7 @@ def run_cli(args) -> int:
     """Run ``ptyanalysis compare``."""
     from ..inference.runtime import runtime_from_args
 
-    cfg = CompareConfig(baseline_positions=args.baseline_positions, register=args.register,
+    cfg = CompareConfig(baseline_positions=args.baseline_positions, feed=args.feed, register=args.register,
                         batch_size=None if args.batch_size is None else runtime_from_args(args).batch_size)
     _hub.check_in_hub(args.hub, args.dose, args.view, args.split)
     check_output_dir(args.out)

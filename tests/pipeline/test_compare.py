@@ -123,6 +123,26 @@ def test_chunked_network_inputs_equal_the_whole_splits(arm, sidecar):
     np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), centres)
 
 
+@pytest.mark.parametrize("arm,sidecar,cfg,mode", [
+    ("PtychoPINN", {"gridsize": 2, "intensity_scale": 0.7}, {}, "trained"),
+    ("Baseline", {"gridsize": 1, "intensity_scale": 0.7}, {}, "trained"),
+    ("Baseline", {"gridsize": 1, "intensity_scale": 0.7}, {"baseline_positions": "study"}, "study"),
+    ("PtychoPINN", {"gridsize": 2, "intensity_scale": 3.1, "input_scale": 1.0, "backend": "pytorch"}, {}, "trained"),
+    ("PtychoPINN", {"gridsize": 2, "intensity_scale": 3.1, "input_scale": 1.0, "backend": "pytorch"},
+     {"feed": "torch_cli"}, "torch_cli")])
+def test_compare_feeds_a_split_as_the_diagnosis_does(arm, sidecar, cfg, mode):
+    """One feed: compare's inputs are feeds.split_inputs' (what bisect and compare-splits feed), same groups."""
+    from ptyanalysis.inference import feeds
+
+    data = _toy_split()
+    cfg = compare.CompareConfig(**cfg)
+    got, centres = compare.network_inputs(arm, data, sidecar, cfg)
+    want, want_centres, _ = feeds.split_inputs(data, sidecar, mode, gridsize=sidecar["gridsize"], seed=cfg.seed)
+    for key in ("input", "input_positions"):
+        np.testing.assert_array_equal(got[key], want[key])
+    np.testing.assert_array_equal(centres, want_centres)
+
+
 def test_iterative_arm_file_checks(tmp_path):
     f = tmp_path / "ptychi_reconstruction.npz"
     obj = np.ones((10, 10), np.complex64)

@@ -54,6 +54,26 @@ def test_compare_job_runs_pytorch_bundle_arms(torch_hub, tmp_path):
     assert pinn["collapsed"] is None
     assert np.isfinite(ds["metrics"].sel(convention="ptychopinn", arm=["PtychoPINN", "Baseline"], metric="mae")).all()
     assert (tmp_path / "comparison_metrics.csv").is_file()
+    # the report's trust check reads the collapse back from comparison.nc: an under-trained Baseline
+    from ptyanalysis.phase_g.trust import collapsed_arms, training_trust
+
+    assert list(collapsed_arms(tmp_path)) == ["Baseline"]
+    flags = training_trust(torch_hub, DOSE, "dense", tmp_path)[0]
+    assert [(f.arm, f.check) for f in flags] == [("Baseline", "under_trained")]
+
+
+def test_compare_job_feeds_pytorch_bundles_as_ptychopinns_inference_cli(torch_hub, tmp_path):
+    ds = compare.compare_job(torch_hub, DOSE, "dense", "test", compare.CompareConfig(feed="torch_cli"),
+                             out_dir=tmp_path)
+    from ptyanalysis import hub as _hub
+
+    pinn = json.loads(ds.attrs["arm_details"])["PtychoPINN"]
+    n = _hub.load_view(torch_hub, DOSE, "dense", "test").n
+    assert pinn["status"] == "ok" and pinn["feed"] == "torch_cli"
+    # one output per pattern (not per group), its four channels all at that pattern's position
+    assert pinn["n_offsets"] == n and pinn["n_patches"] == 4 * n and pinn["placement"].startswith("per member")
+    with pytest.raises(Exception, match="feed must be"):
+        compare.CompareConfig(feed="study")
 
 
 def test_the_cli_picks_pytorch_for_a_hub_of_pytorch_bundles(torch_hub, tmp_path):
