@@ -1,6 +1,6 @@
 """Read, write and validate the study's dataset NPZ files; ``xarray`` views.
 
-One dataset NPZ holds one split (study contract, section 2):
+One dataset NPZ holds one split (docs/study-contract.md, section 2):
 
 ==================  ======================  ==========================================
 key                 shape, dtype            meaning
@@ -510,7 +510,7 @@ def nonfinite_warnings(data: PtychoData, *, source: str | None = None) -> list[s
 
 
 def validate_dataset(data: PtychoData, *, source: str = "<memory>", allow_nonfinite: bool = False) -> None:
-    """Check a dataset against the study contract; raise on the first problem.
+    """Check a dataset against docs/study-contract.md (section 2); raise on the first problem.
 
     Parameters
     ----------
@@ -906,7 +906,7 @@ def _canonical_layout(d: np.ndarray, ncoords: int, source: str, key: str) -> np.
 
 def load_dataset(path, *, validate: bool = True, allow_nonfinite: bool = False,
                  mmap: bool = False) -> PtychoData:
-    """Load a dataset NPZ (study contract, section 2) as a :class:`PtychoData`.
+    """Load a dataset NPZ (docs/study-contract.md, section 2) as a :class:`PtychoData`.
 
     Parameters
     ----------
@@ -1167,7 +1167,7 @@ def _metadata_json(metadata, source: str) -> str:
 
 def save_dataset(path, data: PtychoData, *, compress: bool = False, validate: bool = True,
                  allow_nonfinite: bool = False) -> Path:
-    """Write ``data`` as a dataset NPZ (study contract, section 2), atomically.
+    """Write ``data`` as a dataset NPZ (docs/study-contract.md, section 2), atomically.
 
     Parameters
     ----------
@@ -1603,7 +1603,7 @@ def estimate_dose(data: PtychoData, *, nphotons: float | None = None,
 
 def recover_counts(data: PtychoData, *, nphotons: float | None = None,
                    dtype=np.float64, method: str = "auto") -> np.ndarray:
-    """Recover photon counts from normalized amplitudes (study contract, sections 2 and 10).
+    """Recover photon counts from normalized amplitudes (docs/study-contract.md, sections 2 and 10).
 
     ``counts = (diffraction * s)**2`` with ``s`` from :func:`estimate_dose`:
     the smallest-nonzero-amplitude rule where low counts exist (exact: the

@@ -1,7 +1,7 @@
 """Which inputs a model uses at all: perturb each one and see whether any output changes.
 
 A PtychoPINN PyTorch model's ``forward_predict`` takes positions and a probe
-and ignores both (study contract, section 11); swapping such an input between
+and ignores both (docs/study-contract.md, section 11); swapping such an input between
 a failing and a passing set can never explain anything. :func:`input_usage`
 finds them with one model call per input, so the diagnosis says "the model
 does not use it" instead of swapping it.

@@ -11,7 +11,7 @@ The one place that knows the feeds of a split (:data:`FEEDS`):
     What the study's comparison script (PtychoPINN's ``compare_models``) fed:
     for the gridsize-1 Baseline the normalised amplitudes NOT multiplied by
     ``intensity_scale`` and the absolute scan positions [x, y] as
-    ``input_positions`` (study contract, sections 3 and 10: two faults); for a
+    ``input_positions`` (docs/study-contract.md, sections 3 and 10: two faults); for a
     gridsize > 1 PINN the same as ``"trained"`` (the script scaled its input and
     gave it the local offsets; its fault there was the batch merge, which
     :func:`ptyanalysis.inference.run_inference` handles).

@@ -17,7 +17,7 @@ from ..provenance import software_versions
 MODEL_KINDS = ("keras", "h5", "savedmodel", "factory", "ptychopinn_bundle", "object", "torch_module",
                "ptychopinn_torch_bundle")
 
-#: Members of a PtychoPINN ``wts.h5.zip`` bundle (study contract, section 8).
+#: Members of a PtychoPINN ``wts.h5.zip`` bundle (docs/study-contract.md, section 8).
 BUNDLE_MODELS = ("autoencoder", "diffraction_to_obj")
 BUNDLE_MODEL_FILES = ("model.keras", "custom_objects.dill", "params.dill")
 

@@ -1,7 +1,7 @@
 """PtychoPINN's PyTorch bundles: recognise them, rebuild them strictly, run them as PtychoPINN does.
 
 A PtychoPINN PyTorch bundle is a ``wts.h5.zip`` laid out like the TensorFlow
-one (study contract, section 11) but holding
+one (docs/study-contract.md, section 11) but holding
 
 ``manifest.dill``
     ``{'models': ['diffraction_to_obj', 'autoencoder'], 'version': '2.0-pytorch'}``;

@@ -1,6 +1,6 @@
 """PtychoPINN PyTorch bundles: recognised, rebuilt strictly, fed as trained, run without TensorFlow, diagnosed.
 
-The bundles have the real layout (study contract, section 11); their model is the
+The bundles have the real layout (docs/study-contract.md, section 11); their model is the
 stand-in in tests/support/ptychopinn_torch (PtychoPINN cannot be downloaded at test
 time). The real PtychoPINN bundles were checked by hand (closing note of issue 17).
 """

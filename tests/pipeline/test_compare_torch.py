@@ -1,4 +1,4 @@
-"""A comparison job whose arms are PtychoPINN PyTorch bundles (the layout of study contract section 11)."""
+"""A comparison job whose arms are PtychoPINN PyTorch bundles (the layout of docs/study-contract.md, section 11)."""
 
 import json
 import os

@@ -1,4 +1,4 @@
-"""Write a PtychoPINN PyTorch ``wts.h5.zip`` with the real layout (study contract, section 11), tests only."""
+"""Write a PtychoPINN PyTorch ``wts.h5.zip`` with the real layout (docs/study-contract.md, section 11), tests only."""
 
 import io
 import pickle
