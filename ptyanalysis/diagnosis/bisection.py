@@ -120,7 +120,7 @@ INTERVENTIONS = ("swap", "centre", "match_passing", "match_reference", "referenc
 #: Among interventions within TIE_TOLERANCE of the best, the first of these wins (the most specific change).
 SPECIFICITY = ("replace_nonfinite", "cast_dtype", "swap_axes", "match_passing", "match_reference", "centre",
                "reference", "swap")
-#: Share of the reference health a fix must restore to count as the whole fix : a change that restores less leaves part of the failure unexplained.
+#: Share of the reference health a fix must restore to count as the whole fix (a change that restores less leaves part of the failure unexplained).
 RESTORE_BAR = 0.95
 #: When no single change restores this share of the health, changes on several inputs are combined.
 COMBINE_BELOW = RESTORE_BAR
