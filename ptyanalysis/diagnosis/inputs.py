@@ -145,6 +145,9 @@ def load_input_sets(loaded, paths: dict, *, study_inputs: bool = False, allow_no
         if p is None:
             continue
         path = Path(p)
+        if path.is_dir():
+            raise PtyAnalysisError(f"{label} file {path} is a folder: give the .npz file inside it (e.g. a hub's "
+                                   "data/phase_c/dose_<D>/patched_<split>.npz, with --study-inputs)")
         if not path.is_file():
             raise PtyAnalysisError(f"{label} file not found: {path}; give an existing .npz")
         if study_inputs:
@@ -156,7 +159,16 @@ def load_input_sets(loaded, paths: dict, *, study_inputs: bool = False, allow_no
             continue
         try:
             with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
+                members = list(z.files)
+                if is_study_dataset(members) and not set(names) <= set(members):
+                    raise PtyAnalysisError(
+                        f"{label} file {path} is a study dataset (a split file: {', '.join(sorted(members)[:6])}"
+                        f"{', ...' if len(members) > 6 else ''}), not the model's inputs "
+                        f"[{', '.join(names) or '?'}]: add --study-inputs to feed it as the study did "
+                        "(--feed trained: as the model was trained)")
+                arrays = {k: z[k] for k in members}
+        except PtyAnalysisError:
+            raise
         except Exception as exc:
             raise PtyAnalysisError(f"{label} file {path} is not a readable .npz ({exc})") from None
         if names:
@@ -185,6 +197,17 @@ def load_input_sets(loaded, paths: dict, *, study_inputs: bool = False, allow_no
                 + "; every input needs one row per sample")
         sets[label] = arrays
     return sets, datasets
+
+
+def is_study_dataset(members) -> bool:
+    """Whether NPZ members look like a study dataset (a split file) rather than model inputs.
+
+    A split file has its patterns (``diffraction``, or PtychoPINN's legacy ``diff3d``)
+    and scan coordinates (``xcoords`` and ``ycoords``): :func:`ptyanalysis.io.load_dataset`
+    reads it.
+    """
+    m = set(members)
+    return bool(m & {"diffraction", "diff3d"}) and {"xcoords", "ycoords"} <= m
 
 
 def feed_split(loaded, data, mode: str = "study", *, seed: int = 0, label: str = "split") -> dict:
