@@ -367,6 +367,9 @@ def plot_frc_curves(job_dir, title: str | None = None):
     matplotlib.figure.Figure
         Two panels (amplitude, phase); the legend is outside the axes; an arm
         without a curve is named in it with its status (``zero (...)``, ``missing``).
+        The frequencies beyond Nyquist (0.5 cycles/pixel along an axis), which
+        only the corner pixels of the spectrum sample and which the
+        ``ptychopinn`` convention's rings reach, are shaded and labelled.
     """
     job_dir = Path(job_dir)
     curves = read_frc_curves(job_dir)
@@ -394,13 +397,19 @@ def plot_frc_curves(job_dir, title: str | None = None):
         ax.set_xlabel("spatial frequency (cycles/pixel)" + ("" if exact or not side else ", approximate"))
         ax.set_ylabel("FRC")
         if side:
-            ax.axvline(0.5, color="0.75", linewidth=0.8, label="0.5 cycles/pixel (Nyquist per axis)")
-            ax.set_xlim(0, frc_rings(side)[0][-1])
+            fmax = float(frc_rings(side)[0][-1])
+            ax.axvline(0.5, color="0.6", linewidth=0.8, label="0.5 cycles/pixel: Nyquist along each axis")
+            if fmax > 0.5:  # the ptychopinn convention's rings run to the corners (docs/study-contract.md, section 10)
+                ax.axvspan(0.5, fmax, color="0.88", zorder=0,
+                           label="beyond Nyquist: only the corner pixels of the spectrum (not a resolution)")
+            ax.set_xlim(0, fmax)
         ax.set_ylim(-0.05, 1.05)
         ax.set_title(f"{comp} FRC", fontsize=10)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right center", fontsize=8, frameon=False)
-    fig.suptitle(f"{title or '/'.join(job_dir.parts[-3:])} ({meta['convention']} convention)", fontsize=10)
+    note = (" - rings and thresholds as PtychoPINN defines them, to the spectrum's corners"
+            if meta["convention"] == "ptychopinn" else "")
+    fig.suptitle(f"{title or '/'.join(job_dir.parts[-3:])} ({meta['convention']} convention{note})", fontsize=10)
     return fig
 
 

@@ -228,6 +228,13 @@ def test_plot_functions_return_figures(built, tmp_path):
     assert "1/2-bit threshold" in labels and "1/7 threshold" in labels  # the issue-10 thresholds
     assert "cycles/pixel" in fig.axes[0].get_xlabel()
     assert fig.axes[0].get_legend() is None and fig.legends  # the legend is outside the data
+    # Nyquist marked; the ptychopinn convention's rings beyond it (to the corners) shaded and labelled
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any(t.startswith("0.5 cycles/pixel: Nyquist") for t in legend)
+    spans = [p for p in fig.axes[0].patches if p.get_label().startswith("beyond Nyquist")]
+    assert len(spans) == 1 and spans[0].get_x() == pytest.approx(0.5)
+    assert fig.axes[0].get_xlim()[1] > 0.69  # sqrt(2)/2: the corners
+    assert "as PtychoPINN defines them" in fig._suptitle.get_text()
     assert isinstance(R_figures.plot_metrics_vs_dose(res.dataset), Figure)
     with pytest.raises(PtyAnalysisError, match="not in the dataset"):
         R_figures.plot_metric_grid(res.dataset, "nonsense")
