@@ -300,40 +300,101 @@ def best_arms(ds, jobs, arms_info: dict, metric: str = "ms_ssim") -> list:
     return rows
 
 
+#: A dose step of a trend counts only when its mean paired change exceeds this many standard errors
+#: (across the view/split cells present at both doses) and :data:`TREND_MIN_STEP`.
+TREND_SE = 2.0
+#: Smallest change of a mean metric that can count as a step.
+TREND_MIN_STEP = 1e-3
+#: How a trend label is decided, in words (shown with the trends).
+TREND_RULE = (f"means over the view/split cells present at every dose; a step between doses counts only when the "
+              f"mean change of the same cells exceeds {TREND_SE:g} standard errors of that change across the cells "
+              f"(the run-to-run spread stands in for it) and {TREND_MIN_STEP:g}; otherwise it is within the spread")
+
+
 def dose_trends(ds, metric: str = "ms_ssim") -> dict:
-    """Each arm's mean ``metric`` per dose (over views and splits) and the direction of the trend.
+    """Each arm's mean ``metric`` per dose and the direction of the trend, when it exceeds the spread.
+
+    Only the (view, split) cells with a value at every dose that has one are
+    averaged, so a missing job never changes one dose's mean alone; the cells
+    left out are named. A step between two doses counts when the mean of the
+    cells' paired changes exceeds :data:`TREND_SE` standard errors of that mean
+    and :data:`TREND_MIN_STEP` (:data:`TREND_RULE`); with one common cell no
+    spread can be measured and the step counts on its size alone.
 
     Returns
     -------
     dict
-        ``{arm: {comp: {"doses", "means", "trend"}}}``; ``trend`` is
-        ``"improves"``, ``"worsens"``, ``"mixed"``, ``"flat"`` or ``"no data"``.
+        ``{arm: {comp: {"doses", "means", "trend", "n_cells", "left_out", "steps"}}}``;
+        ``trend`` is ``"improves"``, ``"worsens"``, ``"mixed"``, ``"within spread"``,
+        ``"flat"``, ``"single dose"``, ``"no common jobs"`` or ``"no data"``;
+        each step is ``{"from", "to", "change", "se", "counts"}``.
     """
     out: dict = {}
     doses = [int(d) for d in ds["dose"].values]
+    sign = BETTER_SIGN.get(metric, 1)
     for arm in [str(a) for a in ds["arm"].values]:
         out[arm] = {}
         for comp in ("phase", "amplitude"):
-            means = []
-            for d in doses:
-                v = ds["value"].sel(arm=arm, dose=d, metric=metric, component=comp).values
-                v = v[np.isfinite(v)]
-                means.append(float(v.mean()) if v.size else None)
-            fin = [m for m in means if m is not None]
-            if len(fin) < 2:
-                trend = "no data" if not fin else "single dose"
+            v = ds["value"].sel(arm=arm, metric=metric, component=comp).transpose("dose", "view", "split")
+            cells = [f"{vw}/{sp}" for vw in v["view"].values for sp in v["split"].values]
+            arr = np.asarray(v.values, float).reshape(len(doses), -1)
+            have = np.isfinite(arr)
+            rows = np.flatnonzero(have.any(axis=1))
+            common = have[rows].all(axis=0) if rows.size else np.zeros(arr.shape[1], bool)
+            left_out = [c for c, h, k in zip(cells, have.any(axis=0), common) if h and not k]
+            means = [float(arr[i, common].mean()) if i in rows and common.any() else None for i in range(len(doses))]
+            steps, trend = [], None
+            if not rows.size:
+                trend = "no data"
+            elif not common.any():
+                trend = "no common jobs"
+            elif rows.size < 2:
+                trend = "single dose"
             else:
-                diffs = np.diff(fin)
-                sign = BETTER_SIGN.get(metric, 1)
-                if np.all(np.abs(diffs) < 1e-3):
-                    trend = "flat"
-                elif np.all(sign * diffs >= 0):
+                for a, b in zip(rows[:-1], rows[1:]):
+                    d = arr[b, common] - arr[a, common]
+                    se = float(np.std(d, ddof=1) / np.sqrt(d.size)) if d.size > 1 else None
+                    change = float(d.mean())
+                    counts = abs(change) >= TREND_MIN_STEP and (se is None or abs(change) > TREND_SE * se)
+                    steps.append({"from": doses[a], "to": doses[b], "change": change, "se": se, "counts": bool(counts)})
+                signs = {int(np.sign(sign * st["change"])) for st in steps if st["counts"]}
+                if not signs:
+                    trend = "flat" if all(abs(st["change"]) < TREND_MIN_STEP for st in steps) else "within spread"
+                elif signs == {1}:
                     trend = "improves"
-                elif np.all(sign * diffs <= 0):
+                elif signs == {-1}:
                     trend = "worsens"
                 else:
                     trend = "mixed"
-            out[arm][comp] = {"doses": doses, "means": means, "trend": trend}
+            out[arm][comp] = {"doses": doses, "means": means, "trend": trend, "n_cells": int(common.sum()),
+                              "left_out": left_out, "steps": steps}
+    return out
+
+
+def paired_deltas(ds, metrics=("ms_ssim", "mae"), others=("Baseline", "PtyChi")) -> dict:
+    """PtychoPINN minus each other arm, averaged over the jobs where both have a value.
+
+    Returns
+    -------
+    dict
+        ``{vs_<arm>: {metric: {comp: {"delta", "n_jobs", "n_total"}}}}``; ``n_total`` counts the
+        jobs where either arm has a value (the difference is the jobs left out), ``delta`` is None
+        when no job has both.
+    """
+    out: dict = {}
+    for other in others:
+        out[f"vs_{other}"] = {}
+        if "PtychoPINN" not in ds["arm"].values or other not in ds["arm"].values:
+            continue
+        for metric in metrics:
+            out[f"vs_{other}"][metric] = {}
+            for comp in ("amplitude", "phase"):
+                a = np.asarray(ds["value"].sel(arm="PtychoPINN", metric=metric, component=comp).values, float).ravel()
+                b = np.asarray(ds["value"].sel(arm=other, metric=metric, component=comp).values, float).ravel()
+                both = np.isfinite(a) & np.isfinite(b)
+                out[f"vs_{other}"][metric][comp] = {
+                    "delta": float((a[both] - b[both]).mean()) if both.any() else None,
+                    "n_jobs": int(both.sum()), "n_total": int((np.isfinite(a) | np.isfinite(b)).sum())}
     return out
 
 
@@ -448,6 +509,8 @@ def build_story(hub, ds=None, jobs=None, deltas=None) -> Story:
         "best": best_arms(ds, jobs, arms_info),
         "trends": dose_trends(ds),
         "deltas": deltas,
+        "paired_deltas": paired_deltas(ds),
+        "trend_rule": TREND_RULE,
         "problems": problems(jobs, arms_info),
         "incident": _incident(read_diagnosis(hub)),
         "trust": read_trust(hub, jobs),
@@ -520,22 +583,33 @@ def headline(data: dict) -> list[str]:
     return lines
 
 
+#: Title of the report's deltas section.
+DELTAS_TITLE = "Deltas (PtychoPINN minus each arm, means over the jobs where both have a value)"
+#: Unit of a metric's value per component (MS-SSIM and SSIM are unitless; MAE is in the component's unit).
+METRIC_UNITS = {"mae": {"amplitude": " (amplitude units)", "phase": " rad"}}
+
+
 def _delta_lines(data: dict) -> list[str]:
     out = []
-    d = data["deltas"] or {}
+    d = data.get("paired_deltas") or {}
     for other in ("Baseline", "PtyChi"):
-        for metric, dec in (("ms_ssim", 3), ("mae", 6)):
+        for metric in ("ms_ssim", "mae"):
             x = (d.get(f"vs_{other}") or {}).get(metric) or {}
             sign = BETTER_SIGN[metric]
             parts = []
             for comp in ("amplitude", "phase"):
-                v = x.get(comp)
+                e = x.get(comp) or {}
+                v = e.get("delta")
                 if not _finite(v):
-                    parts.append(f"{comp} n/a (a mean is missing)")
-                else:
-                    better = (sign * v) > 0
-                    who = "PtychoPINN better" if better else (f"{_arm(other, data)} better" if v != 0 else "equal")
-                    parts.append(f"{comp} {v:+.{dec}f} ({who})")
+                    parts.append(f"{comp} n/a (no job has both arms)")
+                    continue
+                better = (sign * v) > 0
+                who = "PtychoPINN better" if better else (f"{_arm(other, data)} better" if v != 0 else "equal")
+                unit = METRIC_UNITS.get(metric, {}).get(comp, "")
+                jobs = (f"{e['n_jobs']} jobs" if e["n_jobs"] == e["n_total"]
+                        else f"{e['n_jobs']} of {e['n_total']} jobs; {e['n_total'] - e['n_jobs']} without both arms "
+                             "left out")
+                parts.append(f"{comp} {v:+.3g}{unit} ({who}; {jobs})")
             meaning = "positive = PtychoPINN better" if sign > 0 else "negative = PtychoPINN better (lower error)"
             out.append(f"{metric.upper().replace('_', '-')} PtychoPINN − {_arm(other, data)}: "
                        + "; ".join(parts) + f" [{meaning}]")
@@ -547,11 +621,18 @@ def _trend_lines(data: dict) -> list[str]:
     for arm, comps in data["trends"].items():
         for comp in ("phase", "amplitude"):
             t = comps[comp]
-            if t["trend"] == "no data":
-                out.append(f"{_arm(arm, data)} {comp}: no value at any dose")
+            if t["trend"] in ("no data", "no common jobs"):
+                out.append(f"{_arm(arm, data)} {comp}: "
+                           + ("no value at any dose" if t["trend"] == "no data"
+                              else "no view/split has a value at every dose: no trend"))
                 continue
-            series = " → ".join(f"{_f(m)} @ {_dose(d)}" for d, m in zip(t["doses"], t["means"]))
-            out.append(f"{_arm(arm, data)} {comp}: {t['trend']} with dose ({series})")
+            series = " → ".join(f"{_f(m)} @ {_dose(d)}" for d, m in zip(t["doses"], t["means"]) if m is not None)
+            cells = f"{t.get('n_cells', '?')} view/split cell(s)"
+            if t.get("left_out"):
+                cells += f"; left out, not at every dose: {', '.join(t['left_out'])}"
+            if t.get("n_cells") == 1 and t["trend"] not in ("single dose",):
+                cells += "; one cell: no spread measured"
+            out.append(f"{_arm(arm, data)} {comp}: {t['trend']} with dose ({series}; {cells})")
     return out
 
 
@@ -609,8 +690,9 @@ def story_markdown(data: dict) -> str:
     L += ["### Best arm per dose × view × split (MS-SSIM)", "", "| " + " | ".join(head) + " |",
           "|" + "---|" * len(head)]
     L += ["| " + " | ".join(r) + " |" for r in rows]
-    L += ["", "### Dose trend (mean MS-SSIM over views and splits)", ""] + [f"- {s}" for s in _trend_lines(data)]
-    L += ["", "### Deltas (means over all jobs)", ""] + [f"- {s}" for s in _delta_lines(data)]
+    L += ["", "### Dose trend (mean MS-SSIM over views and splits)", "", f"How: {data['trend_rule']}.", ""]
+    L += [f"- {s}" for s in _trend_lines(data)]
+    L += ["", f"### {DELTAS_TITLE}", ""] + [f"- {s}" for s in _delta_lines(data)]
     probs = data["problems"]
     L += ["", "### Missing, failed or all-zero results", ""]
     L += [f"- {p['job']}{' ' + _arm(p['arm'], data) if p['arm'] else ''}: {p['text']}" for p in probs] or ["- none"]
@@ -656,9 +738,10 @@ def story_html(data: dict) -> str:
     for r in rows:
         H.append("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in r) + "</tr>")
     H += ["</tbody></table>"]
-    H += ['<h3 id="dose-trend">Dose trend (mean MS-SSIM over views and splits)</h3>', "<ul>"]
+    H += ['<h3 id="dose-trend">Dose trend (mean MS-SSIM over views and splits)</h3>',
+          f'<p class="note">How: {_esc(data["trend_rule"])}.</p>', "<ul>"]
     H += [f"<li>{_esc(s)}</li>" for s in _trend_lines(data)] + ["</ul>"]
-    H += ['<h3 id="deltas">Deltas (means over all jobs)</h3>', "<ul>"]
+    H += [f'<h3 id="deltas">{_esc(DELTAS_TITLE)}</h3>', "<ul>"]
     H += [f"<li>{_esc(s)}</li>" for s in _delta_lines(data)] + ["</ul>"]
     H += ['<h3 id="problems">Missing, failed or all-zero results</h3>', "<ul>"]
     probs = data["problems"]

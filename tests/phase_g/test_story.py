@@ -114,3 +114,34 @@ def test_all_zero_arm_is_zero_never_missing(tmp_path):
     fig = figures.plot_reconstructions(hub / "analysis" / "dose_1000" / "dense" / "test")
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert any("2,629,632" in t for t in texts)
+
+
+def test_a_missing_job_is_left_out_of_trends_and_deltas_and_said(told):
+    """dose_10000/dense/train failed: the trend uses only the cells at every dose and names the one left out;
+    the deltas say over how many jobs they are."""
+    _hub, s = told
+    t = s.data["trends"]["PtychoPINN"]["phase"]
+    assert t["n_cells"] == 1 and t["left_out"] == ["dense/train"]
+    assert "left out, not at every dose: dense/train" in s.markdown and "one cell: no spread measured" in s.markdown
+    pd_ = s.data["paired_deltas"]["vs_Baseline"]["ms_ssim"]["phase"]
+    # the 10000/dense/train job failed; the Baseline is empty at 1000/dense/test: 2 of the 3 jobs have both arms
+    assert (pd_["n_jobs"], pd_["n_total"]) == (2, 3) and "2 of 3 jobs; 1 without both arms left out" in s.markdown
+    assert "How: means over the view/split cells present at every dose" in s.markdown
+
+
+def test_a_trend_label_needs_a_change_beyond_the_spread():
+    import numpy as np
+    import xarray as xr
+
+    def ds_of(values):  # values[dose][cell]
+        v = np.asarray(values, float).reshape(len(values), 2, 2)[None, :, :, :, None, None]
+        return xr.Dataset({"value": (("arm", "dose", "view", "split", "metric", "component"),
+                                     np.repeat(v, 2, axis=-1))},
+                          coords={"arm": ["PtychoPINN"], "dose": [1000, 10000], "view": ["dense", "sparse"],
+                                  "split": ["train", "test"], "metric": ["ms_ssim"],
+                                  "component": ["phase", "amplitude"]})
+
+    clear = story.dose_trends(ds_of([[0.5, 0.6, 0.55, 0.52], [0.6, 0.7, 0.66, 0.61]]))["PtychoPINN"]["phase"]
+    assert clear["trend"] == "improves" and clear["steps"][0]["counts"]
+    noisy = story.dose_trends(ds_of([[0.5, 0.6, 0.55, 0.52], [0.62, 0.5, 0.66, 0.45]]))["PtychoPINN"]["phase"]
+    assert noisy["trend"] == "within spread" and not noisy["steps"][0]["counts"]
