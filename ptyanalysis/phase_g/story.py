@@ -247,6 +247,26 @@ def read_trust(hub, jobs) -> list:
     return [f"{j.label}: {f.arm} {f.check}: {f.message}" for j in jobs for f in trust.trust_flags(j, hub)]
 
 
+def under_trained(hub, jobs) -> dict:
+    """The arms flagged ``under_trained`` (:mod:`ptyanalysis.phase_g.trust`) and in how many of the scored jobs.
+
+    Returns
+    -------
+    dict
+        ``{arm: {"jobs": [label, ...], "n_scored": int, "example": message}}``; empty when no arm is.
+    """
+    from ..phase_g import trust
+
+    out: dict = {}
+    scored = [j for j in jobs if j.status == "success"]
+    for j in scored:
+        for f in trust.trust_flags(j, hub):
+            if f.check == "under_trained":
+                e = out.setdefault(f.arm, {"jobs": [], "n_scored": len(scored), "example": f.message})
+                e["jobs"].append(j.label)
+    return out
+
+
 # --------------------------------------------------------------------------- facts
 
 
@@ -514,6 +534,7 @@ def build_story(hub, ds=None, jobs=None, deltas=None) -> Story:
         "problems": problems(jobs, arms_info),
         "incident": _incident(read_diagnosis(hub)),
         "trust": read_trust(hub, jobs),
+        "under_trained": under_trained(hub, jobs),
         "provenance": {
             "PtyChi": iterative_provenance(algorithms),
             "PtyChi_label": arm_label("PtyChi", next((a for a in algorithms if a), None)),
@@ -565,6 +586,13 @@ def headline(data: dict) -> list[str]:
             order = sorted(wins.items(), key=lambda kv: -kv[1])
             lines.append(f"Best on {comp} (MS-SSIM): " + ", ".join(
                 f"{_arm(a, data)} in {n} of {len(best)} jobs" for a, n in order) + ".")
+    ut = data.get("under_trained") or {}
+    if ut:
+        parts = [f"{_arm(a, data)} in {len(e['jobs'])} of {e['n_scored']} jobs" for a, e in sorted(ut.items())]
+        first = next(iter(sorted(ut.items())))[1]["example"]
+        lines.append("Under-trained: " + ", ".join(parts) + f" (e.g. {first}). The ranking above compares models "
+                     "stopped before they converged, not the methods; train longer (ptyanalysis train HUB --steps N "
+                     "--force) for numbers about the methods.")
     zeros = [p for p in data["problems"] if p["kind"] == "zero"]
     if zeros:
         arms = sorted({p["arm"] for p in zeros})

@@ -196,7 +196,12 @@ def test_under_trained_model_in_a_hub_is_flagged(tmp_path):
     assert len(flags) == 1 and "Baseline under_trained" in flags[0] and "params.json" in flags[0]
     job = R_collect.collect_jobs(hub)[0]
     assert job.trust.arms["PtychoPINN"]["training"]["under_trained"] is False
-    assert "under_trained" in R_story.build_story(hub).html
+    st = R_story.build_story(hub)
+    assert "under_trained" in st.html
+    # the first screen says it, with the count and what to do
+    assert st.data["under_trained"]["Baseline"]["jobs"] == ["dose_1000/dense/test"]
+    head = R_story.headline(st.data)
+    assert any(h.startswith("Under-trained: Baseline in 1 of 1 jobs") and "--steps" in h for h in head)
     with pytest.raises(PtyAnalysisError, match="PtychoPINN study folders only"):
         R_report.phase_g(hub, html=False, figures=False, dose=1000)
 
