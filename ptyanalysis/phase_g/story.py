@@ -300,7 +300,8 @@ def best_arms(ds, jobs, arms_info: dict, metric: str = "ms_ssim") -> list:
     list of dict
         One per job: ``dose, view, split, status, phase, amplitude`` where
         each of the last two is ``{"best", "value", "runner_up", "margin",
-        "values", "unscored"}``.
+        "values", "unscored", "best_by_ssim"}`` (``best_by_ssim``: the best arm
+        by plain SSIM, which can disagree with MS-SSIM).
     """
     rows = []
     for j in jobs:
@@ -310,7 +311,12 @@ def best_arms(ds, jobs, arms_info: dict, metric: str = "ms_ssim") -> list:
             vals = {a: _metric(ds, a, j.dose, j.view, j.split, metric, comp) for a in ARMS} if j.status == "success" else {}
             scored = sorted(((v, a) for a, v in vals.items() if v is not None), reverse=True)
             unscored = {a: info.get(a, {}).get("text", "missing") for a, v in vals.items() if v is None}
-            e = {"values": vals, "unscored": unscored, "best": None, "value": None, "runner_up": None, "margin": None}
+            e = {"values": vals, "unscored": unscored, "best": None, "value": None, "runner_up": None, "margin": None,
+                 "best_by_ssim": None}
+            if j.status == "success" and metric != "ssim":
+                ssim = sorted(((v, a) for a in ARMS if (v := _metric(ds, a, j.dose, j.view, j.split, "ssim", comp))
+                               is not None), reverse=True)
+                e["best_by_ssim"] = ssim[0][1] if ssim else None
             if scored:
                 e["best"], e["value"] = scored[0][1], scored[0][0]
                 if len(scored) > 1:
@@ -586,6 +592,15 @@ def headline(data: dict) -> list[str]:
             order = sorted(wins.items(), key=lambda kv: -kv[1])
             lines.append(f"Best on {comp} (MS-SSIM): " + ", ".join(
                 f"{_arm(a, data)} in {n} of {len(best)} jobs" for a, n in order) + ".")
+    for comp in ("phase", "amplitude"):
+        split_votes = [b for b in best if b[comp]["best"] and b[comp].get("best_by_ssim")
+                       and b[comp]["best_by_ssim"] != b[comp]["best"]]
+        if split_votes:
+            b = split_votes[0]
+            lines.append(f"SSIM and MS-SSIM disagree on the best {comp} arm in {len(split_votes)} of {len(best)} jobs "
+                         f"(e.g. {_dose(b['dose'])} {b['view']} {b['split']}: MS-SSIM {_arm(b[comp]['best'], data)}, "
+                         f"SSIM {_arm(b[comp]['best_by_ssim'], data)}): MS-SSIM weighs coarse structure, SSIM "
+                         "fine detail; the ranking is not robust there.")
     ut = data.get("under_trained") or {}
     if ut:
         parts = [f"{_arm(a, data)} in {len(e['jobs'])} of {e['n_scored']} jobs" for a, e in sorted(ut.items())]

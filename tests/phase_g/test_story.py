@@ -145,3 +145,16 @@ def test_a_trend_label_needs_a_change_beyond_the_spread():
     assert clear["trend"] == "improves" and clear["steps"][0]["counts"]
     noisy = story.dose_trends(ds_of([[0.5, 0.6, 0.55, 0.52], [0.62, 0.5, 0.66, 0.45]]))["PtychoPINN"]["phase"]
     assert noisy["trend"] == "within spread" and not noisy["steps"][0]["counts"]
+
+
+def test_ssim_and_ms_ssim_disagreeing_is_said(told):
+    from ptyanalysis.phase_g.results import load_results
+
+    hub, s = told
+    assert not any(h.startswith("SSIM and MS-SSIM disagree") for h in story.headline(s.data))
+    ds = load_results(hub).load()
+    ds["value"].loc[dict(arm="Baseline", dose=1000, view="dense", split="train", metric="ssim",
+                         component="phase")] = 1.0
+    s2 = story.build_story(hub, ds=ds)
+    line = next(h for h in story.headline(s2.data) if h.startswith("SSIM and MS-SSIM disagree on the best phase"))
+    assert "in 1 of 3 jobs" in line and "SSIM Baseline" in line
