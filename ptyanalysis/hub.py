@@ -189,6 +189,21 @@ def hub_grid(hub) -> dict:
     return {"doses": sorted(doses), "views": sorted(views), "splits": sorted(splits)}
 
 
+def check_hub_folder(hub) -> None:
+    """Refuse a hub path that does not exist or is a file (the one message for every command).
+
+    Raises
+    ------
+    PtyAnalysisError
+    """
+    hub = Path(hub)
+    if hub.is_file():
+        raise PtyAnalysisError(f"{hub} is a file, not a study hub: give the hub's folder (the one holding data/ "
+                               "and analysis/)")
+    if not hub.is_dir():
+        raise PtyAnalysisError(f"hub not found: {hub} does not exist")
+
+
 def check_in_hub(hub, dose=None, view=None, split=None) -> None:
     """Raise a :class:`PtyAnalysisError` listing what the hub has when ``dose``, ``view`` or ``split`` is not in it.
 

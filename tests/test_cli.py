@@ -162,3 +162,30 @@ def test_recorded_version_is_the_running_code():
     from ptyanalysis.provenance import software_versions
 
     assert software_versions()["ptyanalysis"] == ptyanalysis.__version__
+
+
+def test_a_folder_that_is_not_a_hub_or_a_file_gets_exit_2_and_nothing_written(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli.main(["verify", str(empty)]) == 2
+    assert "has no analysis/ folder" in capsys.readouterr().err and not any(empty.iterdir())
+    f = tmp_path / "notes.txt"
+    f.write_text("x")
+    for cmd in (["phase-g", str(f)], ["verify", str(f)]):
+        assert cli.main(cmd) == 2
+        assert "is a file, not a study hub" in capsys.readouterr().err
+
+
+def test_a_dot_keras_file_that_is_not_one_is_named_before_keras_is_imported(tmp_path):
+    bad = tmp_path / "m.keras"
+    bad.write_text("not a model")
+    h5 = tmp_path / "old.keras"
+    h5.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    code = ("import sys\nfrom ptyanalysis.inference.loading import check_keras_file\n"
+            "for p in sys.argv[1:]:\n    try:\n        check_keras_file(p)\n    except Exception as e:\n"
+            "        print(e)\nprint('keras' in sys.modules, 'tensorflow' in sys.modules)\n")
+    r = subprocess.run([sys.executable, "-c", code, str(bad), str(h5)], capture_output=True, text=True, timeout=120)
+    lines = r.stdout.splitlines()
+    assert "is not a Keras .keras file: it is not a zip archive" in lines[0]
+    assert "an HDF5 file (a legacy .h5 model: rename it to .h5)" in lines[1]
+    assert lines[2] == "False False"

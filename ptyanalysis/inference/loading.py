@@ -180,7 +180,36 @@ def _import_custom_layers(path: Path | None = None) -> list[str]:
     return imported
 
 
+def check_keras_file(path) -> None:
+    """Refuse a ``.keras`` path that is not a Keras archive, before Keras is imported.
+
+    A ``.keras`` file is a zip archive holding ``config.json`` (and usually
+    ``model.weights.h5``); anything else (a text file, a truncated download, an
+    HDF5 file renamed) gets a message that says what it is.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if not zipfile.is_zipfile(path):
+        what = ("an HDF5 file (a legacy .h5 model: rename it to .h5)" if head.startswith(b"\x89HDF")
+                else "empty" if not head else "not a zip archive")
+        raise PtyAnalysisError(f"{path} is not a Keras .keras file: it is {what}. A .keras file is the zip "
+                               "archive model.save('model.keras') writes; re-export the model")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = set(zf.namelist())
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise PtyAnalysisError(f"{path} is a damaged zip archive ({exc}); re-export the model") from None
+    if "config.json" not in names:
+        raise PtyAnalysisError(f"{path} is a zip archive without config.json, not a Keras .keras file "
+                               f"(it holds {', '.join(sorted(names)[:5]) or 'nothing'}); re-export the model with "
+                               "model.save('model.keras')")
+
+
 def _load_keras(path: Path, custom_objects, compile, safe_mode, sidecar) -> LoadedModel:
+    check_keras_file(path)
     keras = import_keras()
 
     _import_custom_layers(path)

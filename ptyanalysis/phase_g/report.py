@@ -75,8 +75,7 @@ def phase_g(hub, notebook=None, html: bool = True, figures: bool = True,
     """
     hub = Path(hub).resolve()
     analysis = _hub.analysis_root(hub)
-    if not hub.is_dir():
-        raise PtyAnalysisError(f"hub not found: {hub}")
+    _hub.check_hub_folder(hub)
     imported = None
     if find_studies(hub):
         imported = import_studies(hub, arms=arms, dose=dose)

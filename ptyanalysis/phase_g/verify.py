@@ -650,11 +650,13 @@ def verify_hub(hub, report_path=None, write: bool = True) -> VerifyResult:
     Raises
     ------
     PtyAnalysisError
-        If the hub does not exist.
+        If the hub does not exist, is a file, or has no ``analysis/`` folder (nothing is written then).
     """
     hub = Path(hub).resolve()
-    if not hub.is_dir():
-        raise PtyAnalysisError(f"hub not found: {hub}")
+    _hub.check_hub_folder(hub)
+    if not _hub.analysis_root(hub).is_dir():
+        raise PtyAnalysisError(f"{hub} is not a study hub with results: it has no analysis/ folder. Run the study "
+                               f"grid (`ptyanalysis grid`) or `ptyanalysis phase-g {hub}` first; nothing was written")
     validations = []
     for check in CHECKS:
         try:

@@ -190,7 +190,7 @@ def test_no_grid_logs(hub):
 def test_empty_hub_scores_zero_and_cli_exit_codes(tmp_path, capsys):
     from ptyanalysis.cli import main
 
-    (tmp_path / "hub").mkdir()
+    (tmp_path / "hub" / "analysis").mkdir(parents=True)  # a hub whose results are all missing
     res = V.verify_hub(tmp_path / "hub")
     assert not res.all_valid and res.n_valid <= 2  # nothing exists; only vacuous checks may pass
     assert main(["verify", str(tmp_path / "hub")]) == 1
