@@ -1761,6 +1761,9 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
     P0 = _normalise_set(passing, names, "passing")
     R0 = _normalise_set(reference, names, "reference") if reference is not None else None
     T0 = _normalise_set(paired_reference, names, "paired reference") if paired_reference is not None else None
+    from .inputs import check_input_shapes
+
+    check_input_shapes(loaded, {"failing": F0, "passing": P0, "reference": R0, "paired reference": T0})
     if T0 is not None:
         if _n(T0) != _n(F0):
             raise PtyAnalysisError(

@@ -69,6 +69,39 @@ def normalise_input_set(x, names: list, label: str) -> dict | None:
     return d
 
 
+def check_input_shapes(loaded, sets: dict) -> None:
+    """Refuse input sets whose arrays cannot be fed to the model (rank or a fixed dimension differs).
+
+    Checked against the model's declared input shapes (``None`` = any size)
+    before anything runs, so a command exits with status 2 and writes nothing.
+
+    Parameters
+    ----------
+    loaded : LoadedModel
+    sets : dict
+        ``{label: {input name: array} or None}``.
+
+    Raises
+    ------
+    PtyAnalysisError
+        Naming the set, the input, its shape and the shape the model takes.
+    """
+    shapes = list(getattr(loaded, "input_shapes", None) or [])
+    for label, s in sets.items():
+        if not s:
+            continue
+        for name, want in zip(loaded.input_names, shapes):
+            if want is None or name not in s:
+                continue
+            want = tuple(None if w is None else int(w) for w in want)
+            got = tuple(int(g) for g in np.shape(s[name]))
+            if len(got) != len(want) or any(w is not None and w != g for w, g in zip(want[1:], got[1:])):
+                shown = "(" + ", ".join("any" if w is None else str(w) for w in want) + ")"
+                raise PtyAnalysisError(
+                    f"{label} set: input {name!r} has shape {got} but model {loaded.source} takes {shown}: it cannot "
+                    "be fed (wrong file, or study datasets given without --study-inputs?); nothing was run")
+
+
 def reference_from_sidecar(sidecar: dict, like: dict, *, seed: int = 0) -> dict | None:
     """Draw reference inputs from a sidecar's training input statistics.
 

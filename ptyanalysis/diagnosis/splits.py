@@ -21,6 +21,7 @@ from ..diagnosis.health import (
 from ..diagnosis.inputs import (
     add_feed_argument,
     check_feed,
+    check_input_shapes,
     cli_input_sets,
     normalise_input_set,
     reference_from_sidecar,
@@ -473,6 +474,7 @@ def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("tr
         ref_source = "reference input set"
     if reference is not None:
         sets["reference"] = normalise_input_set(reference, in_names, "reference")
+    check_input_shapes(loaded, sets)
     splits = list(sets)
     base = "reference" if "reference" in sets else names[0]
 

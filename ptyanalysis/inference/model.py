@@ -227,7 +227,7 @@ def _is_torch_module(model) -> bool:
 
 
 def _wrap_torch(module, source: str, kind: str = "torch_module", loader: str = "in-memory object", sidecar=None,
-                *, input_names=None, output_names=None) -> LoadedModel:
+                *, input_names=None, output_names=None, input_shapes=None) -> LoadedModel:
     """A plain PyTorch module as a :class:`LoadedModel`: called as ``module(*inputs)`` (inputs in order).
 
     Input names are ``input_names``, else the parameters of ``module.forward``;
@@ -247,7 +247,8 @@ def _wrap_torch(module, source: str, kind: str = "torch_module", loader: str = "
     def call(xs):
         return _flatten_outputs(module(*xs), out_names)
 
-    return LoadedModel(model=module, input_names=names, input_shapes=[None] * len(names), output_names=out_names,
+    shapes = list(input_shapes) if input_shapes is not None else [None] * len(names)
+    return LoadedModel(model=module, input_names=names, input_shapes=shapes, output_names=out_names,
                        source=source, kind=kind, sidecar=sidecar, input_dtypes=None, loader=loader,
                        backend="torch", _call=call)
 

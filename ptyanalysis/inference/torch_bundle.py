@@ -430,4 +430,5 @@ def load_torch_bundle(path, model_name: str = "diffraction_to_obj"):
     return _wrap_torch(predictor, str(path), kind="ptychopinn_torch_bundle",
                        loader="ptycho_torch PtychoPINN_Lightning from torch_scaling_metadata.pt, "
                               "load_state_dict(strict=True)",
-                       sidecar=sidecar, input_names=["input", "input_positions"], output_names=["object"])
+                       sidecar=sidecar, input_names=["input", "input_positions"], output_names=["object"],
+                       input_shapes=[(None, params["N"], params["N"], params["C"]), (None, 1, 2, params["C"])])

@@ -160,7 +160,7 @@ def test_missing_unknown_corrupt(tmp_path):
     with pytest.raises(PtyAnalysisError, match="unknown model file type '.onnx'"):
         load_model(tmp_path / "m.onnx")
     (tmp_path / "m.keras").write_bytes(b"garbage")
-    with pytest.raises(PtyAnalysisError, match="could not load Keras model"):
+    with pytest.raises(PtyAnalysisError, match="is not a Keras .keras file: it is not a zip archive"):
         load_model(tmp_path / "m.keras")
     empty = tmp_path / "empty"
     empty.mkdir()

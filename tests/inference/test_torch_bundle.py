@@ -253,3 +253,19 @@ def test_compare_splits_cli_takes_the_torch_cli_feed(standin, tmp_path):
     no_study[-1] = str(tmp_path / "o2")
     bad = subprocess.run(no_study, capture_output=True, text=True, env=env, timeout=600)
     assert bad.returncode == 2 and "--feed torch_cli applies to study datasets" in bad.stderr
+
+
+def test_a_set_that_cannot_be_fed_exits_2_and_writes_nothing(standin, tmp_path):
+    b = standin.write_torch_bundle(tmp_path / "wts.h5.zip", gridsize=1, N=16)
+    rng = np.random.default_rng(8)
+    good = _sets(rng, 16)
+    np.savez(tmp_path / "p.npz", **good)
+    np.savez(tmp_path / "f.npz", input=rng.random((40, 32, 32, 1)).astype(np.float32),
+             input_positions=good["input_positions"])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(STANDIN), str(REPO)])}
+    r = subprocess.run([sys.executable, "-m", "ptyanalysis", "bisect", "--model", str(b), "--failing",
+                        str(tmp_path / "f.npz"), "--passing", str(tmp_path / "p.npz"), "--out", str(tmp_path / "o")],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "failing set: input 'input' has shape (40, 32, 32, 1) but model" in r.stderr and "(any, 16, 16, 1)" in r.stderr
+    assert not (tmp_path / "o").exists()
