@@ -20,6 +20,7 @@ import importlib
 import os
 import re
 import sys
+import warnings
 
 from .errors import PtyAnalysisError
 
@@ -127,6 +128,7 @@ def main(argv=None) -> int:
         Exit status: 0 done, 2 bad input, 130 interrupted.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow C++ log: errors only via Python
+    from_shell = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     commands = COMMANDS
     if argv and argv[0] in COMMANDS:  # import only the module that runs
@@ -134,6 +136,33 @@ def main(argv=None) -> int:
     parser = build_parser(commands)
     args = parser.parse_args(argv)
     mod = importlib.import_module(args._module)
+    if not from_shell:  # called from Python: warnings stay Python's (pytest, a notebook record them)
+        return _run(mod, args, argv)
+    with warnings.catch_warnings():
+        _notices_as_lines(args.command)
+        return _run(mod, args, argv)
+
+
+def _notices_as_lines(command: str) -> None:
+    """Print the package's notices (:class:`ptyanalysis.io.DatasetNotice`) as one plain line each.
+
+    Python's default shows the file, line and source line of the call that warned, which means nothing to a
+    user of the command; other warnings keep the default format.
+    """
+    from .io import DatasetNotice
+
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if isinstance(category, type) and issubclass(category, DatasetNotice):
+            print(f"ptyanalysis {command}: notice: {message}", file=file or sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
+def _run(mod, args, argv) -> int:
     try:
         if args.command in MODEL_COMMANDS:
             from .inference.backends import select_keras_backend

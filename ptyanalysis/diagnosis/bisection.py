@@ -1905,7 +1905,20 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
     else:
         basis_note = " Health: output statistics (no paired reference)."
 
+    # non-finite input values are always named, whatever the criterion looks at
+    nf_parts = []
+    for k in names:
+        ev = _nonfinite_evidence(np.asarray(F0[k]))
+        if ev["count"]:
+            first = ", ".join(map(str, ev["first_samples"])) + (", ..." if ev["n_samples"] > 5 else "")
+            nf_parts.append(f"{ev['count']:,} in {k!r} ({ev['n_samples']} sample(s): {first})")
+    nonfinite_note = ("The failing set holds non-finite (NaN/Inf) input values: " + "; ".join(nf_parts)
+                      + f" (criterion {crit.label!r}; run with --criterion non-finite to localise them)") if nf_parts else ""
+
     def finish(reproduced, verdict, fix, ranked):
+        if nonfinite_note and "summary" in verdict and "non-finite" not in verdict["summary"]:
+            summ = verdict["summary"].rstrip()
+            verdict = {**verdict, "summary": summ + ("" if summ.endswith(".") else ".") + " " + nonfinite_note + "."}
         if ref_note and "summary" in verdict and ref_note.strip() not in verdict["summary"] \
                 and verdict.get("kind") != "collapsed":  # there the unusable reference is the finding itself
             summ = verdict["summary"].rstrip()

@@ -269,3 +269,24 @@ def test_a_set_that_cannot_be_fed_exits_2_and_writes_nothing(standin, tmp_path):
     assert r.returncode == 2, r.stderr[-2000:]
     assert "failing set: input 'input' has shape (40, 32, 32, 1) but model" in r.stderr and "(any, 16, 16, 1)" in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_nonfinite_inputs_are_named_whatever_the_criterion(standin, tmp_path):
+    from ptyanalysis.io import save_dataset
+
+    b = standin.write_torch_bundle(tmp_path / "wts.h5.zip", gridsize=1, N=16)
+    rng = np.random.default_rng(9)
+    save_dataset(tmp_path / "a.npz", _split(rng, 16))
+    bad = _split(rng, 16)
+    bad.diffraction[5] = np.nan  # one whole pattern, as a beam-off frame exported as NaN
+    save_dataset(tmp_path / "b.npz", bad, validate=False)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(STANDIN), str(REPO)])}
+    r = subprocess.run([sys.executable, "-m", "ptyanalysis", "bisect", "--model", str(b), "--failing",
+                        str(tmp_path / "b.npz"), "--passing", str(tmp_path / "a.npz"), "--study-inputs",
+                        "--out", str(tmp_path / "o")], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "ptyanalysis bisect: notice: " in r.stderr and "load_dataset(" not in r.stderr  # no source line echoed
+    import json
+
+    v = json.loads((tmp_path / "o" / "bisection.json").read_text())["verdict"]
+    assert "holds non-finite (NaN/Inf) input values: 256 in 'input' (1 sample(s): 5)" in v["summary"]
