@@ -290,3 +290,17 @@ def test_nonfinite_inputs_are_named_whatever_the_criterion(standin, tmp_path):
 
     v = json.loads((tmp_path / "o" / "bisection.json").read_text())["verdict"]
     assert "holds non-finite (NaN/Inf) input values: 256 in 'input' (1 sample(s): 5)" in v["summary"]
+
+
+def test_an_identical_input_set_is_run_once(standin, tmp_path):
+    """PtychoPINN torch gs1: the study feed equals the trained one, so the reference is the passing set itself."""
+    from ptyanalysis.diagnosis.bisection import bisect
+    from ptyanalysis.inference import load_model
+
+    m = load_model(standin.write_torch_bundle(tmp_path / "wts.h5.zip", N=16))
+    rng = np.random.default_rng(10)
+    F, P = _sets(rng, 16), _sets(rng, 16)
+    res = bisect(m, F, P, reference={k: v.copy() for k, v in P.items()}, max_evaluations=20)
+    rep = {e.name: e for e in res.experiments if e.stage == "reproduce"}
+    assert "reused" in rep["passing"].details and "reused" not in rep["reference"].details
+    assert rep["passing"].health == rep["reference"].health
