@@ -101,6 +101,7 @@ from ..diagnosis.health import (
     reference_problem,
     sample_health,
     sample_spread,
+    truth_sample_spread,
 )
 from ..diagnosis.health import restores as _restores
 from ..errors import PtyAnalysisError
@@ -699,6 +700,17 @@ def _content_key(xs) -> tuple:
         h.update(f"{x.shape}{x.dtype.str}".encode())
         h.update(x.view(np.uint8).reshape(-1) if x.size else b"")
     return (h.hexdigest(),)
+
+
+def _collapse_criterion_for(found: list) -> str:
+    """The ``collapsed[:tol]`` criterion under which the components found (:func:`collapsed_outputs`) fail."""
+    from ..diagnosis.health import COLLAPSE_TOL
+
+    flat = [c for c in found if c.get("kind") == "flat"]
+    if not flat:
+        return "collapsed"
+    tol = max(c["spread"] / (np.pi if c["component"] == "phase" else 1.0) for c in flat) * 2
+    return f"collapsed:{float(f'{max(tol, COLLAPSE_TOL):.1g}'):g}"
 
 
 class _Runner:
@@ -1732,7 +1744,7 @@ def _rank(causes: list) -> list:
 # ----------------------------------------------------------------------------- main
 def bisect(model, failing, passing, reference=None, criterion="all-zero", *, runtime=None,
            max_samples: int = 2000, max_evaluations: int = 58, seed: int = 0,
-           probe_layers: bool = True, paired_reference=None) -> BisectionResult:
+           probe_layers: bool = True, paired_reference=None, ground_truth=None) -> BisectionResult:
     """Find why ``model`` fails on ``failing`` and passes on ``passing``.
 
     Parameters
@@ -1771,6 +1783,12 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
         output's health is the lower of that and the statistics' health, so a
         change restores only what it restores sample by sample. Without it
         health compares output statistics only (``health.basis`` says which).
+    ground_truth : dict, optional
+        ``{"failing" | "passing" | "reference": true object patches}`` (complex,
+        samples first), e.g. from the study datasets: an output component that
+        varies far less from sample to sample than the truth
+        (:data:`~ptyanalysis.diagnosis.health.FLAT_RATIO`) is reported as flat,
+        with the collapsed ones (``health["collapsed"]``).
 
     Returns
     -------
@@ -1921,8 +1939,9 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
               "basis": "paired" if runner.paired is not None else "statistics",
               "paired": paired_info,
               # output components that do not depend on the input (the same for every sample), per set
-              "collapsed": {lbl: collapsed_outputs(st, out_names) for lbl, (e, st) in stats.items()
-                            if st is not None}}
+              "collapsed": {lbl: collapsed_outputs(st, out_names,
+                                                   truth_spread=truth_sample_spread((ground_truth or {}).get(lbl)))
+                            for lbl, (e, st) in stats.items() if st is not None}}
     input_info: dict = {}
     layers: dict = {"status": "not run", "rows": []}
     # a reference whose outputs are unusable is not used for interventions either
@@ -2010,7 +2029,7 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
         unused_note = ""
     runner.unused = {u.name for u in usage if u.used is False and not u.auxiliary}
     flat = health["collapsed"].get("failing") or []
-    if not fail_fails and flat and not crit.kind == "collapsed":
+    if not fail_fails and flat:
         # a failure that is not the criterion's: outputs that do not depend on the input. Say so, and
         # locate where the dependence is lost (one probe call on the failing set).
         everywhere = [lbl for lbl in ("passing", "reference") if health["collapsed"].get(lbl)]
@@ -2022,11 +2041,11 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
             "collapsed": flat, "also_on": everywhere, "first_input_independent_layer": where})]
         return finish(False, {"kind": "collapsed", "name": ", ".join(f"{c['output']} {c['component']}" for c in flat),
                               "summary": (
-            f"not an {crit.label!r} failure, but a collapsed output: {texts}"
+            f"not an {crit.label!r} failure, but an output that does not depend on the input: {texts}"
             + (f"; the same on the {' and '.join(everywhere)} set(s), so the model itself does not use its input "
                "there (e.g. under-trained), not the data" if everywhere else "")
             + (f"; activations stop depending on the input at layer {where!r}" if where else "")
-            + ". Rerun with --criterion collapsed to bisect it as the failure")},
+            + f". Rerun with --criterion {_collapse_criterion_for(flat)} to bisect it as the failure")},
             "check the training (loss still falling? a flat output after few epochs is an under-trained model) "
             "and the input scale the model was trained with", causes)
     if not fail_fails:
@@ -2400,8 +2419,16 @@ def run_cli(args) -> int:
     paired = default_paired_set(loaded, datasets, paths, "failing", study_inputs=args.study_inputs,
                                 reference_given=args.reference is not None or reference is None, seed=args.seed,
                                 say=print, feed=args.feed)
+    gt = None
+    if args.study_inputs:
+        from ..diagnosis.inputs import split_ground_truth
+
+        gt = split_ground_truth(datasets, {"failing": "failing", "passing": "passing"}, say=print)
+        if gt is not None and args.reference is None and reference is not None:
+            gt["reference"] = gt["passing"]  # the reference is the passing split fed as trained
     res = bisect(loaded, sets["failing"], sets["passing"], reference, crit, max_samples=args.max_samples,
-                 max_evaluations=args.max_evaluations, seed=args.seed, runtime=runtime, paired_reference=paired)
+                 max_evaluations=args.max_evaluations, seed=args.seed, runtime=runtime, paired_reference=paired,
+                 ground_truth=gt)
     path = write_bisection(res, args.out)
     print(f"wrote {path}")
     print(f"verdict: {res.verdict['kind']} {res.verdict.get('name')}: {res.verdict['summary']}")

@@ -75,6 +75,9 @@ RATIO_TOL = 0.2
 #: Default tolerance of the ``collapsed`` criterion: relative std of a constant output, and relative sample
 #: spread of an input-independent one (:attr:`OutputHealth.sample_spread`; float32 round-off is ~1e-7).
 COLLAPSE_TOL = 1e-5
+#: An output component varying between samples less than this fraction of the ground truth's variation
+#: (both :func:`sample_spread`) barely depends on the input: reported with the collapsed ones ("flat").
+FLAT_RATIO = 0.05
 #: Criterion names understood by :func:`parse_criterion`.
 CRITERIA = ("all-zero", "non-finite", "collapsed", "zero-fraction")
 #: Zero fraction of the ``mostly-zero`` criterion.
@@ -430,7 +433,8 @@ def reference_problem(stats) -> str | None:
     return "; ".join(probs) if probs else None
 
 
-def collapsed_outputs(stats, names=None, tol: float = COLLAPSE_TOL) -> list:
+def collapsed_outputs(stats, names=None, tol: float = COLLAPSE_TOL, *, truth_spread: dict | None = None,
+                      flat_ratio: float = FLAT_RATIO) -> list:
     """Which output components do not depend on the input (the same for every sample), in plain words.
 
     Parameters
@@ -440,26 +444,60 @@ def collapsed_outputs(stats, names=None, tol: float = COLLAPSE_TOL) -> list:
         Output names (default ``output_k``).
     tol : float
         :meth:`OutputHealth.collapsed_components`.
+    truth_spread : dict, optional
+        The ground truth's sample spreads of the first output, ``{"amplitude": .., "phase": ..}``
+        (:func:`sample_spread` of the true object patches). With it, a component whose sample spread is
+        below ``flat_ratio`` times the truth's is reported too (``kind`` ``"flat"``): it barely depends
+        on the input although the objects differ.
+    flat_ratio : float
+        :data:`FLAT_RATIO`.
 
     Returns
     -------
     list of dict
-        ``{"output", "component", "spread", "text"}`` per collapsed component,
-        e.g. ``"object amplitude is the same for every sample (max |a_i - a_0|
-        = 1.2e-07 of its maximum)"``.
+        ``{"output", "component", "spread", "kind", "text"}`` per collapsed (``kind`` ``"collapsed"``) or
+        flat component (``"flat"``, with ``truth_spread``), e.g. ``"object amplitude is the same for every
+        sample (max |a_i - a_0| = 1.2e-07 of its maximum)"``.
     """
     out = []
     for k, st in enumerate(stats):
         name = names[k] if names and k < len(names) else f"output_{k}"
-        for comp in st.collapsed_components(tol):
-            v = st.components()[comp]
+        collapsed = st.collapsed_components(tol)
+        for comp, v in st.components().items():
             unit = "rad" if comp == "phase" else "of its maximum"
             sym = "phi" if comp == "phase" else "a"
-            out.append({"output": name, "component": comp, "spread": v,
-                        "text": (f"{name} {comp} is the same for every sample of {st.n_samples} "
-                                 f"(max |{sym}_i - {sym}_0| = {v:.2g} {unit}): it does not depend on the input")})
+            t = (truth_spread or {}).get(comp) if k == 0 else None
+            if comp in collapsed:
+                out.append({"output": name, "component": comp, "spread": v, "kind": "collapsed",
+                            "text": (f"{name} {comp} is the same for every sample of {st.n_samples} "
+                                     f"(max |{sym}_i - {sym}_0| = {v:.2g} {unit}): it does not depend on the input")})
+            elif t is not None and np.isfinite(v) and np.isfinite(t) and t > 0 and v < flat_ratio * t:
+                out.append({"output": name, "component": comp, "spread": v, "kind": "flat", "truth_spread": t,
+                            "text": (f"{name} {comp} barely depends on the input: it varies {t / max(v, 1e-30):.0f}x "
+                                     f"less from sample to sample than the ground truth (max |{sym}_i - {sym}_0| = "
+                                     f"{v:.2g} against {t:.2g} {unit}, over {st.n_samples} samples)")})
     return out
 
+
+def truth_sample_spread(patches) -> dict | None:
+    """The ground truth's sample spreads, ``{"amplitude", "phase"}`` (:func:`sample_spread`), for :func:`collapsed_outputs`.
+
+    Parameters
+    ----------
+    patches : array_like or None
+        True object patches, samples first (complex).
+
+    Returns
+    -------
+    dict or None
+    """
+    if patches is None:
+        return None
+    a, p = sample_spread(patches)
+    out = {"amplitude": a}
+    if np.isfinite(p):
+        out["phase"] = p
+    return out
 
 
 def restores(h_fail: float, h_exp: float, h_ref: float = 1.0) -> float:

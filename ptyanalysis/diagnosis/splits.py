@@ -17,6 +17,7 @@ from ..diagnosis.health import (
     health_scores,
     outputs_stats,
     reference_problem,
+    truth_sample_spread,
 )
 from ..diagnosis.inputs import (
     add_feed_argument,
@@ -597,7 +598,8 @@ def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("tr
         if sp == "reference":
             health[sp]["usable"] = ref_problem is None
             health[sp]["problem"] = ref_problem
-        health[sp]["collapsed"] = collapsed_outputs(ostats[sp], out_names)
+        truth = truth_sample_spread(ground_truth.get(sp)) if ground_truth else None
+        health[sp]["collapsed"] = collapsed_outputs(ostats[sp], out_names, truth_spread=truth)
         for c in health[sp]["collapsed"]:
             flags.append(f"split {sp!r}: {c['text']}")
         if deg and sp != "reference":

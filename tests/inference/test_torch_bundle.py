@@ -304,3 +304,22 @@ def test_an_identical_input_set_is_run_once(standin, tmp_path):
     rep = {e.name: e for e in res.experiments if e.stage == "reproduce"}
     assert "reused" in rep["passing"].details and "reused" not in rep["reference"].details
     assert rep["passing"].health == rep["reference"].health
+
+
+def test_an_output_far_flatter_than_the_ground_truth_is_named():
+    """A real 5-epoch PtychoPINN gs1 bundle: amplitude varied 0.5 % between samples where the truth varied 60 %."""
+    from ptyanalysis.diagnosis.health import OutputHealth, collapsed_outputs, truth_sample_spread
+
+    rng = np.random.default_rng(11)
+    truth = (1 + rng.random((50, 8, 8))) * np.exp(1j * rng.random((50, 8, 8)))
+    ts = truth_sample_spread(truth)
+    st = OutputHealth(n_values=3200, n_samples=50, finite_fraction=1.0, nonzero_fraction=1.0, mean=0.5, std=0.3,
+                      min=0.0, max=1.0, nonfinite_count=0, sample_spread=0.005, phase_spread=1.0)
+    assert collapsed_outputs([st], ["object"]) == []  # not collapsed by itself
+    found = collapsed_outputs([st], ["object"], truth_spread=ts)
+    assert [(c["component"], c["kind"]) for c in found] == [("amplitude", "flat")]
+    assert "barely depends on the input" in found[0]["text"] and "less from sample to sample than the ground truth" \
+        in found[0]["text"]
+    from ptyanalysis.diagnosis.bisection import _collapse_criterion_for
+
+    assert _collapse_criterion_for(found) == "collapsed:0.01"
