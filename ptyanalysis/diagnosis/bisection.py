@@ -702,6 +702,22 @@ def _content_key(xs) -> tuple:
     return (h.hexdigest(),)
 
 
+def _independent_layers_text(layers: dict, most: int = 4) -> str:
+    """Where the layer probe found activations that no longer depend on the input, in words.
+
+    All such layers are named (up to ``most``), not only the first: the first may sit on a side branch
+    (e.g. an attention gate behind a dead ReLU) while the output's own path loses the input later.
+    """
+    names = list(layers.get("input_independent") or [])
+    if not names:
+        return ""
+    shown = ", ".join(repr(n) for n in names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
+    if len(names) == 1:
+        return f"activations stop depending on the input at layer {names[0]!r}"
+    return (f"activations do not depend on the input at {len(names)} layers: {shown} (the first may be a side "
+            "branch; follow the one on the flat output's path)")
+
+
 def _collapse_criterion_for(found: list) -> str:
     """The ``collapsed[:tol]`` criterion under which the components found (:func:`collapsed_outputs`) fail."""
     from ..diagnosis.health import COLLAPSE_TOL
@@ -1003,7 +1019,7 @@ def _run_layers(runner: _Runner, F: dict, P: dict | None, rng, against: str = "p
                                              np.nan, None, 1 - last[0], 1 - last[1], None,
                                              time.perf_counter() - t0, {"layers": len(lnames)}))
     lnames = getattr(probe, "names", lnames)  # a PyTorch probe names its outputs in the order they ran
-    rows, first_dead, first_nf, first_flat = [], None, None, None
+    rows, first_dead, first_nf, first_flat, flat_layers = [], None, None, None, []
     for i, ln in enumerate(lnames):
         f = res["failing"][i]
         p = res.get(against, [(np.nan,) * 4] * len(lnames))[i]
@@ -1011,8 +1027,10 @@ def _run_layers(runner: _Runner, F: dict, P: dict | None, rng, against: str = "p
                      "nonfinite_fraction_failing": f[1], "nonfinite_fraction_passing": p[1],
                      "all_zero_sample_rate_failing": f[2], "all_zero_sample_rate_passing": p[2],
                      "sample_spread_failing": f[3], "sample_spread_passing": p[3]})
-        if first_flat is None and np.isfinite(f[3]) and f[3] <= COLLAPSE_TOL and f[0] < 1.0:
-            first_flat = ln
+        if np.isfinite(f[3]) and f[3] <= COLLAPSE_TOL and f[0] < 1.0:
+            first_flat = first_flat or ln
+            if ln not in flat_layers:
+                flat_layers.append(ln)
         dead_f = f[0] == 1.0
         dead_p = p[0] == 1.0 if np.isfinite(p[0]) else False
         if first_dead is None and dead_f and not dead_p:
@@ -1020,7 +1038,8 @@ def _run_layers(runner: _Runner, F: dict, P: dict | None, rng, against: str = "p
         if first_nf is None and f[1] > 0 and not (np.isfinite(p[1]) and p[1] > 0):
             first_nf = ln
     return {"status": "done", "reason": None, "rows": rows, "first_dead": first_dead,
-            "first_nonfinite": first_nf, "first_input_independent": first_flat, "n_samples": PROBE_SAMPLES, "source": lp.source,
+            "first_nonfinite": first_nf, "first_input_independent": first_flat,
+            "input_independent": flat_layers, "n_samples": PROBE_SAMPLES, "source": lp.source,
             "batch_size": int(rt.batch_size), "compared_with": against}
 
 
@@ -2044,7 +2063,7 @@ def bisect(model, failing, passing, reference=None, criterion="all-zero", *, run
             f"not an {crit.label!r} failure, but an output that does not depend on the input: {texts}"
             + (f"; the same on the {' and '.join(everywhere)} set(s), so the model itself does not use its input "
                "there (e.g. under-trained), not the data" if everywhere else "")
-            + (f"; activations stop depending on the input at layer {where!r}" if where else "")
+            + (f"; {_independent_layers_text(layers)}" if where else "")
             + f". Rerun with --criterion {_collapse_criterion_for(flat)} to bisect it as the failure")},
             "check the training (loss still falling? a flat output after few epochs is an under-trained model) "
             "and the input scale the model was trained with", causes)

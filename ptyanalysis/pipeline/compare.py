@@ -110,6 +110,13 @@ class CompareConfig:
         ``baseline_positions`` says); ``"torch_cli"`` as PtychoPINN's PyTorch
         inference CLI feeds a PyTorch bundle (each pattern alone, copied into
         every channel; PyTorch bundles only).
+    placement : {"per_member", "channel_mean"}
+        Where a network output with one channel per group member (a PtychoPINN
+        PyTorch bundle, no in-model merge) is stitched: ``"per_member"``
+        (default) each channel at its member's scan position;
+        ``"channel_mean"`` the channels' mean at the group's centre, as
+        PtychoPINN's ``run_cdi_example_torch`` stitches (blurs by the group's
+        extent). A one-channel output is always placed at its centre.
     crop : int or None
         Central crop M of each network patch when stitching; ``None`` = N // 2.
     method : str
@@ -163,6 +170,7 @@ class CompareConfig:
     arms: tuple = ARMS
     baseline_positions: str = "trained"
     feed: str = "trained"
+    placement: str = "per_member"
     crop: int | None = None
     method: str = "bilinear"
     register: str = "ptychi"
@@ -180,6 +188,9 @@ class CompareConfig:
     def __post_init__(self):
         if self.stitch_on not in ("auto", "cpu"):
             raise PtyAnalysisError(f"CompareConfig.stitch_on must be 'auto' or 'cpu', got {self.stitch_on!r}")
+        if self.placement not in ("per_member", "channel_mean"):
+            raise PtyAnalysisError(f"CompareConfig.placement must be 'per_member' or 'channel_mean', got "
+                                   f"{self.placement!r}")
         if self.feed not in ("trained", "torch_cli"):
             raise PtyAnalysisError(f"CompareConfig.feed must be 'trained' or 'torch_cli', got {self.feed!r}")
 
@@ -395,7 +406,10 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
             patches = first if st.backend != "numpy" else executor.to_numpy(first)
             k = int(first.shape[0])
             channels = int(first.shape[-1])
-            if channels > 1 and member_pos is not None and channels == member_pos.shape[1]:
+            if channels > 1 and config.placement == "channel_mean":
+                st.add(patches.mean(axis=-1), centres[start:start + k])
+                stitcher["placement"] = "channel mean at the group centre (as PtychoPINN's run_cdi_example_torch)"
+            elif channels > 1 and member_pos is not None and channels == member_pos.shape[1]:
                 for c in range(channels):
                     st.add(patches[..., c], member_pos[s + start:s + start + k, c])
                 stitcher["placement"] = "per member (one patch per channel at its scan position)"
@@ -907,6 +921,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--feed", choices=("trained", "torch_cli"), default="trained",
                         help="'torch_cli' feeds PyTorch bundles as PtychoPINN's PyTorch inference CLI does (each "
                              "pattern alone, copied into every channel); default as each model was trained")
+    parser.add_argument("--placement", choices=("per_member", "channel_mean"), default="per_member",
+                        help="multi-channel outputs (PyTorch bundles): each channel at its member's position "
+                             "(default), or their mean at the group centre as PtychoPINN's run_cdi_example_torch")
     parser.add_argument("--register", choices=("all", "ptychi", "none"), default="ptychi",
                         help="arms registered to the ground truth (default ptychi, as the study)")
     parser.add_argument("--out", type=Path, help="output folder (default analysis/dose_<D>/<view>/<split>)")
@@ -919,7 +936,8 @@ def run_cli(args) -> int:
     """Run ``ptyanalysis compare``."""
     from ..inference.runtime import runtime_from_args
 
-    cfg = CompareConfig(baseline_positions=args.baseline_positions, feed=args.feed, register=args.register,
+    cfg = CompareConfig(baseline_positions=args.baseline_positions, feed=args.feed, placement=args.placement,
+                        register=args.register,
                         batch_size=None if args.batch_size is None else runtime_from_args(args).batch_size)
     _hub.check_in_hub(args.hub, args.dose, args.view, args.split)
     check_output_dir(args.out)

@@ -76,6 +76,13 @@ def test_compare_job_feeds_pytorch_bundles_as_ptychopinns_inference_cli(torch_hu
         compare.CompareConfig(feed="study")
 
 
+def test_compare_job_can_stitch_as_run_cdi_example_torch(torch_hub, tmp_path):
+    ds = compare.compare_job(torch_hub, DOSE, "dense", "test", compare.CompareConfig(placement="channel_mean"),
+                             out_dir=tmp_path)
+    pinn = json.loads(ds.attrs["arm_details"])["PtychoPINN"]
+    assert pinn["placement"].startswith("channel mean at the group centre") and pinn["n_patches"] == pinn["n_offsets"]
+
+
 def test_the_cli_picks_pytorch_for_a_hub_of_pytorch_bundles(torch_hub, tmp_path):
     import subprocess
 
