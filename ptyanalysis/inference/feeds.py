@@ -43,14 +43,12 @@ from ..conventions import global_positions_from_offsets, ptychopinn_offsets, xy_
 from ..errors import PtyAnalysisError
 
 
-def mean_total_intensity(diffraction, *, source=None) -> float:
-    """Mean over patterns of the total intensity ``sum(diffraction**2)`` (float64, in row blocks).
+def pattern_totals(diffraction, *, source=None) -> np.ndarray:
+    """Each pattern's total intensity ``sum(diffraction**2)`` (float64, in row blocks).
 
-    This is the dataset statistic :func:`scale_diffraction` normalises by; compute it
-    once on a whole split and pass it on when the split is processed in chunks, so
-    every chunk gets the same normalisation. NaN / Inf values are left out of
-    the sums (they count as 0), with a :class:`ptyanalysis.io.DatasetNotice`
-    naming ``source`` (the file), the key, the count and the first pattern.
+    NaN / Inf values are left out of the sums (they count as 0), with a
+    :class:`ptyanalysis.io.DatasetNotice` naming ``source`` (the file), the key,
+    the count and the first pattern.
     """
     d = diffraction if hasattr(diffraction, "shape") else np.asarray(diffraction)
     if len(d.shape) < 2:
@@ -70,7 +68,7 @@ def mean_total_intensity(diffraction, *, source=None) -> float:
             bad += int(fin.size - np.count_nonzero(fin))
             sums = np.sum(np.where(fin, block, 0.0) ** 2, axis=(-2, -1))
         totals[s0:s0 + step] = sums
-    mean = float(np.mean(totals)) if n else float("nan")
+    mean = float(np.mean(totals)) if n else float("nan")  # for the notice
     if bad:
         import warnings
 
@@ -81,8 +79,33 @@ def mean_total_intensity(diffraction, *, source=None) -> float:
             f"{source if source is not None else '<array>'}: key 'diffraction' contains {bad} NaN/Inf "
             f"value(s) among {size} (first in pattern {first}): the normalisation uses the mean total "
             f"intensity of the {size - bad} finite values ({mean:.6g} per pattern); the NaN/Inf values "
-            "stay in the model input", DatasetNotice, stacklevel=2)
-    return mean
+            "stay in the model input", DatasetNotice, stacklevel=3)
+    return totals
+
+
+def mean_total_intensity(diffraction, *, source=None, members=None) -> float:
+    """Mean total intensity per pattern, ``sum(diffraction**2)`` averaged (float64): the normalisation statistic.
+
+    This is the dataset statistic :func:`scale_diffraction` normalises by; compute it
+    once on a whole split and pass it on when the split is processed in chunks, so
+    every chunk gets the same normalisation.
+
+    Parameters
+    ----------
+    diffraction : array_like, shape (n, N, N)
+    source : str or Path, optional
+        The file, for the notice about NaN / Inf values (:func:`pattern_totals`).
+    members : array_like of int, optional
+        Group members (b, C): the mean is then over the grouped stack, each
+        pattern counted as often as it appears in a group, as PtychoPINN's
+        loader normalises grouped data (``ptycho.raw_data.normalize_data`` on the
+        (b, N, N, C) stack; docs/study-contract.md, section 11). Default: over the
+        patterns, each once.
+    """
+    totals = pattern_totals(diffraction, source=source)
+    if members is not None:
+        totals = totals[np.asarray(members).reshape(-1)]
+    return float(np.mean(totals)) if totals.size else float("nan")
 
 
 #: The ways a split is fed (module docstring).
@@ -212,7 +235,10 @@ def group_inputs(data, gridsize: int, intensity_scale: float, K: int = 7, seed: 
         Precomputed member indices into ``data`` (e.g. one chunk of the groups
         of the whole split); default: :func:`group_members` on all of ``data``.
     mean_total : float, optional
-        Normalisation statistic of the whole split (:func:`scale_diffraction`).
+        Normalisation statistic of the whole split's grouped stack
+        (:func:`mean_total_intensity` with ``members`` = all its groups, as
+        PtychoPINN's loader normalises grouped data); default: over ``members``
+        (right only when they are all the groups).
 
     Returns
     -------
@@ -235,7 +261,7 @@ def group_inputs(data, gridsize: int, intensity_scale: float, K: int = 7, seed: 
                 f"members must be (b, {C}) integer indices into the {data.n} patterns, got shape "
                 f"{members.shape} dtype {members.dtype}")
     if mean_total is None:
-        mean_total = mean_total_intensity(data.diffraction, source=data.path)
+        mean_total = mean_total_intensity(data.diffraction, source=data.path, members=members)
     x = scale_diffraction(np.asarray(data.diffraction)[members], intensity_scale, mean_total=mean_total)
     x = np.transpose(x, (0, 2, 3, 1))
     glob, local = ptychopinn_offsets(data.positions[members])

@@ -260,7 +260,8 @@ def _network_plan(arm: str, data, sidecar: dict, config: CompareConfig) -> dict:
     -------
     dict
         ``gridsize``, ``feed`` (the mode of :func:`ptyanalysis.inference.feeds.split_inputs`),
-        ``n_outputs`` (groups or patterns), ``mean_total`` (the split's normalisation statistic,
+        ``n_outputs`` (groups or patterns), ``mean_total`` (the split's normalisation statistic, over
+        the grouped stack for groups,
         :func:`ptyanalysis.inference.feeds.scale_diffraction`) and ``members`` (the pattern(s) of
         each output: the seeded groups of the whole split for gridsize > 1).
     """
@@ -269,16 +270,18 @@ def _network_plan(arm: str, data, sidecar: dict, config: CompareConfig) -> dict:
     gridsize = int(sidecar.get("gridsize", 1 if arm == "Baseline" else 2))
     C = gridsize * gridsize
     feed = "torch_cli" if config.feed == "torch_cli" else config.baseline_positions if gridsize == 1 else "trained"
-    plan = {"gridsize": gridsize, "feed": feed, "n_outputs": data.n,
-            "mean_total": feeds.mean_total_intensity(data.diffraction, source=data.path)}
+    plan = {"gridsize": gridsize, "feed": feed, "n_outputs": data.n}
     if feed == "torch_cli" or gridsize == 1:
         plan["members"] = np.repeat(np.arange(data.n)[:, None], C, axis=1)
+        plan["mean_total"] = feeds.mean_total_intensity(data.diffraction, source=data.path)
     else:
         if "intensity_scale" not in sidecar:
             raise PtyAnalysisError("model sidecar has no 'intensity_scale': cannot build the model input")
         K = config.K or int(sidecar.get("K_inference", 7))
         plan["members"] = feeds.group_members(data.positions, gridsize, K, np.random.default_rng(config.seed))
         plan["n_outputs"] = len(plan["members"])
+        # over the grouped stack, as PtychoPINN's loader normalises grouped data
+        plan["mean_total"] = feeds.mean_total_intensity(data.diffraction, source=data.path, members=plan["members"])
     return plan
 
 
