@@ -312,6 +312,45 @@ def stitch_backend_for(output_device: str | None, stitch_on: str = "auto"):
     return ArrayBackend(be.name, f"cuda:{index}")
 
 
+#: Ground-truth patches drawn (seeded) to measure how much the true object varies from sample to sample.
+TRUTH_SPREAD_SAMPLES = 512
+
+
+def _truth_amplitude_spread(data, seed: int = 0) -> float | None:
+    """Sample spread of the true object's amplitude patches (:func:`ptyanalysis.diagnosis.health.sample_spread`),
+    on a seeded subsample of at most :data:`TRUTH_SPREAD_SAMPLES` patterns; None without ground truth."""
+    from ..diagnosis.health import sample_spread
+    from ..io import ground_truth_patches
+
+    if data.Y is None and data.obj is None:
+        return None
+    k = min(data.n, TRUTH_SPREAD_SAMPLES)
+    idx = np.sort(np.random.default_rng(seed).choice(data.n, size=k, replace=False))
+    try:
+        return float(sample_spread(ground_truth_patches(data, idx))[0])
+    except PtyAnalysisError:
+        return None
+
+
+def _flat_output(stats: list, truth: float | None) -> dict | None:
+    """Whether a network arm's output amplitude varies between samples far less than the truth's
+    (:data:`ptyanalysis.diagnosis.health.FLAT_RATIO`); ``{"sample_spread", "truth_spread", "text"}`` or None."""
+    from ..diagnosis.health import FLAT_RATIO
+
+    rows = [next(iter(s.values())) for s in stats if s]
+    spreads = [r.get("sample_spread") for r in rows]
+    if not rows or truth is None or not np.isfinite(truth) or truth <= 0 or any(
+            v is None or not np.isfinite(v) for v in spreads):
+        return None
+    v = max(spreads)
+    if v >= FLAT_RATIO * truth:
+        return None
+    return {"sample_spread": v, "truth_spread": truth,
+            "text": (f"the output's amplitude varies {truth / max(v, 1e-30):.0f}x less from sample to sample than "
+                     f"the true object's (spread {v:.2g} against {truth:.2g} of the maximum): it barely depends on "
+                     "the input (an under-trained or collapsed model)")}
+
+
 def _collapsed_output(stats: list) -> dict | None:
     """Whether a network arm's (first) output is the same for every sample, from its per-chunk statistics.
 
@@ -430,6 +469,8 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
     # non-finite first: NaN / Inf are never "nonzero" (stats.count_values), so an all-NaN arm would read "zero"
     status = "nonfinite" if total["nan"] + total["inf"] else "zero" if total["nonzero"] == 0 else "ok"
     collapsed = _collapsed_output(stats) if status == "ok" else None
+    if status == "ok" and collapsed is None:
+        collapsed = _flat_output(stats, _truth_amplitude_spread(data, config.seed))
     return ArmResult(arm, status, out.image, out.coverage, time.perf_counter() - t0,
                      {"model": str(model_dir), "output_stats": total, "runtime": runtimes[-1] if runtimes else {},
                       "crop": M, "baseline_positions": config.baseline_positions if arm == "Baseline" else None,

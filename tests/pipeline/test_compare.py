@@ -202,3 +202,14 @@ def test_network_arm_with_non_finite_outputs_is_nonfinite_not_zero(tmp_path):
     assert results["zero"].status == "zero"
     some = results["some_inf"]  # a few Inf among finite values: still not usable as an image
     assert some.status == "nonfinite" and 0 < some.detail["output_stats"]["inf"] < size
+
+
+def test_an_output_far_flatter_than_the_truth_is_flagged():
+    """A real 5-epoch PtychoPINN gs1 bundle: amplitude spread 0.005 where the true object's is 0.6."""
+    stats = [{"object": {"sample_spread": 0.004, "mean": 0.4, "shape": [300, 64, 64, 1]}},
+             {"object": {"sample_spread": 0.005, "mean": 0.4, "shape": [267, 64, 64, 1]}}]
+    flat = compare._flat_output(stats, 0.6)
+    assert flat["sample_spread"] == 0.005 and "120x less from sample to sample than the true object's" in flat["text"]
+    assert compare._flat_output(stats, 0.05) is None and compare._flat_output(stats, None) is None
+    data = _toy_split()
+    assert compare._truth_amplitude_spread(data) is None  # no ground truth: not judged
