@@ -449,13 +449,16 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
             k = int(first.shape[0])
             channels = int(first.shape[-1])
             if channels > 1 and config.placement == "channel_mean":
+                stitcher["places"] = stitcher.get("places", 0) + k
                 st.add(patches.mean(axis=-1), centres[start:start + k])
                 stitcher["placement"] = "channel mean at the group centre (as PtychoPINN's run_cdi_example_torch)"
             elif channels > 1 and member_pos is not None and channels == member_pos.shape[1]:
+                stitcher["places"] = stitcher.get("places", 0) + k * channels
                 for c in range(channels):
                     st.add(patches[..., c], member_pos[s + start:s + start + k, c])
                 stitcher["placement"] = "per member (one patch per channel at its scan position)"
             else:
+                stitcher["places"] = stitcher.get("places", 0) + k
                 st.add(patches[..., 0], centres[start:start + k])
                 stitcher["placement"] = "per output (channel 0 at the output's centre)"
 
@@ -475,7 +478,10 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
                      {"model": str(model_dir), "output_stats": total, "runtime": runtimes[-1] if runtimes else {},
                       "crop": M, "baseline_positions": config.baseline_positions if arm == "Baseline" else None,
                       "feed": plan["feed"],
-                      "n_patches": st.n_added, "n_offsets": plan["n_outputs"], "model_load": load_info,
+                      # the places patches were meant for (one per output, or one per member channel), the
+                      # count a patch-count check compares n_patches with
+                      "n_patches": st.n_added, "n_offsets": stitcher.get("places", plan["n_outputs"]),
+                      "n_outputs": plan["n_outputs"], "model_load": load_info,
                       "batching": batching, "stitched_on": out.backend, "placement": stitcher.get("placement"),
                       "collapsed": collapsed,
                       "model_kind": loaded.kind,

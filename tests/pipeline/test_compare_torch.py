@@ -47,7 +47,7 @@ def test_compare_job_runs_pytorch_bundle_arms(torch_hub, tmp_path):
         assert d["status"] == "ok" and d["model_kind"] == "ptychopinn_torch_bundle"
         assert d["sidecar"]["backend"] == "pytorch" and d["sidecar"]["input_scale"] == 1.0
     # no in-model merge: each group member's patch is placed at its own scan position
-    assert pinn["placement"].startswith("per member") and pinn["n_patches"] == 4 * pinn["n_offsets"]
+    assert pinn["placement"].startswith("per member") and pinn["n_patches"] == pinn["n_offsets"] == 4 * pinn["n_outputs"]
     assert base["placement"].startswith("per output") and base["n_patches"] == base["n_offsets"]
     # the stand-in Baseline's amplitude ignores its input: flagged, still scored
     assert base["collapsed"] and "does not depend on the input" in base["collapsed"]["text"]
@@ -60,6 +60,10 @@ def test_compare_job_runs_pytorch_bundle_arms(torch_hub, tmp_path):
     assert list(collapsed_arms(tmp_path)) == ["Baseline"]
     flags = training_trust(torch_hub, DOSE, "dense", tmp_path)[0]
     assert [(f.arm, f.check) for f in flags] == [("Baseline", "under_trained")]
+    from ptyanalysis.phase_g.trust import check_reconstructions
+
+    # one patch per member channel is not the compare_models fault the patch-count check looks for
+    assert not [f for f in check_reconstructions(tmp_path).flags if f.check == "patch_count"]
 
 
 def test_compare_job_feeds_pytorch_bundles_as_ptychopinns_inference_cli(torch_hub, tmp_path):
@@ -71,7 +75,8 @@ def test_compare_job_feeds_pytorch_bundles_as_ptychopinns_inference_cli(torch_hu
     n = _hub.load_view(torch_hub, DOSE, "dense", "test").n
     assert pinn["status"] == "ok" and pinn["feed"] == "torch_cli"
     # one output per pattern (not per group), its four channels all at that pattern's position
-    assert pinn["n_offsets"] == n and pinn["n_patches"] == 4 * n and pinn["placement"].startswith("per member")
+    assert pinn["n_outputs"] == n and pinn["n_patches"] == pinn["n_offsets"] == 4 * n
+    assert pinn["placement"].startswith("per member")
     with pytest.raises(Exception, match="feed must be"):
         compare.CompareConfig(feed="study")
 
