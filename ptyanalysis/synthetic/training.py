@@ -248,15 +248,56 @@ def train_baseline(data, nphotons: float, config: TrainConfig = TrainConfig(), d
         return networks.build_models(data.N, 1, rms, filters=tuple(config.filters),
                                             reassembly=config.baseline_reassembly)
 
-    built = build()
     Y = np.asarray(data.Y)
-    hist = _fit(built["patch_network"], x, [np.abs(Y)[..., None], np.angle(Y)[..., None]],
-                config.baseline_steps, config, desc, loss=["mae", "mse"], loss_weights=[1.0, config.phase_weight],
-                batch_size=config.baseline_batch_size)
+    collapsed = []
+    for attempt in range(COLLAPSE_RETRIES + 1):
+        cfg = replace(config, seed=config.seed + attempt)
+        built = build()
+        hist = _fit(built["patch_network"], x, [np.abs(Y)[..., None], np.angle(Y)[..., None]],
+                    config.baseline_steps, cfg, desc, loss=["mae", "mse"], loss_weights=[1.0, config.phase_weight],
+                    batch_size=config.baseline_batch_size)
+        flat = _collapsed_training(built["patch_network"], x, Y, cfg.seed)
+        if flat is None:
+            break
+        collapsed.append({"seed": cfg.seed, "final_loss": hist["loss"][-1], **flat})
+        if attempt < COLLAPSE_RETRIES:
+            print(f"{desc}: training collapsed (amplitude spread {flat['output_spread']:.2g}, the truth's "
+                  f"{flat['truth_spread']:.2g}: the output does not depend on the input); retraining with seed "
+                  f"{cfg.seed + 1}", file=sys.stderr, flush=True)
+    hist["collapsed_attempts"] = collapsed
     side = _sidecar("Baseline", data, 1, isc, nphotons, inputs, hist, config,
                     {"training_mode": "supervised on Y (amplitude MAE + phase MSE), all-zero local offsets",
                      "input_rms": rms, "reassembly": config.baseline_reassembly})
     return TrainedModel(_inference_copy(built, build), side, _reference_sample(inputs, config.reference_samples, config.seed))
+
+
+#: Retrainings (with the next seeds) of a Baseline whose training collapsed (:func:`_collapsed_training`).
+COLLAPSE_RETRIES = 2
+
+
+def _collapsed_training(patch_network, x, Y, seed: int, k: int = 256) -> dict | None:
+    """Whether a trained Baseline's amplitude barely depends on its input (a collapsed training run).
+
+    Short CPU trainings sometimes stall on a constant output (the loss stays near its start); that
+    model is useless for every later step. Measured as in the diagnosis
+    (:func:`ptyanalysis.diagnosis.health.collapsed_outputs`): the amplitude's sample spread on a
+    seeded sample of ``k`` patterns against the true amplitude's, below
+    :data:`~ptyanalysis.diagnosis.health.FLAT_RATIO` of it.
+
+    Returns
+    -------
+    dict or None
+        ``{"output_spread", "truth_spread"}`` when collapsed.
+    """
+    from ..diagnosis.health import FLAT_RATIO, sample_spread
+
+    idx = np.sort(np.random.default_rng(seed).choice(len(x), size=min(k, len(x)), replace=False))
+    amp = np.asarray(patch_network.predict(x[idx], verbose=0)[0], dtype=np.float32)
+    out = sample_spread(amp)[0]
+    truth = sample_spread(np.abs(Y[idx]).astype(np.float32))[0]
+    if np.isfinite(out) and np.isfinite(truth) and truth > 0 and out < FLAT_RATIO * truth:
+        return {"output_spread": float(out), "truth_spread": float(truth)}
+    return None
 
 
 def _inference_copy(built: dict, build) -> object:
