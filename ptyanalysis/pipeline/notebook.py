@@ -58,7 +58,6 @@ from pathlib import Path
 
 import yaml
 
-from ..conventions import dose_label
 from ..errors import PtyAnalysisError
 from ..fileutil import atomic_path
 
@@ -795,8 +794,7 @@ def diagnosis_inputs(hub, dose: float, paths: dict, default_splits: dict, *, out
     default_splits : dict
         ``{label: split name}`` (e.g. ``{"a": "train", "b": "test"}``).
     output_name : str
-        Default output folder: ``HUB/analysis/diagnosis/<output_name>/dose_<D>`` (one per dose, so a
-        run at another dose never overwrites this one's results).
+        Default output folder: ``HUB/analysis/diagnosis/<output_name>``.
     model : str or Path, optional
         Model file or directory (default: the hub's Baseline at ``dose``).
     reference, study_inputs, trained_like, seed
@@ -826,7 +824,7 @@ def diagnosis_inputs(hub, dose: float, paths: dict, default_splits: dict, *, out
         paired = default_paired_set(loaded, datasets, files, paired_label, study_inputs=study_inputs,
                                     reference_given=reference is not None or ref is None, seed=seed, say=say)
     return DiagnosisInputs(model=loaded, sets=sets, datasets=datasets, reference=ref, paired=paired,
-                           output_dir=Path(output_dir or _hub.diagnosis_dir(hub, output_name) / dose_label(dose)))
+                           output_dir=Path(output_dir or _hub.diagnosis_dir(hub, output_name)))
 
 
 # --------------------------------------------------------------------------- running
