@@ -4,19 +4,24 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ptyanalysis-installed
+KERNEL_SPEC := $(VENV)/share/jupyter/kernels/python3/kernel.json
 DEMO_HUB ?= demo_hub
 PYTEST_ARGS ?=
 
 .PHONY: venv demo test test-no-tf test-fast lint bench notebooks clean
 
-venv: $(STAMP)
+venv: $(STAMP) $(KERNEL_SPEC)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[tensorflow,jax,torch,test,dev]"
-	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $(STAMP)
+
+# The notebooks' kernel spec ("python3" in the venv), with the runner's quiet settings (no TensorFlow
+# start-up lines in a cell when JupyterLab or papermill starts it): ptyanalysis/pipeline/kernelspec.py.
+$(KERNEL_SPEC): $(STAMP) ptyanalysis/pipeline/kernelspec.py ptyanalysis/pipeline/notebook.py
+	$(BIN)/python -m ptyanalysis.pipeline.kernelspec >/dev/null
 
 demo: venv
 	$(BIN)/ptyanalysis demo --hub $(DEMO_HUB)

@@ -57,6 +57,24 @@ def plain_text(doc: str) -> str:
     return s.replace("``", "")
 
 
+class Parser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose invalid-choice message adds the closest valid choice ("did you mean").
+
+    Sub-parsers are made of the same class, so every ``choices=`` of every command (and the command name
+    itself) gets the hint.
+    """
+
+    def _check_value(self, action, value):
+        if action.choices is not None and value not in action.choices:
+            import difflib
+
+            choices = [str(c) for c in action.choices]
+            close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise argparse.ArgumentError(action, f"invalid choice: {value!r} (choose from {', '.join(map(repr, choices))}){hint}")
+        super()._check_value(action, value)
+
+
 def build_parser(commands=COMMANDS) -> argparse.ArgumentParser:
     """Return the top-level parser with one sub-parser per available command.
 
@@ -72,7 +90,7 @@ def build_parser(commands=COMMANDS) -> argparse.ArgumentParser:
     from . import __doc__ as package_doc
     from . import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="ptyanalysis", description=plain_text(package_doc.splitlines()[0]) + " Usage: ptyanalysis COMMAND [options].",
         epilog="Run 'ptyanalysis COMMAND --help' for a command's options. Exit status: 0 done, "
                "2 bad input (the message says what to fix), 1 anything else.")
