@@ -22,7 +22,7 @@ import re
 import sys
 import warnings
 
-from .errors import PtyAnalysisError
+from .errors import PtyAnalysisError, did_you_mean
 
 #: command -> (module, one-line help)
 COMMANDS = {
@@ -66,12 +66,9 @@ class Parser(argparse.ArgumentParser):
 
     def _check_value(self, action, value):
         if action.choices is not None and value not in action.choices:
-            import difflib
-
             choices = [str(c) for c in action.choices]
-            close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise argparse.ArgumentError(action, f"invalid choice: {value!r} (choose from {', '.join(map(repr, choices))}){hint}")
+            raise argparse.ArgumentError(action, f"invalid choice: {value!r} (choose from "
+                                                 f"{', '.join(map(repr, choices))})" + did_you_mean(value, choices))
         super()._check_value(action, value)
 
 

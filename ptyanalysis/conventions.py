@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import PtyAnalysisError
+from .errors import PtyAnalysisError, did_you_mean
 
 #: Order of the two columns of a ``positions`` array.
 POSITION_ORDER = ("row", "col")
@@ -159,7 +159,7 @@ def canonical_arm(name: str) -> str:
         return ARM_ALIASES[key]
     raise PtyAnalysisError(
         f"unknown arm name {name!r}: expected one of {', '.join(ARMS)} "
-        f"or an alias ({', '.join(sorted(ARM_ALIASES))})"
+        f"or an alias ({', '.join(sorted(ARM_ALIASES))})" + did_you_mean(name, (*ARMS, *ARM_ALIASES))
     )
 
 

@@ -17,14 +17,13 @@ positions; its indices are stored in ``data/phase_c/dose_<D>/views.json``
 
 from __future__ import annotations
 
-import difflib
 import json
 from pathlib import Path
 
 import numpy as np
 
 from .conventions import dose_label
-from .errors import PtyAnalysisError
+from .errors import PtyAnalysisError, did_you_mean
 
 
 def dataset_path(hub, dose, split: str) -> Path:
@@ -220,9 +219,8 @@ def check_in_hub(hub, dose=None, view=None, split=None) -> None:
         bad.append(f"dose {dose:g} (the hub has {', '.join(f'{d:g}' for d in have['doses'])})")
     for what, value in (("view", view), ("split", split)):
         if value is not None and have[what + "s"] and value not in have[what + "s"]:
-            close = difflib.get_close_matches(str(value), [str(v) for v in have[what + "s"]], n=1)
             bad.append(f"{what} {value!r} (the hub has {', '.join(have[what + 's'])}"
-                       + (f"; did you mean {close[0]!r}?)" if close else ")"))
+                       + did_you_mean(value, have[what + "s"]) + ")")
     if not any(have.values()):
         expected = (dataset_path(hub, dose, split) if dose is not None and split is not None
                     else Path(hub) / "data" / "phase_c" / "dose_<D>" / "patched_<split>.npz")

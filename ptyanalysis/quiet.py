@@ -95,6 +95,30 @@ def import_tensorflow_quietly():
     return tensorflow
 
 
+def find_spec(name: str):
+    """``importlib.util.find_spec`` for a top-level module that never imports it, also while the quiet hook waits.
+
+    :class:`_QuietImport` imports its module when asked for its spec, so a plain ``find_spec("tensorflow")``
+    (asking whether TensorFlow is installed) would import it; this asks every other finder.
+
+    Parameters
+    ----------
+    name : str
+        Top-level module name.
+
+    Returns
+    -------
+    importlib.machinery.ModuleSpec or None
+    """
+    for finder in sys.meta_path:
+        if isinstance(finder, _QuietImport) or not hasattr(finder, "find_spec"):
+            continue
+        spec = finder.find_spec(name, None)
+        if spec is not None:
+            return spec
+    return None
+
+
 class _QuietImport:
     """A ``sys.meta_path`` finder that imports one module with its start-up lines filtered (then leaves)."""
 

@@ -189,3 +189,29 @@ def test_a_dot_keras_file_that_is_not_one_is_named_before_keras_is_imported(tmp_
     assert "is not a Keras .keras file: it is not a zip archive" in lines[0]
     assert "an HDF5 file (a legacy .h5 model: rename it to .h5)" in lines[1]
     assert lines[2] == "False False"
+
+
+def test_every_checked_choice_says_did_you_mean_before_any_heavy_import(tmp_path):
+    """Bad choices of every kind exit 2 with the closest valid choice, and nothing heavy is imported for it."""
+    hub = _tiny_hub(tmp_path / "hub")
+    cases = {
+        "phase-gg": "did you mean 'phase-g'?",
+        f"compare {hub} --dose 1000 --view dnese --split test": "did you mean 'dense'?",
+        f"compare {hub} --dose 1000 --view dense --split tset": "did you mean 'test'?",
+        f"compare {hub} --dose 1000 --view dense --split test --placement per-member": "did you mean 'per_member'?",
+        "bisect --model m --failing f --passing p --out o --feed trainde": "did you mean 'trained'?",
+        "bisect --model m --failing f --passing p --out o --criterion al-zero": "did you mean 'all-zero'?",
+        "demo --size stduy": "did you mean 'study'?",
+        "train x --backend jxa": "did you mean 'jax'?",
+    }
+    code = ("import sys, shlex, contextlib, io\nfrom ptyanalysis import cli\nfor c in sys.argv[1:]:\n"
+            "    err = io.StringIO()\n    with contextlib.redirect_stderr(err):\n"
+            "        try:\n            rc = cli.main(shlex.split(c))\n        except SystemExit as e:\n"
+            "            rc = e.code\n    print(rc, err.getvalue().strip().splitlines()[-1])\n"
+            "print(sorted(m for m in ('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules))\n")
+    r = subprocess.run([sys.executable, "-c", code, *cases], capture_output=True, text=True, timeout=120, check=False)
+    lines = r.stdout.splitlines()
+    assert len(lines) == len(cases) + 1, r.stderr
+    for line, (case, hint) in zip(lines, cases.items()):
+        assert line.startswith("2 ") and hint in line, (case, line)
+    assert lines[-1] == "[]"

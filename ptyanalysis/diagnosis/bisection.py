@@ -104,7 +104,7 @@ from ..diagnosis.health import (
     truth_sample_spread,
 )
 from ..diagnosis.health import restores as _restores
-from ..errors import PtyAnalysisError
+from ..errors import PtyAnalysisError, did_you_mean
 
 #: Causes within this much of the best ``restores`` are ranked by specificity.
 TIE_TOLERANCE = 0.05
@@ -486,7 +486,8 @@ def intervene(kind: str, x: np.ndarray, passing: np.ndarray, reference: np.ndarr
         return _swap_axes(x, passing)
     if kind == "match_reference":
         return None if reference is None else _match(x, reference)
-    raise PtyAnalysisError(f"unknown intervention {kind!r}: expected one of {', '.join(INTERVENTIONS)}")
+    raise PtyAnalysisError(f"unknown intervention {kind!r}: expected one of {', '.join(INTERVENTIONS)}"
+                           + did_you_mean(kind, INTERVENTIONS))
 
 
 # ----------------------------------------------------------------------------- evidence in words

@@ -65,7 +65,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import PtyAnalysisError
+from ..errors import PtyAnalysisError, did_you_mean
 from ..inference.stats import count_values
 
 #: Health below this is flagged "degraded" (also for a set that passes the criterion).
@@ -661,6 +661,7 @@ def parse_criterion(spec) -> Criterion:
     raise PtyAnalysisError(
         f"unknown criterion {s!r}: expected one of all-zero, non-finite, collapsed[:tol], "
         "zero-fraction>=F, mostly-zero or module:function"
+        + did_you_mean(s.split(":")[0].split(">=")[0], ("all-zero", "non-finite", "collapsed", "zero-fraction", "mostly-zero"))
     )
 
 

@@ -26,7 +26,6 @@ TensorFlow's ``"/GPU:0"`` are accepted and read the same way).
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import os
 import re
@@ -36,7 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..accelerators import gpu_may_exist
-from ..errors import PtyAnalysisError
+from ..errors import PtyAnalysisError, did_you_mean
+from ..quiet import find_spec, import_tensorflow_quietly, quiet_tensorflow_import
 
 log = logging.getLogger("ptyanalysis.inference")
 
@@ -88,7 +88,7 @@ def installed(module: str) -> bool:
     if module in sys.modules:
         return sys.modules[module] is not None
     try:
-        return importlib.util.find_spec(module) is not None
+        return find_spec(module) is not None
     except (ImportError, ValueError):
         return False
 
@@ -113,11 +113,8 @@ def _check_name(name: str, what: str) -> str:
     aliases = {"tf": "tensorflow", "pytorch": "torch"}
     name = aliases.get(name, name)
     if name not in KERAS_BACKENDS:
-        import difflib
-
-        close = difflib.get_close_matches(name, KERAS_BACKENDS, n=1)
         raise PtyAnalysisError(f"{what} {name!r} is not a Keras backend this package runs under; choose one of "
-                               f"{', '.join(KERAS_BACKENDS)}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+                               f"{', '.join(KERAS_BACKENDS)}" + did_you_mean(name, KERAS_BACKENDS))
     return name
 
 
@@ -197,8 +194,6 @@ def select_keras_backend(requested: str | None = None, *, environ=None, torch_mo
         raise _not_installed(choice.name, choice.source)
     env[ENV] = choice.name
     if choice.name == "tensorflow" and env is os.environ:
-        from ..quiet import quiet_tensorflow_import
-
         quiet_tensorflow_import()  # costs nothing until TensorFlow is imported
     return choice
 
@@ -348,8 +343,6 @@ class TensorFlowExecutor(Executor):
     @staticmethod
     def tf():
         """TensorFlow, imported with its start-up lines filtered."""
-        from ..quiet import import_tensorflow_quietly
-
         return import_tensorflow_quietly()
 
     def devices(self) -> list:

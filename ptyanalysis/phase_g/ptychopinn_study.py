@@ -65,7 +65,7 @@ import numpy as np
 
 from .. import hub as _hub
 from ..conventions import RECONSTRUCTION_PREFIXES, dose_label
-from ..errors import PtyAnalysisError
+from ..errors import PtyAnalysisError, did_you_mean
 from ..fileutil import write_json, write_npz, write_text
 from ..phase_g.schema import FILES, FRC_COLUMNS, METRICS_COLUMNS
 
@@ -466,7 +466,8 @@ def _arm_table(model_ids, arms: dict | None, notes: list) -> dict:
     explicit = {}
     for arm, mid in (arms or {}).items():
         if arm not in ("PtychoPINN", "Baseline", "PtyChi"):
-            raise PtyAnalysisError(f"arms: unknown arm {arm!r}; expected PtychoPINN, Baseline or PtyChi")
+            raise PtyAnalysisError(f"arms: unknown arm {arm!r}; expected PtychoPINN, Baseline or PtyChi"
+                                       + did_you_mean(arm, ("PtychoPINN", "Baseline", "PtyChi")))
         explicit[mid] = arm
     table = {}
     taken = set(explicit.values())

@@ -157,7 +157,7 @@ from pathlib import Path
 
 from .. import hub as _hub
 from ..conventions import dose_label
-from ..errors import PtyAnalysisError
+from ..errors import PtyAnalysisError, did_you_mean
 from ..fileutil import write_json
 from ..provenance import software_versions, utc_now
 from . import notebook as nbk
@@ -1317,7 +1317,6 @@ def check_hub(spec: GridSpec) -> list[str]:
         A dose, view or split the hub has no data for (when the hub has
         datasets), naming the YAML key, what the hub holds and the closest name.
     """
-    import difflib
 
     data = _hub.datasets_root(spec.hub)
     if not data.is_dir():
@@ -1326,8 +1325,7 @@ def check_hub(spec: GridSpec) -> list[str]:
     have_doses = sorted(p.name for p in data.iterdir() if p.is_dir() and p.name.startswith("dose_"))
 
     def bad(key, value, have, what):
-        close = difflib.get_close_matches(str(value), [str(h) for h in have], n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(value, have)
         return _err(spec.source, key, f"{what} {value!r} is not in the hub {spec.hub} (it has: "
                                       f"{', '.join(map(str, have)) or 'none'}){hint}")
 

@@ -50,7 +50,6 @@ from __future__ import annotations
 import ast
 import contextlib
 import dataclasses
-import difflib
 import json
 import os
 import tempfile
@@ -58,7 +57,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import PtyAnalysisError
+from ..errors import PtyAnalysisError, closest, did_you_mean
 from ..fileutil import atomic_path
 
 #: The package holding the notebook sources (Jupytext percent-format ``.py`` files).
@@ -151,7 +150,8 @@ def template_path(name: str) -> Path:
     stem = str(name).removesuffix(".ipynb").removesuffix(".py")
     res = files(TEMPLATE_PACKAGE) / f"{stem}.py"
     if not res.is_file():
-        raise PtyAnalysisError(f"no notebook {stem!r} in the package; choose one of {', '.join(template_names())}")
+        raise PtyAnalysisError(f"no notebook {stem!r} in the package; choose one of {', '.join(template_names())}"
+                               + did_you_mean(stem, template_names()))
     with as_file(res) as p:  # a real file for a normal install (not extracted from a zip)
         return Path(p)
 
@@ -543,8 +543,8 @@ def check_value(param: Parameter, value, *, base=None, notebook: str = "the note
 def _unknown_error(unknown, declared: dict, notebook: str, source: str | None = None) -> PtyAnalysisError:
     hints = []
     for name in unknown:
-        close = difflib.get_close_matches(name, list(declared), n=1, cutoff=0.6)
-        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        close = closest(name, declared)
+        hints.append(f"{name!r}" + (f" (did you mean {close!r}?)" if close else ""))
     where = f"{source}: " if source else ""
     return PtyAnalysisError(f"{where}unknown parameter(s) {', '.join(hints)}: {notebook} declares "
                             f"{', '.join(declared) or 'none'}")
@@ -727,8 +727,8 @@ def check_parameters(namespace: dict, notebook, *, say=print) -> CheckedParamete
         pool = [k for k in namespace if not k.startswith("_") and k not in _IPYTHON_NAMES]
         hints = []
         for k in missing:
-            close = difflib.get_close_matches(k, pool, n=1, cutoff=0.6)
-            hints.append(f"{k!r}" + (f" (found {close[0]!r}: renamed?)" if close else ""))
+            close = closest(k, pool)
+            hints.append(f"{k!r}" + (f" (found {close!r}: renamed?)" if close else ""))
         raise PtyAnalysisError(f"parameter(s) {', '.join(hints)} of {name} are not defined: "
                                f"the parameters cell must define {', '.join(declared)}")
     base, notice = notebook_dir(namespace, name)

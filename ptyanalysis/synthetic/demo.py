@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .. import hub as _hub
 from ..conventions import DOSES, SPLITS, VIEWS
-from ..errors import PtyAnalysisError
+from ..errors import PtyAnalysisError, did_you_mean
 
 #: Files every comparison cell must leave.
 JOB_OUTPUTS = ("comparison_metrics.csv", "reconstructions.npz", "comparison_plot.png", "comparison.nc")
@@ -56,7 +56,8 @@ def ensure_study(hub, size: str = "ci", doses=None, say=print) -> Path:
 
     hub = Path(hub)
     if size not in simulate.SIZES:
-        raise PtyAnalysisError(f"unknown study size {size!r}; choose one of {sorted(simulate.SIZES)}")
+        raise PtyAnalysisError(f"unknown study size {size!r}; choose one of {', '.join(sorted(simulate.SIZES))}"
+                               + did_you_mean(size, simulate.SIZES))
     if not (hub / "study.json").exists():
         say(f"simulating the {size} study in {hub}")
         cfg = simulate.SimulationConfig(size=simulate.SIZES[size], doses=tuple(doses or DOSES))
