@@ -508,6 +508,32 @@ def expected_figures(jobs) -> list[str]:
     return out
 
 
+#: Name patterns of the per-job figures :func:`write_figures` draws (under ``analysis/figures``).
+PER_JOB_FIGURES = ("reconstructions_*.png", "frc_*.png")
+
+
+def stale_figures(hub, jobs) -> list[Path]:
+    """Per-job figures under ``analysis/figures`` that no job of ``jobs`` produces (left from an earlier run).
+
+    Only names Phase G writes (:data:`PER_JOB_FIGURES`) are considered; other PNGs are the user's.
+
+    Parameters
+    ----------
+    hub : str or Path
+    jobs : list of JobRecord
+
+    Returns
+    -------
+    list of Path
+    """
+    root = _hub.analysis_root(hub)
+    figdir = root / FIGURES_DIR
+    if not figdir.is_dir():
+        return []
+    expected = {root / p for p in expected_figures(jobs)}
+    return sorted(p for pat in PER_JOB_FIGURES for p in figdir.glob(pat) if p not in expected)
+
+
 def write_figures(hub, ds, jobs) -> list[Path]:
     """Write every Phase G figure under ``analysis/figures`` and return the paths.
 
@@ -521,7 +547,9 @@ def write_figures(hub, ds, jobs) -> list[Path]:
     Returns
     -------
     list of Path
-        Every PNG written (atomically).
+        Every PNG written (atomically). Per-job figures of jobs no longer
+        present or no longer scored (:func:`stale_figures`) are removed, so a
+        figure never outlives its job.
     """
     from ..phase_g.story import arm_label, job_arms
 
@@ -539,6 +567,8 @@ def write_figures(hub, ds, jobs) -> list[Path]:
             written.append(save_figure(plot_reconstructions(j.output_dir, j.label), figdir / f"reconstructions_{_job_stem(j)}.png"))
         if any(j.output_dir.glob("*_frc_curves.csv")):
             written.append(save_figure(plot_frc_curves(j.output_dir, j.label), figdir / f"frc_{_job_stem(j)}.png"))
+    for p in stale_figures(hub, jobs):
+        p.unlink()
     return written
 
 

@@ -36,7 +36,8 @@ and ptyanalysis's own:
     ``ssim_grid_summary.md`` and ``aggregate_highlights.txt`` is that delta
     formatted (MS-SSIM 3 decimals, MAE 6, explicit sign, ``N/A`` when missing);
 12. figures: every figure Phase G draws for the hub's jobs, and every PNG under
-    ``analysis/figures``, exists and is a valid image (``PIL.Image.verify``);
+    ``analysis/figures``, exists and is a valid image (``PIL.Image.verify``), and no
+    per-job figure is left from a job no longer scored (a stale figure fails);
 13. job files: every successful job of the manifest has its output folder, the
     files listed in its ``outputs`` (default: ``comparison_metrics.csv``,
     ``reconstructions.npz``, ``comparison_plot.png``, ``comparison.nc``), all
@@ -534,7 +535,7 @@ def check_numbers(hub: Path) -> dict:
 
 @_check
 def check_figures(hub: Path) -> dict:
-    """Check 12: every expected figure (and every PNG under ``analysis/figures``) is a valid image."""
+    """Check 12: every expected figure (and every PNG under ``analysis/figures``) is a valid image; none is stale."""
     figdir = _hub.analysis_root(hub) / R_schema.FIGURES_DIR
     desc = "Figures exist and are valid images"
     try:
@@ -543,7 +544,8 @@ def check_figures(hub: Path) -> dict:
         return _result(hub, figdir, desc, f"cannot read the jobs: {exc}")
     expected = {_hub.analysis_root(hub) / p for p in R_figures.expected_figures(jobs)}
     present = set(figdir.glob("*.png")) if figdir.is_dir() else set()
-    bad = []
+    bad = [f"{_rel(hub, p)}: stale (no scored job draws it any more; run ptyanalysis phase-g again)"
+           for p in R_figures.stale_figures(hub, jobs)]
     for p in sorted(expected | present):
         e = _image_error(p)
         if e:

@@ -214,3 +214,16 @@ def test_newest_grid_log_is_ordered_by_stamp_then_suffix(hub):
         "grid started\nSUCCESS: all cells completed\nFAILED: 1 cell(s) failed\n")
     res = V.verify_hub(hub, write=False)
     assert "does not end with the sentinel" in _failed(res)["Orchestrator logs (grid runner)"]
+
+
+def test_a_figure_of_a_job_no_longer_scored_is_stale_and_phase_g_removes_it(hub):
+    figs = hub / "analysis" / "figures"
+    stale = figs / "frc_dose_500_dense_test.png"  # a job that is not (any more) in the hub
+    shutil.copy(figs / "frc_dose_1000_dense_test.png", stale)
+    user = figs / "my_sketch.png"  # not a name Phase G writes: left alone
+    shutil.copy(figs / "frc_dose_1000_dense_test.png", user)
+    err = _failed(V.verify_hub(hub))["Figures exist and are valid images"]  # (the inventory also lacks both)
+    assert "frc_dose_500_dense_test.png: stale" in err and "my_sketch" not in err
+    R_report.phase_g(hub, html=False)
+    assert not stale.exists() and user.exists()
+    assert not _failed(V.verify_hub(hub))
