@@ -10,7 +10,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
     submodules=['align', 'metrics', 'stitching'],
     submod_attrs={
         'align': ['Registration', 'register', 'apply_shift', 'crop_border', 'fit_phase_plane', 'remove_phase_plane', 'remove_phase_offset', 'normalize_amplitude_mean', 'crop_to_scan'],
-        'metrics': ['mae', 'mse', 'psnr', 'ssim', 'ms_ssim', 'FRCResult', 'half_bit_threshold', 'frc', 'ptychopinn_ms_ssim', 'ptychopinn_frc', 'ptychopinn_frc_rings', 'ptychopinn_frc_cutoff', 'score'],
+        'metrics': ['mae', 'mse', 'psnr', 'ssim', 'ms_ssim', 'FRCResult', 'half_bit_threshold', 'frc', 'ptychopinn_ms_ssim', 'ptychopinn_ms_ssim_levels', 'NEGATIVE_SSIM_CLAMP', 'ptychopinn_frc', 'ptychopinn_frc_rings', 'ptychopinn_frc_cutoff', 'score'],
         'stitching': ['StitchResult', 'scan_frame', 'Stitcher', 'stitch', 'extract', 'ptychopinn_frame', 'ptychopinn_reassemble', 'ArrayBackend', 'gpu_backend'],
     },
 )

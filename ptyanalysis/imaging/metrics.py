@@ -79,6 +79,8 @@ __all__ = [
     "half_bit_threshold",
     "score",
     "ptychopinn_ms_ssim",
+    "ptychopinn_ms_ssim_levels",
+    "NEGATIVE_SSIM_CLAMP",
     "ptychopinn_frc",
     "ptychopinn_frc_rings",
     "ptychopinn_frc_cutoff",
@@ -437,41 +439,69 @@ def ptychopinn_ms_ssim(pred, gt, *, sigma_smooth: float = 0.0, levels: int = 5,
     Product over up to ``levels`` of full scikit-image SSIM (default 7 x 7
     window) raised to the weights, ``[::2, ::2]`` decimation between levels,
     stop when the image is smaller than ``min_size``, negative SSIM clamped to
-    1e-4 (with a warning), ``data_range`` = the larger of the two images'
-    ranges; both images pre-smoothed with a Gaussian of ``sigma_smooth``
-    (the study: 1.0 for amplitude, 0 for phase).
+    1e-4 (with a warning; :func:`ptychopinn_ms_ssim_levels` returns which),
+    ``data_range`` = the larger of the two images' ranges; both images
+    pre-smoothed with a Gaussian of ``sigma_smooth`` (the study: 1.0 for
+    amplitude, 0 for phase).
 
     Returns
     -------
     float
         NaN if an input is not finite.
     """
+    value, clamped = ptychopinn_ms_ssim_levels(pred, gt, sigma_smooth=sigma_smooth, levels=levels, weights=weights,
+                                               min_size=min_size)
+    for v in clamped:
+        warnings.warn(f"negative SSIM {v:.4g} clamped to {NEGATIVE_SSIM_CLAMP:g} (study convention)", RuntimeWarning,
+                      stacklevel=2)
+    return value
+
+
+#: What the study's MS-SSIM puts in place of a negative SSIM level.
+NEGATIVE_SSIM_CLAMP = 1e-4
+
+
+def ptychopinn_ms_ssim_levels(pred, gt, *, sigma_smooth: float = 0.0, levels: int = 5,
+                              weights=MS_SSIM_WEIGHTS, min_size: int = 7) -> tuple[float, list]:
+    """:func:`ptychopinn_ms_ssim` and the negative SSIM levels it clamped.
+
+    A clamped level makes the MS-SSIM a floor set by the convention rather
+    than a measurement (the prediction is anti-correlated with the truth at
+    that scale); the comparison records them and the report says so.
+
+    Returns
+    -------
+    value : float
+        The MS-SSIM (NaN if an input is not finite).
+    clamped : list of float
+        The raw negative SSIM of each clamped level, coarse levels last.
+    """
     from scipy.ndimage import gaussian_filter
     from skimage.metrics import structural_similarity
 
     p, g = _pair(pred, gt)
     if _nan_if_bad(p) or _nan_if_bad(g):
-        return float("nan")
+        return float("nan"), []
     if sigma_smooth > 0:
         p = gaussian_filter(p, sigma_smooth)
         g = gaussian_filter(g, sigma_smooth)
     dr = max(float(g.max() - g.min()), float(p.max() - p.min()))
     if dr <= 0:
-        return float("nan")
-    vals = []
+        return float("nan"), []
+    vals, clamped = [], []
     for _ in range(levels):
         if min(p.shape) < min_size:
             break
         v = float(structural_similarity(g, p, data_range=dr))
         if v < 0:
-            warnings.warn(f"negative SSIM {v:.4g} clamped to 1e-4 (study convention)", RuntimeWarning, stacklevel=2)
-            v = 1e-4
+            clamped.append(v)
+            v = NEGATIVE_SSIM_CLAMP
         vals.append(v)
         p, g = p[::2, ::2], g[::2, ::2]
     if not vals:
-        return float("nan")
+        return float("nan"), clamped
     w = np.asarray(weights[: len(vals)], dtype=np.float64)
-    return float(np.prod(np.power(vals, w)))
+    return float(np.prod(np.power(vals, w))), clamped
 
 
 def ptychopinn_frc_rings(n: int) -> np.ndarray:
@@ -638,7 +668,10 @@ def score(pred, gt, convention: str = "ptyanalysis", *, border: int = 2, data_ra
         ``mae, mse, psnr, ssim, ms_ssim, frc50, frc1over7`` (ptyanalysis also
         ``frc_half_bit`` and the matching periods in pixels; its ``frc50`` /
         ``frc1over7`` are frequencies in cycles/pixel, the study's are ring
-        indices), and ``params`` lists every setting used.
+        indices), and ``params`` lists every setting used. The ``ptychopinn``
+        convention adds ``ms_ssim_clamped``: ``{component: [negative SSIM, ...]}``
+        for the components whose MS-SSIM clamped a level
+        (:func:`ptychopinn_ms_ssim_levels`; empty when none did).
     """
     if convention not in CONVENTIONS:
         raise PtyAnalysisError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
@@ -747,7 +780,7 @@ def _score_ptychopinn(p, g, border, phase_align, amplitude_scale, ms_sigma, zero
         "psnr_peak": 255.0, "ssim": "skimage defaults (7x7 uniform, sample covariance)",
         "ssim_data_range_amplitude": "gt max - min", "ssim_phase": "(phi + pi) / 2 pi, data_range 1",
         "ms_ssim": {"levels": 5, "weights": list(MS_SSIM_WEIGHTS), "decimation": "[::2, ::2]",
-                    "min_size": 7, "negative_clamp": 1e-4, "amplitude_sigma": ms_sigma,
+                    "min_size": 7, "negative_clamp": NEGATIVE_SSIM_CLAMP, "amplitude_sigma": ms_sigma,
                     "data_range": "max of the two images' ranges (inferred)"},
         "frc": ("PtychoPINN FSC: rings round(hypot(dy, dx)) about (n//2, n//2) over the whole centre-cropped "
                 "square (to the corners), |sum F1 F2*|; cut-offs = first ring below, interpolated, "
@@ -768,7 +801,7 @@ def _score_ptychopinn(p, g, border, phase_align, amplitude_scale, ms_sigma, zero
     else:
         pp = np.angle(p) - np.angle(p).mean()
         gp = np.angle(g) - np.angle(g).mean()
-    blocks, curves = {}, {}
+    blocks, curves, clamped = {}, {}, {}
     from skimage.metrics import structural_similarity
 
     for name in ("amplitude", "phase"):
@@ -780,11 +813,13 @@ def _score_ptychopinn(p, g, border, phase_align, amplitude_scale, ms_sigma, zero
         if name == "amplitude":
             dr = float(y.max() - y.min())
             s = float(structural_similarity(y, x, data_range=dr)) if dr > 0 else float("nan")
-            ms = ptychopinn_ms_ssim(x, y, sigma_smooth=ms_sigma)
+            ms, neg = ptychopinn_ms_ssim_levels(x, y, sigma_smooth=ms_sigma)
         else:
             xs, ys = (x + np.pi) / (2 * np.pi), (y + np.pi) / (2 * np.pi)
             s = float(structural_similarity(ys, xs, data_range=1.0))
-            ms = ptychopinn_ms_ssim(xs, ys, sigma_smooth=0.0)
+            ms, neg = ptychopinn_ms_ssim_levels(xs, ys, sigma_smooth=0.0)
+        if neg:
+            clamped[name] = [float(v) for v in neg]
         curve = ptychopinn_frc(y, x)
         blocks[name] = {
             "mae": float(np.mean(np.abs(y - x))),
@@ -796,5 +831,5 @@ def _score_ptychopinn(p, g, border, phase_align, amplitude_scale, ms_sigma, zero
             "frc1over7": ptychopinn_frc_cutoff(curve, ONE_SEVENTH),
         }
         curves[name] = curve
-    out.update(amplitude=blocks["amplitude"], phase=blocks["phase"], frc_curves=curves)
+    out.update(amplitude=blocks["amplitude"], phase=blocks["phase"], frc_curves=curves, ms_ssim_clamped=clamped)
     return out

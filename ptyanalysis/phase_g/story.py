@@ -30,6 +30,7 @@ import numpy as np
 
 from .. import hub as _hub
 from ..conventions import ARMS, arm_status_text, zero_text  # noqa: F401 (re-exported)
+from ..imaging.metrics import NEGATIVE_SSIM_CLAMP
 from ..phase_g.collect import JobRecord, collect_jobs
 from ..phase_g.schema import FILES
 
@@ -263,6 +264,34 @@ def under_trained(hub, jobs) -> dict:
         for f in trust.trust_flags(j, hub):
             if f.check == "under_trained":
                 e = out.setdefault(f.arm, {"jobs": [], "n_scored": len(scored), "example": f.message})
+                e["jobs"].append(j.label)
+    return out
+
+
+def clamped_ms_ssim(jobs, arms_info: dict, convention) -> dict:
+    """The arms whose MS-SSIM clamped a negative SSIM level (a floor, not a measurement), per component.
+
+    Parameters
+    ----------
+    jobs : list of JobRecord
+    arms_info : dict
+        ``{job.label: job_arms(...)}``.
+    convention : str or list
+        The report's metric convention; only clamps in it count (a list: mixed, every clamp counts).
+
+    Returns
+    -------
+    dict
+        ``{arm: {component: {"jobs": [label, ...], "example_ssim": float}}}``; empty when none clamped.
+    """
+    out: dict = {}
+    for j in jobs:
+        for arm in ARMS:
+            rec = ((arms_info.get(j.label) or {}).get(arm) or {}).get("detail", {}).get("ms_ssim_clamped") or {}
+            for comp, c in rec.items():
+                if isinstance(convention, str) and c.get("convention") != convention:
+                    continue
+                e = out.setdefault(arm, {}).setdefault(comp, {"jobs": [], "example_ssim": min(c.get("ssim") or [0.0])})
                 e["jobs"].append(j.label)
     return out
 
@@ -541,6 +570,7 @@ def build_story(hub, ds=None, jobs=None, deltas=None) -> Story:
         "incident": _incident(read_diagnosis(hub)),
         "trust": read_trust(hub, jobs),
         "under_trained": under_trained(hub, jobs),
+        "ms_ssim_clamped": clamped_ms_ssim(jobs, arms_info, conventions[0] if len(conventions) == 1 else conventions),
         "provenance": {
             "PtyChi": iterative_provenance(algorithms),
             "PtyChi_label": arm_label("PtyChi", next((a for a in algorithms if a), None)),
@@ -608,6 +638,14 @@ def headline(data: dict) -> list[str]:
         lines.append("Under-trained: " + ", ".join(parts) + f" (e.g. {first}). The ranking above compares models "
                      "stopped before they converged, not the methods; train longer (ptyanalysis train HUB --steps N "
                      "--force) for numbers about the methods.")
+    cl = data.get("ms_ssim_clamped") or {}
+    if cl:
+        parts = [f"{_arm(a, data)} {comp} in {len(e['jobs'])} job(s)" for a, comps in sorted(cl.items())
+                 for comp, e in sorted(comps.items())]
+        worst = min(e["example_ssim"] for comps in cl.values() for e in comps.values())
+        lines.append(f"MS-SSIM floors: {', '.join(parts)} had an SSIM level below 0 (as low as {worst:.3f}: the "
+                     f"image anti-correlates with the truth at that scale), which the convention clamps to "
+                     f"{NEGATIVE_SSIM_CLAMP:g}; those MS-SSIM values are floors, not measurements.")
     zeros = [p for p in data["problems"] if p["kind"] == "zero"]
     if zeros:
         arms = sorted({p["arm"] for p in zeros})

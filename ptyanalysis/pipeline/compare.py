@@ -815,6 +815,10 @@ def compare_job(hub, dose, view: str, split: str, config: CompareConfig = Compar
         aligned[arm] = remove_phase_offset(img, gt)  # for display and the aligned NPZ
         for conv in CONVENTIONS:
             scores[conv][arm] = _metrics.score(img, gt, convention=conv, border=config.border)
+            if scores[conv][arm].get("ms_ssim_clamped"):  # the value is the convention's floor: recorded
+                results[arm].detail["ms_ssim_clamped"] = {
+                    comp: {"convention": conv, "levels": len(v), "ssim": [round(x, 4) for x in v]}
+                    for comp, v in scores[conv][arm]["ms_ssim_clamped"].items()}
     job = {"dose": float(dose), "view": view, "split": split}
     ds = _to_dataset(job, arms, results, scores, regs, config, box)
     if write:

@@ -4,6 +4,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ptyanalysis.phase_g import report, story
@@ -158,3 +159,27 @@ def test_ssim_and_ms_ssim_disagreeing_is_said(told):
     s2 = story.build_story(hub, ds=ds)
     line = next(h for h in story.headline(s2.data) if h.startswith("SSIM and MS-SSIM disagree on the best phase"))
     assert "in 1 of 3 jobs" in line and "SSIM Baseline" in line
+
+
+def test_a_clamped_ms_ssim_is_called_a_floor_on_the_first_screen(tmp_path):
+    import xarray as xr
+
+    from ptyanalysis.imaging import metrics
+
+    hub = F.make_hub(tmp_path / "hub", doses=(1000,), views=("dense",), splits=("test",))
+    # what compare records when the study's MS-SSIM clamps: an anti-correlated phase scores a floor
+    g = np.random.default_rng(0).random((64, 64))
+    scored = metrics.score(np.exp(1j * (1 - g)), np.exp(1j * g), convention="ptychopinn")
+    neg = scored["ms_ssim_clamped"]["phase"]
+    assert neg and all(v < 0 for v in neg) and "amplitude" not in scored["ms_ssim_clamped"]
+    nc = hub / "analysis" / "dose_1000" / "dense" / "test" / "comparison.nc"
+    ds = xr.load_dataset(nc, engine="h5netcdf")
+    ds.attrs["arm_details"] = json.dumps({"PtychoPINN": {"status": "ok", "ms_ssim_clamped": {
+        "phase": {"convention": "ptychopinn", "levels": len(neg), "ssim": neg}}}})
+    ds.attrs["parameters"] = json.dumps({"csv_convention": "ptychopinn"})
+    ds.to_netcdf(nc, engine="h5netcdf")
+    s = story.build_story(hub)
+    assert s.data["ms_ssim_clamped"] == {"PtychoPINN": {"phase": {"jobs": ["dose_1000/dense/test"],
+                                                                  "example_ssim": min(neg)}}}
+    line = next(h for h in story.headline(s.data) if h.startswith("MS-SSIM floors"))
+    assert "PtychoPINN phase in 1 job(s)" in line and "floors, not measurements" in line
