@@ -2338,11 +2338,11 @@ def plot_bisection(result: BisectionResult):
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib.pyplot as plt
+    from ..plotting import subplots
 
     ex = [e for e in result.experiments if e.restores is not None]
     rows = result.layers.get("rows", [])
-    fig, axes = plt.subplots(1, 2 if rows else 1, figsize=(11 if rows else 6, max(3, 0.25 * len(ex) + 1)),
+    fig, axes = subplots(1, 2 if rows else 1, figsize=(11 if rows else 6, max(3, 0.25 * len(ex) + 1)),
                              squeeze=False)
     ax = axes[0, 0]
     ax.barh([e.name for e in ex][::-1], [e.restores for e in ex][::-1],

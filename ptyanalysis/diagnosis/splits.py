@@ -724,11 +724,11 @@ def plot_split_comparison(result: SplitComparison):
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib.pyplot as plt
+    from ..plotting import subplots
 
     extra = list(result.patterns) + list(result.positions)
     ncol = 2 + len(extra)
-    fig, axes = plt.subplots(1, ncol, figsize=(4.4 * ncol, 3.8), squeeze=False)
+    fig, axes = subplots(1, ncol, figsize=(4.4 * ncol, 3.8), squeeze=False)
     ax = axes[0, 0]
     sc = np.array([max(d["drift_score"] for d in result.drift[i].values()) for i in result.ranking], float)
     finite = sc[np.isfinite(sc) & (sc > 0)]

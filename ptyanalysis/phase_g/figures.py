@@ -12,14 +12,9 @@ from ..errors import PtyAnalysisError
 from ..fileutil import atomic_path
 from ..phase_g.collect import JobRecord, read_frc_curves, read_reconstructions
 from ..phase_g.schema import FIGURES_DIR
+from ..plotting import new_figure
 
 # --------------------------------------------------------------------------- figures
-
-
-def _new_figure(figsize):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=figsize, layout="constrained")
 
 
 def save_figure(fig, path, dpi: int = 110) -> Path:
@@ -94,7 +89,7 @@ def plot_metric_grid(ds, metric: str = "ms_ssim", arms=None, statuses=None, arm_
     vals_all = sub.sel(component=["amplitude", "phase"]).values
     finite = vals_all[np.isfinite(vals_all)]
     vmin, vmax = (0.0, 1.0) if bounded or finite.size == 0 else (float(finite.min()), float(finite.max()) or 1.0)
-    fig = _new_figure((2.2 + 1.3 * len(labels) * 2, 0.9 + 1.1 * len(doses) * len(arms)))
+    fig = new_figure((2.2 + 1.3 * len(labels) * 2, 0.9 + 1.1 * len(doses) * len(arms)))
     axes = fig.subplots(len(arms), 2, squeeze=False)
     im = None
     for r, arm in enumerate(arms):
@@ -275,7 +270,7 @@ def plot_reconstructions(job_dir, title: str | None = None):
             ("phase", "phase (rad, as scored)", "viridis", False),
             ("d_amplitude", "amplitude − GT", "RdBu_r", True),
             ("d_phase", "phase − GT (rad)", "RdBu_r", True))
-    fig = _new_figure((2.4 * len(cols) + 1.4, 2.3 * len(rows) + 0.8))
+    fig = new_figure((2.4 * len(cols) + 1.4, 2.3 * len(rows) + 0.8))
     axes = fig.subplots(len(rows), len(cols), squeeze=False)
     for r, (key, label, cmap, sym) in enumerate(rows):
         shown = [imgs[c][key] for c in cols if c in imgs and key in imgs[c]]
@@ -374,7 +369,7 @@ def plot_frc_curves(job_dir, title: str | None = None):
     job_dir = Path(job_dir)
     curves = read_frc_curves(job_dir)
     meta = _job_meta(job_dir)
-    fig = _new_figure((10, 4.4))
+    fig = new_figure((10, 4.4))
     axes = fig.subplots(1, 2, squeeze=False)[0]
     n_rings = max((len(c["frequency_bin"]) for c in curves.values()), default=0)
     side, exact = _frc_side(job_dir, n_rings, meta["border"]) if n_rings else (0, False)
@@ -444,7 +439,7 @@ def plot_metrics_vs_dose(ds, metrics=("ms_ssim", "ssim", "mae", "frc50"), arm_la
 
     arm_labels = arm_labels or {}
     metrics = [m for m in metrics if m in ds["metric"].values]
-    fig = _new_figure((10, 2.5 * max(1, len(metrics)) + 1.0))
+    fig = new_figure((10, 2.5 * max(1, len(metrics)) + 1.0))
     axes = fig.subplots(max(1, len(metrics)), 2, squeeze=False)
     doses = ds["dose"].values.astype(float)
     views, splits = [str(v) for v in ds["view"].values], [str(s) for s in ds["split"].values]

@@ -689,12 +689,10 @@ def plot_comparison(images: dict, mask=None, title: str = ""):
     -------
     matplotlib.figure.Figure
     """
-    # (no matplotlib.use here: switching the backend is process-wide and would turn off a notebook's
-    # inline figures; headless processes fall back to Agg by themselves)
-    import matplotlib.pyplot as plt
+    from ..plotting import subplots
 
     names = [k for k in images if k != "GroundTruth"] + ["GroundTruth"]
-    fig, axes = plt.subplots(2, len(names), figsize=(3.2 * len(names), 6.2), squeeze=False)
+    fig, axes = subplots(2, len(names), figsize=(3.2 * len(names), 6.2), squeeze=False)
     gt = images["GroundTruth"]
     sel = mask if mask is not None else np.ones(gt.shape, bool)
     for row, (label, fn) in enumerate((("phase", np.angle), ("amplitude", np.abs))):
@@ -925,8 +923,6 @@ def reconstruction_arrays(images: dict, *, coverage=None, arm_coverage=None, off
 
 
 def _write_job(out, job, arms, results, scores, regs, aligned, gt_full, mask, box, config, ds, origin=(0, 0)):
-    import matplotlib.pyplot as plt
-
     out.mkdir(parents=True, exist_ok=True)
     conv = config.csv_convention
     rows = []
@@ -951,7 +947,6 @@ def _write_job(out, job, arms, results, scores, regs, aligned, gt_full, mask, bo
                           mask[box], f"dose {job['dose']:g}, {job['view']}, {job['split']}")
     with atomic_path(out / "comparison_plot.png") as tmp:
         fig.savefig(tmp, dpi=90)
-    plt.close(fig)
     write_netcdf(out / "comparison.nc", ds)
 
 

@@ -41,7 +41,7 @@ from pathlib import Path
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from ..provenance import utc_now
-from .notebook import KERNEL_ARGUMENTS, KERNEL_ENV
+from .notebook import KERNEL_ENV, kernel_arguments
 
 #: papermill engine name of the kernel-reusing engine.
 ENGINE_NAME = "ptyanalysis-reuse"
@@ -261,7 +261,7 @@ class KernelPool:
         km = AsyncKernelManager(kernel_name=kernel_name)
         env = {**KERNEL_ENV, **os.environ, "MPLBACKEND": "Agg"}  # the one runner's kernel settings
         try:
-            _run_sync(km.start_kernel, extra_arguments=list(KERNEL_ARGUMENTS), cwd=str(cwd), env=env,
+            _run_sync(km.start_kernel, extra_arguments=kernel_arguments(kernel_name), cwd=str(cwd), env=env,
                       stdout=out, stderr=out, stdin=None)
             kc = km.client()
             kc.start_channels()

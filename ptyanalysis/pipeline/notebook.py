@@ -57,6 +57,7 @@ from pathlib import Path
 
 import yaml
 
+from ..conventions import dose_label
 from ..errors import PtyAnalysisError, closest, did_you_mean
 from ..fileutil import atomic_path
 
@@ -77,6 +78,30 @@ KERNEL_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYDEVD_DISABLE_FILE_VALIDATION": "1"
 KERNEL_ARGUMENTS = ("--IPKernelApp.log_level=CRITICAL",
                     ("--IPKernelApp.exec_lines=__import__('ptyanalysis.quiet', "
                      "fromlist=['_']).quiet_tensorflow_import()"))
+def kernel_arguments(kernel: str = "python3") -> list:
+    """The :data:`KERNEL_ARGUMENTS` that the kernel spec ``kernel`` does not give already.
+
+    The package's kernel spec (:mod:`ptyanalysis.pipeline.kernelspec`) carries them itself; given a second
+    time on the command line, ipykernel refuses to start (``log_level only accepts one value``).
+
+    Parameters
+    ----------
+    kernel : str
+        Kernel spec name.
+
+    Returns
+    -------
+    list of str
+    """
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        argv = KernelSpecManager().get_kernel_spec(kernel).argv
+    except NoSuchKernel:  # the kernel manager reports it when it starts
+        argv = []
+    return [a for a in KERNEL_ARGUMENTS if a not in argv]
+
+
 #: Tag of papermill's injected cell.
 INJECTED_TAG = "injected-parameters"
 
@@ -733,6 +758,10 @@ def check_parameters(namespace: dict, notebook, *, say=print) -> CheckedParamete
                                f"the parameters cell must define {', '.join(declared)}")
     base, notice = notebook_dir(namespace, name)
     uses_paths = any(p.kind == "path" for p in declared.values())
+    given = given_parameters(namespace, declared)
+    if given:  # the stored outputs then say which values made them, not the cell's defaults
+        say("run with " + ", ".join(f"{k} = {v!r}" for k, v in given.items())
+            + " (given by the run, e.g. papermill -p or a YAML; the parameters cell above shows the defaults)")
     values, notices = {}, []
     for k, p in declared.items():
         v, n = check_value(p, namespace[k], base=base, notebook=name)
@@ -746,6 +775,25 @@ def check_parameters(namespace: dict, notebook, *, say=print) -> CheckedParamete
         say(f"note: {checked.relative(n)}")
     namespace.update(values)
     return checked
+
+
+def given_parameters(namespace: dict, declared: dict) -> dict:
+    """The declared parameters whose value in ``namespace`` is not the parameters cell's literal default.
+
+    Parameters
+    ----------
+    namespace : dict
+        The notebook's ``globals()``.
+    declared : dict
+        ``{name: Parameter}`` (:func:`declared_parameters`).
+
+    Returns
+    -------
+    dict
+        ``{name: value}`` in declaration order (what papermill or the grid injected, or the user edited).
+    """
+    return {k: namespace[k] for k, p in declared.items()
+            if k in namespace and p.default is not _NO_DEFAULT and namespace[k] != p.default}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -794,7 +842,8 @@ def diagnosis_inputs(hub, dose: float, paths: dict, default_splits: dict, *, out
     default_splits : dict
         ``{label: split name}`` (e.g. ``{"a": "train", "b": "test"}``).
     output_name : str
-        Default output folder: ``HUB/analysis/diagnosis/<output_name>``.
+        Default output folder: ``HUB/analysis/diagnosis/<output_name>/dose_<D>`` (one per dose, so a
+        run at another dose never overwrites this one's results).
     model : str or Path, optional
         Model file or directory (default: the hub's Baseline at ``dose``).
     reference, study_inputs, trained_like, seed
@@ -824,7 +873,7 @@ def diagnosis_inputs(hub, dose: float, paths: dict, default_splits: dict, *, out
         paired = default_paired_set(loaded, datasets, files, paired_label, study_inputs=study_inputs,
                                     reference_given=reference is not None or ref is None, seed=seed, say=say)
     return DiagnosisInputs(model=loaded, sets=sets, datasets=datasets, reference=ref, paired=paired,
-                           output_dir=Path(output_dir or _hub.diagnosis_dir(hub, output_name)))
+                           output_dir=Path(output_dir or _hub.diagnosis_dir(hub, output_name) / dose_label(dose)))
 
 
 # --------------------------------------------------------------------------- running
@@ -961,7 +1010,7 @@ def execute(notebook, output, parameters: dict | None = None, *, cwd=None, noteb
                                 progress_bar=progress, log_output=False, stdout_file=log, stderr_file=log,
                                 start_timeout=start_timeout, execution_timeout=timeout,
                                 engine_name=engine_name,
-                                **{"extra_arguments": list(KERNEL_ARGUMENTS), **engine_kwargs})
+                                **{"extra_arguments": kernel_arguments(kernel), **engine_kwargs})
         except BaseException:
             if tmp.exists() and tmp.stat().st_size:
                 os.replace(tmp, failed)

@@ -415,16 +415,15 @@ def plot_study(hub, dose=None):
     -------
     matplotlib.figure.Figure
     """
-    import matplotlib.pyplot as plt
-
     from .. import io
+    from ..plotting import subplots
 
     desc = json.loads((Path(hub) / "study.json").read_text())
     dose = dose or min(desc["config"]["doses"])
     data = {s: io.load_dataset(_hub.dataset_path(hub, dose, s)) for s in SPLITS}
     views = load_views(hub, dose)
     obj, probe = data["test"].obj, data["test"].probe
-    fig, ax = plt.subplots(1, 5, figsize=(19, 3.9))
+    fig, ax = subplots(1, 5, figsize=(19, 3.9))
     im = ax[0].imshow(np.abs(obj), cmap="gray")
     ax[0].set_title("object amplitude (skimage camera)")
     fig.colorbar(im, ax=ax[0], fraction=0.046)

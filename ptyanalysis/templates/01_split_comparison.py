@@ -45,7 +45,7 @@ study_inputs: bool = True  # the split files are study datasets, fed exactly as 
 batch_size: int = 256  # inference batch size
 max_output_samples: Optional[int] = 2000  # run the model on at most this many (seeded) samples per split
 seed: int = 0  # seed of every subsample
-output_dir: Optional[Path] = None  # default: HUB/analysis/diagnosis/split_comparison
+output_dir: Optional[Path] = None  # default: HUB/analysis/diagnosis/split_comparison/dose_<D>
 ensure_synthetic: Optional[str] = None  # e.g. "ci": simulate and train this synthetic study if the hub has none
 
 # %%

@@ -44,7 +44,7 @@ batch_size: int = 256  # as `ptyanalysis bisect --batch-size`
 max_samples: int = 2000  # as `ptyanalysis bisect --max-samples`
 max_evaluations: int = 58  # as `ptyanalysis bisect --max-evaluations`
 seed: int = 0  # as `ptyanalysis bisect --seed`
-output_dir: Optional[Path] = None  # default: HUB/analysis/diagnosis/bisection
+output_dir: Optional[Path] = None  # default: HUB/analysis/diagnosis/bisection/dose_<D>
 ensure_synthetic: Optional[str] = None  # e.g. "ci": simulate and train this synthetic study if the hub has none
 
 # %%

@@ -88,8 +88,6 @@ phase_g.plot_metrics_vs_dose(ds, arm_labels=labels)
 # ground truth; then the Fourier ring correlation against spatial frequency with the 1/2-bit and 1/7 thresholds.
 
 # %%
-import matplotlib.pyplot as plt
-
 shown = jobs if job_panels is None else jobs[:job_panels]
 if len(shown) < len(jobs):
     display(Markdown(f"Panels for {len(shown)} of {len(jobs)} jobs (parameter `job_panels`); every job's files "
@@ -103,7 +101,6 @@ for job in shown:
         display(phase_g.plot_reconstructions(job.output_dir, title=f"dose {job.dose:,}, {job.view}, {job.split}"))
     if any(job.output_dir.glob("*_frc_curves.csv")):
         display(phase_g.plot_frc_curves(job.output_dir, title=f"FRC, dose {job.dose:,}, {job.view}, {job.split}"))
-    plt.close("all")
 
 # %% [markdown]
 # ## Study text artifacts

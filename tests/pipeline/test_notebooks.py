@@ -63,6 +63,15 @@ def test_committed_notebook_is_what_a_user_should_open(name):
     declared = nbk.declared_parameters(path)
     assert declared["hub"].default == "../demo_hub"
     assert declared.get("ensure_synthetic", nbk.Parameter("x", "None", None)).default is None
+    # the stored outputs say which values made them (the cell shows the defaults): the build's params
+    built_with = nbk.load_params(ROOT / "params" / f"ci_{name}.yaml")
+    given = {k: v for k, v in built_with.items() if declared[k].default != v}
+    said = "".join("".join(o.get("text", "")) for c in code if "check_parameters" in c.source for o in c.outputs)
+    assert said.startswith("run with " + ", ".join(f"{k} = {v!r}" for k, v in given.items())), said
+    for c in code:  # one image per figure; no red standard error (TensorFlow's start-up lines) in any cell
+        images = [o for o in c.outputs if "image/png" in o.get("data", {})]
+        assert len(images) <= 1 or "display(" in c.source, f"cell shows the same figure {len(images)} times"
+        assert not [o for o in c.outputs if o.get("name") == "stderr"], c.source
 
 
 # --------------------------------------------------------------------------- kernels (slow)
