@@ -163,6 +163,10 @@ class TrainingHistory:
         ``"keras"``, ``"torch_runner"``, ``"lightning"`` or ``"ptyanalysis"``.
     notes : tuple of str
         What was accepted loosely or skipped.
+    budget : dict
+        The training budget the file records (:data:`BUDGET_KEYS`; only those known): ``epochs``
+        (always, from the loss series), ``steps`` (optimiser steps), ``elapsed_s``, ``batch_size``,
+        ``n_samples``.
     """
 
     path: Path
@@ -170,6 +174,11 @@ class TrainingHistory:
     series: dict = field(default_factory=dict)
     history_form: str = ""
     notes: tuple = ()
+    budget: dict = field(default_factory=dict)
+
+    def budget_text(self) -> str:
+        """The budget in words, e.g. ``"150 optimiser steps (4 epochs, 31 s)"``; ``""`` when nothing is known."""
+        return budget_text(self.budget)
 
     def losses(self, per: str = "epoch") -> dict:
         """``{name: LossSeries}`` of the loss series logged per ``per``."""
@@ -278,7 +287,12 @@ def read_lightning_metrics(path) -> TrainingHistory:
                 d = store[c]
                 xs = np.array(sorted(d), dtype=float)
                 series[c] = LossSeries(c, xs, np.array([d[int(x)] for x in xs], dtype=float), per, _role(c))
-    return TrainingHistory(path, "lightning_csv", series, "lightning", tuple(notes))
+    budget = {"epochs": len({int(x) for d in per_epoch.values() for x in d}) or None}
+    steps = [int(_number(r["step"], path, "column 'step'")) for r in rows if (r.get("step") or "").strip()]
+    if steps:
+        budget["steps"] = max(steps) + 1  # Lightning logs the global step, counted from 0
+    return TrainingHistory(path, "lightning_csv", series, "lightning", tuple(notes),
+                           {k: v for k, v in budget.items() if v is not None})
 
 
 def _series_from_lists(payload: dict, path: Path, notes: list) -> dict:
@@ -344,7 +358,39 @@ def read_history_json(path) -> TrainingHistory:
                      "validation before epoch 0) was dropped")
     if not series:
         notes.append(f"{path.name}: no per-epoch series")
-    return TrainingHistory(path, "history_json", series, form, tuple(notes))
+    return TrainingHistory(path, "history_json", series, form, tuple(notes),
+                           {"epochs": _epoch_count(series)} if _epoch_count(series) else {})
+
+
+#: Budget fields a history may record (:attr:`TrainingHistory.budget`).
+BUDGET_KEYS = ("epochs", "steps", "elapsed_s", "batch_size", "n_samples")
+
+
+def budget_text(budget: dict) -> str:
+    """A training budget in words: ``"150 optimiser steps (4 epochs, 31 s)"``, ``"5 epochs"``; ``""`` if empty.
+
+    Parameters
+    ----------
+    budget : dict
+        :attr:`TrainingHistory.budget`.
+
+    Returns
+    -------
+    str
+    """
+    inner = []
+    if budget.get("epochs") is not None:
+        inner.append(f"{int(budget['epochs'])} epoch{'s' if int(budget['epochs']) != 1 else ''}")
+    if budget.get("elapsed_s") is not None:
+        inner.append(f"{float(budget['elapsed_s']):.0f} s")
+    if budget.get("steps") is not None:
+        return f"{int(budget['steps'])} optimiser steps" + (f" ({', '.join(inner)})" if inner else "")
+    return ", ".join(inner)
+
+
+def _epoch_count(series: dict) -> int | None:
+    counts = [len(s.values) for s in series.values() if s.per == "epoch"]
+    return max(counts) if counts else None
 
 
 def read_ptyanalysis_params(path) -> TrainingHistory:
@@ -372,7 +418,9 @@ def read_ptyanalysis_params(path) -> TrainingHistory:
                                "`ptyanalysis train` writes; retrain or point at a history file")
     notes: list = []
     series = _series_from_lists({"loss": tr["loss"]}, path, notes)
-    return TrainingHistory(path, "ptyanalysis_params", series, "ptyanalysis", tuple(notes))
+    budget = {k: tr[k] for k in BUDGET_KEYS if isinstance(tr.get(k), (int, float)) and not isinstance(tr.get(k), bool)}
+    budget.setdefault("epochs", _epoch_count(series))
+    return TrainingHistory(path, "ptyanalysis_params", series, "ptyanalysis", tuple(notes), budget)
 
 
 def _load_json(path: Path):
@@ -548,6 +596,7 @@ class TrainingReport:
         """JSON-ready fields (history paths as strings)."""
         return {"under_trained": self.under_trained, "histories": [str(h.path) for h in self.histories],
                 "formats": [h.format + (f"/{h.history_form}" if h.history_form else "") for h in self.histories],
+                "budgets": [dict(h.budget) for h in self.histories],
                 "verdicts": [v.as_dict() for v in self.verdicts], "notes": list(self.notes)}
 
 

@@ -438,9 +438,12 @@ def training_trust(hub, dose, view: str, job_dir) -> tuple[list, dict, list, lis
         if rep.under_trained:
             falling = [v for v in rep.verdicts if v.still_falling]
             v = falling[0]
-            src = _relative(next(h.path for h in rep.histories if v.series in h.series), hub)
-            flags.append(TrustFlag(arm, "under_trained", f"{v.message} [{src}]; its numbers say little about the method",
-                                   {"source": src, **v.as_dict()}))
+            h = next(h for h in rep.histories if v.series in h.series)
+            src = _relative(h.path, hub)
+            budget = h.budget_text()
+            flags.append(TrustFlag(arm, "under_trained", (f"trained {budget}; " if budget else "")
+                                   + f"{v.message} [{src}]; its numbers say little about the method",
+                                   {"source": src, "budget": dict(h.budget), **v.as_dict()}))
         elif rep.under_trained is None:
             notes.append(f"{arm}: training history found but not judged (too few epochs or no loss series)")
     collapsed = collapsed_arms(job_dir)
