@@ -254,7 +254,10 @@ def under_trained(hub, jobs) -> dict:
     Returns
     -------
     dict
-        ``{arm: {"jobs": [label, ...], "n_scored": int, "example": message}}``; empty when no arm is.
+        ``{arm: {"jobs": [label, ...], "n_scored": int, "example": message, "budgets": [budget, ...],
+        "drop_fractions": [float, ...]}}`` (``budgets``: the distinct training budgets recorded for the
+        flagged models, :attr:`ptyanalysis.training_history.TrainingHistory.budget`; ``drop_fractions``:
+        how much of its range each flagged loss still fell over its last epochs); empty when no arm is.
     """
     from ..phase_g import trust
 
@@ -263,9 +266,37 @@ def under_trained(hub, jobs) -> dict:
     for j in scored:
         for f in trust.trust_flags(j, hub):
             if f.check == "under_trained":
-                e = out.setdefault(f.arm, {"jobs": [], "n_scored": len(scored), "example": f.message})
+                e = out.setdefault(f.arm, {"jobs": [], "n_scored": len(scored), "example": f.message, "budgets": [],
+                                           "drop_fractions": []})
                 e["jobs"].append(j.label)
+                if f.evidence.get("drop_fraction") is not None:
+                    e["drop_fractions"].append(float(f.evidence["drop_fraction"]))
+                b = f.evidence.get("budget")
+                if b and b not in e["budgets"]:
+                    e["budgets"].append(b)
     return out
+
+
+def _budget_words(budgets: list) -> str:
+    """``"160 optimiser steps (4 epochs, 28 s) per model"`` or a range over several models; ``""`` when unknown."""
+    from ..training_history import budget_text
+
+    texts = list(dict.fromkeys(budget_text(b) for b in budgets if b))
+    if not texts:
+        return ""
+    steps = sorted({int(b["steps"]) for b in budgets if b.get("steps") is not None})
+    if len(texts) == 1:
+        return texts[0]
+    if steps:
+        return f"{steps[0]}-{steps[-1]} optimiser steps" if steps[0] != steps[-1] else f"{steps[0]} optimiser steps"
+    return texts[0]
+
+
+def _seconds_per_step(ut: dict) -> float | None:
+    """Median training seconds per optimiser step over the flagged models whose budget records both."""
+    rates = [b["elapsed_s"] / b["steps"] for e in ut.values() for b in e.get("budgets", ())
+             if b.get("elapsed_s") and b.get("steps")]
+    return float(np.median(rates)) if rates else None
 
 
 def clamped_ms_ssim(jobs, arms_info: dict, convention) -> dict:
@@ -633,18 +664,30 @@ def headline(data: dict) -> list[str]:
                          "fine detail; the ranking is not robust there.")
     ut = data.get("under_trained") or {}
     if ut:
-        parts = [f"{_arm(a, data)} in {len(e['jobs'])} of {e['n_scored']} jobs" for a, e in sorted(ut.items())]
-        first = next(iter(sorted(ut.items())))[1]["example"]
-        lines.append("Under-trained: " + ", ".join(parts) + f" (e.g. {first}). The ranking above compares models "
-                     "stopped before they converged, not the methods; train longer (ptyanalysis train HUB --steps N "
-                     "--force) for numbers about the methods.")
+        parts = []
+        for a, e in sorted(ut.items()):
+            budget = _budget_words(e.get("budgets", []))
+            drops = e.get("drop_fractions") or []
+            how = [f"trained {budget}"] if budget else []
+            if drops:
+                how.append(f"loss still fell {min(drops):.0%}-{max(drops):.0%} of its range in the last epochs"
+                           if len(drops) > 1 and min(drops) != max(drops)
+                           else f"loss still fell {drops[0]:.0%} of its range in the last epochs")
+            parts.append(f"{_arm(a, data)} in {len(e['jobs'])} of {e['n_scored']} jobs"
+                         + (f" ({'; '.join(how)})" if how else f" ({e['example']})"))
+        rate = _seconds_per_step(ut)
+        cost = (f" (at the recorded {rate:.2f} s per step, --steps 2000 takes about {2000 * rate / 60:.0f} min "
+                "per network here)" if rate else "")
+        lines.append("Under-trained: " + ", ".join(parts) + ". The ranking above compares models stopped before "
+                     "they converged, not the methods. For numbers about the methods train longer: ptyanalysis "
+                     f"train HUB --steps N --force{cost}; README, 'Training budget', gives what it gave on the demo.")
     cl = data.get("ms_ssim_clamped") or {}
     if cl:
         parts = [f"{_arm(a, data)} {comp} in {len(e['jobs'])} job(s)" for a, comps in sorted(cl.items())
                  for comp, e in sorted(comps.items())]
         worst = min(e["example_ssim"] for comps in cl.values() for e in comps.values())
-        lines.append(f"MS-SSIM floors: {', '.join(parts)} had an SSIM level below 0 (as low as {worst:.3f}: the "
-                     f"image anti-correlates with the truth at that scale), which the convention clamps to "
+        lines.append(f"MS-SSIM floors: {', '.join(parts)} had an SSIM level below 0 (lowest {worst:.3f}: no "
+                     f"structural agreement with the truth at that scale), which the convention clamps to "
                      f"{NEGATIVE_SSIM_CLAMP:g}; those MS-SSIM values are floors, not measurements.")
     zeros = [p for p in data["problems"] if p["kind"] == "zero"]
     if zeros:
@@ -707,7 +750,7 @@ def _trend_lines(data: dict) -> list[str]:
                            + ("no value at any dose" if t["trend"] == "no data"
                               else "no view/split has a value at every dose: no trend"))
                 continue
-            series = " → ".join(f"{_f(m)} @ {_dose(d)}" for d, m in zip(t["doses"], t["means"]) if m is not None)
+            series = " → ".join(f"{_f(m)} @ {_dose(d)} photons" for d, m in zip(t["doses"], t["means"]) if m is not None)
             cells = f"{t.get('n_cells', '?')} view/split cell(s)"
             if t.get("left_out"):
                 cells += f"; left out, not at every dose: {', '.join(t['left_out'])}"
@@ -744,7 +787,8 @@ def _incident_lines(data: dict) -> list[str]:
 
 
 def _best_table(data: dict) -> tuple[list[str], list[list[str]]]:
-    head = ["dose", "view", "split", "best on phase", "best on amplitude", "not scored"]
+    head = ["dose (photons per pattern)", "view", "split", "best on phase (MS-SSIM)", "best on amplitude (MS-SSIM)",
+            "not scored"]
     rows = []
     for b in data["best"]:
         if b["status"] != "success":

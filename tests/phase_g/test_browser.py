@@ -47,6 +47,12 @@ def _add_provenance(hub: Path):
                                "software_versions": json.dumps({"ptyanalysis": "test"}), "created": "2026-01-01T00:00:00Z"})
         nc.unlink()
         ds.to_netcdf(nc, engine="h5netcdf")
+    # a Baseline whose loss was still falling when its (recorded) budget ran out, as `ptyanalysis train` writes it
+    for d in (1000, 10000):
+        base = hub / "data" / "phase_e" / f"dose_{d}" / "baseline" / "gs1"
+        base.mkdir(parents=True)
+        (base / "params.json").write_text(json.dumps({"arm": "Baseline", "training": {
+            "loss": [0.9, 0.6, 0.48, 0.43, 0.37], "epochs": 5, "steps": 160, "elapsed_s": 28.0, "batch_size": 32}}))
     diag = hub / "analysis" / "diagnosis" / "02_zero_prediction_bisection"
     diag.mkdir(parents=True)
     (diag / "bisection.json").write_text(json.dumps({
@@ -102,6 +108,11 @@ def test_report_in_chromium(report_html):
                                 " return [r.top, r.bottom, window.innerHeight]; })()")
             headings = page.evaluate("Array.from(document.querySelectorAll('h1,h2,h3')).map(h => h.textContent)")
             first_li = page.evaluate("document.querySelector('#summary li').getBoundingClientRect().bottom")
+            budget = page.evaluate("(() => { const li = Array.from(document.querySelectorAll('#summary li'))"
+                                   ".find(l => l.textContent.startsWith('Under-trained'));"
+                                   " return li ? [li.textContent, li.getBoundingClientRect().top] : null; })()")
+            table_head = page.evaluate("Array.from(document.querySelectorAll('th')).map(h => h.textContent)")
+            page_text = page.evaluate("document.body.textContent")
             out = ROOT / "build"
             out.mkdir(exist_ok=True)
             page.screenshot(path=str(out / "report_first_screen.png"))
@@ -112,6 +123,15 @@ def test_report_in_chromium(report_html):
     assert len(images) >= 6 and all(ok and w > 0 for ok, w in images), images
     top, _bottom, height = box
     assert 0 <= top < height and first_li < height  # the summary starts in the first screen
+    # the training budget decides the ranking here: said on the first screen, with the budget and what to do
+    assert budget is not None, "no under-trained line in the summary"
+    text, line_top = budget
+    assert line_top < height, "the under-trained line is below the first screen"
+    assert "Baseline in 3 of 3 jobs (trained 160 optimiser steps (5 epochs, 28 s); loss still fell" in text and "--steps" in text
+    assert "0.17 s per step" in text  # 28 s / 160 steps, from the recorded budget
+    # units on the numbers: dose in photons, MS-SSIM named, MAE deltas in rad for phase
+    assert "dose (photons per pattern)" in table_head and "best on phase (MS-SSIM)" in table_head
+    assert " rad (" in page_text and "@ 1,000 photons" in page_text
     for s in SECTIONS:
         assert any(h.strip().startswith(s) for h in headings), (s, headings)
 
