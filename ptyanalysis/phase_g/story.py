@@ -277,6 +277,34 @@ def under_trained(hub, jobs) -> dict:
     return out
 
 
+def training_budgets(hub, jobs) -> dict:
+    """The distinct training budgets recorded for each arm's models (their histories, found by the trust check).
+
+    Parameters
+    ----------
+    hub : str or Path
+    jobs : list of JobRecord
+
+    Returns
+    -------
+    dict
+        ``{arm: [budget, ...]}`` (:attr:`ptyanalysis.training_history.TrainingHistory.budget`); arms whose
+        models record none are absent.
+    """
+    from ..phase_g import trust
+
+    out: dict = {}
+    for j in jobs:
+        if j.status != "success":
+            continue
+        jt = j.trust if j.trust is not None else trust.job_trust(hub, j.dose, j.view, j.split, j.output_dir)
+        for arm, info in jt.arms.items():
+            for b in (info.get("training") or {}).get("budgets", []):
+                if b and b not in out.setdefault(arm, []):
+                    out[arm].append(b)
+    return {a: b for a, b in out.items() if b}
+
+
 def _budget_words(budgets: list) -> str:
     """``"160 optimiser steps (4 epochs, 28 s) per model"`` or a range over several models; ``""`` when unknown."""
     from ..training_history import budget_text
@@ -601,6 +629,7 @@ def build_story(hub, ds=None, jobs=None, deltas=None) -> Story:
         "incident": _incident(read_diagnosis(hub)),
         "trust": read_trust(hub, jobs),
         "under_trained": under_trained(hub, jobs),
+        "training_budgets": training_budgets(hub, jobs),
         "ms_ssim_clamped": clamped_ms_ssim(jobs, arms_info, conventions[0] if len(conventions) == 1 else conventions),
         "provenance": {
             "PtyChi": iterative_provenance(algorithms),
@@ -838,7 +867,9 @@ def _rel(path: str) -> str:
 
 def _provenance_lines(data: dict) -> list[str]:
     p = data["provenance"]
-    out = [p["PtychoPINN"], p["Baseline"], p["PtyChi"], _convention_sentence(data)]
+    budgets = data.get("training_budgets") or {}
+    out = [p[a] + (f"; trained {_budget_words(budgets[a])} per model" if budgets.get(a) else "")
+           for a in ("PtychoPINN", "Baseline")] + [p["PtyChi"], _convention_sentence(data)]
     if p.get("jobs_created"):
         a, b = p["jobs_created"]
         out.append(f"Comparison jobs run {a}" + (f" to {b}" if b != a else ""))

@@ -129,6 +129,7 @@ def test_report_in_chromium(report_html):
     assert line_top < height, "the under-trained line is below the first screen"
     assert "Baseline in 3 of 3 jobs (trained 160 optimiser steps (5 epochs, 28 s); loss still fell" in text and "--steps" in text
     assert "0.17 s per step" in text  # 28 s / 160 steps, from the recorded budget
+    assert "trained 160 optimiser steps (5 epochs, 28 s) per model" in page_text  # and in the provenance
     # units on the numbers: dose in photons, MS-SSIM named, MAE deltas in rad for phase
     assert "dose (photons per pattern)" in table_head and "best on phase (MS-SSIM)" in table_head
     assert " rad (" in page_text and "@ 1,000 photons" in page_text
