@@ -113,6 +113,10 @@ def build(name: str) -> Path:
     from ptyanalysis.pipeline import notebook as nbk
 
     params = ci_parameters(name)
+    manifest = (NB_DIR / str(params.get("hub", "../build/ci_hub")) / "analysis" / "comparison_manifest.json").resolve()
+    if manifest.exists() and json.loads(manifest.read_text()).get("n_failed"):
+        raise SystemExit(f"{manifest}: the ci study's comparison grid has failed jobs; the committed notebooks would "
+                         "show them. Rerun it first: ptyanalysis demo --size ci --hub build/ci_hub --prepare-only --grid")
     with tempfile.TemporaryDirectory(prefix="build-notebooks-") as td:
         executed = nbk.execute(name, Path(td) / f"{name}.ipynb", params, cwd=NB_DIR, notebook_folder=NB_DIR,
                                progress=sys.stderr.isatty())

@@ -375,15 +375,15 @@ def crop_to_scan(obj, positions=None, N=None, *, frame=None, crop=None, method="
         if isinstance(frame, StitchResult):
             origin, shape = frame.origin, frame.shape
         else:
+            bad = PtyAnalysisError(f"frame must be a StitchResult or ((row0, col0), (H, W)), got {frame!r}")
             try:
                 origin, shape = frame
                 origin = tuple(int(v) for v in origin)
                 shape = tuple(int(v) for v in shape)
-                assert len(origin) == 2 and len(shape) == 2
-            except Exception:
-                raise PtyAnalysisError(
-                    f"frame must be a StitchResult or ((row0, col0), (H, W)), got {frame!r}"
-                ) from None
+            except (TypeError, ValueError):
+                raise bad from None
+            if len(origin) != 2 or len(shape) != 2:
+                raise bad
     elif positions is not None and N is not None:
         origin, shape = scan_frame(positions, N, crop=crop, method=method)
     else:

@@ -541,6 +541,30 @@ def _diagnosis_record(inc: dict, found: dict, link: str, error_key: str) -> dict
     return found.get("record") or {}
 
 
+def verdict_words(verdict: dict) -> str:
+    """A bisection verdict's kind and name in plain words (``"inputs 'input' and 'input_positions' together"``).
+
+    Parameters
+    ----------
+    verdict : dict
+        ``bisection.json``'s ``verdict`` (``kind``, ``name``).
+
+    Returns
+    -------
+    str
+    """
+    kind, name = verdict.get("kind"), verdict.get("name")
+    if kind == "input" and name:
+        parts = [p for p in str(name).split("+") if p]
+        if len(parts) > 1:
+            return "inputs " + ", ".join(repr(p) for p in parts[:-1]) + f" and {parts[-1]!r} together"
+        return f"input {parts[0]!r}"
+    words = {"runtime": "runtime factor", "model": "the model itself", "collapsed": "collapsed outputs",
+             "samples": "a subset of samples", "none": "no failure reproduced", "unknown": "no cause found"}
+    head = words.get(kind, str(kind))
+    return f"{head} ({name})" if name else head
+
+
 def _incident(diag: dict) -> dict | None:
     bis = (diag.get("bisection") or {})
     spl = (diag.get("split_comparison") or {})
@@ -728,7 +752,7 @@ def headline(data: dict) -> list[str]:
     inc = data.get("incident")
     if inc and inc.get("verdict"):
         v = inc["verdict"]
-        lines.append(f"Incident diagnosis (bisection): {v.get('kind')} {v.get('name')}"
+        lines.append(f"Incident diagnosis (bisection): {verdict_words(v)}"
                      + (f", fix restores {_f(inc.get('restores'), '.0%')} of the reference health" if _finite(inc.get('restores')) else "")
                      + ".")
     lines.append(_convention_sentence(data))
@@ -805,7 +829,7 @@ def _incident_lines(data: dict) -> list[str]:
             out.append(inc[key])
     if inc.get("verdict"):
         v = inc["verdict"]
-        out.append(f"Bisection verdict: {v.get('kind')} {v.get('name')} — {v.get('summary')}")
+        out.append(f"Bisection verdict: {verdict_words(v)} — {v.get('summary')}")
         out.append(f"Fix: {inc.get('fix') or 'none proposed'}")
         if _finite(inc.get("restores")):
             out.append(f"The fix restores {float(inc['restores']):.0%} of the reference output health.")

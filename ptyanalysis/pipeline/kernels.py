@@ -9,7 +9,7 @@ cells in it one after the other (:class:`KernelPool`):
   its working directory set to the cell's folder and its execution counter
   reset, so a notebook sees what a fresh kernel would give it, except the
   imported modules and what they hold, e.g. the comparison job's model cache
-  (:func:`ptyanalysis.pipeline.compare.shared_model_cache`): a model is
+  (:func:`ptyanalysis.pipeline.modelcache.shared_model_cache`): a model is
   loaded once per worker and reused by every cell that needs it;
 * a failed attempt (an exception, a dead kernel, a timeout) discards the
   kernel: the retry, and the next cell, get a fresh one;

@@ -142,7 +142,7 @@ def run_demo(hub, size: str = "demo", workers=None, say=print) -> dict:
     Returns
     -------
     dict
-        ``hub, timings_s, grid_ok, html, verification, bisection_verdict,
+        ``hub, timings_s, grid_ok, html, verification, bisection_verdict, bisection_fix,
         diagnosis_notebooks``.
     """
     from ..phase_g import report
@@ -182,7 +182,7 @@ def run_demo(hub, size: str = "demo", workers=None, say=print) -> dict:
     bis = json.loads((_hub.diagnosis_dir(hub, "02_zero_prediction_bisection") / "bisection.json").read_text())
     summary = {"hub": str(hub), "timings_s": t, "grid_ok": res.ok, "html": str(pg.files.get("html", "")),
                "verification": f"{vr.n_valid}/{vr.n_checks}" if hasattr(vr, "n_valid") else str(vr),
-               "bisection_verdict": bis.get("verdict"), "diagnosis_notebooks": {k: str(v) for k, v in diag.items()}}
+               "bisection_verdict": bis.get("verdict"), "bisection_fix": bis.get("fix"), "diagnosis_notebooks": {k: str(v) for k, v in diag.items()}}
     return summary
 
 
@@ -272,8 +272,11 @@ def run_cli(args) -> int:
     print(f"  diagnosis notebooks: {', '.join(s['diagnosis_notebooks'].values())}")
     print(f"  verification:        {s['verification']} checks passed")
     v = s["bisection_verdict"] or {}
-    print(f"  bisection verdict:   {v.get('kind')} {v.get('name')}: {v.get('summary')}")
-    from ..phase_g.story import build_story
+    from ..phase_g.story import build_story, verdict_words
+
+    print(f"  bisection verdict:   {verdict_words(v)} (the whole reasoning: bisection.json, or the report)")
+    if s.get("bisection_fix"):
+        print(f"  bisection fix:       {s['bisection_fix']}")
     from ..pipeline.compare import CompareConfig
 
     prov = build_story(s["hub"]).data["provenance"]

@@ -139,3 +139,9 @@ def test_bad_input_raises():
         remove_phase_plane(a, mask=np.zeros((3, 3), bool))
     with pytest.raises(PtyAnalysisError):
         remove_phase_offset(a, np.zeros((4, 4)))
+
+
+@pytest.mark.parametrize("frame", [((0, 0, 1), (4, 4)), "x", ((0, 0), (4,)), (("a", 0), (4, 4))])
+def test_crop_to_scan_refuses_a_malformed_frame_with_an_error_not_an_assert(frame):
+    with pytest.raises(PtyAnalysisError, match="frame must be a StitchResult"):
+        crop_to_scan(np.zeros((8, 8)), frame=frame)

@@ -183,3 +183,11 @@ def test_a_clamped_ms_ssim_is_called_a_floor_on_the_first_screen(tmp_path):
                                                                   "example_ssim": min(neg)}}}
     line = next(h for h in story.headline(s.data) if h.startswith("MS-SSIM floors"))
     assert "PtychoPINN phase in 1 job(s)" in line and "floors, not measurements" in line
+
+
+def test_verdicts_are_said_in_plain_words():
+    assert story.verdict_words({"kind": "input", "name": "input+input_positions"}) == \
+        "inputs 'input' and 'input_positions' together"
+    assert story.verdict_words({"kind": "input", "name": "diffraction"}) == "input 'diffraction'"
+    assert story.verdict_words({"kind": "runtime", "name": "batch_size"}) == "runtime factor (batch_size)"
+    assert story.verdict_words({"kind": "unknown", "name": None}) == "no cause found"
