@@ -19,7 +19,7 @@ __getattr__, __dir__, __all__ = _lazy.attach(
         'schema': [],
         'story': ['Story', 'build_story', 'job_arms', 'arm_status_text', 'arm_label', 'zero_text', 'read_diagnosis', 'best_arms', 'dose_trends', 'problems'],
         'summary': ['phase_c_metadata_compliance', 'summarize_jobs', 'compute_deltas', 'delta_summary', 'format_delta', 'delta_highlight_lines', 'delta_preview_lines', 'ssim_grid_markdown', 'metrics_summary_markdown', 'aggregate_report_markdown', 'aggregate_highlights_text', 'metrics_digest_markdown'],
-        'trust': ['MOSTLY_ZERO_FRACTION', 'SCAN_COVERAGE_MIN', 'TrustFlag', 'JobTrust', 'scan_positions', 'log_patch_counts', 'check_reconstructions', 'training_trust', 'job_trust', 'trust_flags', 'flag_lines'],
+        'trust': ['MOSTLY_ZERO_FRACTION', 'SCAN_COVERAGE_MIN', 'TrustFlag', 'JobTrust', 'scan_positions', 'log_patch_counts', 'check_reconstructions', 'training_trust', 'job_trust', 'trust_flags', 'trust_of', 'flag_lines'],
         'verify': ['VerifyResult', 'check_manifest', 'check_metrics_summary_json', 'check_metrics_summary_md', 'check_aggregate_highlights', 'check_metrics_digest', 'check_delta_summary', 'check_delta_highlights', 'check_ssim_grid', 'check_orchestrator_logs', 'check_inventory', 'check_numbers', 'check_figures', 'check_job_files', 'check_trust', 'verify_hub'],
     },
 )

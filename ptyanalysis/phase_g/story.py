@@ -295,9 +295,9 @@ def training_budgets(hub, jobs) -> dict:
 
     out: dict = {}
     for j in jobs:
-        if j.status != "success":
+        jt = trust.trust_of(j, hub) if j.status == "success" else None
+        if jt is None:
             continue
-        jt = j.trust if j.trust is not None else trust.job_trust(hub, j.dose, j.view, j.split, j.output_dir)
         for arm, info in jt.arms.items():
             for b in (info.get("training") or {}).get("budgets", []):
                 if b and b not in out.setdefault(arm, []):

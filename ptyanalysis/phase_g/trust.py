@@ -537,12 +537,29 @@ def trust_flags(job, hub=None) -> tuple:
     tuple of TrustFlag
         ``str(flag)`` is its line ``dose_<D>/<view>/<split>: <arm> <check>: <message>``.
     """
+    t = trust_of(job, hub)
+    return t.flags if t is not None else ()
+
+
+def trust_of(job, hub=None):
+    """The :class:`JobTrust` of one job: recorded when it was collected, else checked now; None for a failed job.
+
+    Parameters
+    ----------
+    job : JobRecord
+    hub : str or Path, optional
+        As :func:`trust_flags`.
+
+    Returns
+    -------
+    JobTrust or None
+    """
     if job.trust is not None:
-        return job.trust.flags
+        return job.trust
     if job.status != "success":
-        return ()
+        return None
     hub = Path(hub) if hub is not None else Path(job.output_dir).parents[3]
-    return job_trust(hub, job.dose, job.view, job.split, job.output_dir).flags
+    return job_trust(hub, job.dose, job.view, job.split, job.output_dir)
 
 
 def flag_lines(jobs) -> list[str]:
