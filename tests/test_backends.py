@@ -152,7 +152,7 @@ def test_an_unavailable_device_is_an_error_not_a_fallback(small_model):
 
 
 def test_the_bisections_runtime_experiments_are_those_the_backend_offers(small_model):
-    from ptyanalysis.diagnosis.bisection import _runtime_factors
+    from ptyanalysis.diagnosis.bisection.stages.runtime import runtime_factors as _runtime_factors
     from ptyanalysis.inference.loading import load_model
     from ptyanalysis.inference.runtime import RuntimeConfig
 
@@ -182,7 +182,8 @@ def test_network_outputs_are_stitched_where_they_are(monkeypatch):
 
 def test_a_plain_pytorch_module_runs_through_the_runner_and_its_layers_are_probed_by_hooks():
     torch = pytest.importorskip("torch")
-    from ptyanalysis.diagnosis.bisection import _layer_stats, layer_probe
+    from ptyanalysis.diagnosis.bisection.probe import layer_probe
+    from ptyanalysis.diagnosis.bisection.probe import layer_stats as _layer_stats
     from ptyanalysis.inference.loading import load_model
     from ptyanalysis.inference.runtime import RuntimeConfig
     from ptyanalysis.inference.streaming import predict, run_inference

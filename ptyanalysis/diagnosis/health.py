@@ -10,6 +10,10 @@ outputs are scored on their modulus). Two questions are asked of them:
       every finite output value of every output is exactly 0 (non-finite
       values count as "not healthy" too, so a set whose outputs are only zeros
       and NaNs also fails).
+  ``any-blank``
+      some sample's output is blank: every finite value of it is 0 (e.g. a
+      diffraction pattern recorded while the beam was lost gives a blank
+      reconstruction).
   ``non-finite``
       at least one output value is NaN or +-Inf.
   ``collapsed[:tol]``
@@ -78,8 +82,15 @@ COLLAPSE_TOL = 1e-5
 #: An output component varying between samples less than this fraction of the ground truth's variation
 #: (both :func:`sample_spread`) barely depends on the input: reported with the collapsed ones ("flat").
 FLAT_RATIO = 0.05
+#: Per-sample health: each share of bad samples (blank, non-finite, flat or identical to the others) beyond the
+#: reference's lowers an output's health by its ratio to this share (5 % more bad samples: health 0), so a
+#: handful of bad samples among hundreds reads as damage although the set's statistics barely move.
+BAD_SAMPLE_SCALE = 0.05
+#: Per-sample health where the steep part ends (below the "degraded" 0.5); beyond, it falls with the share of
+#: healthy samples (graded, never a cliff).
+BAD_SAMPLE_KNEE = 0.4
 #: Criterion names understood by :func:`parse_criterion`.
-CRITERIA = ("all-zero", "non-finite", "collapsed", "zero-fraction")
+CRITERIA = ("all-zero", "any-blank", "non-finite", "collapsed", "zero-fraction")
 #: Zero fraction of the ``mostly-zero`` criterion.
 MOSTLY_ZERO = 0.5
 
@@ -128,6 +139,14 @@ class OutputHealth:
     nonfinite_count: int
     sample_spread: float = float("nan")
     phase_spread: float = float("nan")
+    #: Per-sample health (:func:`sample_flags`): shares of the samples whose output is blank (every finite
+    #: value 0), holds a non-finite value, is flat (one value over the whole sample) or is identical to
+    #: another sample's; ``bad_sample_fraction`` is the share with any of these.
+    blank_sample_fraction: float = 0.0
+    nonfinite_sample_fraction: float = 0.0
+    flat_sample_fraction: float = 0.0
+    identical_sample_fraction: float = 0.0
+    bad_sample_fraction: float = 0.0
 
     def components(self) -> dict:
         """The per-component sample spreads: ``{"amplitude": .., "phase": ..}`` (complex) or ``{"value": ..}``."""
@@ -176,13 +195,16 @@ def sample_spread(array, *, block: int = 256) -> tuple[float, float]:
     cplx = np.iscomplexobj(a)
     z0 = a[0]
     mod0 = np.abs(z0).astype(np.float64)
-    top, dmax = 0.0, 0.0
+    top, dmax, seen = 0.0, 0.0, False
     for s0 in range(0, n, block):
         m = np.abs(a[s0:s0 + block]).astype(np.float64)
         fin = np.isfinite(m) & np.isfinite(mod0)
         if fin.any():
+            seen = True
             top = max(top, float(np.max(np.where(fin, m, 0.0))))
             dmax = max(dmax, float(np.max(np.where(fin, np.abs(m - mod0), 0.0))))
+    if not seen:  # no finite value to compare: not "the same for every sample"
+        return float("nan"), float("nan")
     if not cplx:
         return (dmax / top if top > 0 else 0.0), float("nan")
     floor = 1e-6 * top  # phases of (near-)zero values are noise
@@ -205,6 +227,52 @@ def _real(a) -> np.ndarray:
     if a.dtype.kind == "b":
         return a.astype(np.float64)
     return a
+
+
+def sample_flags(array, tol: float = COLLAPSE_TOL) -> dict:
+    """Per-sample health flags of one output array (complex: modulus).
+
+    Parameters
+    ----------
+    array : array_like, samples first
+    tol : float
+        Relative tolerance of "flat" (a sample's values spread at most ``tol * max(1, |mean|)``) and of
+        "identical" (``max|v_i - v_j|`` at most ``tol`` of the output's largest |value|).
+
+    Returns
+    -------
+    dict
+        Boolean arrays, one value per sample: ``blank`` (every finite value is 0), ``nonfinite`` (some
+        value is NaN/Inf), ``flat`` (not blank, one value over the whole sample; only for outputs of at
+        least 4 values per sample), ``identical`` (the same values as another sample: exact duplicates
+        found by hashing the rounded values, so a set whose outputs are all the same is all ``identical``)
+        and ``bad`` (any of them).
+    """
+    a = _real(array)
+    n = int(a.shape[0]) if a.ndim else 1
+    r = a.reshape(n, -1) if a.size else np.zeros((n, 0))
+    fin = np.isfinite(r)
+    nonfinite = ~fin.all(axis=1)
+    v = np.where(fin, r, 0.0)
+    blank = ~np.any(v != 0, axis=1)
+    flat = np.zeros(n, bool)
+    identical = np.zeros(n, bool)
+    if r.shape[1] >= 4:
+        with np.errstate(invalid="ignore"):
+            spread = v.max(axis=1) - v.min(axis=1)
+        flat = ~blank & (spread <= tol * np.maximum(1.0, np.abs(v.mean(axis=1))))
+    top = float(np.max(np.abs(v), initial=0.0))
+    if n > 1 and top > 0 and r.shape[1]:
+        step = max(tol * top, np.finfo(np.float64).tiny)
+        keys = np.floor(v.astype(np.float64) / step).astype(np.int64)
+        # one 64-bit hash per sample (wrapping arithmetic; a fixed odd multiplier per position)
+        w = (np.arange(keys.shape[1], dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)
+        with np.errstate(over="ignore"):
+            h = (keys.astype(np.uint64) * w).sum(axis=1, dtype=np.uint64)
+        _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
+        identical = (counts[inverse.reshape(-1)] > 1) & ~blank
+    bad = blank | nonfinite | flat | identical
+    return {"blank": blank, "nonfinite": nonfinite, "flat": flat, "identical": identical, "bad": bad}
 
 
 def output_stats(array) -> OutputHealth:
@@ -241,7 +309,10 @@ def output_stats(array) -> OutputHealth:
         mean = std = mn = mx = float("nan")
         nz = 0.0
     spread, pspread = sample_spread(array) if np.ndim(array) else (float("nan"), float("nan"))
-    return OutputHealth(n, ns, nfin / n, nz, mean, std, mn, mx, n - nfin, spread, pspread)
+    fl = sample_flags(array) if np.ndim(array) else None
+    per = {} if fl is None else {f"{k}_sample_fraction": float(np.mean(fl[k]))
+                                 for k in ("blank", "nonfinite", "flat", "identical", "bad")}
+    return OutputHealth(n, ns, nfin / n, nz, mean, std, mn, mx, n - nfin, spread, pspread, **per)
 
 
 def outputs_stats(outputs) -> list[OutputHealth]:
@@ -269,7 +340,7 @@ def _as_list(outputs) -> list:
 
 
 def sample_health(outputs) -> dict:
-    """Per-sample health flags of a list of model outputs.
+    """Per-sample health flags of a list of model outputs (a sample is flagged when any output is).
 
     Parameters
     ----------
@@ -279,23 +350,23 @@ def sample_health(outputs) -> dict:
     Returns
     -------
     dict
-        ``all_zero`` (bool per sample: every finite value of every output is 0),
-        ``nonfinite`` (bool per sample: some value is NaN/Inf),
-        ``nonzero_fraction`` (float per sample, over all outputs).
+        Boolean arrays, one value per sample: ``all_zero`` (every finite value of every output is 0),
+        ``nonfinite``, ``blank``, ``flat``, ``identical`` (some output is, :func:`sample_flags`) and
+        ``bad`` (any of them); ``nonzero_fraction`` (float per sample, over all outputs).
     """
     outs = [_real(o) for o in _as_list(outputs)]
     n = outs[0].shape[0]
     nonzero = np.zeros(n)
     total = np.zeros(n)
-    nonfin = np.zeros(n, dtype=bool)
+    flags = {k: np.zeros(n, dtype=bool) for k in ("nonfinite", "blank", "flat", "identical", "bad")}
     for o in outs:
         r = o.reshape(n, -1)
-        fin = np.isfinite(r)
-        nonfin |= ~fin.all(axis=1)
-        nonzero += np.count_nonzero(np.where(fin, r, 0), axis=1)
+        nonzero += np.count_nonzero(np.where(np.isfinite(r), r, 0), axis=1)
         total += r.shape[1]
+        for k, v in sample_flags(o).items():
+            flags[k] |= v
     frac = nonzero / np.maximum(total, 1)
-    return {"all_zero": nonzero == 0, "nonfinite": nonfin, "nonzero_fraction": frac}
+    return {"all_zero": nonzero == 0, **flags, "nonzero_fraction": frac}
 
 
 # --------------------------------------------------------------------------- score
@@ -320,8 +391,10 @@ def health_scores(stats, reference) -> list:
     Returns
     -------
     list of float
-        Per output ``finite_fraction * ratio(nonzero fraction) * ratio(std)``
-        with ``ratio(a, b) = min(1, (min/max) / 0.8)`` (see the module docstring).
+        Per output ``min(finite_fraction * ratio(nonzero fraction) * ratio(std), samples)`` with
+        ``ratio(a, b) = min(1, (min/max) / 0.8)`` (see the module docstring) and ``samples = clip(1 -
+        excess / BAD_SAMPLE_SCALE, ...)`` (:func:`sample_part`), ``excess`` the share of bad samples
+        (:func:`sample_flags`) beyond the reference's.
     """
     stats = list(stats)
     reference = list(reference)
@@ -333,8 +406,37 @@ def health_scores(stats, reference) -> list:
     hs = []
     for s, r in zip(stats, reference):
         h = s.finite_fraction * _ratio(s.nonzero_fraction, r.nonzero_fraction) * _ratio(s.std, r.std)
+        h = min(h, sample_part(s, r))  # the worse of the two views: statistics, samples
         hs.append(float(np.clip(h, 0.0, 1.0)))
     return hs
+
+
+def sample_part(stats: OutputHealth, reference: OutputHealth) -> float:
+    """The per-sample part of an output's health: ``1 - excess / BAD_SAMPLE_SCALE`` down to
+    :data:`BAD_SAMPLE_KNEE`, then proportional to the share of healthy samples.
+
+    ``excess`` is the share of bad samples (blank, non-finite, flat or identical: :func:`sample_flags`)
+    beyond the reference's and beyond two standard errors of sampling noise, so samples the healthy model
+    also leaves blank are not held against a set.
+
+    Parameters
+    ----------
+    stats, reference : OutputHealth
+
+    Returns
+    -------
+    float
+    """
+    p = reference.bad_sample_fraction
+    # two standard errors of the difference of two shares: sampling noise between healthy sets is no damage
+    noise = 2.0 * np.sqrt(p * (1 - p) * (1 / max(stats.n_samples, 1) + 1 / max(reference.n_samples, 1)))
+    excess = min(1.0, max(0.0, stats.bad_sample_fraction - p - noise))
+    # steep for a handful of bad samples (down to BAD_SAMPLE_KNEE at 60 % of the scale), then graded by the
+    # healthy share, so that a partial repair (some samples come back) still scores partially
+    knee = (1.0 - BAD_SAMPLE_KNEE) * BAD_SAMPLE_SCALE
+    if excess <= knee:
+        return float(1.0 - excess / BAD_SAMPLE_SCALE)
+    return float(np.clip(BAD_SAMPLE_KNEE * (1.0 - excess) / (1.0 - knee), 0.0, 1.0))
 
 
 def paired_health_scores(outputs, targets) -> list:
@@ -565,6 +667,8 @@ class Criterion:
             return all(s.nonzero_fraction == 0 for s in st)
         if self.kind == "non-finite":
             return any(s.nonfinite_count > 0 for s in st)
+        if self.kind == "any-blank":
+            return any(s.blank_sample_fraction > 0 or s.finite_fraction == 0 for s in st)
         if self.kind == "collapsed":
             return any(
                 s.finite_fraction == 0 or s.std <= self.tol * max(1.0, abs(s.mean))
@@ -614,7 +718,7 @@ def parse_criterion(spec) -> Criterion:
         mod = getattr(spec, "__module__", "")
         return Criterion("predicate", predicate=spec, label=f"{mod}:{name}" if mod else name)
     s = str(spec).strip()
-    if s in ("all-zero", "non-finite"):
+    if s in ("all-zero", "non-finite", "any-blank"):
         return Criterion(s, label=s)
     if s == "mostly-zero":
         s = f"zero-fraction>={MOSTLY_ZERO:g}"
@@ -659,9 +763,9 @@ def parse_criterion(spec) -> Criterion:
             raise PtyAnalysisError(f"criterion {s!r}: {fn_name!r} in {mod_name!r} is not callable")
         return Criterion("predicate", predicate=fn, label=s)
     raise PtyAnalysisError(
-        f"unknown criterion {s!r}: expected one of all-zero, non-finite, collapsed[:tol], "
+        f"unknown criterion {s!r}: expected one of all-zero, any-blank, non-finite, collapsed[:tol], "
         "zero-fraction>=F, mostly-zero or module:function"
-        + did_you_mean(s.split(":")[0].split(">=")[0], ("all-zero", "non-finite", "collapsed", "zero-fraction", "mostly-zero"))
+        + did_you_mean(s.split(":")[0].split(">=")[0], ("all-zero", "any-blank", "non-finite", "collapsed", "zero-fraction", "mostly-zero"))
     )
 
 

@@ -560,7 +560,8 @@ def verdict_words(verdict: dict) -> str:
             return "inputs " + ", ".join(repr(p) for p in parts[:-1]) + f" and {parts[-1]!r} together"
         return f"input {parts[0]!r}"
     words = {"runtime": "runtime factor", "model": "the model itself", "collapsed": "collapsed outputs",
-             "samples": "a subset of samples", "none": "no failure reproduced", "unknown": "no cause found"}
+             "samples": "a subset of samples", "none": "no failure reproduced", "unknown": "no cause found",
+             "pairing": "inputs misaligned with each other", "criterion": "a criterion that does not fit the outputs"}
     head = words.get(kind, str(kind))
     return f"{head} ({name})" if name else head
 

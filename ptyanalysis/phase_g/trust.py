@@ -31,6 +31,16 @@ arm of a job's ``reconstructions.npz`` (whichever tool wrote it:
     Baseline ``Complex patches shape: (...)`` and ``Baseline inference offsets
     shape: (...)``) tell them.
 
+``placement``
+    The job's ``comparison.nc`` (``arm_details[arm].placement_audit``, written by
+    :func:`ptyanalysis.pipeline.compare.run_network_arm`) found that the arm's
+    patches agree where neighbours overlap clearly better under another
+    placement convention (offsets negated, x/y swapped, patch transposed, ...)
+    than under the one they were stitched with
+    (:func:`ptyanalysis.imaging.placement.placement_audit`, status
+    ``contradicted``): the stitched image is not consistent with itself, so
+    its metrics measure the reassembly, not the model.
+
 ``under_trained``
     The model's training loss was still falling at the end of training
     (:func:`ptyanalysis.training_history.loss_still_falling`: over the last 20 % of
@@ -95,7 +105,7 @@ class TrustFlag:
     arm : str
         Canonical arm name.
     check : str
-        ``"mostly_zero"``, ``"low_scan_coverage"``, ``"patch_count"`` or ``"under_trained"``.
+        ``"mostly_zero"``, ``"low_scan_coverage"``, ``"patch_count"``, ``"placement"`` or ``"under_trained"``.
     message : str
         One sentence with the evidence, e.g. ``"19 patches stitched for 604 offsets (logs/debug.log)"``.
     evidence : dict
@@ -384,6 +394,22 @@ def check_reconstructions(job_dir, positions=None, positions_note: str = "scan p
             notes.append(f"{arm}: patch count not checked ({src} gives only {', '.join(sorted(c)) or 'nothing'})")
     if not log_counts and not file_counts:
         notes.append("patch counts not checked: neither the files nor a *.log in the job folder record them")
+    try:
+        misplaced = misplaced_arms(job_dir)
+    except PtyAnalysisError as exc:  # an unreadable comparison.nc: reported, the other checks stand
+        misplaced = {}
+        notes.append(f"placement not checked: {exc}")
+    for arm, audit in misplaced.items():
+        arms.setdefault(arm, {})["placement"] = audit
+        flags.append(TrustFlag(arm, "placement",
+                               f"{audit.get('text', 'its overlaps contradict the placement used')} [comparison.nc]; "
+                               "the stitched image is not consistent with itself, so its numbers measure the "
+                               "reassembly, not the model",
+                               {"source": "comparison.nc",
+                                **{k: audit.get(k) for k in ("used", "best", "best_class", "margin_used", "n_pairs",
+                                                             "scores")}}))
+    if misplaced:
+        sources.append("comparison.nc")
     flags.sort(key=lambda f: (f.arm, f.check))
     return JobTrust(flags=tuple(flags), arms=arms, notes=tuple(notes), sources=tuple(sources))
 
@@ -471,6 +497,37 @@ def collapsed_arms(job_dir) -> dict:
     dict
         ``{arm: {"sample_spread", "text"}}``.
     """
+    details = _arm_details(job_dir)
+    return {a: d["collapsed"] for a, d in sorted(details.items()) if isinstance(d, dict) and d.get("collapsed")}
+
+
+def misplaced_arms(job_dir) -> dict:
+    """The arms whose patches' overlaps contradict the placement the job stitched them with.
+
+    Parameters
+    ----------
+    job_dir : str or Path
+        A job folder; its ``comparison.nc`` is read when present (a job without
+        one gives ``{}``).
+
+    Returns
+    -------
+    dict
+        ``{arm: placement audit record}`` (``arm_details[arm].placement_audit``,
+        :meth:`ptyanalysis.imaging.placement.PlacementAudit.to_dict`) for the arms
+        whose audit's status is ``"contradicted"``.
+    """
+    details = _arm_details(job_dir)
+    out = {}
+    for a, d in sorted(details.items()):
+        audit = d.get("placement_audit") if isinstance(d, dict) else None
+        if isinstance(audit, dict) and audit.get("status") == "contradicted":
+            out[a] = audit
+    return out
+
+
+def _arm_details(job_dir) -> dict:
+    """``arm_details`` of a job's ``comparison.nc`` (``{}`` without the file)."""
     import json
 
     path = Path(job_dir) / "comparison.nc"
@@ -480,11 +537,10 @@ def collapsed_arms(job_dir) -> dict:
 
     try:
         with xr.open_dataset(path) as ds:
-            details = json.loads(ds.attrs.get("arm_details", "{}"))
+            return json.loads(ds.attrs.get("arm_details", "{}"))
     except (OSError, ValueError) as exc:
         raise PtyAnalysisError(f"{path}: not a readable comparison file ({exc}); rerun the job with "
                                "`ptyanalysis grid` or `ptyanalysis compare`") from exc
-    return {a: d["collapsed"] for a, d in sorted(details.items()) if isinstance(d, dict) and d.get("collapsed")}
 
 
 def job_trust(hub, dose, view: str, split: str, job_dir=None) -> JobTrust:

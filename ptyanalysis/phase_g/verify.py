@@ -607,7 +607,7 @@ def check_trust(hub: Path) -> dict:
     """
 
     path = _hub.analysis_root(hub)
-    desc = "Per-job results can be trusted (scan coverage, patch counts, zero output; under-trained models as caveats)"
+    desc = "Per-job results can be trusted (scan coverage, patch counts, zero output, placement; under-trained models as caveats)"
     try:
         jobs = R_collect.collect_jobs(hub)
     except PtyAnalysisError as exc:

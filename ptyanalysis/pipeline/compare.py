@@ -378,6 +378,79 @@ def _collapsed_output(stats: list) -> dict | None:
                      "collapsed model)")}
 
 
+class _PlacementSample:
+    """The few placed patches a network arm's placement audit compares (:mod:`ptyanalysis.imaging.placement`).
+
+    The neighbour pairs are chosen before the patches arrive, from the places
+    they are meant for (each output's centre, the mean of its group's
+    positions, or each member's position for one patch per channel); while the
+    outputs stream into the stitcher, the central ``crop x crop`` of the
+    patches of those pairs (at most ``2 x`` :data:`~ptyanalysis.imaging.placement.MAX_PAIRS`) and the
+    positions they were actually stitched at are copied to the host. The
+    audit then runs on them (:meth:`result`) with the places as stitched:
+    the convention used is the identity, ``"as used"``.
+    """
+
+    def __init__(self, member_pos, N: int, crop: int, seed: int = 0):
+        self.member_pos, self.N, self.M, self.seed = member_pos, int(N), int(crop), int(seed)
+        self.slot = None  # place index -> row of the buffers (-1: not compared)
+
+    def _start(self, per_member: bool, channels: int):
+        from ..imaging.placement import overlap_pairs
+
+        places = (self.member_pos.reshape(-1, 2) if per_member
+                  else np.asarray(self.member_pos, np.float64).mean(axis=1))
+        self.stride = channels if per_member else 1
+        self.pairs = overlap_pairs(places, self.M, seed=self.seed) if len(places) >= 2 else np.zeros((0, 2), int)
+        keep = np.unique(self.pairs)
+        self.slot = np.full(len(places), -1, np.int64)
+        self.slot[keep] = np.arange(len(keep))
+        self.pairs = self.slot[self.pairs]  # as rows of the buffers
+        self.patches = np.zeros((len(keep), self.M, self.M), np.complex64)
+        self.positions = np.full((len(keep), 2), np.nan)
+
+    def take(self, patches, positions, first: int, backend, executor, channel: int = 0, channels: int = 1):
+        """Copy the compared ones among a batch of patches placed at ``positions`` (outputs ``first``, ...)."""
+        if self.slot is None:
+            self._start(channels > 1, channels)
+        k = len(positions)
+        places = (first + np.arange(k)) * self.stride + (channel if self.stride > 1 else 0)
+        rows = self.slot[places]
+        t = np.flatnonzero(rows >= 0)
+        if not len(t):
+            return
+        got = None
+        if not isinstance(patches, np.ndarray) and hasattr(backend, "native"):
+            nat = backend.native(patches)
+            if nat is not None:
+                got = backend.to_numpy(nat[backend.asarray(t)])
+        if got is None:
+            got = np.asarray(patches if isinstance(patches, np.ndarray) else executor.to_numpy(patches))[t]
+        got = np.asarray(got)
+        if got.ndim == 4 and got.shape[-1] == 1:
+            got = got[..., 0]
+        s0 = self.N // 2 - self.M // 2
+        self.patches[rows[t]] = got[:, s0:s0 + self.M, s0:s0 + self.M]
+        self.positions[rows[t]] = np.asarray(positions, np.float64)[t]
+
+    def result(self) -> dict | None:
+        """The audit's record (:meth:`~ptyanalysis.imaging.placement.PlacementAudit.to_dict`); None without outputs."""
+        from ..imaging.placement import MIN_OVERLAP, PlacementAudit, placement_audit
+
+        if self.slot is None:
+            return None
+        got = np.isfinite(self.positions).all(axis=1)
+        pairs = self.pairs[got[self.pairs].all(axis=1)] if len(self.pairs) else self.pairs
+        if got.sum() < 2 or not len(pairs):
+            why = (f"no two patches overlap by at least {MIN_OVERLAP:.0%} of their stitched {self.M} x {self.M} "
+                   "centre (a scan too sparse for this crop)")
+            return PlacementAudit(status="undetermined", used="as used", best=None, best_class=(), patch_size=self.M,
+                                  reason=why).to_dict()
+        remap = np.cumsum(got) - 1
+        return placement_audit(self.patches[got], self.positions[got], pairs=remap[pairs],
+                               seed=self.seed).to_dict()
+
+
 def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, models=None) -> ArmResult:
     """Stream a network arm's inference into a stitcher on ``frame``.
 
@@ -435,6 +508,7 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
     # each group member's patch, placed at that member's scan position; a one-channel output (the
     # TensorFlow PINN's merged group, a gridsize-1 model) at the output's centre
     member_pos = data.positions[plan["members"]]
+    audit = _PlacementSample(member_pos, data.N, M, config.seed)  # the few patches the placement audit compares
     for s in range(0, plan["n_outputs"], chunk):
         inputs, centres = network_inputs(arm, data, sidecar, config, index=slice(s, s + chunk), plan=plan)
 
@@ -444,22 +518,29 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
                 be = stitch_backend_for(executor.device_of(first), config.stitch_on)
                 stitcher["st"] = Stitcher(shape, origin, data.N, dtype=np.complex64, method=config.method,
                                           crop=M, backend=be)
+                stitcher["be"] = be
             st = stitcher["st"]
             patches = first if st.backend != "numpy" else executor.to_numpy(first)
             k = int(first.shape[0])
             channels = int(first.shape[-1])
+            o = s + start  # index of the first output of this batch
             if channels > 1 and config.placement == "channel_mean":
                 stitcher["places"] = stitcher.get("places", 0) + k
-                st.add(patches.mean(axis=-1), centres[start:start + k])
+                mean = patches.mean(axis=-1)
+                st.add(mean, centres[start:start + k])
+                audit.take(mean, centres[start:start + k], o, stitcher["be"], executor)
                 stitcher["placement"] = "channel mean at the group centre (as PtychoPINN's run_cdi_example_torch)"
             elif channels > 1 and member_pos is not None and channels == member_pos.shape[1]:
                 stitcher["places"] = stitcher.get("places", 0) + k * channels
                 for c in range(channels):
-                    st.add(patches[..., c], member_pos[s + start:s + start + k, c])
+                    st.add(patches[..., c], member_pos[o:o + k, c])
+                    audit.take(patches[..., c], member_pos[o:o + k, c], o, stitcher["be"], executor, channel=c,
+                               channels=channels)
                 stitcher["placement"] = "per member (one patch per channel at its scan position)"
             else:
                 stitcher["places"] = stitcher.get("places", 0) + k
                 st.add(patches[..., 0], centres[start:start + k])
+                audit.take(patches[..., 0], centres[start:start + k], o, stitcher["be"], executor)
                 stitcher["placement"] = "per output (channel 0 at the output's centre)"
 
         res = run_inference(loaded, inputs, RuntimeConfig(batch_size=batching["batch_size"]),
@@ -484,6 +565,7 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
                       "n_outputs": plan["n_outputs"], "model_load": load_info,
                       "batching": batching, "stitched_on": out.backend, "placement": stitcher.get("placement"),
                       "collapsed": collapsed,
+                      "placement_audit": audit.result(),
                       "model_kind": loaded.kind,
                       "sidecar": {k: sidecar.get(k) for k in ("arm", "gridsize", "N", "intensity_scale", "input_scale",
                                                                "nphotons", "backend", "bundle_version")}})

@@ -73,7 +73,8 @@ path = bisection.write_bisection(result, run.output_dir)
 # NBVAL_CHECK_OUTPUT
 print(result.verdict["kind"], "|", result.verdict["name"])
 print(result.verdict["summary"])
-print("fix:", result.fix)
+print("fix (verified: the failing set passes with it):" if result.verdict["verified"] else "fix (not verified):",
+      result.fix)
 
 # %%
 print(f"health: failing {result.health['failing']:.3f}, passing {result.health['passing']:.3f}, "

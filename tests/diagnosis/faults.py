@@ -434,7 +434,7 @@ def inf_frames_in_6000(n=6000, N=8, seed=0, bad=(517, 2950, 5711)) -> FaultCase:
     return FaultCase("inf_frames_in_6000", _batch_norm_model(N, seed, name="inf_frames"), {"frames": fail},
                      {"frames": _frames(seed + 2, n, N)}, None, "samples", sorted(bad),
                      criterion="zero-fraction>=0.05",
-                     notes={"max_evaluations": 60, "fix_contains": [str(sorted(bad))]})
+                     notes={"max_evaluations": 60, "fix_contains": [", ".join(map(str, sorted(bad)))]})
 
 
 def dead_amplitude_output(n=200, N=16, seed=0) -> FaultCase:
@@ -499,7 +499,7 @@ def bright_frame_spoils_batch(n=600, N=8, seed=0, index=404) -> FaultCase:
     fail[index] *= 6.0
     return FaultCase("bright_frame_spoils_batch", _batch_norm_model(N, seed, floor=0.3, name="bright_frame"),
                      {"frames": fail}, {"frames": _frames(seed + 2, n, N)}, None, "samples", [index],
-                     criterion="zero-fraction>=0.02", notes={"victims": True, "fix_contains": [f"[{index}]"]})
+                     criterion="zero-fraction>=0.02", notes={"victims": True, "fix_contains": [f"sample(s) {index} "]})
 
 
 def two_fault_incident(n=300, N=16, seed=0, intensity_scale=8.0) -> FaultCase:
@@ -660,7 +660,7 @@ def swapped_position_axes(n=300, seed=0) -> FaultCase:
                 "signal": r.normal(size=(n, 6)).astype("float32")}
 
     return FaultCase("swapped_position_axes", m, draw(seed + 1, True), draw(seed + 2, False), None, "input", "pos",
-                     notes={"intervention": "swap_axes", "fix_contains": ["swap the two axes of 'pos'"]})
+                     notes={"intervention": "swap_xy", "fix_contains": ["swap the two axes of 'pos'"]})
 
 
 def missing_channel(n=200, N=12, seed=0) -> FaultCase:

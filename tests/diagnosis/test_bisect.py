@@ -123,7 +123,7 @@ def test_layer_probe_skips_subclassed_models():
 FIX_SAYS = {
     "shift_one_input": ["shift 'b' by -4.9"],
     "wrong_units": ["multiply 'input' by 0.001", "units"],
-    "poisoned_sample": ["drop or repair sample(s) [137]", "non-finite"],
+    "poisoned_sample": ["drop or repair sample(s) 137", "non-finite"],
     "batch_size_dependent": ["batch_size=7"],
     "dtype_dependent": ["float32", "'x' as float16"],
     "dead_model": ["trained weights"],
@@ -153,9 +153,14 @@ def test_fault_suite_names_the_cause(builder):
                 "elapsed_s", "experiments"):
         assert key in d
     assert "()" not in res.verdict["summary"] and "()" not in res.fix
-    if case.expected_kind in ("input", "samples", "runtime"):
+    if case.expected_kind in ("input", "samples", "runtime", "pairing"):
         assert res.causes[0].kind == case.expected_kind
-        assert res.fix
+        # the fix given was verified: its experiment made the failing set pass the criterion
+        assert res.verdict["verified"] and res.causes[0].verified and res.fix
+        assert res.experiments[res.causes[0].evidence["experiment"]].fails is False \
+            if "experiment" in res.causes[0].evidence else True
+    if case.expected_kind == "samples":
+        assert res.verdict["culprits"] == case.expected_name
     for phrase in FIX_SAYS.get(case.name, []) + case.notes.get("fix_contains", []):
         assert phrase in res.fix, (phrase, res.fix)
     for phrase in case.notes.get("fix_excludes", []):
@@ -180,7 +185,7 @@ def test_fault_suite_names_the_cause(builder):
         assert "together they restore" in res.verdict["summary"]
     if case.notes.get("victims"):
         assert res.verdict["victims"] and not set(res.verdict["victims"]) & set(res.verdict["name"])
-        assert str(res.verdict["victims"]) in res.fix and "keep them" in res.fix
+        assert "keep them" in res.fix and all(str(v) in res.fix for v in res.verdict["victims"])
 
 
 def test_several_causes_summary_reads_for_one_and_for_several():

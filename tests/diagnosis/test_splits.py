@@ -126,8 +126,9 @@ def test_every_split_is_measured_against_the_same_yardstick_as_bisect():
     for sp in ("train", "test"):  # the ground-truth comparison is there, on its own
         vg = res.health[sp]["vs_ground_truth"]
         assert vg["degraded"] and vg["health"] < 0.5
-    # train is half-healthy against the reference, near zero against ground truth in other units
-    assert res.health["train"]["vs_ground_truth"]["health"] < res.health["train"]["health"] - 0.1
+    # train (87 % of its samples blank: per-sample health) is far below the reference but above zero against it,
+    # and nearer zero against ground truth in other units
+    assert 0 < res.health["train"]["vs_ground_truth"]["health"] < res.health["train"]["health"] < 0.5
     assert res.health["reference"]["vs_ground_truth"] is None
     t = res.health_table()
     assert list(t["measured_against"])[:2] == ["the reference outputs"] * 2

@@ -320,6 +320,6 @@ def test_an_output_far_flatter_than_the_ground_truth_is_named():
     assert [(c["component"], c["kind"]) for c in found] == [("amplitude", "flat")]
     assert "barely depends on the input" in found[0]["text"] and "less from sample to sample than the ground truth" \
         in found[0]["text"]
-    from ptyanalysis.diagnosis.bisection import _collapse_criterion_for
+    from ptyanalysis.diagnosis.bisection.stages.criterion import collapse_criterion_for as _collapse_criterion_for
 
     assert _collapse_criterion_for(found) == "collapsed:0.01"

@@ -191,3 +191,6 @@ def test_verdicts_are_said_in_plain_words():
     assert story.verdict_words({"kind": "input", "name": "diffraction"}) == "input 'diffraction'"
     assert story.verdict_words({"kind": "runtime", "name": "batch_size"}) == "runtime factor (batch_size)"
     assert story.verdict_words({"kind": "unknown", "name": None}) == "no cause found"
+    assert story.verdict_words({"kind": "pairing", "name": "pulse_energy"}) == \
+        "inputs misaligned with each other (pulse_energy)"
+    assert story.verdict_words({"kind": "criterion", "name": "zero-fraction>=0.5"}).startswith("a criterion that")

@@ -213,3 +213,50 @@ def test_an_output_far_flatter_than_the_truth_is_flagged():
     assert compare._flat_output(stats, 0.05) is None and compare._flat_output(stats, None) is None
     data = _toy_split()
     assert compare._truth_amplitude_spread(data) is None  # no ground truth: not judged
+
+
+def test_network_arm_records_its_placement_audit_and_a_contradicted_one_is_flagged(tmp_path):
+    """A model that returns its input, fed object patches: as extracted they fit the stitching's placement;
+    transposed they do not, and the job's trust check says so from comparison.nc."""
+    import keras
+    import xarray as xr
+
+    from ptyanalysis.conventions import patch_slices
+    from ptyanalysis.fileutil import write_netcdf
+    from ptyanalysis.io import PtychoData
+    from ptyanalysis.phase_g.trust import check_reconstructions, misplaced_arms
+
+    N, step = 16, 3  # the stitched 8 x 8 centres of neighbours overlap by 62 %
+    rng = np.random.default_rng(0)
+    k = np.fft.fftfreq(96)
+    sigma = 2.0  # a gaussian-filtered noise object
+    obj = np.fft.ifft2(np.fft.fft2(rng.standard_normal((96, 96)))
+                       * np.exp(-2 * (np.pi * sigma) ** 2 * (k[:, None] ** 2 + k[None, :] ** 2))).real
+    obj = 1.0 + 0.5 * obj / np.abs(obj).max()
+    g = 20 + step * np.arange(14)
+    pos = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2).astype(float)
+    patches = np.stack([obj[patch_slices(p, N)] for p in pos]).astype(np.float32)
+    d = tmp_path / "model"
+    d.mkdir()
+    img = keras.Input((N, N, 1), name="input")
+    keras.Model([img, keras.Input((1, 2, 1), name="input_positions")],
+                keras.layers.Activation("linear", name="same")(img)).save(d / "model.keras")
+    (d / "params.json").write_text(json.dumps({"gridsize": 1, "intensity_scale": 1.0, "N": N}))
+    frame = ((0, 0), obj.shape)
+    audits = {}
+    for name, P in (("as extracted", patches), ("transposed", np.swapaxes(patches, 1, 2))):
+        data = PtychoData(diffraction=P, xcoords=pos[:, 1], ycoords=pos[:, 0], probe=np.ones((N, N)))
+        r = compare.run_network_arm("Baseline", d, data, frame, compare.CompareConfig())
+        assert r.status == "ok" and r.detail["placement"].startswith("per output")
+        audits[name] = r.detail["placement_audit"]
+    ok, bad = audits["as extracted"], audits["transposed"]
+    assert ok["status"] == "supported" and ok["best"] == ok["used"] == "as used" and ok["patch_size"] == N // 2
+    assert ok["n_pairs"] > 100 and ok["margin"] > 0.2
+    assert bad["status"] == "contradicted" and "patch transposed" in bad["best_class"] and bad["margin_used"] > 0.2
+    # the report's trust check reads it back from comparison.nc: a placement flag on that arm only
+    write_netcdf(tmp_path / "comparison.nc", xr.Dataset(attrs={"arm_details": json.dumps(
+        {"Baseline": {"status": "ok", "placement_audit": bad}, "PtychoPINN": {"status": "ok", "placement_audit": ok}})}))
+    assert list(misplaced_arms(tmp_path)) == ["Baseline"]
+    flags = [f for f in check_reconstructions(tmp_path).flags if f.check == "placement"]
+    assert [(f.arm, f.evidence["best"]) for f in flags] == [("Baseline", bad["best"])]
+    assert "[comparison.nc]" in flags[0].message

@@ -48,6 +48,8 @@ def test_compare_job_runs_pytorch_bundle_arms(torch_hub, tmp_path):
         assert d["sidecar"]["backend"] == "pytorch" and d["sidecar"]["input_scale"] == 1.0
     # no in-model merge: each group member's patch is placed at its own scan position
     assert pinn["placement"].startswith("per member") and pinn["n_patches"] == pinn["n_offsets"] == 4 * pinn["n_outputs"]
+    # the placement audit compared member patches; the stand-ins' untrained outputs show no placement fault
+    assert pinn["placement_audit"]["n_pairs"] > 0 and pinn["placement_audit"]["status"] != "contradicted"
     assert base["placement"].startswith("per output") and base["n_patches"] == base["n_offsets"]
     # the stand-in Baseline's amplitude ignores its input: flagged, still scored
     assert base["collapsed"] and "does not depend on the input" in base["collapsed"]["text"]
@@ -98,3 +100,25 @@ def test_the_cli_picks_pytorch_for_a_hub_of_pytorch_bundles(torch_hub, tmp_path)
                        capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Keras backend torch (automatic: " in r.stderr and "PyTorch bundle" in r.stderr
+
+
+def test_the_placement_sample_reads_device_patches_as_host_ones():
+    """Outputs left on the stitching device (a GPU; here PyTorch on the CPU) give the audit the same patches."""
+    from ptyanalysis.imaging.stitching import ArrayBackend
+
+    rng = np.random.default_rng(0)
+    n, C, N = 30, 4, 16
+    pos = rng.uniform(20, 40, (n, 2))
+    members = np.stack([np.arange(n)] + [rng.integers(0, n, n) for _ in range(C - 1)], 1)
+    outs = (rng.standard_normal((n, N, N, C)) + 1j * rng.standard_normal((n, N, N, C))).astype(np.complex64)
+    got = []
+    for be, wrap in (("numpy", lambda x: x), (ArrayBackend("torch", "cpu"), torch.from_numpy)):
+        sample = compare._PlacementSample(pos[members], N, N // 2)
+        for s in range(0, n, 7):  # batches, one patch per member channel
+            for c in range(C):
+                sample.take(wrap(outs[s:s + 7, ..., c]), pos[members[s:s + 7, c]], s, be, None, channel=c,
+                            channels=C)
+        assert np.isfinite(sample.positions).all()
+        got.append((sample.patches.copy(), sample.result()))
+    np.testing.assert_array_equal(got[0][0], got[1][0])
+    assert got[0][1] == got[1][1] and got[0][1]["n_pairs"] > 0
