@@ -182,7 +182,7 @@ def test_fault_suite_names_the_cause(builder):
         assert all(c["fix"] and c["fix"] in res.fix for c in res.verdict["causes"])
         assert res.verdict["restores"] >= case.notes["combined_restores"]
         assert all((c["restores_alone"] or 0) < case.notes.get("max_alone", 0.5) for c in res.verdict["causes"])
-        assert "together they restore" in res.verdict["summary"]
+        assert "together the changes restore" in res.verdict["summary"]
     if case.notes.get("victims"):
         assert res.verdict["victims"] and not set(res.verdict["victims"]) & set(res.verdict["name"])
         assert "keep them" in res.fix and all(str(v) in res.fix for v in res.verdict["victims"])

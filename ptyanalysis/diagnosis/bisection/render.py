@@ -21,10 +21,10 @@ def _end(text: str) -> str:
     return text if text.endswith(".") else text + "."
 
 
-def _restored(c: dict) -> str:
-    """``restores X %``, and, when the change still failed the criterion, that it did."""
-    words = f"restores {pct(c.get('restores'))}"
-    return words if c.get("verified") else words + " of the health but the failing set still fails the criterion"
+def _restored(c: dict, what: str = "of the health") -> str:
+    """``restores X % <what>``, and, when the change still failed the criterion, that it did."""
+    words = f"restores {pct(c.get('restores'))} {what}"
+    return words if c.get("verified") else words + " but the failing set still fails the criterion"
 
 
 def _input(v: Verdict) -> str:
@@ -36,7 +36,7 @@ def _input(v: Verdict) -> str:
         how = ("no single change restores the reference health" if ev.get("several_causes")
                else "only changing them together makes the failure go away")
         return (f"{len(parts)} causes, inputs {' and '.join(repr(p['input']) for p in parts)}: {how}; {descr}; "
-                f"together they {_restored(top)} of the reference health")
+                f"together the changes {_restored(top, 'of the reference health')}")
     order = {k: i for i, k in enumerate(INTERVENTIONS)}
     tried = ", ".join(f"{k} {pct(r)}" for k, r in sorted(ev.get("restores_by_intervention", {}).items(),
                                                          key=lambda kv: (order.get(kv[0], 99), kv[0])))
