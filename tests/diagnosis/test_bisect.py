@@ -299,7 +299,9 @@ def test_experiments_that_raise_are_evidence_not_fatal():
     import keras
 
     inp = keras.Input((4,), name="x")
-    m = keras.Model(inp, faults.BatchSizeGate(32, name="gate")(keras.layers.Dense(3, activation="relu")(inp)))
+    # fixed weights (all ones): the passing set (+2) gives lit outputs whatever layers were built before
+    m = keras.Model(inp, faults.BatchSizeGate(32, name="gate")(keras.layers.Dense(3, activation="relu",
+                                                                                kernel_initializer="ones")(inp)))
     fail = {"x": np.random.default_rng(0).normal(size=(100, 4)).astype("float32")}
     good = {"x": np.random.default_rng(1).normal(size=(20, 4)).astype("float32") + 2}
     calls = {"n": 0}

@@ -34,7 +34,8 @@ def test_a_few_dark_frames_are_found_by_per_sample_health_as_one_run():
     assert v["culprits"] == case.expected_name and v["victims"] == []
     top = res.causes[0]
     assert top.evidence["runs"] == case.notes["runs"]
-    assert top.evidence["found_by"].startswith("per-sample output health")
+    assert top.evidence["found_by"].startswith("input scan") and top.evidence["output_flags"] == {"blank": 14}
+    assert all("all zero" in r[0] for r in top.evidence["abnormal"].values())
     assert res.experiments[top.evidence["experiment"]].fails is False  # the rest passes: verified
     # the failing set's health sees the 3.5 % blank samples (its statistics alone would call it healthy)
     assert res.health["failing_degraded"] and res.health["bad_samples"]["failing"]["blank"] == pytest.approx(0.035)

@@ -56,6 +56,9 @@ def abnormal_rows(F: dict, P: dict, plabel: str = "the passing set") -> dict:
             for i in np.flatnonzero((amax > OUTLIER_FACTOR * pmax) & ~bad):
                 out.setdefault(int(i), []).append(
                     f"{k}: largest |value| {amax[i]:.4g} = {amax[i] / pmax:.3g} x {poss(plabel)}")
+        if r.shape[1] > 1 and np.all(pa > 0):  # an all-zero sample where no comparison sample is one: dark/blank
+            for i in np.flatnonzero((amax == 0) & ~bad):
+                out.setdefault(int(i), []).append(f"{k}: all zero (a dark or blank sample; none in {plabel} is)")
     return out
 
 
@@ -141,7 +144,15 @@ def _cause(ctx: Context, t: _Tester, culprits, victims, rest, how, abnormal) -> 
     nf = {k: v for k, v in nf.items() if v}
     if nf:
         ev["nonfinite_inputs"] = nf
-    why = "; ".join(f"sample {s}: {', '.join(r)}" for s, r in list(ev["abnormal"].items())[:5])
+    if ctx.sample_flags is not None:
+        ev["output_flags"] = {k: int(ctx.sample_flags[k][list(culprits)].sum())
+                              for k in ("blank", "nonfinite", "flat", "identical") if ctx.sample_flags[k][list(culprits)].any()}
+    by_reason: dict = {}  # samples with the same reasons said once, as runs
+    for smp, r in ev["abnormal"].items():
+        by_reason.setdefault(", ".join(r), []).append(int(smp))
+    why = "; ".join(f"sample(s) {runs_text(smps)}: {r}" for r, smps in list(by_reason.items())[:5])
+    if ev.get("output_flags"):
+        why += ("; " if why else "") + "their outputs: " + ", ".join(f"{n} {k}" for k, n in ev["output_flags"].items())
     text = f"drop or repair sample(s) {runs_text(names)} of the failing set" + (f" ({why})" if why else "")
     if ev["victims"]:
         text += f"; sample(s) {runs_text(ev['victims'])} fail only because they share a batch with them: keep them"
@@ -154,7 +165,7 @@ def _from_scans(ctx: Context, t: _Tester, abnormal: dict, limit: int):
     n = n_samples(ctx.F)
     flagged = [] if ctx.sample_flags is None else [int(i) for i in np.flatnonzero(ctx.sample_flags["bad"])]
     tried = set()
-    for how, rows in (("input scan (non-finite or far-outlying values)", sorted(abnormal)),
+    for how, rows in (("input scan (non-finite, far-outlying or all-zero values)", sorted(abnormal)),
                       ("per-sample output health (blank, non-finite, flat or identical outputs)",
                        sorted(set(flagged) | set(abnormal)))):
         if not (0 < len(rows) <= limit) or tuple(rows) in tried:
