@@ -1,9 +1,8 @@
 """Command-line interface: ``ptyanalysis COMMAND [options]``.
 
-Each command lives in the module named after its concept; that module
-provides ``configure_parser(parser)`` and ``run_cli(args) -> int``. Modules
-are imported only when their command runs, so ``ptyanalysis --help`` is fast.
-Nothing here imports TensorFlow, JAX or PyTorch: the commands that run
+Each command is a module of :mod:`ptyanalysis.commands` (its argparse options, ``configure_parser(parser)``,
+and the call into the science modules, ``run_cli(args) -> int``), imported here by name, so the import graph
+shows cli -> commands -> science modules. Nothing here imports TensorFlow, JAX or PyTorch: the commands that run
 models (:data:`MODEL_COMMANDS`) take ``--backend`` and choose the process's
 Keras backend (:func:`~ptyanalysis.inference.backends.select_keras_backend`)
 after the arguments parse and before any model is touched; the framework is
@@ -16,25 +15,35 @@ message on stderr, no traceback), 1 anything else.
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.util
 import os
 import re
 import sys
 import warnings
 
+from .commands import bisect, compare, compare_splits, demo, phase_g, simulate, train, verify
+from .commands.options import add_backend_argument
 from .errors import PtyAnalysisError, did_you_mean
+from .inference.backends import select_keras_backend
+from .inference.torch_bundle import find_torch_bundles
+from .io import DatasetNotice
 
-#: command -> (module, one-line help)
+if importlib.util.find_spec(f"{__package__}.commands.grid") is not None:
+    from .commands import grid
+else:  # not in this checkout: the command is listed without options and refuses to run
+    grid = None
+
+#: command -> (module of :mod:`ptyanalysis.commands`, one-line help)
 COMMANDS = {
-    "simulate": ("ptyanalysis.synthetic.simulate", "generate a synthetic dose/overlap study hub"),
-    "train": ("ptyanalysis.synthetic.training", "train the PtychoPINN and Baseline models and run the iterative arm on a hub"),
-    "demo": ("ptyanalysis.synthetic.demo", "simulate, train and analyse the synthetic study end to end"),
-    "compare": ("ptyanalysis.pipeline.compare", "compare the arms for one dose/view/split (per-job files)"),
-    "compare-splits": ("ptyanalysis.diagnosis.splits", "compare a model's inputs and outputs across two splits"),
-    "bisect": ("ptyanalysis.diagnosis.bisection", "find why a model fails on one input set and passes on another"),
-    "grid": ("ptyanalysis.pipeline.grid", "run the per-job notebook over a study grid (papermill + Dask)"),
-    "phase-g": ("ptyanalysis.phase_g.report", "aggregate per-job results into the Phase G artifacts and figures"),
-    "verify": ("ptyanalysis.phase_g.verify", "verify a hub's Phase G artifacts"),
+    "simulate": (simulate, "generate a synthetic dose/overlap study hub"),
+    "train": (train, "train the PtychoPINN and Baseline models and run the iterative arm on a hub"),
+    "demo": (demo, "simulate, train and analyse the synthetic study end to end"),
+    "compare": (compare, "compare the arms for one dose/view/split (per-job files)"),
+    "compare-splits": (compare_splits, "compare a model's inputs and outputs across two splits"),
+    "bisect": (bisect, "find why a model fails on one input set and passes on another"),
+    "grid": (grid, "run the per-job notebook over a study grid (papermill + Dask)"),
+    "phase-g": (phase_g, "aggregate per-job results into the Phase G artifacts and figures"),
+    "verify": (verify, "verify a hub's Phase G artifacts"),
 }
 
 
@@ -73,12 +82,13 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser(commands=COMMANDS) -> argparse.ArgumentParser:
-    """Return the top-level parser with one sub-parser per available command.
+    """Return the top-level parser with one sub-parser per command.
 
     Parameters
     ----------
     commands : dict
-        ``{command: (module, help)}``; modules not present are skipped.
+        ``{command: (module, help)}``; a command whose module is None (not in this checkout) is listed
+        without options.
 
     Returns
     -------
@@ -96,16 +106,10 @@ def build_parser(commands=COMMANDS) -> argparse.ArgumentParser:
     for name, (module, help_) in commands.items():
         p = sub.add_parser(name, help=help_, description=help_[:1].upper() + help_[1:] + ".")
         p.set_defaults(_module=module)
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:
-                continue  # command not built yet in this checkout
-            raise
-        mod.configure_parser(p)
+        if module is None:
+            continue
+        module.configure_parser(p)
         if name in MODEL_COMMANDS:
-            from .inference.backends import add_backend_argument
-
             add_backend_argument(p)
     return parser
 
@@ -145,12 +149,12 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow C++ log: errors only via Python
     from_shell = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
-    commands = COMMANDS
-    if argv and argv[0] in COMMANDS:  # import only the module that runs
-        commands = {argv[0]: COMMANDS[argv[0]]}
-    parser = build_parser(commands)
-    args = parser.parse_args(argv)
-    mod = importlib.import_module(args._module)
+    args = build_parser().parse_args(argv)
+    mod = args._module
+    if mod is None:
+        print(f"ptyanalysis {args.command}: error: this checkout has no ptyanalysis.commands module for it",
+              file=sys.stderr)
+        return 1
     if not from_shell:  # called from Python: warnings stay Python's (pytest, a notebook record them)
         return _run(mod, args, argv)
     with warnings.catch_warnings():
@@ -164,8 +168,6 @@ def _notices_as_lines(command: str) -> None:
     Python's default shows the file, line and source line of the call that warned, which means nothing to a
     user of the command; other warnings keep the default format.
     """
-    from .io import DatasetNotice
-
     default = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):
@@ -180,9 +182,6 @@ def _notices_as_lines(command: str) -> None:
 def _run(mod, args, argv) -> int:
     try:
         if args.command in MODEL_COMMANDS:
-            from .inference.backends import select_keras_backend
-            from .inference.torch_bundle import find_torch_bundles
-
             args.backend_choice = select_keras_backend(args.backend,
                                                        torch_models=find_torch_bundles(_model_paths(argv)))
             if args.backend_choice.source == "automatic" and args.backend_choice.name != "tensorflow":

@@ -18,6 +18,7 @@ positions; its indices are stored in ``data/phase_c/dose_<D>/views.json``
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +117,10 @@ def load_views(hub, dose) -> dict:
 def load_view(hub, dose, view: str, split: str):
     """Load a split's dataset restricted to a view's subsample (all positions when the hub has no views.json).
 
+    ``diffraction`` (and ``Y``) stay memory-mapped onto the NPZ file where they are stored uncompressed and
+    the view is a run of consecutive patterns (:func:`ptyanalysis.io.load_dataset` ``mmap=True``,
+    :meth:`ptyanalysis.io.PtychoData.subset`); other views are copied rows.
+
     Parameters
     ----------
     hub : path
@@ -136,7 +141,8 @@ def load_view(hub, dose, view: str, split: str):
     """
     from . import io
 
-    data = io.load_dataset(dataset_path(hub, dose, split))
+    # memory-mapped (a study-size split is GBs): only the rows a job feeds are read, chunk by chunk
+    data = io.load_dataset(dataset_path(hub, dose, split), mmap=True)
     views = load_views(hub, dose)
     if not views:
         return data
@@ -150,12 +156,58 @@ def load_view(hub, dose, view: str, split: str):
 
 
 
+def hub_inventory(hub) -> dict:
+    """What a hub holds, per dose, read from the files: the one rule for every command and the grid.
+
+    Doses are the ``data/phase_c/dose_<D>`` folders (D a positive whole
+    number); a dose's splits are its ``patched_<split>.npz`` files; its views
+    are the entries of its ``views.json``, the PtychoPINN model folders
+    ``data/phase_e/dose_<D>/<view>/gs2`` and the iterative arm's folders
+    ``data/phase_f/dose_<D>/<view>/`` (the Baseline's ``baseline/gs1`` is
+    not a view).
+
+    Parameters
+    ----------
+    hub : str or Path
+        Study hub (only its ``data`` folders and ``views.json`` files are read).
+
+    Returns
+    -------
+    dict
+        ``{dose: {"views": [str, ...], "splits": [str, ...]}}`` with int doses,
+        in increasing order, and sorted lists (empty when the hub has no such files).
+
+    Raises
+    ------
+    PtyAnalysisError
+        A ``views.json`` that cannot be read (:func:`load_views`).
+    """
+    hub = Path(hub)
+    out = {}
+    root = datasets_root(hub)
+    for ddir in root.glob("dose_*") if root.is_dir() else ():
+        try:
+            d = float(ddir.name[5:])
+        except ValueError:
+            continue
+        if not (ddir.is_dir() and np.isfinite(d) and d > 0 and d == int(d)):
+            continue
+        splits = {p.name[len("patched_"):-len(".npz")] for p in ddir.glob("patched_*.npz")}
+        views = set(load_views(hub, int(d))) if (ddir / "views.json").exists() else set()
+        views.update(g.parent.name for g in (models_root(hub) / ddir.name).glob("*/gs2"))
+        it = iterative_root(hub) / ddir.name
+        views.update(p.name for p in (it.iterdir() if it.is_dir() else ()) if p.is_dir())
+        out[int(d)] = {"views": sorted(views), "splits": sorted(splits)}
+    return dict(sorted(out.items()))
+
+
 def hub_grid(hub) -> dict:
     """What a hub holds: its doses, views and splits, read from the files.
 
-    Doses are the ``data/phase_c/dose_<D>`` folders; splits the
-    ``patched_<split>.npz`` files in them; views the ``views.json`` entries,
-    else the ``data/phase_e/dose_<D>/<view>/gs2`` model folders.
+    The union over the doses of :func:`hub_inventory` (doses: the
+    ``data/phase_c/dose_<D>`` folders; splits: the ``patched_<split>.npz``
+    files in them; views: the ``views.json`` entries, the ``<view>/gs2`` model
+    folders and the iterative arm's ``<view>`` folders).
 
     Parameters
     ----------
@@ -168,24 +220,39 @@ def hub_grid(hub) -> dict:
         ``{"doses": [int, ...], "views": [str, ...], "splits": [str, ...]}``,
         sorted (empty lists when the hub has no such files).
     """
-    hub = Path(hub)
-    doses, views, splits = set(), set(), set()
-    root = hub / "data" / "phase_c"
-    for ddir in root.glob("dose_*") if root.is_dir() else ():
-        try:
-            d = float(ddir.name[5:])
-        except ValueError:
-            continue
-        if not (ddir.is_dir() and np.isfinite(d) and d > 0 and d == int(d)):
-            continue
-        doses.add(int(d))
-        splits.update(p.name[len("patched_"):-len(".npz")] for p in ddir.glob("patched_*.npz"))
-        vp = ddir / "views.json"
-        if vp.exists():
-            views.update(load_views(hub, int(d)))
-        for g in (hub / "data" / "phase_e" / ddir.name).glob("*/gs2"):
-            views.add(g.parent.name)
-    return {"doses": sorted(doses), "views": sorted(views), "splits": sorted(splits)}
+    inventory = hub_inventory(hub)
+    return {"doses": list(inventory),
+            "views": sorted({v for held in inventory.values() for v in held["views"]}),
+            "splits": sorted({s for held in inventory.values() for s in held["splits"]})}
+
+
+def view_positions(hub, dose, view: str, split: str) -> int | None:
+    """How many scan positions a view of a split holds (its ``views.json`` subsample, else the whole split).
+
+    Read without loading the diffraction: the length of the view's indices,
+    or of the dataset's ``xcoords`` when the hub has no ``views.json``.
+
+    Parameters
+    ----------
+    hub : str or Path
+    dose : float
+    view, split : str
+
+    Returns
+    -------
+    int or None
+        None when the hub holds neither (a missing or unreadable file, a view
+        or split that ``views.json`` does not list).
+    """
+    try:
+        views = load_views(hub, dose)
+        if views:
+            ix = views.get(view, {}).get(split)
+            return None if ix is None else int(len(ix))
+        with np.load(dataset_path(hub, dose, split)) as f:
+            return int(np.size(f["xcoords"]))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, PtyAnalysisError):
+        return None
 
 
 def check_hub_folder(hub) -> None:

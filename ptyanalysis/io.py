@@ -1,6 +1,6 @@
 """Read, write and validate the study's dataset NPZ files; ``xarray`` views.
 
-One dataset NPZ holds one split (docs/study-contract.md, section 2):
+One dataset NPZ holds one split (docs/formats.md#dataset-npz):
 
 ==================  ======================  ==========================================
 key                 shape, dtype            meaning
@@ -350,8 +350,9 @@ class PtychoData:
         -------
         PtychoData
             Rows of ``diffraction``, coordinates, ``Y``, ``scan_index`` and the
-            ``*_start`` coordinates; ``probe``, ``obj``, ``metadata`` and
-            ``path`` are shared. Nothing is recorded in the metadata (use
+            ``*_start`` coordinates (copies, except that a memory-mapped array
+            stays a read-only memory map for consecutive rows); ``probe``,
+            ``obj``, ``metadata`` and ``path`` are shared. Nothing is recorded in the metadata (use
             :func:`add_transformation` for that).
 
         Raises
@@ -382,8 +383,15 @@ class PtychoData:
                     f"subset: indices range over [{idx.min()}, {idx.max()}] but there are only {n} patterns"
                 )
 
+        # a memory-mapped array (load_dataset(mmap=True)) stays mapped for a run of consecutive rows (a view
+        # of all patterns, say): a read-only view of the file, no copy; anything else is copied
+        run = idx.size > 0 and idx[0] >= 0 and bool(np.all(np.diff(idx) == 1))
+        rows = slice(int(idx[0]), int(idx[-1]) + 1) if run else idx
+
         def take(a):
-            return None if a is None else np.asarray(a[idx])
+            if a is None:
+                return None
+            return a[rows] if run and isinstance(a, np.memmap) else np.asarray(a[idx])
 
         return dataclasses.replace(
             self,
@@ -510,7 +518,7 @@ def nonfinite_warnings(data: PtychoData, *, source: str | None = None) -> list[s
 
 
 def validate_dataset(data: PtychoData, *, source: str = "<memory>", allow_nonfinite: bool = False) -> None:
-    """Check a dataset against docs/study-contract.md (section 2); raise on the first problem.
+    """Check a dataset against docs/formats.md#dataset-npz; raise on the first problem.
 
     Parameters
     ----------
@@ -906,7 +914,7 @@ def _canonical_layout(d: np.ndarray, ncoords: int, source: str, key: str) -> np.
 
 def load_dataset(path, *, validate: bool = True, allow_nonfinite: bool = False,
                  mmap: bool = False) -> PtychoData:
-    """Load a dataset NPZ (docs/study-contract.md, section 2) as a :class:`PtychoData`.
+    """Load a dataset NPZ (docs/formats.md#dataset-npz) as a :class:`PtychoData`.
 
     Parameters
     ----------
@@ -1167,7 +1175,7 @@ def _metadata_json(metadata, source: str) -> str:
 
 def save_dataset(path, data: PtychoData, *, compress: bool = False, validate: bool = True,
                  allow_nonfinite: bool = False) -> Path:
-    """Write ``data`` as a dataset NPZ (docs/study-contract.md, section 2), atomically.
+    """Write ``data`` as a dataset NPZ (docs/formats.md#dataset-npz), atomically.
 
     Parameters
     ----------
@@ -1509,7 +1517,7 @@ def estimate_dose(data: PtychoData, *, nphotons: float | None = None,
                   tolerance: float = DOSE_TOLERANCE) -> DoseEstimate:
     """Estimate the scale ``s`` and the dose of a dataset from its amplitudes alone.
 
-    The stored amplitude is ``sqrt(counts) / s`` (contract section 2), so the
+    The stored amplitude is ``sqrt(counts) / s`` (docs/formats.md#normalisation-and-dose), so the
     smallest nonzero amplitude is ``sqrt(1) / s`` wherever 1-count pixels exist
     (any low-dose pattern has many): ``s = 1 / min(diffraction > 0)``, accepted
     only when every count up to 1000 then comes out an integer (within 0.01);
@@ -1603,7 +1611,7 @@ def estimate_dose(data: PtychoData, *, nphotons: float | None = None,
 
 def recover_counts(data: PtychoData, *, nphotons: float | None = None,
                    dtype=np.float64, method: str = "auto") -> np.ndarray:
-    """Recover photon counts from normalized amplitudes (docs/study-contract.md, sections 2 and 10).
+    """Recover photon counts from normalized amplitudes (docs/formats.md#normalisation-and-dose).
 
     ``counts = (diffraction * s)**2`` with ``s`` from :func:`estimate_dose`:
     the smallest-nonzero-amplitude rule where low counts exist (exact: the

@@ -14,7 +14,7 @@ from test_no_tensorflow import _env
 from ptyanalysis.errors import PtyAnalysisError
 from ptyanalysis.inference import backends
 
-pytestmark = [pytest.mark.tf, pytest.mark.neutral]  # Keras models (any backend); run again without TensorFlow
+pytestmark = pytest.mark.neutral  # Keras models (any backend); run again without TensorFlow
 
 
 # ----------------------------------------------------------------------------- the choice
@@ -106,11 +106,8 @@ def test_a_model_kind_that_needs_tensorflow_says_so_in_one_line(tmp_path):
 
 # ----------------------------------------------------------------------------- the one runner
 @pytest.fixture(scope="module")
-def small_model():
+def small_model(keras):
     """A two-input, two-output Keras model (the active backend) with fixed weights."""
-    from ptyanalysis.inference.backends import import_keras
-
-    keras = import_keras()
     a = keras.Input((8, 8, 1), name="input")
     b = keras.Input((1, 2, 1), name="input_positions")
     x = keras.layers.Conv2D(3, 3, padding="same", name="conv")(a)
@@ -180,8 +177,7 @@ def test_network_outputs_are_stitched_where_they_are(monkeypatch):
         CompareConfig(stitch_on="gpu")
 
 
-def test_a_plain_pytorch_module_runs_through_the_runner_and_its_layers_are_probed_by_hooks():
-    torch = pytest.importorskip("torch")
+def test_a_plain_pytorch_module_runs_through_the_runner_and_its_layers_are_probed_by_hooks(torch):
     from ptyanalysis.diagnosis.bisection.probe import layer_probe
     from ptyanalysis.diagnosis.bisection.probe import layer_stats as _layer_stats
     from ptyanalysis.inference.loading import load_model

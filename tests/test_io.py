@@ -511,7 +511,7 @@ def test_ptychopinn_split_Y_is_ignored_with_a_notice_and_ground_truth_patches_us
         np.testing.assert_array_equal(pio.ground_truth_patches(data), sim["gt"][idx[split]])
         np.testing.assert_array_equal(pio.ground_truth_patches(data, [2, 0]), sim["gt"][idx[split]][[2, 0]])
         assert data.metadata["physics_parameters"]["nphotons"] == 1e4
-        # the subset keeps the key; a save/load round trip writes it as the contract's Y
+        # the subset keeps the key; a save/load round trip writes it as Y (docs/formats.md#ground-truth)
         assert data.subset([0, 1]).Y_key == "ground_truth_patches"
         back = pio.load_dataset(pio.save_dataset(tmp_path / f"again_{split}.npz", data))
         assert back.Y_key == "Y"
@@ -798,3 +798,22 @@ def test_diagnosis_ground_truth_uses_the_one_rule(tmp_path):
     said.clear()
     assert split_ground_truth({"a": a, "b": b.replace(obj=None)}, {"a": "train", "b": "legacy"}, say=said.append) is None
     assert "no ground truth" in said[-1] and "legacy.npz" in said[-1]
+
+
+def test_a_view_of_consecutive_rows_stays_memory_mapped(tmp_path):
+    rng = np.random.default_rng(0)
+    n, N = 40, 8
+    data = pio.PtychoData(diffraction=rng.random((n, N, N)).astype(np.float32), xcoords=rng.random(n) * 50,
+                          ycoords=rng.random(n) * 50, probe=np.ones((N, N), np.complex64))
+    path = pio.save_dataset(tmp_path / "d.npz", data)
+    back = pio.load_dataset(path, mmap=True)
+    assert isinstance(back.diffraction, np.memmap)
+    whole, run, picked = back.subset(np.arange(n)), back.subset(np.arange(5, 25)), back.subset([3, 1, 7])
+    assert isinstance(whole.diffraction, np.memmap) and isinstance(run.diffraction, np.memmap)
+    assert not whole.diffraction.flags.writeable
+    assert not isinstance(picked.diffraction, np.memmap)
+    np.testing.assert_array_equal(run.diffraction, data.diffraction[5:25])
+    np.testing.assert_array_equal(picked.diffraction, data.diffraction[[3, 1, 7]])
+    np.testing.assert_array_equal(run.xcoords, back.xcoords[5:25])
+    mem = data.subset(np.arange(n))  # in memory: a copy, never a view that writes through
+    assert not np.shares_memory(mem.diffraction, data.diffraction)

@@ -244,7 +244,8 @@ def is_study_dataset(members) -> bool:
 
 
 def feed_split(loaded, data, mode: str = "study", *, seed: int = 0, label: str = "split") -> dict:
-    """A study dataset as a model's inputs, in one of the two feeds (:func:`ptyanalysis.inference.feeds.split_inputs`).
+    """A study dataset as a model's inputs, in one of the feeds: the plan compare uses too
+    (:func:`ptyanalysis.inference.feeds.plan_feed`, :func:`~ptyanalysis.inference.feeds.plan_inputs`).
 
     Parameters
     ----------
@@ -274,7 +275,7 @@ def feed_split(loaded, data, mode: str = "study", *, seed: int = 0, label: str =
     params = loaded.sidecar or {}
     gridsize = feeds.feed_gridsize(params, loaded.input_shapes)
     try:
-        inputs, _, _ = feeds.split_inputs(data, params, mode, gridsize=gridsize, seed=seed)
+        inputs, _ = feeds.plan_inputs(data, params, feeds.plan_feed(data, params, mode, gridsize=gridsize, seed=seed))
     except PtyAnalysisError as exc:
         raise PtyAnalysisError(f"{label}: {exc} (model {loaded.source})") from None
     names = list(loaded.input_names)
@@ -324,17 +325,6 @@ def split_ground_truth(datasets: dict, names: dict, *, say=None) -> dict | None:
             return None
         (say or log.info)(f"ground truth of {name}: {data.path}: key {ground_truth_source(data)!r}")
     return out
-
-
-def add_feed_argument(parser) -> None:
-    """``--feed``: how ``--study-inputs`` datasets are fed (one definition for ``bisect`` and ``compare-splits``)."""
-    from ..inference.feeds import FEEDS
-
-    parser.add_argument("--feed", choices=FEEDS, default="study",
-                        help="with --study-inputs: 'study' (default) as the study's comparison script fed them, "
-                             "'trained' as the model was trained, 'torch_cli' as PtychoPINN's PyTorch inference CLI "
-                             "feeds a PyTorch bundle (each pattern alone, copied into every channel); see "
-                             "ptyanalysis.inference.feeds")
 
 
 def check_feed(feed: str, study_inputs: bool) -> None:

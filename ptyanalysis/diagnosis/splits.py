@@ -1,6 +1,9 @@
 """Compare a model's inputs and outputs across two data splits.
 
-For each model input and each split: summary statistics; two-sample drift"""
+For each model input and each split: summary statistics and two-sample drift against the other split
+(:mod:`ptyanalysis.diagnosis.drift`); for each model output: its health on each split, measured against one
+yardstick chosen by :func:`ptyanalysis.diagnosis.yardstick.choose_yardstick` (the reference outputs, else the
+ground truth, else a usable split); the result as an ``xarray.Dataset``, a table and a figure."""
 
 from __future__ import annotations
 
@@ -20,289 +23,29 @@ from ..diagnosis.health import (
     truth_sample_spread,
 )
 from ..diagnosis.inputs import (
-    add_feed_argument,
-    check_feed,
     check_input_shapes,
-    cli_input_sets,
     normalise_input_set,
     reference_from_sidecar,
-    split_ground_truth,
 )
 from ..errors import PtyAnalysisError
+from ..inference.failures import model_errors
+from .drift import (
+    KS_THRESHOLD,
+    MEASURES,
+    SMD_THRESHOLD,
+    STATS,
+    W1_THRESHOLD,
+    input_drift,
+    is_image_like,
+    is_positions_like,
+    pattern_summary,
+    positions_values,
+    summary_stats,
+)
+from .yardstick import Candidate, choose_yardstick
 
-#: KS statistic threshold.
-KS_THRESHOLD = 0.2
-#: Normed Wasserstein threshold (units of the baseline std).
-W1_THRESHOLD = 0.1
-#: |Standardised mean difference| threshold.
-SMD_THRESHOLD = 0.2
-#: A spread at most this share of the sides' largest magnitude counts as (near-)zero.
-DEGENERATE_SPREAD = 1e-6
-#: Values per side used for the KS and Wasserstein measures and the quantiles.
-DRIFT_SUBSAMPLE = 20_000
-QUANTILE_SUBSAMPLE = 1_000_000
-QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
-STATS = ("mean", "std", "min", "max") + tuple(f"q{int(q * 100):02d}" for q in QUANTILES) + (
-    "nonzero_fraction", "nan_count", "inf_count", "n_values")
-MEASURES = ("ks", "ks_pvalue", "wasserstein", "smd", "drift_score")
 HEALTH_STATS = ("nonzero_fraction", "mean", "std", "nonfinite_count", "finite_fraction", "health",
                 "output_health", "output_health_vs_ground_truth")
-
-
-# ----------------------------------------------------------------------------- statistics
-def _finite_flat(x) -> np.ndarray:
-    v = np.asarray(x)
-    if np.iscomplexobj(v):
-        v = np.abs(v)
-    v = v.reshape(-1)
-    if v.dtype.kind == "f" and not np.isfinite(v).all():
-        v = v[np.isfinite(v)]
-    return v
-
-
-def _subsample(v: np.ndarray, k: int, rng) -> np.ndarray:
-    if v.size <= k:
-        return v
-    return v[rng.choice(v.size, k, replace=False)]
-
-
-def summary_stats(x, *, seed: int = 0) -> dict:
-    """Summary statistics of one input array (all values, flattened).
-
-    Parameters
-    ----------
-    x : array_like
-        Values (complex: modulus).
-    seed : int
-        Seed of the subsample (at most :data:`QUANTILE_SUBSAMPLE` values) the
-        quantiles are computed on.
-
-    Returns
-    -------
-    dict
-        Keys :data:`STATS`; mean/std/min/max/nonzero fraction over the finite values.
-    """
-    a = np.asarray(x)
-    if np.iscomplexobj(a):
-        a = np.abs(a)
-    n = int(a.size)
-    nan = int(np.isnan(a).sum()) if a.dtype.kind == "f" else 0
-    inf = int(np.isinf(a).sum()) if a.dtype.kind == "f" else 0
-    v = _finite_flat(a)
-    out = {"n_values": n, "nan_count": nan, "inf_count": inf}
-    if v.size:
-        v64 = v.astype(np.float64, copy=False)
-        out.update(mean=float(v64.mean()), std=float(v64.std()), min=float(v64.min()),
-                   max=float(v64.max()), nonzero_fraction=float(np.count_nonzero(v)) / v.size)
-        qs = np.quantile(_subsample(v64, QUANTILE_SUBSAMPLE, np.random.default_rng(seed)), QUANTILES)
-    else:
-        out.update(mean=np.nan, std=np.nan, min=np.nan, max=np.nan, nonzero_fraction=0.0)
-        qs = [np.nan] * len(QUANTILES)
-    for q, val in zip(QUANTILES, qs):
-        out[f"q{int(q * 100):02d}"] = float(val)
-    return out
-
-
-def drift_measures(a, b, *, seed: int = 0, n_sub: int = DRIFT_SUBSAMPLE) -> dict:
-    """Two-sample drift measures of ``b`` against the baseline ``a``.
-
-    Parameters
-    ----------
-    a, b : array_like
-        Values (flattened; non-finite values dropped; complex: modulus).
-    seed : int
-        Seed of the subsamples used by KS and Wasserstein.
-    n_sub : int
-        Values per side for KS and Wasserstein.
-
-    Returns
-    -------
-    dict
-        ``ks``, ``ks_pvalue``, ``wasserstein`` (normed), ``smd``, ``drift_score``,
-        ``drifted`` (bool) and ``flags`` (``{measure: bool}``), thresholds in
-        ``thresholds``; ``scale`` and ``scale_basis`` say what W1 and the SMD
-        were divided by.
-
-    Notes
-    -----
-    W1 is divided by the baseline's std and the SMD by the pooled std. A side
-    whose spread is (near-)zero (at most :data:`DEGENERATE_SPREAD` of the largest
-    ``|mean|`` or std of either side, e.g. offsets that are all zero in training)
-    would make these ratios explode (W1/sd of 1e5), so a stated fallback scale is
-    used instead: the pooled std when the baseline alone is degenerate, and the
-    largest ``|mean|`` when both sides are constant (then W1 is the relative
-    difference of the two constants). Two sides that are both all zero do not drift.
-    """
-    from scipy import stats as sst
-
-    rng = np.random.default_rng(seed)
-    va, vb = _finite_flat(a), _finite_flat(b)
-    res = {"thresholds": {"ks": KS_THRESHOLD, "wasserstein": W1_THRESHOLD, "smd": SMD_THRESHOLD}}
-    if va.size == 0 or vb.size == 0:
-        res.update(ks=np.nan, ks_pvalue=np.nan, wasserstein=np.nan, smd=np.nan, drift_score=np.inf,
-                   drifted=True, flags={"ks": True, "wasserstein": True, "smd": True},
-                   note="one side has no finite values")
-        return res
-    sa = _subsample(va, n_sub, rng).astype(np.float64)
-    sb = _subsample(vb, n_sub, rng).astype(np.float64)
-    ks = sst.ks_2samp(sa, sb)
-    ma, mb = float(va.astype(np.float64).mean()), float(vb.astype(np.float64).mean())
-    sda, sdb = float(va.astype(np.float64).std()), float(vb.astype(np.float64).std())
-    pooled = float(np.sqrt((sda ** 2 + sdb ** 2) / 2))
-    mag = max(abs(ma), abs(mb), sda, sdb)
-    tiny = DEGENERATE_SPREAD * mag
-    w1 = float(sst.wasserstein_distance(sa, sb))
-    if mag == 0:
-        w_scale, s_scale, basis = 1.0, 1.0, "both sides are all zero"
-    elif sda > tiny:
-        w_scale, s_scale, basis = sda, max(pooled, tiny), "baseline std"
-    elif pooled > tiny:
-        w_scale, s_scale, basis = pooled, pooled, "pooled std (the baseline has (near-)zero spread)"
-    else:
-        w_scale = s_scale = max(abs(ma), abs(mb))
-        basis = "largest |mean| (both sides are (near-)constant)"
-    w = w1 / w_scale
-    smd = (mb - ma) / s_scale
-    flags = {"ks": bool(ks.statistic >= KS_THRESHOLD), "wasserstein": bool(w >= W1_THRESHOLD),
-             "smd": bool(abs(smd) >= SMD_THRESHOLD)}
-    score = max(ks.statistic / KS_THRESHOLD, w / W1_THRESHOLD, abs(smd) / SMD_THRESHOLD)
-    res.update(ks=float(ks.statistic), ks_pvalue=float(ks.pvalue), wasserstein=w, smd=float(smd),
-               drift_score=float(score), drifted=bool(score >= 1), flags=flags, scale=float(w_scale),
-               scale_basis=basis)
-    return res
-
-
-def input_drift(a, b, *, seed: int = 0) -> dict:
-    """Drift of one model input, ``b`` against the baseline ``a``: its values, and its pattern totals.
-
-    A scale error in an image-like input (e.g. diffraction not multiplied by
-    intensity_scale) hides in the pixel distribution when most pixels are
-    zero or dim (KS 0.06, SMD -0.14 for a x 1/3.125 scale), while the
-    per-pattern totals show it plainly (KS 1.0). So for an image-like input
-    (:func:`is_image_like`) the totals are measured too and the input's drift
-    is the larger of the two.
-
-    Parameters
-    ----------
-    a, b : array_like
-        The input's values on the two sides (samples first).
-    seed : int
-
-    Returns
-    -------
-    dict
-        :func:`drift_measures` of the values (``ks``, ``wasserstein``, ``smd``
-        ... of the values), with ``drift_score`` and ``drifted`` of the input
-        (the larger of the values' and the pattern totals' scores), and
-        ``value_drift_score`` (the values' alone), ``drift_basis``
-        (``"values"`` or ``"pattern totals"``); for an image-like input also
-        ``pattern_total`` (:func:`drift_measures` of the per-pattern totals) and
-        ``total_ratio`` (mean pattern total of ``b`` / of ``a``; NaN when ``a``'s is 0).
-    """
-    d = drift_measures(a, b, seed=seed)
-    d["value_drift_score"], d["drift_basis"] = d["drift_score"], "values"
-    if is_image_like(a) and is_image_like(b):
-        ta, tb = _pattern_totals(a), _pattern_totals(b)
-        pt = drift_measures(ta, tb, seed=seed)
-        ma = float(np.mean(ta)) if ta.size else 0.0
-        d["pattern_total"] = pt
-        d["total_ratio"] = float(np.mean(tb)) / ma if ma else float("nan")
-        if np.nan_to_num(pt["drift_score"], nan=np.inf) > np.nan_to_num(d["drift_score"], nan=np.inf):
-            d["drift_score"], d["drift_basis"] = pt["drift_score"], "pattern totals"
-            d["drifted"] = bool(pt["drift_score"] >= 1)
-    return d
-
-
-def _pattern_totals(x) -> np.ndarray:
-    """Sum of each pattern's finite values (complex: modulus), float64."""
-    a = np.asarray(x)
-    if np.iscomplexobj(a):
-        a = np.abs(a)
-    a = a.reshape(a.shape[0], -1).astype(np.float64)
-    return np.where(np.isfinite(a), a, 0.0).sum(axis=1)
-
-
-def is_image_like(x) -> bool:
-    """True for (n, H, W[, C]) inputs with H, W >= 8 (diffraction patterns).
-
-    Parameters
-    ----------
-    x : array_like
-        One model input, samples first.
-
-    Returns
-    -------
-    bool
-    """
-    s = np.shape(x)
-    return len(s) >= 3 and s[1] >= 8 and s[2] >= 8
-
-
-def is_positions_like(x) -> bool:
-    """True when each sample holds 2 to 16 values with an axis of length 2 (offsets [x, y]).
-
-    Parameters
-    ----------
-    x : array_like
-        One model input, samples first.
-
-    Returns
-    -------
-    bool
-    """
-    s = np.shape(x)
-    per = int(np.prod(s[1:])) if len(s) > 1 else 1
-    return 2 <= per <= 16 and 2 in s[1:]
-
-
-def pattern_summary(x) -> dict:
-    """Per-pattern summaries of an image-like input.
-
-    Parameters
-    ----------
-    x : array_like, shape (n, H, W[, C])
-
-    Returns
-    -------
-    dict
-        ``total`` (sum per pattern), ``total_intensity`` (sum of squares per
-        pattern: counts for amplitudes), ``mean_pattern`` (H, W), ``radial_profile``
-        (mean of the mean pattern over integer radii about ``(H//2, W//2)``).
-    """
-    a = np.asarray(x)
-    if np.iscomplexobj(a):
-        a = np.abs(a)
-    a = a.reshape(a.shape[0], a.shape[1], a.shape[2], -1).astype(np.float64)
-    a = np.where(np.isfinite(a), a, 0.0)
-    total = a.sum(axis=(1, 2, 3))  # as _pattern_totals
-    inten = (a * a).sum(axis=(1, 2, 3))
-    mean = a.mean(axis=(0, 3))
-    h, w = mean.shape
-    yy, xx = np.indices((h, w))
-    r = np.hypot(yy - h // 2, xx - w // 2).astype(int)
-    prof = np.bincount(r.ravel(), mean.ravel()) / np.maximum(np.bincount(r.ravel()), 1)
-    return {"total": total, "total_intensity": inten, "mean_pattern": mean, "radial_profile": prof}
-
-
-def positions_values(x) -> np.ndarray:
-    """Scan-map values of a positions-like input as (m, 2) [x, y] (each member a row).
-
-    Parameters
-    ----------
-    x : array_like
-        A positions-like input: ``(B, 1, 2, C)`` (the study's offsets, [x, y]
-        per member) or ``(n, k)`` with the first two values per sample taken.
-
-    Returns
-    -------
-    ndarray, shape (m, 2) or (n, 1)
-        ``m = B * C`` rows for the study layout.
-    """
-    a = np.asarray(x, dtype=np.float64)
-    n = a.shape[0]
-    if a.ndim == 4 and a.shape[2] == 2:  # (B, 1, 2, C) study layout
-        return np.transpose(a[:, 0], (0, 2, 1)).reshape(-1, 2)
-    return a.reshape(n, -1)[:, :2] if a.reshape(n, -1).shape[1] >= 2 else a.reshape(n, 1)
 
 
 # ----------------------------------------------------------------------------- result
@@ -466,7 +209,7 @@ def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("tr
     sets = {names[0]: normalise_input_set(a, in_names, f"split {names[0]!r}"),
             names[1]: normalise_input_set(b, in_names, f"split {names[1]!r}")}
     in_names = in_names or list(sets[names[0]])
-    ref_source = "none: absolute checks only (all-zero, non-finite, collapsed)"
+    ref_source = ""
     if reference is None:
         reference = reference_from_sidecar(loaded.sidecar, sets[names[0]], seed=seed)
         if reference is not None:
@@ -538,30 +281,24 @@ def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("tr
                      "phase outputs)")
     refst = ostats.get("reference")
     ref_problem = reference_problem(refst) if refst is not None else None
-    # one yardstick for every split: the reference outputs when the reference is usable (as bisect does)
-    gt_yardstick = gt_stats is not None and any(v is not None for v in gt_stats.values()) and \
-        (refst is None or ref_problem is not None)
-    if refst is not None and not ref_problem:
-        ref_source = f"the reference outputs ({ref_source})"
-    elif gt_yardstick and not ref_problem:
-        ref_source = f"ground truth of each split{gt_note}"
-    yard_split = "reference" if refst is not None else None
+    # one rule for every diagnosis command (as bisect): the reference, else the ground truth, else a split
+    has_gt = gt_stats is not None and any(v is not None for v in gt_stats.values())
+    y = choose_yardstick(([Candidate("reference", "reference", ref_problem)] if refst is not None else [])
+                         + ([Candidate("ground truth", "ground_truth")] if has_gt else [])
+                         + [Candidate(sp, "inputs", reference_problem(ostats[sp])) for sp in names])
+    gt_yardstick = y.kind == "ground_truth"
+    yard_split = y.label if y.kind in ("reference", "inputs") else None
+    refst = ostats[yard_split] if yard_split else None
+    why = " (the reference is unusable)" if ref_problem else " (no reference)"
+    ref_source = (f"the reference outputs ({ref_source})" if y.kind == "reference" else
+                  f"ground truth of each split{gt_note}{why if ref_problem else ''}" if gt_yardstick else
+                  f"split {yard_split!r}{why}" if yard_split else
+                  f"none: absolute checks only{why if ref_problem else ' (all-zero, non-finite, collapsed)'}")
     if ref_problem:
-        # a reference is checked before it is trusted: fall back to the ground truth, else a usable split
-        usable = [sp for sp in names if reference_problem(ostats[sp]) is None]
-        has_gt = gt_stats is not None and any(v is not None for v in gt_stats.values())
-        fallback = None if has_gt or not usable else usable[0]
-        refst = ostats[fallback] if fallback else None
-        instead = ("the ground truth of each split" if has_gt else
-                   f"the outputs on split {fallback!r}" if fallback else "absolute checks only")
+        instead = ("the ground truth of each split" if gt_yardstick else
+                   f"the outputs on split {yard_split!r}" if yard_split else "absolute checks only")
         flags.append(f"the reference is unusable: the model's outputs on it are not healthy ({ref_problem}); "
                      f"health is measured against {instead} instead")
-        if not has_gt:
-            ref_source = (f"split {fallback!r} (the reference is unusable)" if fallback
-                          else "none: absolute checks only (the reference is unusable)")
-        else:
-            ref_source = f"ground truth of each split{gt_note} (the reference is unusable)"
-        yard_split = fallback
     out_names = [f"output_{k}" for k in range(len(ostats[splits[0]]))]
     if loaded.output_names and len(loaded.output_names) == len(out_names):
         out_names = list(loaded.output_names)
@@ -621,7 +358,7 @@ def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("tr
     try:
         usage = input_usage(lambda xs: predict(loaded, xs, runtime), sets[live[0]], in_names,
                             model=getattr(loaded, "model", None), seed=seed)
-    except Exception as exc:  # evidence, not fatal
+    except (PtyAnalysisError, *model_errors()) as exc:  # evidence, not fatal
         flags.append(f"which inputs the model uses could not be measured ({type(exc).__name__}: {exc})")
     unused = {u.name for u in usage if u.used is False}
     for inp in ranking:
@@ -784,71 +521,3 @@ def plot_split_comparison(result: SplitComparison):
         k += 1
     fig.tight_layout()
     return fig
-
-
-# ----------------------------------------------------------------------------- CLI
-def configure_parser(parser) -> None:
-    """Add the ``compare-splits`` options to ``parser``.
-
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-    """
-    parser.add_argument("--model", required=True, help="model spec (see ptyanalysis.inference.load_model)")
-    parser.add_argument("--a", required=True, help="first split NPZ (arrays named like the model inputs)")
-    parser.add_argument("--b", required=True, help="second split NPZ")
-    parser.add_argument("--reference", default=None, help="NPZ of inputs drawn like the training inputs")
-    parser.add_argument("--names", default="train,test", help="names of the two splits (default train,test)")
-    parser.add_argument("--study-inputs", action="store_true",
-                        help="the NPZs are study datasets, fed exactly as the study's comparison script fed them "
-                             "(Baseline: diffraction not x intensity_scale, absolute positions); without "
-                             "--reference the reference is split a fed as the model was trained")
-    add_feed_argument(parser)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", required=True, help="output directory")
-    from ..inference.runtime import add_batch_size_argument
-
-    add_batch_size_argument(parser)
-
-
-
-
-def run_cli(args) -> int:
-    """Run ``ptyanalysis compare-splits``; return the exit status.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        Parsed options (see :func:`configure_parser`).
-
-    Returns
-    -------
-    int
-        0 (bad input raises :class:`PtyAnalysisError`: exit status 2).
-    """
-    from ..fileutil import check_output_dir
-    from ..inference.loading import load_model
-
-    names = tuple(s.strip() for s in str(args.names).split(","))
-    if len(names) != 2 or not all(names) or names[0] == names[1] or "reference" in names:
-        raise PtyAnalysisError(f"--names must be two different names separated by a comma (not 'reference'), "
-                               f"got {args.names!r}")
-    if args.seed < 0:
-        raise PtyAnalysisError(f"--seed must be >= 0, got {args.seed}")
-    from ..inference.runtime import runtime_from_args
-
-    runtime = runtime_from_args(args)
-    check_feed(args.feed, args.study_inputs)
-    check_output_dir(args.out)
-    loaded = load_model(args.model)
-    sets, datasets, reference = cli_input_sets(loaded, {"a": args.a, "b": args.b}, args.reference,
-                                               study_inputs=args.study_inputs, trained_like="a",
-                                               feed=args.feed, seed=args.seed, say=print)
-    gt = split_ground_truth(datasets, dict(zip(("a", "b"), names)), say=print) if args.study_inputs else None
-    res = compare_splits(loaded, sets["a"], sets["b"], reference=reference, ground_truth=gt,
-                         names=names, seed=args.seed, runtime=runtime)
-    paths = write_split_comparison(res, args.out)
-    print(f"wrote {paths['json']}")
-    for f in res.flags:
-        print(f"  - {f}")
-    return 0

@@ -1,7 +1,7 @@
 """Which inputs a model uses at all: perturb each one and see whether any output changes.
 
 A PtychoPINN PyTorch model's ``forward_predict`` takes positions and a probe
-and ignores both (docs/study-contract.md, section 11); swapping such an input between
+and ignores both (docs/formats.md#pytorch-bundles); swapping such an input between
 a failing and a passing set can never explain anything. :func:`input_usage`
 finds them with one model call per input, so the diagnosis says "the model
 does not use it" instead of swapping it.
@@ -18,6 +18,8 @@ import contextlib
 from dataclasses import dataclass
 
 import numpy as np
+
+from ..inference.failures import model_errors
 
 #: An output change at most this fraction of the outputs' maximum is round-off: the input is unused.
 UNUSED_TOL = 1e-6
@@ -136,7 +138,7 @@ def input_usage(run, inputs: dict, names: list, *, model=None, seed: int = 0,
         t[k] = _perturbed(s[k], rng)
         try:
             ch = _change(base, run([t[j] for j in names]))
-        except Exception as exc:
+        except model_errors() as exc:  # the model refuses the perturbed input: evidence
             out.append(InputUse(k, None, float("nan"), "noise of its own spread added", error=f"{type(exc).__name__}: {exc}"))
             continue
         out.append(InputUse(k, ch > UNUSED_TOL, ch, "noise of its own spread added"))
@@ -149,7 +151,7 @@ def input_usage(run, inputs: dict, names: list, *, model=None, seed: int = 0,
         try:
             with _swapped_attribute(model, a, new):
                 ch = _change(base, run([s[j] for j in names]))
-        except Exception as exc:
+        except model_errors() as exc:  # the model refuses the perturbed buffer: evidence
             out.append(InputUse(a, None, float("nan"), "noise added to the model's own copy", True,
                                 f"{type(exc).__name__}: {exc}"))
             continue

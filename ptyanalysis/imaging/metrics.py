@@ -25,7 +25,7 @@ Two conventions are offered by :func:`score`:
       threshold; resolution = first interpolated crossing, as a frequency
       (cycles/pixel) and a period (pixels per cycle).
 
-``"ptychopinn"`` (reproduces the study's ``compare_models``, contract section 5)
+``"ptychopinn"`` (reproduces the study's ``compare_models``, docs/formats.md#metric-conventions)
     2 px trim; least-squares phase plane removed from prediction and GT
     separately (or the mean, ``phase_align="mean"``); prediction amplitude
     rescaled to the GT mean; MAE/MSE plain means; PSNR with a peak of 255;
@@ -35,7 +35,7 @@ Two conventions are offered by :func:`score`:
     7 px, negatives clamped to 1e-4, amplitude pre-smoothed with a Gaussian of
     sigma 1.0, ``data_range`` = the larger of the two images' ranges (inferred
     from the study's ``evaluation.ms_ssim``); FRC exactly as PtychoPINN's
-    ``FSC`` computes it (contract section 10, :func:`ptychopinn_frc`): both
+    ``FSC`` computes it (docs/formats.md#frc, :func:`ptychopinn_frc`): both
     images centre-cropped to a square of side n, rings
     ``round(sqrt(dy^2 + dx^2))`` about pixel ``(n // 2, n // 2)`` of the
     fftshifted transforms over the *whole* square, so the curve runs to the
@@ -84,7 +84,51 @@ __all__ = [
     "ptychopinn_frc",
     "ptychopinn_frc_rings",
     "ptychopinn_frc_cutoff",
+    "metric_unit",
 ]
+
+#: Unit of each metric's value: ``{metric: unit}`` or ``{metric: {component: unit}}``, the same in both
+#: conventions except where :data:`_CONVENTION_UNITS` says otherwise; ``"1"`` is dimensionless.
+_UNITS = {
+    "mae": {"amplitude": "amplitude units (ground truth's)", "phase": "rad"},
+    "mse": {"amplitude": "amplitude units^2", "phase": "rad^2"},
+    "psnr": "dB",
+    "ssim": "1",
+    "ms_ssim": "1",
+    "frc_half_bit": "cycles/pixel",
+    "period_half_bit": "pixels",
+    "period_one_seventh": "pixels",
+    "registration_offset_dy": "pixels",
+    "registration_offset_dx": "pixels",
+    "computation_time_s": "s",
+}
+#: FRC cut-offs: PtychoPINN's are ring indices (ring k = k/n cycles/pixel), ptyanalysis's frequencies.
+_CONVENTION_UNITS = {
+    "ptychopinn": {"frc50": "ring index", "frc1over7": "ring index"},
+    "ptyanalysis": {"frc50": "cycles/pixel", "frc1over7": "cycles/pixel"},
+}
+
+
+def metric_unit(metric: str, component: str = "amplitude", convention: str = "ptychopinn") -> str:
+    """The unit of a metric's value: the one table every result file and report takes units from.
+
+    Parameters
+    ----------
+    metric : str
+        E.g. ``"mae"``, ``"frc50"``, ``"computation_time_s"``.
+    component : {"amplitude", "phase", "value"}
+    convention : {"ptychopinn", "ptyanalysis"}
+
+    Returns
+    -------
+    str
+        ``"1"`` for dimensionless values, ``""`` for a metric this table does not know.
+    """
+    if convention not in _CONVENTION_UNITS:
+        raise PtyAnalysisError(f"convention must be one of {', '.join(map(repr, _CONVENTION_UNITS))}, "
+                               f"got {convention!r}")
+    u = _CONVENTION_UNITS[convention].get(metric, _UNITS.get(metric, ""))
+    return u.get(component, "") if isinstance(u, dict) else u
 
 #: Wang et al. (2003) scale weights.
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)

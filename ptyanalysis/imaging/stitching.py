@@ -1761,7 +1761,7 @@ def ptychopinn_frame(global_offsets, M: int = 20, n: int | None = None):
 
 def ptychopinn_reassemble(patches, global_offsets, M: int = 20, *, chunk_size=DEFAULT_CHUNK,
                           backend="numpy") -> StitchResult:
-    """Reproduce the study's ``reassemble_position`` (contract section 4), fast.
+    """Reproduce the study's ``reassemble_position`` (docs/formats.md#ptychopinn-reassembly), fast.
 
     The study keeps the central ``M x M`` of each patch, subtracts the mean
     offset (per coordinate), places each crop at ``+offset`` (bilinear) on a

@@ -222,19 +222,6 @@ def keras_backend() -> str:
     return _imported_keras_backend() or select_keras_backend().name
 
 
-def add_backend_argument(parser) -> None:
-    """Add ``--backend`` to a command that runs Keras models.
-
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-    """
-    parser.add_argument(
-        "--backend", default=None, metavar="{auto,tensorflow,jax,torch}",
-        help=f"Keras backend that runs the models (default: ${ENV} when set, else automatic: JAX, then PyTorch, "
-             "then TensorFlow where a GPU may be present; TensorFlow first otherwise). Recorded in every result")
-
-
 # --------------------------------------------------------------------------------------
 # Devices
 # --------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ The one place that knows the feeds of a split (:data:`FEEDS`):
     What the study's comparison script (PtychoPINN's ``compare_models``) fed:
     for the gridsize-1 Baseline the normalised amplitudes NOT multiplied by
     ``intensity_scale`` and the absolute scan positions [x, y] as
-    ``input_positions`` (docs/study-contract.md, sections 3 and 10: two faults); for a
+    ``input_positions`` (docs/formats.md#the-study-feed: two faults); for a
     gridsize > 1 PINN the same as ``"trained"`` (the script scaled its input and
     gave it the local offsets; its fault there was the batch merge, which
     :func:`ptyanalysis.inference.run_inference` handles).
@@ -30,12 +30,16 @@ The one place that knows the feeds of a split (:data:`FEEDS`):
 
 Compare (:mod:`ptyanalysis.pipeline.compare`), the diagnosis input loaders
 (:mod:`ptyanalysis.diagnosis.inputs`), the synthetic training and the demo all
-build model inputs with these functions.
+build model inputs with these functions: a model's gridsize by
+:func:`feed_gridsize`, what the whole split's inputs depend on by
+:func:`plan_feed` (the groups and the normalisation statistic), and the
+inputs of any chunk of outputs by :func:`plan_inputs`.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -99,7 +103,7 @@ def mean_total_intensity(diffraction, *, source=None, members=None) -> float:
         Group members (b, C): the mean is then over the grouped stack, each
         pattern counted as often as it appears in a group, as PtychoPINN's
         loader normalises grouped data (``ptycho.raw_data.normalize_data`` on the
-        (b, N, N, C) stack; docs/study-contract.md, section 11). Default: over the
+        (b, N, N, C) stack; docs/formats.md#normalisation-and-dose). Default: over the
         patterns, each once.
     """
     totals = pattern_totals(diffraction, source=source)
@@ -477,3 +481,96 @@ def split_inputs(data, params: dict | None, mode: str = "trained", *, gridsize: 
         K = int((params or {}).get("K_inference", 7))
     return group_inputs(data, int(gridsize), trained_input_scale(params, "grouped inputs"), K=K, seed=seed,
                         members=members, mean_total=mean_total)
+
+
+@dataclass(frozen=True)
+class FeedPlan:
+    """What a split's model inputs depend on across the whole split, so that any chunk is built alike.
+
+    Attributes
+    ----------
+    mode : {"trained", "study", "torch_cli"}
+        The feed (:data:`FEEDS`).
+    gridsize : int
+        :func:`feed_gridsize` of the model.
+    members : ndarray, shape (n_outputs, C)
+        The pattern(s) of each output: the seeded groups of the whole split for a grouped feed, else
+        each pattern (once per channel).
+    mean_total : float
+        The whole split's normalisation statistic (over the grouped stack for groups, as PtychoPINN's
+        loader normalises grouped data).
+    """
+
+    mode: str
+    gridsize: int
+    members: np.ndarray
+    mean_total: float
+
+    @property
+    def n_outputs(self) -> int:
+        return int(len(self.members))
+
+
+def plan_feed(data, params: dict | None, mode: str = "trained", *, gridsize: int = 1, K: int | None = None,
+              seed: int = 0) -> FeedPlan:
+    """Plan a split's feed: its groups and normalisation, computed once over the whole split.
+
+    Parameters
+    ----------
+    data : PtychoData
+        The whole split.
+    params : dict or None
+        Model parameters (``intensity_scale``; ``K_inference`` for groups; ``backend`` for ``"torch_cli"``).
+    mode : {"trained", "study", "torch_cli"}
+    gridsize : int
+        :func:`feed_gridsize` of the model.
+    K : int, optional
+        Neighbours a group is drawn from; default the parameters' ``K_inference``, else 7.
+    seed : int
+        Grouping seed.
+
+    Returns
+    -------
+    FeedPlan
+
+    Raises
+    ------
+    PtyAnalysisError
+        An unknown mode, or a grouped feed for a model whose parameters have no ``intensity_scale``.
+    """
+    if mode not in FEEDS:
+        raise PtyAnalysisError(f"mode must be one of {', '.join(map(repr, FEEDS))}, got {mode!r}")
+    g = int(gridsize)
+    C = g * g
+    if mode == "torch_cli" or g == 1:
+        members = np.repeat(np.arange(data.n)[:, None], C, axis=1)
+        return FeedPlan(mode, g, members, mean_total_intensity(data.diffraction, source=data.path))
+    trained_input_scale(params, "grouped inputs")  # before the grouping's work
+    K = int(K or (params or {}).get("K_inference", 7))
+    members = group_members(data.positions, g, K, np.random.default_rng(seed))
+    return FeedPlan(mode, g, members, mean_total_intensity(data.diffraction, source=data.path, members=members))
+
+
+def plan_inputs(data, params: dict | None, plan: FeedPlan, index=None):
+    """Model inputs of some outputs of a planned feed: exactly the rows of the whole split's inputs.
+
+    Parameters
+    ----------
+    data : PtychoData
+        The whole split the plan was made for.
+    params : dict or None
+    plan : FeedPlan
+    index : slice or array_like, optional
+        Which outputs (rows of ``plan.members``); default all.
+
+    Returns
+    -------
+    inputs : dict
+        ``input`` and ``input_positions``.
+    centres : ndarray, shape (b, 2)
+        (row, col) centre of each output patch.
+    """
+    members = plan.members if index is None else plan.members[index]
+    inputs, centres, _ = split_inputs(data, params, plan.mode, gridsize=plan.gridsize, members=members,
+                                      mean_total=plan.mean_total)
+    return inputs, centres

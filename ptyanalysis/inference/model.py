@@ -13,11 +13,12 @@ from typing import Any
 
 from ..errors import PtyAnalysisError
 from ..provenance import software_versions
+from ..state import function_store
 
 MODEL_KINDS = ("keras", "h5", "savedmodel", "factory", "ptychopinn_bundle", "object", "torch_module",
                "ptychopinn_torch_bundle")
 
-#: Members of a PtychoPINN ``wts.h5.zip`` bundle (docs/study-contract.md, section 8).
+#: Members of a PtychoPINN ``wts.h5.zip`` bundle (docs/formats.md#tensorflow-bundles).
 BUNDLE_MODELS = ("autoencoder", "diffraction_to_obj")
 BUNDLE_MODEL_FILES = ("model.keras", "custom_objects.dill", "params.dill")
 
@@ -28,10 +29,6 @@ _SPEC_HELP = (
     "'module:function' factory string"
 )
 
-# Compiled functions and batch-size limits of raw (not LoadedModel) models, keyed weakly by the model so
-# that an entry goes away with its model (the functions reach the model only through a weak reference).
-# One of the process-wide caches listed in ptyanalysis.inference.streaming (clear_inference_caches).
-_RAW_FUNCTIONS: weakref.WeakKeyDictionary[Any, dict] = weakref.WeakKeyDictionary()
 
 
 # --------------------------------------------------------------------------------------
@@ -168,7 +165,7 @@ def _keras_adapter(model, *, weak: bool):
     """
     try:
         struct = model.input
-    except Exception:  # unbuilt subclassed / Sequential model
+    except (AttributeError, ValueError):  # unbuilt subclassed / Sequential model
         struct = None
     if isinstance(struct, dict):
         mode, names, tensors = "dict", list(struct), list(struct.values())
@@ -272,11 +269,13 @@ def _as_loaded(model) -> LoadedModel:
 
 
 def _function_cache(loaded: LoadedModel) -> dict:
+    """Where a model's compiled functions and batch-size limits are kept: a ``LoadedModel``'s own, or for an
+    in-memory model object the process-wide store of :mod:`ptyanalysis.state` (``"compiled_functions"``;
+    when it is off, or the object cannot be weakly referenced, nothing is kept across calls)."""
     if loaded.kind == "object":
-        try:
-            return _RAW_FUNCTIONS.setdefault(loaded.model, {})
-        except TypeError:  # not weak-referenceable: no caching across calls
-            return loaded._functions
+        store = function_store(loaded.model)
+        if store is not None:
+            return store
     return loaded._functions
 
 

@@ -31,11 +31,12 @@ import numpy as np
 from ..errors import PtyAnalysisError
 from ..fileutil import atomic_path
 from ..inference.backends import executor_for
-from ..inference.model import _RAW_FUNCTIONS, _as_loaded, _function_cache
+from ..inference.model import _as_loaded, _function_cache
 from ..inference.runtime import RuntimeConfig
 from ..inference.sources import _resolve_inputs
 from ..inference.stats import _StatsAccumulator
 from ..provenance import software_versions, utc_now
+from ..state import clear_caches
 
 #: The one logger of the inference subpackage.
 log = logging.getLogger("ptyanalysis.inference")
@@ -179,7 +180,7 @@ def clear_inference_caches(model=None) -> None:
         :class:`LoadedModel`'s caches go with it).
     """
     if model is None:
-        _RAW_FUNCTIONS.clear()
+        clear_caches("compiled_functions")
     else:
         _function_cache(_as_loaded(model)).clear()
 

@@ -1,7 +1,7 @@
 """PtychoPINN's PyTorch bundles: recognise them, rebuild them strictly, run them as PtychoPINN does.
 
 A PtychoPINN PyTorch bundle is a ``wts.h5.zip`` laid out like the TensorFlow
-one (docs/study-contract.md, section 11) but holding
+one (docs/formats.md#pytorch-bundles) but holding
 
 ``manifest.dill``
     ``{'models': ['diffraction_to_obj', 'autoencoder'], 'version': '2.0-pytorch'}``;
@@ -117,7 +117,8 @@ def read_manifest(path) -> dict | None:
         raise PtyAnalysisError(f"{path} is not a readable zip bundle ({exc})") from exc
     try:
         manifest = pickle.loads(blob)  # noqa: S301 - the user's own bundle, a dict of strings
-    except Exception:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError,
+            KeyError):  # not a pickled manifest (what unpickling raises on foreign bytes): not a torch bundle
         return None
     return manifest if isinstance(manifest, dict) else None
 

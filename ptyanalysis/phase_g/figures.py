@@ -394,7 +394,7 @@ def plot_frc_curves(job_dir, title: str | None = None):
         if side:
             fmax = float(frc_rings(side)[0][-1])
             ax.axvline(0.5, color="0.6", linewidth=0.8, label="0.5 cycles/pixel: Nyquist along each axis")
-            if fmax > 0.5:  # the ptychopinn convention's rings run to the corners (docs/study-contract.md, section 10)
+            if fmax > 0.5:  # the ptychopinn convention's rings run to the corners (docs/formats.md#frc)
                 ax.axvspan(0.5, fmax, color="0.88", zorder=0,
                            label="beyond Nyquist: only the corner pixels of the spectrum (not a resolution)")
             ax.set_xlim(0, fmax)

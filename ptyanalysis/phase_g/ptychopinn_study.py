@@ -70,7 +70,7 @@ from ..fileutil import write_json, write_npz, write_text
 from ..phase_g.schema import FILES, FRC_COLUMNS, METRICS_COLUMNS
 
 #: PtychoPINN metric key (``ptycho.evaluation.eval_reconstruction``) -> (our metric, what it is).
-#: Both tools use the same convention (docs/study-contract.md, section 5), so the numbers are copied as they are.
+#: Both tools use the same convention (docs/formats.md#metric-conventions), so the numbers are copied as they are.
 METRIC_MAP = {
     "mae": ("mae", "mean absolute error; amplitude rescaled to the ground truth's mean, phase plane-removed, radians"),
     "mse": ("mse", "mean squared error; same preprocessing as mae"),

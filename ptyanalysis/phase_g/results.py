@@ -10,6 +10,7 @@ import numpy as np
 from .. import hub as _hub
 from ..conventions import ARMS, SPLITS, VIEWS
 from ..fileutil import write_netcdf
+from ..imaging.metrics import metric_unit
 from ..phase_g.collect import JobRecord, collect_jobs
 from ..phase_g.schema import COMPONENTS, FILES, SCALAR_METRICS, TUPLE_METRICS
 from ..provenance import software_versions, utc_now
@@ -63,7 +64,10 @@ def results_dataset(jobs: list[JobRecord], parameters: dict | None = None):
         coords={"arm": arms, "dose": np.asarray(doses, dtype=np.int64), "view": views, "split": splits,
                 "metric": metrics, "component": list(COMPONENTS)},
     )
+    ds = ds.assign_coords(units=(("metric", "component"), np.array(
+        [[metric_unit(m, c, "ptychopinn") for c in COMPONENTS] for m in metrics])))
     ds["value"].attrs["long_name"] = "comparison metric (NaN = missing)"
+    ds["value"].attrs["units"] = "per value: the 'units' coordinate (metric, component; PtychoPINN convention)"
     ds["dose"].attrs["units"] = "expected photons per diffraction pattern"
     ds.attrs["parameters"] = json.dumps(parameters or {}, sort_keys=True, default=str)
     ds.attrs["software_versions"] = json.dumps(software_versions(), sort_keys=True)

@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import hub as _hub
 from ..conventions import ARMS, arm_status_text, zero_text  # noqa: F401 (re-exported)
-from ..imaging.metrics import NEGATIVE_SSIM_CLAMP
+from ..imaging.metrics import NEGATIVE_SSIM_CLAMP, metric_unit
 from ..phase_g.collect import JobRecord, collect_jobs
 from ..phase_g.schema import FILES
 
@@ -763,8 +763,12 @@ def headline(data: dict) -> list[str]:
 
 #: Title of the report's deltas section.
 DELTAS_TITLE = "Deltas (PtychoPINN minus each arm, means over the jobs where both have a value)"
-#: Unit of a metric's value per component (MS-SSIM and SSIM are unitless; MAE is in the component's unit).
-METRIC_UNITS = {"mae": {"amplitude": " (amplitude units)", "phase": " rad"}}
+
+
+def _unit_text(metric: str, comp: str) -> str:
+    """`` rad`` / `` (amplitude units)`` after a value; nothing for unitless ones (imaging.metrics.metric_unit)."""
+    u = metric_unit(metric, comp)
+    return "" if u in ("", "1") else f" ({u.split(' (')[0]})" if u.startswith("amplitude") else f" {u}"
 
 
 def _delta_lines(data: dict) -> list[str]:
@@ -783,7 +787,7 @@ def _delta_lines(data: dict) -> list[str]:
                     continue
                 better = (sign * v) > 0
                 who = "PtychoPINN better" if better else (f"{_arm(other, data)} better" if v != 0 else "equal")
-                unit = METRIC_UNITS.get(metric, {}).get(comp, "")
+                unit = _unit_text(metric, comp)
                 jobs = (f"{e['n_jobs']} jobs" if e["n_jobs"] == e["n_total"]
                         else f"{e['n_jobs']} of {e['n_total']} jobs; {e['n_total'] - e['n_jobs']} without both arms "
                              "left out")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,7 @@ def phase_c_metadata_compliance(hub) -> dict:
             continue
         entry: dict = {}
         for split in SPLITS:
-            npz = ddir / f"patched_{split}.npz"
+            npz = _hub.dataset_path(hub, dose, split)
             rec = {"npz_path": npz.relative_to(hub).as_posix(), "has_metadata": False,
                    "has_canonical_transform": False, "compliant": False}
             if not npz.exists():
@@ -68,7 +69,7 @@ def phase_c_metadata_compliance(hub) -> dict:
                                 t.get("tool") == "transpose_rename_convert"
                                 for t in meta.get("data_transformations", []) if isinstance(t, dict))
                             rec["compliant"] = True
-                except Exception as exc:  # a damaged file is reported, not fatal
+                except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as exc:  # a damaged file is reported
                     rec["error"] = f"{type(exc).__name__}: {exc}"
             entry[split] = rec
         out[dose_label(dose)] = entry

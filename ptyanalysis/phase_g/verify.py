@@ -156,7 +156,7 @@ def _image_error(path: Path) -> str | None:
     try:
         with Image.open(path) as im:
             im.verify()
-    except Exception as exc:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:  # what PIL raises on a bad file
         return f"not a valid image ({type(exc).__name__}: {exc})"
     return None
 
@@ -674,38 +674,3 @@ def verify_hub(hub, report_path=None, write: bool = True) -> VerifyResult:
         write_json(out, res.as_dict())
         res = VerifyResult(**{**res.__dict__, "report_path": out})
     return res
-
-
-def configure_parser(parser) -> None:
-    """Add the ``verify`` command's options to ``parser``.
-
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-    """
-    parser.add_argument("hub", help="study hub")
-    parser.add_argument("--report", default=None, help="report path (default HUB/analysis/verification_report.json)")
-
-
-def run_cli(args) -> int:
-    """Run ``ptyanalysis verify``: print each check; exit 0 only when all pass.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        Parsed options of :func:`configure_parser` (``hub``, ``report``).
-
-    Returns
-    -------
-    int
-        0 when every check passes, 1 otherwise.
-    """
-    res = verify_hub(args.hub, report_path=args.report)
-    for v in res.validations:
-        mark = "ok  " if v["valid"] else "FAIL"
-        line = f"[{mark}] {v['description']} ({v['path']})"
-        if not v["valid"]:
-            line += f": {v.get('error', 'unknown error')}"
-        print(line)
-    print(f"{res.n_valid}/{res.n_checks} checks passed; report: {res.report_path}")
-    return 0 if res.all_valid else 1

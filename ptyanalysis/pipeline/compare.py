@@ -31,7 +31,6 @@ every table with empty values and a status, never dropped.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -50,8 +49,10 @@ from ..conventions import (
 )
 from ..conventions import METRIC_CONVENTIONS as CONVENTIONS  # conventions scored in every job
 from ..errors import PtyAnalysisError
-from ..fileutil import atomic_path, check_output_dir, write_netcdf, write_npz, write_text
+from ..fileutil import atomic_path, write_netcdf, write_npz, write_text
+from ..imaging.metrics import metric_unit
 from ..provenance import software_versions, utc_now
+from .grid.job import JobProfile
 
 #: Metrics written per arm (amplitude and phase).
 PAIR_METRICS = ("mae", "mse", "psnr", "ssim", "ms_ssim", "frc50")
@@ -215,27 +216,60 @@ def _frame(data):
     return scan_frame(data.positions, data.N)
 
 
-def network_inputs(arm: str, data, sidecar: dict, config: CompareConfig, *, index=None,
-                   plan: dict | None = None):
-    """Inputs and output-patch centres of a network arm on a dataset.
+def feed_mode(config: CompareConfig, gridsize: int) -> str:
+    """The feed (:data:`ptyanalysis.inference.feeds.FEEDS`) compare gives a network arm of ``gridsize``.
+
+    ``config.feed == "torch_cli"`` feeds every network as PtychoPINN's PyTorch inference CLI does; else a
+    gridsize-1 model gets ``config.baseline_positions`` and a grouped model the feed it was trained with.
+    """
+    return "torch_cli" if config.feed == "torch_cli" else config.baseline_positions if gridsize == 1 else "trained"
+
+
+def network_plan(data, sidecar: dict, config: CompareConfig, *, input_shapes=None):
+    """The feed plan of a network arm on a whole split (:func:`ptyanalysis.inference.feeds.plan_feed`).
 
     Parameters
     ----------
-    arm : str
-        ``"PtychoPINN"`` or ``"Baseline"``.
     data : PtychoData
         The whole split (view).
     sidecar : dict
         The model's parameters (``gridsize``, ``intensity_scale``, ``K_inference``).
     config : CompareConfig
+    input_shapes : list, optional
+        The model's input shapes (``LoadedModel.input_shapes``): the gridsize is the parameters', else the
+        input's channel count (:func:`ptyanalysis.inference.feeds.feed_gridsize`, the rule the diagnosis
+        commands use too).
+
+    Returns
+    -------
+    FeedPlan
+    """
+    from ..inference import feeds
+
+    gridsize = feeds.feed_gridsize(sidecar, input_shapes)
+    return feeds.plan_feed(data, sidecar, feed_mode(config, gridsize), gridsize=gridsize, K=config.K,
+                           seed=config.seed)
+
+
+def network_inputs(data, sidecar: dict, config: CompareConfig, *, input_shapes=None, index=None, plan=None):
+    """Inputs and output-patch centres of a network arm on a dataset.
+
+    Parameters
+    ----------
+    data : PtychoData
+        The whole split (view).
+    sidecar : dict
+        The model's parameters (``gridsize``, ``intensity_scale``, ``K_inference``).
+    config : CompareConfig
+    input_shapes : list, optional
+        See :func:`network_plan`.
     index : slice, optional
         Which output samples (groups for gridsize 2, patterns for gridsize 1)
         to build; default all. Chunks built this way are exactly the rows of
         the whole split's inputs: the normalisation and the grouping are those
         of the whole split.
-    plan : dict, optional
-        The result of :func:`_network_plan` for ``data`` (computed when absent;
-        pass it when calling once per chunk).
+    plan : FeedPlan, optional
+        :func:`network_plan` of ``data`` (computed when absent; pass it when calling once per chunk).
 
     Returns
     -------
@@ -246,43 +280,8 @@ def network_inputs(arm: str, data, sidecar: dict, config: CompareConfig, *, inde
     """
     from ..inference import feeds
 
-    plan = plan if plan is not None else _network_plan(arm, data, sidecar, config)
-    index = slice(None) if index is None else index
-    inputs, centres, _ = feeds.split_inputs(data, sidecar, plan["feed"], gridsize=plan["gridsize"],
-                                            members=plan["members"][index], mean_total=plan["mean_total"])
-    return inputs, centres
-
-
-def _network_plan(arm: str, data, sidecar: dict, config: CompareConfig) -> dict:
-    """What a network arm's inputs depend on across the whole split.
-
-    Returns
-    -------
-    dict
-        ``gridsize``, ``feed`` (the mode of :func:`ptyanalysis.inference.feeds.split_inputs`),
-        ``n_outputs`` (groups or patterns), ``mean_total`` (the split's normalisation statistic, over
-        the grouped stack for groups,
-        :func:`ptyanalysis.inference.feeds.scale_diffraction`) and ``members`` (the pattern(s) of
-        each output: the seeded groups of the whole split for gridsize > 1).
-    """
-    from ..inference import feeds
-
-    gridsize = int(sidecar.get("gridsize", 1 if arm == "Baseline" else 2))
-    C = gridsize * gridsize
-    feed = "torch_cli" if config.feed == "torch_cli" else config.baseline_positions if gridsize == 1 else "trained"
-    plan = {"gridsize": gridsize, "feed": feed, "n_outputs": data.n}
-    if feed == "torch_cli" or gridsize == 1:
-        plan["members"] = np.repeat(np.arange(data.n)[:, None], C, axis=1)
-        plan["mean_total"] = feeds.mean_total_intensity(data.diffraction, source=data.path)
-    else:
-        if "intensity_scale" not in sidecar:
-            raise PtyAnalysisError("model sidecar has no 'intensity_scale': cannot build the model input")
-        K = config.K or int(sidecar.get("K_inference", 7))
-        plan["members"] = feeds.group_members(data.positions, gridsize, K, np.random.default_rng(config.seed))
-        plan["n_outputs"] = len(plan["members"])
-        # over the grouped stack, as PtychoPINN's loader normalises grouped data
-        plan["mean_total"] = feeds.mean_total_intensity(data.diffraction, source=data.path, members=plan["members"])
-    return plan
+    plan = plan if plan is not None else network_plan(data, sidecar, config, input_shapes=input_shapes)
+    return feeds.plan_inputs(data, sidecar, plan, index)
 
 
 def stitch_backend_for(output_device: str | None, stitch_on: str = "auto"):
@@ -500,17 +499,17 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
     origin, shape = frame
     stitcher = {}  # made at the first chunk, where the outputs are (stitch_backend_for)
     stats, runtimes = [], []
-    plan = _network_plan(arm, data, sidecar, config)
-    batching = arm_batching(plan["gridsize"], data.N, config)
+    plan = network_plan(data, sidecar, config, input_shapes=loaded.input_shapes)
+    batching = arm_batching(plan.gridsize, data.N, config)
     chunk = batching["chunk"]
     executor = executor_for(loaded)
     # one patch per output channel: a model without an in-model merge (a PtychoPINN PyTorch bundle) returns
     # each group member's patch, placed at that member's scan position; a one-channel output (the
     # TensorFlow PINN's merged group, a gridsize-1 model) at the output's centre
-    member_pos = data.positions[plan["members"]]
+    member_pos = data.positions[plan.members]
     audit = _PlacementSample(member_pos, data.N, M, config.seed)  # the few patches the placement audit compares
-    for s in range(0, plan["n_outputs"], chunk):
-        inputs, centres = network_inputs(arm, data, sidecar, config, index=slice(s, s + chunk), plan=plan)
+    for s in range(0, plan.n_outputs, chunk):
+        inputs, centres = network_inputs(data, sidecar, config, index=slice(s, s + chunk), plan=plan)
 
         def consume(native, start, centres=centres, s=s):
             first = native[0]
@@ -558,11 +557,11 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
     return ArmResult(arm, status, out.image, out.coverage, time.perf_counter() - t0,
                      {"model": str(model_dir), "output_stats": total, "runtime": runtimes[-1] if runtimes else {},
                       "crop": M, "baseline_positions": config.baseline_positions if arm == "Baseline" else None,
-                      "feed": plan["feed"],
+                      "feed": plan.mode,
                       # the places patches were meant for (one per output, or one per member channel), the
                       # count a patch-count check compares n_patches with
-                      "n_patches": st.n_added, "n_offsets": stitcher.get("places", plan["n_outputs"]),
-                      "n_outputs": plan["n_outputs"], "model_load": load_info,
+                      "n_patches": st.n_added, "n_offsets": stitcher.get("places", plan.n_outputs),
+                      "n_outputs": plan.n_outputs, "model_load": load_info,
                       "batching": batching, "stitched_on": out.backend, "placement": stitcher.get("placement"),
                       "collapsed": collapsed,
                       "placement_audit": audit.result(),
@@ -922,6 +921,7 @@ def _to_dataset(job, arms, results, scores, regs, config, box):
                     v = s[comp].get(m)
                     vals[i, j, k, c] = np.nan if v is None else float(v)
     reg = np.array([regs.get(a) or (np.nan, np.nan) for a in arms], float)
+    units = np.array([[[metric_unit(m, c, conv) for c in comps] for m in PAIR_METRICS] for conv in CONVENTIONS])
     ds = xr.Dataset(
         {
             "metrics": (("convention", "arm", "metric", "component"), vals),
@@ -931,6 +931,7 @@ def _to_dataset(job, arms, results, scores, regs, config, box):
         },
         coords={"convention": list(CONVENTIONS), "arm": list(arms), "metric": list(PAIR_METRICS),
                 "component": list(comps), "axis": ["dy", "dx"],
+                "units": (("convention", "metric", "component"), units),
                 "dose": job["dose"], "view": job["view"], "split": job["split"]},
         attrs={
             "title": f"ptyanalysis comparison dose {job['dose']:g} {job['view']} {job['split']}",
@@ -938,11 +939,14 @@ def _to_dataset(job, arms, results, scores, regs, config, box):
             "evaluation_box": json.dumps([[box[0].start, box[0].stop], [box[1].start, box[1].stop]]),
             "arm_details": json.dumps({a: {"status": results[a].status, **results[a].detail} for a in arms},
                                       default=str),
-            "frc_units": json.dumps({"ptychopinn": "ring index", "ptyanalysis": "cycles/pixel"}),
+            "frc_units": json.dumps({conv: metric_unit("frc50", "amplitude", conv) for conv in CONVENTIONS}),
             "software_versions": json.dumps(software_versions()),
             "created": utc_now(),
         },
     )
+    ds["metrics"].attrs["units"] = "per value: the 'units' coordinate (convention, metric, component)"
+    ds["registration_offset"].attrs["units"] = metric_unit("registration_offset_dy")
+    ds["elapsed_s"].attrs["units"] = "s"
     return ds
 
 
@@ -1032,58 +1036,6 @@ def _write_job(out, job, arms, results, scores, regs, aligned, gt_full, mask, bo
     write_netcdf(out / "comparison.nc", ds)
 
 
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Options of ``ptyanalysis compare``."""
-    from ..conventions import DOSES, SPLITS, VIEWS
-
-    parser.add_argument("hub", type=Path, help="study hub (data/phase_c, phase_e, phase_f)")
-    parser.add_argument("--dose", type=float, required=True, metavar="PHOTONS",
-                        help="photons per pattern, one of the hub's data/phase_c/dose_<D> folders "
-                             f"(the synthetic study: {', '.join(f'{d:g}' for d in DOSES)}); checked against the hub")
-    parser.add_argument("--view", required=True, metavar="VIEW",
-                        help=f"scan-overlap view, one of the hub's ({' | '.join(VIEWS)} in the synthetic study); "
-                             "checked against the hub")
-    parser.add_argument("--split", required=True, metavar="SPLIT",
-                        help=f"data split, one of the hub's patched_<split>.npz ({' | '.join(SPLITS)}); "
-                             "checked against the hub")
-    parser.add_argument("--baseline-positions", choices=("trained", "study"), default="trained",
-                        help="'study' feeds the Baseline exactly as the study's script did: absolute positions and "
-                             "diffraction not multiplied by intensity_scale (reproduces the incident)")
-    parser.add_argument("--feed", choices=("trained", "torch_cli"), default="trained",
-                        help="'torch_cli' feeds PyTorch bundles as PtychoPINN's PyTorch inference CLI does (each "
-                             "pattern alone, copied into every channel); default as each model was trained")
-    parser.add_argument("--placement", choices=("per_member", "channel_mean"), default="per_member",
-                        help="multi-channel outputs (PyTorch bundles): each channel at its member's position "
-                             "(default), or their mean at the group centre as PtychoPINN's run_cdi_example_torch")
-    parser.add_argument("--register", choices=("all", "ptychi", "none"), default="ptychi",
-                        help="arms registered to the ground truth (default ptychi, as the study)")
-    parser.add_argument("--out", type=Path, help="output folder (default analysis/dose_<D>/<view>/<split>)")
-    from ..inference.runtime import add_batch_size_argument
-
-    add_batch_size_argument(parser, default=None)
-
-
-def run_cli(args) -> int:
-    """Run ``ptyanalysis compare``."""
-    from ..inference.runtime import runtime_from_args
-
-    cfg = CompareConfig(baseline_positions=args.baseline_positions, feed=args.feed, placement=args.placement,
-                        register=args.register,
-                        batch_size=None if args.batch_size is None else runtime_from_args(args).batch_size)
-    _hub.check_in_hub(args.hub, args.dose, args.view, args.split)
-    check_output_dir(args.out)
-    ds = compare_job(args.hub, args.dose, args.view, args.split, cfg, out_dir=args.out)
-    print(arm_table(ds).to_string())
-    details = json.loads(ds.attrs.get("arm_details", "{}"))
-    missing = {a: d for a, d in details.items() if d.get("status") in ("missing", "failed")}
-    if missing:
-        why = "; ".join(f"{a}: {d.get('error', d.get('status'))}" for a, d in missing.items())
-        raise PtyAnalysisError(f"dose {args.dose:g} {args.view} {args.split}: {len(missing)} arm(s) could not be "
-                               f"compared ({why}); the job files record them as missing. Train the arms with "
-                               f"`ptyanalysis train {args.hub}` (or point at a hub that has them)")
-    return 0
-
-
 def arm_table(ds, convention: str = "ptychopinn"):
     """SSIM and MS-SSIM of each arm with its status (``ok``, ``zero (all N outputs are 0)``, ``missing (why)``).
 
@@ -1115,3 +1067,25 @@ def arm_table(ds, convention: str = "ptychopinn"):
                 row[f"{metric} {comp} ({convention})"] = round(v, 4) if np.isfinite(v) else "—"
         rows.append(row)
     return pd.DataFrame(rows).set_index("arm")
+
+
+# --------------------------------------------------------------------------- what the grid knows of this job
+
+
+def _grid_models(hub, dose, view: str) -> tuple:
+    """The models a job of (dose, view) loads, which a grid worker's kernel keeps across its cells."""
+    return _hub.model_dir(hub, dose, "Baseline"), _hub.model_dir(hub, dose, "PtychoPINN", view)
+
+
+def _grid_split(hub, dose, view: str, split: str) -> tuple:
+    """The job's own input file: its split's dataset."""
+    return (_hub.dataset_path(hub, dose, split),)
+
+
+#: The comparison job, as the grid runner sees it (:class:`~ptyanalysis.pipeline.grid.job.JobProfile`, the
+#: default of :func:`~ptyanalysis.pipeline.grid.run_grid`): it loads both network arms' models (shared by the
+#: cells of a dose and view; about 4 bytes of memory per byte of model file: the weights plus the framework's
+#: copies while loading) and its split (3 bytes per byte: the diffraction, its normalised copy and the chunk
+#: being fed), and its time grows with the scan positions of its view.
+COMPARISON_JOB = JobProfile(name="comparison", shared_inputs=_grid_models, cell_inputs=_grid_split,
+                            work=_hub.view_positions, shared_memory_factor=4, cell_memory_factor=3)

@@ -53,6 +53,7 @@ _PREAMBLE = """\
 get_ipython().run_line_magic('reset', '-f')
 import os as _pty_os, sys as _pty_sys
 _pty_os.chdir({cwd!r})
+_pty_os.environ.update({env!r})
 if 'matplotlib.pyplot' in _pty_sys.modules:
     _pty_sys.modules['matplotlib.pyplot'].close('all')
 del _pty_os, _pty_sys
@@ -227,27 +228,32 @@ class KernelPool:
         self.kernel: Kernel | None = None
         self.started = 0
 
-    def acquire(self, kernel_name: str, cwd, start_timeout: float, log_dir=None) -> tuple[Kernel, bool]:
+    def acquire(self, kernel_name: str, cwd, start_timeout: float, log_dir=None,
+                env: dict | None = None) -> tuple[Kernel, bool]:
         """A kernel ready to run a notebook in ``cwd``: ``(kernel, reused)``.
 
-        A reused kernel gets the preamble (namespace cleared, ``cwd``,
-        execution counter reset); otherwise a fresh kernel is started in
-        ``cwd`` with ``MPLBACKEND=Agg``, its standard streams going to a file
-        under ``log_dir`` (or discarded when ``log_dir`` is None).
+        A reused kernel gets the preamble (namespace cleared, ``cwd``, ``env``
+        set in its ``os.environ``, execution counter reset); otherwise a fresh
+        kernel is started in ``cwd`` with ``MPLBACKEND=Agg`` and ``env`` in its
+        environment from the start (e.g.
+        :data:`~ptyanalysis.pipeline.notebook.NOTEBOOK_DIR_ENV`, which the
+        notebook reads before anything else), its standard streams going to a
+        file under ``log_dir`` (or discarded when ``log_dir`` is None).
         """
+        env = {str(k): str(v) for k, v in (env or {}).items()}
         k = self.kernel
         if k is not None and (not self.reuse or k.name != kernel_name or not k.alive()):
             self.discard()
             k = None
         if k is not None:
             try:
-                self._preamble(k, cwd, start_timeout)
+                self._preamble(k, cwd, start_timeout, env)
                 return k, True
             except Exception:  # noqa: BLE001 - a kernel that cannot run the preamble is replaced
                 self.discard()
-        return self._start(kernel_name, cwd, start_timeout, log_dir), False
+        return self._start(kernel_name, cwd, start_timeout, log_dir, env), False
 
-    def _start(self, kernel_name, cwd, start_timeout, log_dir) -> Kernel:
+    def _start(self, kernel_name, cwd, start_timeout, log_dir, env=None) -> Kernel:
         from jupyter_client.manager import AsyncKernelManager
 
         t0 = time.perf_counter()
@@ -259,7 +265,7 @@ class KernelPool:
             fh = open(log_path, "ab", buffering=0)  # noqa: SIM115 - closed with the kernel
         out = fh if fh is not None else open(os.devnull, "wb")  # noqa: SIM115 - closed with the kernel
         km = AsyncKernelManager(kernel_name=kernel_name)
-        env = {**KERNEL_ENV, **os.environ, "MPLBACKEND": "Agg"}  # the one runner's kernel settings
+        env = {**KERNEL_ENV, **os.environ, "MPLBACKEND": "Agg", **(env or {})}  # the one runner's kernel settings
         try:
             _run_sync(km.start_kernel, extra_arguments=kernel_arguments(kernel_name), cwd=str(cwd), env=env,
                       stdout=out, stderr=out, stdin=None)
@@ -279,13 +285,13 @@ class KernelPool:
         self.kernel = Kernel(km, kernel_name, pid, log_path, out, utc_now(), time.perf_counter() - t0)
         return self.kernel
 
-    def _preamble(self, k: Kernel, cwd, timeout: float) -> None:
+    def _preamble(self, k: Kernel, cwd, timeout: float, env=None) -> None:
         async def run():
             kc = k.km.client()
             kc.start_channels()
             try:
                 await kc.wait_for_ready(timeout=timeout)
-                reply = await kc.execute_interactive(_PREAMBLE.format(cwd=str(cwd)), silent=True,
+                reply = await kc.execute_interactive(_PREAMBLE.format(cwd=str(cwd), env=dict(env or {})), silent=True,
                                                      store_history=False, timeout=timeout,
                                                      output_hook=lambda msg: None)
             finally:

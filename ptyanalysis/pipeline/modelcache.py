@@ -10,8 +10,10 @@ A cached model is identified by its resolved directory and the name, size
 and modification time of every file in it: retraining a model (new files)
 loads it afresh. The cache is bounded (least recently used models are
 dropped) and read-only in use: inference does not modify a loaded model.
-This is the package's one process-wide object; pass ``ModelCache(max_models=0)``
-to :func:`ptyanalysis.pipeline.compare.compare_job` to load every model afresh.
+The shared cache is one of the package's process-wide stores, kept in
+:mod:`ptyanalysis.state` (``"models"``; ``PTYANALYSIS_CACHES=off`` turns it
+off); pass ``ModelCache(max_models=0)`` to
+:func:`ptyanalysis.pipeline.compare.compare_job` to load every model afresh.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..state import model_cache
 
 #: Models kept by the shared cache (a dose's Baseline and both views' PtychoPINN models, plus one).
 DEFAULT_MAX_MODELS = 4
@@ -123,16 +127,12 @@ class ModelCache:
         self._items.clear()
 
 
-_SHARED: list = []
-
-
 def shared_model_cache() -> ModelCache:
-    """The process's model cache (created on first use, :data:`DEFAULT_MAX_MODELS` models).
+    """The process's model cache (created on first use, :data:`DEFAULT_MAX_MODELS` models), the ``"models"``
+    store of :mod:`ptyanalysis.state`; a cache that keeps nothing when that store is off.
 
     Returns
     -------
     ModelCache
     """
-    if not _SHARED:
-        _SHARED.append(ModelCache())
-    return _SHARED[0]
+    return model_cache(ModelCache)

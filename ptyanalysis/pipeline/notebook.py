@@ -796,6 +796,41 @@ def given_parameters(namespace: dict, declared: dict) -> dict:
             if k in namespace and p.default is not _NO_DEFAULT and namespace[k] != p.default}
 
 
+def ensure_synthetic_study(hub, size: str | None = None, *, say=print) -> Path:
+    """Make sure ``hub`` holds a simulated, trained synthetic study of ``size`` (a notebook's ``ensure_synthetic``).
+
+    The one entry point from the analysis layers into :mod:`ptyanalysis.synthetic` (the demo study's
+    generator, which the analysis does not otherwise depend on): the package imports it here, and only when
+    ``size`` asks for a synthetic study; a real hub (``size`` None, the notebooks' default) never loads it.
+
+    Parameters
+    ----------
+    hub : str or Path
+        Study hub.
+    size : str, optional
+        ``ci``, ``demo`` or ``study``: simulate the study if ``HUB/study.json`` is absent and train whatever
+        model or iterative reconstruction is missing (:func:`ptyanalysis.synthetic.demo.ensure_study`).
+        None: do nothing.
+    say : callable
+        Progress messages.
+
+    Returns
+    -------
+    Path
+        ``hub``.
+
+    Raises
+    ------
+    PtyAnalysisError
+        An unknown size (with the closest valid one).
+    """
+    if not size:
+        return Path(hub)
+    from ..synthetic.demo import ensure_study  # only here, and only when asked (see above)
+
+    return ensure_study(hub, size=size, say=say)
+
+
 @dataclasses.dataclass(frozen=True)
 class DiagnosisInputs:
     """What a diagnosis notebook (01, 02) runs on: :func:`diagnosis_inputs`.
@@ -924,6 +959,27 @@ def failed_path(output) -> Path:
     return output.with_name(output.name.removesuffix(".ipynb") + ".failed.ipynb")
 
 
+def kernel_env(notebook_folder) -> dict:
+    """The environment a notebook's kernel needs from its start: :data:`KERNEL_ENV` (unless set already),
+    ``MPLBACKEND=Agg`` and :data:`NOTEBOOK_DIR_ENV` (the folder the notebook's relative paths resolve
+    against, :func:`notebook_dir`).
+
+    :func:`execute` sets it around papermill's own kernel start; a kernel pool gives it to the kernels it
+    starts or reuses (:meth:`ptyanalysis.pipeline.kernels.KernelPool.acquire`).
+
+    Parameters
+    ----------
+    notebook_folder : str or Path
+
+    Returns
+    -------
+    dict
+    """
+    env = {k: os.environ.get(k, v) for k, v in KERNEL_ENV.items()}
+    env.update(MPLBACKEND="Agg", **{NOTEBOOK_DIR_ENV: str(Path(notebook_folder).resolve())})
+    return env
+
+
 def execute(notebook, output, parameters: dict | None = None, *, cwd=None, notebook_folder=None,
             kernel: str = "python3", timeout: int | None = 1800, start_timeout: int = 60, log=None,
             progress: bool = False, validate: bool = True, engine_name: str | None = None,
@@ -992,8 +1048,7 @@ def execute(notebook, output, parameters: dict | None = None, *, cwd=None, noteb
     if cwd is None:
         cwd = src_file.parent if src_file is not None and src_file.suffix == ".ipynb" else output.parent
     cwd = Path(cwd).resolve()
-    env = {k: os.environ.get(k, v) for k, v in KERNEL_ENV.items()}
-    env.update(MPLBACKEND="Agg", **{NOTEBOOK_DIR_ENV: str(Path(notebook_folder or cwd).resolve())})
+    env = kernel_env(notebook_folder or cwd)
     output.parent.mkdir(parents=True, exist_ok=True)
     failed = failed_path(output)
     with tempfile.TemporaryDirectory(prefix=".ptyanalysis-nb-") as td, scoped_env(**env), \

@@ -15,7 +15,6 @@ quality.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -23,7 +22,6 @@ from pathlib import Path
 
 from .. import hub as _hub
 from ..conventions import DOSES, SPLITS, VIEWS
-from ..errors import PtyAnalysisError, did_you_mean
 
 #: Files every comparison cell must leave.
 JOB_OUTPUTS = ("comparison_metrics.csv", "reconstructions.npz", "comparison_plot.png", "comparison.nc")
@@ -55,12 +53,9 @@ def ensure_study(hub, size: str = "ci", doses=None, say=print) -> Path:
     from . import simulate
 
     hub = Path(hub)
-    if size not in simulate.SIZES:
-        raise PtyAnalysisError(f"unknown study size {size!r}; choose one of {', '.join(sorted(simulate.SIZES))}"
-                               + did_you_mean(size, simulate.SIZES))
+    cfg = simulate.simulation_config(size, doses=doses or DOSES)  # an unknown size is refused here
     if not (hub / "study.json").exists():
         say(f"simulating the {size} study in {hub}")
-        cfg = simulate.SimulationConfig(size=simulate.SIZES[size], doses=tuple(doses or DOSES))
         simulate.simulate_study(hub, cfg, progress=say)
     arms.train_study(hub, arms.TRAIN_CONFIGS[size], say=say)
     return hub
@@ -89,6 +84,26 @@ def grid_spec(hub, workers=None):
         "outputs": list(JOB_OUTPUTS), "retries": 1,
         **({"workers": workers} if workers else {}),
     }, source="ptyanalysis.synthetic.demo")
+
+
+def run_comparison_grid(hub, workers=None):
+    """Run the comparison notebook over every job of a synthetic hub (:func:`grid_spec`).
+
+    Parameters
+    ----------
+    hub : str or Path
+        A simulated, trained hub (:func:`ensure_study`).
+    workers : int, optional
+        Grid workers (default: one per core, as the grid decides).
+
+    Returns
+    -------
+    GridResult
+        Its ``ok`` says whether every cell completed.
+    """
+    from ..pipeline import grid as grid
+
+    return grid.run_grid(grid_spec(Path(hub).resolve(), workers))
 
 
 def incident_dose(hub) -> tuple[float, str]:
@@ -147,7 +162,6 @@ def run_demo(hub, size: str = "demo", workers=None, say=print) -> dict:
     """
     from ..phase_g import report
     from ..phase_g import verify as verify
-    from ..pipeline import grid as grid
     from ..pipeline import notebook as nbk
 
     hub = Path(hub).resolve()
@@ -158,7 +172,7 @@ def run_demo(hub, size: str = "demo", workers=None, say=print) -> dict:
 
     t0 = time.perf_counter()
     say("running the comparison grid (papermill on Dask)")
-    res = grid.run_grid(grid_spec(hub, workers))
+    res = run_comparison_grid(hub, workers)
     say(res.table() if hasattr(res, "table") else str(res))
     t["grid"] = time.perf_counter() - t0
 
@@ -221,71 +235,3 @@ def quality_table(hub, convention: str | None = None):
         return pd.DataFrame()
     df = pd.DataFrame(rows)
     return df.pivot_table(index="arm", columns=["metric", "component"], values="value", aggfunc="mean")
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Options of ``ptyanalysis demo``.
-
-    Parameters
-    ----------
-    parser : argparse.ArgumentParser
-    """
-    parser.add_argument("--hub", type=Path, default=Path("demo_hub"), help="where the study goes (default demo_hub)")
-    parser.add_argument("--size", default="demo", help="study size: ci, demo or study (default demo)")
-    parser.add_argument("--workers", type=int, help="grid workers (default: one per core)")
-    parser.add_argument("--prepare-only", action="store_true",
-                        help="only simulate and train (and run the grid with --grid)")
-    parser.add_argument("--grid", action="store_true", help="with --prepare-only: also run the comparison grid")
-
-
-def run_cli(args) -> int:
-    """Run ``ptyanalysis demo``.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        Parsed options of :func:`configure_parser` (``hub``, ``size``, ``workers``, ...).
-
-    Returns
-    -------
-    int
-        0 when the grid succeeded, 1 otherwise.
-    """
-    t0 = time.perf_counter()
-    if args.prepare_only:
-        ensure_study(args.hub, args.size)
-        if args.grid:
-            from ..pipeline import grid as grid
-
-            res = grid.run_grid(grid_spec(args.hub.resolve(), args.workers))
-            if not res.ok:
-                return 1
-        return 0
-    s = run_demo(args.hub, args.size, args.workers)
-    print()
-    print("=" * 72)
-    print(f"ptyanalysis demo finished in {time.perf_counter() - t0:.0f} s "
-          f"({', '.join(f'{k} {v:.0f} s' for k, v in s['timings_s'].items())})")
-    print(f"  hub:                 {s['hub']}")
-    print(f"  HTML report:         {s['html']}")
-    print(f"  per-job results:     {s['hub']}/analysis/dose_<D>/<view>/<split>/")
-    print(f"  diagnosis notebooks: {', '.join(s['diagnosis_notebooks'].values())}")
-    print(f"  verification:        {s['verification']} checks passed")
-    v = s["bisection_verdict"] or {}
-    from ..phase_g.story import build_story, verdict_words
-
-    print(f"  bisection verdict:   {verdict_words(v)} (the whole reasoning: bisection.json, or the report)")
-    if s.get("bisection_fix"):
-        print(f"  bisection fix:       {s['bisection_fix']}")
-    from ..pipeline.compare import CompareConfig
-
-    prov = build_story(s["hub"]).data["provenance"]
-    print("  what ran in each arm:")
-    for arm in ("PtychoPINN", "Baseline", "PtyChi"):
-        print(f"    {prov[arm]}")
-    conv = CompareConfig().csv_convention
-    q = quality_table(s["hub"], conv)
-    if len(q):
-        print(f"  mean reconstruction quality per arm ({conv} convention, as in the HTML report; higher is better):")
-        print(q.round(3).to_string())
-    return 0 if s["grid_ok"] else 1

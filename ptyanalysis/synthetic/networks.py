@@ -1,7 +1,7 @@
 """The study's networks, rebuilt small: PtychoPINN-like (gridsize 2) and Baseline (gridsize 1).
 
 Both arms share one interface, the study's ``diffraction_to_obj`` inference
-model (contract section 3):
+model (docs/formats.md#model-inputs-and-feeds):
 
 * inputs ``input`` ``(B, N, N, C)`` float32: normalized diffraction amplitude
   times ``intensity_scale`` (:func:`scale_diffraction`), and

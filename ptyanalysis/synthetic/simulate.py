@@ -14,7 +14,7 @@ The generator writes a hub in the study's layout (see :mod:`ptyanalysis.hub`):
 * for each dose (expected photons per pattern, averaged over the dataset)
   **Poisson counts** of the far-field intensity, stored as normalized
   amplitude ``sqrt(counts) / s`` with ground truth ``objectGuess`` and ``Y``
-  (contract section 2);
+  (docs/formats.md#dataset-npz);
 * "dense" and "sparse" **views** as seeded subsamples of each split, with the
   mean disc-overlap fraction to the K nearest neighbours reported for each.
 
@@ -25,7 +25,6 @@ positions; meant for a GPU).
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -34,7 +33,7 @@ import numpy as np
 
 from .. import hub as _hub
 from ..conventions import DOSES, SPLITS, VIEW_FRACTIONS, xy_from_positions
-from ..errors import PtyAnalysisError
+from ..errors import PtyAnalysisError, did_you_mean
 from ..fileutil import write_json
 from ..hub import load_views
 
@@ -223,7 +222,7 @@ def disc_overlap(d, R):
     """Overlap fraction of two discs of radius ``R`` whose centres are ``d`` apart.
 
     ``f(d) = [2R^2 acos(d/2R) - (d/2) sqrt(4R^2 - d^2)] / (pi R^2)`` for
-    ``d < 2R``, else 0 (contract section 1).
+    ``d < 2R``, else 0 (docs/formats.md#the-study).
     """
     d = np.asarray(d, dtype=np.float64)
     x = np.clip(d / (2 * R), 0, 1)
@@ -467,41 +466,49 @@ def _jsonable(obj):
     return obj
 
 
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Options of ``ptyanalysis simulate``."""
-    parser.add_argument("hub", type=Path, help="output hub directory")
-    parser.add_argument("--size", choices=sorted(SIZES), default="demo", help="geometry preset (default: demo)")
-    parser.add_argument("--N", type=int, help="override the patch size (64 or 128, ...)")
-    parser.add_argument("--positions", type=int, help="override the number of scan positions")
-    parser.add_argument("--object-size", type=int, help="override the object side in pixels")
-    parser.add_argument("--doses", type=float, nargs="+", default=list(DOSES), help="photons per pattern")
-    parser.add_argument("--seed", type=int, default=42)
+def simulation_config(size: str = "demo", *, N: int | None = None, n_positions: int | None = None,
+                      object_size: int | None = None, doses=DOSES, seed: int = 42) -> SimulationConfig:
+    """The :class:`SimulationConfig` of a size preset, with any of its geometry overridden.
 
+    Parameters
+    ----------
+    size : str
+        A key of :data:`SIZES` (``ci``, ``demo`` or ``study``).
+    N : int, optional
+        Patch size instead of the preset's.
+    n_positions : int, optional
+        Number of scan positions (both splits) instead of the preset's.
+    object_size : int, optional
+        Object side in pixels instead of the preset's.
+    doses : sequence of float
+        Expected photons per pattern.
+    seed : int
+        Master seed.
 
-def config_from_args(args) -> SimulationConfig:
-    """Build a :class:`SimulationConfig` from parsed CLI options."""
-    size = SIZES[args.size]
-    changes = {k: v for k, v in (("N", args.N), ("n_positions", args.positions),
-                                 ("object_size", args.object_size)) if v is not None}
+    Returns
+    -------
+    SimulationConfig
+        Its size is named ``<size>-custom`` when anything was overridden.
+
+    Raises
+    ------
+    PtyAnalysisError
+        An unknown size.
+    """
+    if size not in SIZES:
+        raise PtyAnalysisError(f"unknown study size {size!r}; choose one of {', '.join(sorted(SIZES))}"
+                               + did_you_mean(size, SIZES))
+    geometry = SIZES[size]
+    changes = {k: v for k, v in (("N", N), ("n_positions", n_positions), ("object_size", object_size))
+               if v is not None}
     if changes:
-        size = replace(size, name=f"{size.name}-custom", **changes)
-    return SimulationConfig(size=size, doses=tuple(args.doses), seed=args.seed)
-
-
-def run_cli(args) -> int:
-    """Run ``ptyanalysis simulate``."""
-    desc = simulate_study(args.hub, config_from_args(args), progress=print)
-    for v, d in desc["overlap"].items():
-        for s, m in d.items():
-            print(f"view {v:6s} {s:5s}: {m['n_positions']:6d} positions, "
-                  f"mean disc overlap {m['mean_disc_overlap']:.3f} (k={m['k']}, R={m['probe_radius_px']:.1f} px)")
-    print(f"study written to {args.hub}")
-    return 0
+        geometry = replace(geometry, name=f"{geometry.name}-custom", **changes)
+    return SimulationConfig(size=geometry, doses=tuple(doses), seed=seed)
 
 
 __all__ = [
     "SIZES", "StudySize", "SimulationConfig", "make_probe", "make_object", "make_positions",
     "split_positions", "view_indices", "disc_overlap", "overlap_metrics", "probe_radius",
-    "simulate_counts", "simulate_study", "extract_patches", "plot_study",
+    "simulate_counts", "simulate_study", "extract_patches", "plot_study", "simulation_config",
 ]
 

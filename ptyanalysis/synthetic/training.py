@@ -20,7 +20,7 @@ training inputs: what the diagnosis tools use as the *reference* set).
 
 from __future__ import annotations
 
-import argparse
+import json
 import logging
 import math
 import random
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import hub as _hub
-from ..conventions import REASSEMBLY, SPLITS, VIEWS
+from ..conventions import SPLITS, VIEWS
 from ..errors import PtyAnalysisError
 from ..fileutil import atomic_dir, write_json, write_npz
 from ..inference.backends import import_keras
@@ -507,33 +507,22 @@ def train_study(hub, config: TrainConfig = TrainConfig(), doses=None, views=VIEW
     return summary
 
 
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Options of ``ptyanalysis train``."""
-    parser.add_argument("hub", type=Path, help="study hub (from 'ptyanalysis simulate')")
-    parser.add_argument("--budget", choices=sorted(TRAIN_CONFIGS), default=None,
-                        help="training budget preset (default: the hub's simulation size)")
-    parser.add_argument("--steps", type=_positive_int, default=None, metavar="N",
-                        help="optimiser steps for each network, overriding the preset (e.g. a few hundred "
-                             "to try the study size on a CPU; the real study budget needs a GPU)")
-    parser.add_argument("--baseline-reassembly", choices=REASSEMBLY, default=None,
-                        help="the Baseline's in-model merge: as the study ran it (default) or centred "
-                             "on the batch mean as PtychoPINN's current code")
-    parser.add_argument("--doses", type=float, nargs="+", help="only these doses")
-    parser.add_argument("--force", action="store_true", help="retrain even if models exist")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def config_with(config: TrainConfig, *, steps: int | None = None, baseline_reassembly: str | None = None) -> TrainConfig:
-    """``config`` with an explicit step budget for both networks and/or another Baseline reassembly."""
+    """``config`` with an explicit step budget for both networks and/or another Baseline reassembly.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        A preset, e.g. ``TRAIN_CONFIGS[hub_budget(hub)]``.
+    steps : int, optional
+        Optimiser steps for each network (both ``baseline_steps`` and ``pinn_steps``).
+    baseline_reassembly : {"study", "batch_centred"}, optional
+        The Baseline's in-model merge.
+
+    Returns
+    -------
+    TrainConfig
+    """
     changes = {}
     if steps is not None:
         changes.update(baseline_steps=int(steps), pinn_steps=int(steps))
@@ -542,20 +531,22 @@ def config_with(config: TrainConfig, *, steps: int | None = None, baseline_reass
     return replace(config, **changes)
 
 
-def _hub_size(hub: Path) -> str:
-    import json
+def hub_budget(hub) -> str:
+    """The training budget preset of a hub: the size its study was simulated at.
 
+    Parameters
+    ----------
+    hub : str or Path
+        A hub written by :func:`ptyanalysis.synthetic.simulate.simulate_study`.
+
+    Returns
+    -------
+    str
+        A key of :data:`TRAIN_CONFIGS` (``ci``, ``demo`` or ``study``) when ``HUB/study.json`` names one;
+        ``"demo"`` when the file is absent or does not name a size.
+    """
     try:
-        return json.loads((hub / "study.json").read_text())["config"]["size"]["name"].split("-")[0]
-    except (OSError, ValueError, KeyError):
+        name = json.loads((Path(hub) / "study.json").read_text())["config"]["size"]["name"].split("-")[0]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return "demo"
-
-
-def run_cli(args) -> int:
-    """Run ``ptyanalysis train``."""
-    budget = args.budget or _hub_size(args.hub)
-    config = config_with(TRAIN_CONFIGS.get(budget, TrainConfig()), steps=args.steps,
-                         baseline_reassembly=args.baseline_reassembly)
-    train_study(args.hub, config, doses=args.doses, force=args.force)
-    print(f"models under {args.hub / 'data' / 'phase_e'}; iterative arm under {args.hub / 'data' / 'phase_f'}")
-    return 0
+    return name if name in TRAIN_CONFIGS else "demo"

@@ -51,10 +51,7 @@ ensure_synthetic: Optional[str] = None  # e.g. "ci": simulate and train this syn
 params = nbk.check_parameters(globals(), "00_compare_arms")
 
 # %%
-if ensure_synthetic:
-    from ptyanalysis.synthetic import demo
-
-    demo.ensure_study(hub, size=ensure_synthetic)
+nbk.ensure_synthetic_study(hub, ensure_synthetic)  # simulates and trains only when ensure_synthetic names a size
 config = compare.CompareConfig(baseline_positions=baseline_positions, register=register, batch_size=batch_size)
 ds = compare.compare_job(hub, dose, view, split, config, out_dir=output_dir)
 job_dir = output_dir or hubs.analysis_dir(hub, dose, view, split)

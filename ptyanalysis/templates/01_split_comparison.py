@@ -52,10 +52,7 @@ ensure_synthetic: Optional[str] = None  # e.g. "ci": simulate and train this syn
 params = nbk.check_parameters(globals(), "01_split_comparison")
 
 # %%
-if ensure_synthetic:
-    from ptyanalysis.synthetic import demo
-
-    demo.ensure_study(hub, size=ensure_synthetic)
+nbk.ensure_synthetic_study(hub, ensure_synthetic)  # simulates and trains only when ensure_synthetic names a size
 # the model, the inputs, the reference and the ground truth exactly as `ptyanalysis compare-splits` takes them
 run = nbk.diagnosis_inputs(hub, dose, {"a": split_a, "b": split_b}, {"a": "train", "b": "test"},
                            output_name="split_comparison", model=model, reference=reference,

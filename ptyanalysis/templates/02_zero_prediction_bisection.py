@@ -51,10 +51,7 @@ ensure_synthetic: Optional[str] = None  # e.g. "ci": simulate and train this syn
 params = nbk.check_parameters(globals(), "02_zero_prediction_bisection")
 
 # %%
-if ensure_synthetic:
-    from ptyanalysis.synthetic import demo
-
-    demo.ensure_study(hub, size=ensure_synthetic)
+nbk.ensure_synthetic_study(hub, ensure_synthetic)  # simulates and trains only when ensure_synthetic names a size
 # the model, the inputs and the reference exactly as `ptyanalysis bisect` takes them
 run = nbk.diagnosis_inputs(hub, dose, {"failing": failing, "passing": passing}, {"failing": "test", "passing": "train"},
                            output_name="bisection", model=model, reference=reference, study_inputs=study_inputs,

@@ -15,6 +15,7 @@ convention; the gate blanks the sample's output when the convention is broken.
 
 from __future__ import annotations
 
+import fault_cases
 import keras
 import numpy as np
 from faults import PKG, FaultCase
@@ -369,6 +370,4 @@ def conjugated_probe(n=300, N=N_DEFAULT, seed=0) -> FaultCase:
                  "conjugate")
 
 
-CONVENTION_CASES = (fftshifted_patterns, transposed_detector, flipped_rows, flipped_cols,
-                    intensities_for_amplitudes, hot_pixel, wrapped_int16_counts, eight_bit_export,
-                    positions_in_metres, negated_positions, swapped_xy_positions, conjugated_probe)
+CONVENTION_CASES = tuple(globals()[n] for n in fault_cases.CONVENTION_CASES)  # the names: fault_cases.py (no Keras)

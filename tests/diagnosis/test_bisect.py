@@ -2,7 +2,7 @@
 
 import json
 
-import faults
+import fault_cases
 import numpy as np
 import pytest
 
@@ -20,8 +20,6 @@ from ptyanalysis.diagnosis.health import (
 )
 from ptyanalysis.errors import PtyAnalysisError
 from ptyanalysis.inference.stats import count_values
-
-pytestmark = pytest.mark.tf
 
 
 # ----------------------------------------------------------------------------- health pieces
@@ -111,7 +109,7 @@ def test_interventions_keep_dtype_and_shape():
     assert intervene("cast_dtype", x.astype("float16"), p, None, rng).dtype == np.float32
 
 
-def test_layer_probe_skips_subclassed_models():
+def test_layer_probe_skips_subclassed_models(faults):
     probe, names, reason = layer_probe(faults.L2NormNet())
     assert probe is None and "subclassed" in reason
     probe, names, reason = layer_probe(faults.build_incident_model())
@@ -133,9 +131,9 @@ FIX_SAYS = {
 }
 
 
-@pytest.mark.parametrize("builder", faults.ALL_CASES, ids=lambda b: b.__name__)
-def test_fault_suite_names_the_cause(builder):
-    case = builder()
+@pytest.mark.parametrize("case_name", fault_cases.ALL_CASES)
+def test_fault_suite_names_the_cause(faults, case_name):
+    case = getattr(faults, case_name)()
     res = bisect(case.model, case.failing, case.passing, case.reference, case.criterion,
                  paired_reference=case.paired)
     assert res.verdict["kind"] == case.expected_kind, res.verdict["summary"]
@@ -188,7 +186,7 @@ def test_fault_suite_names_the_cause(builder):
         assert "keep them" in res.fix and all(str(v) in res.fix for v in res.verdict["victims"])
 
 
-def test_several_causes_summary_reads_for_one_and_for_several():
+def test_several_causes_summary_reads_for_one_and_for_several(faults):
     one = faults.incident()
     r1 = bisect(one.model, one.failing, one.passing, one.reference)
     assert r1.verdict["summary"].startswith("input 'input_positions' is at fault")
@@ -202,7 +200,7 @@ def test_several_causes_summary_reads_for_one_and_for_several():
     assert "multiply 'input' by 8" in parts["input"]["fix"]
 
 
-def test_batch_composition_is_not_batch_size_and_never_recommends_one():
+def test_batch_composition_is_not_batch_size_and_never_recommends_one(faults):
     case = faults.batch_centred_positions()
     res = bisect(case.model, case.failing, case.passing, case.reference, case.criterion)
     assert (res.verdict["kind"], res.verdict["name"]) == ("runtime", "batch_composition")
@@ -216,7 +214,7 @@ def test_batch_composition_is_not_batch_size_and_never_recommends_one():
     assert not rg.settings["stages"]["runtime"]["composition"]["dependent"]
 
 
-def test_interleaved_composition_is_scored_on_the_failing_rows_only():
+def test_interleaved_composition_is_scored_on_the_failing_rows_only(faults):
     """Interleaving the failing samples with passing ones must not score the passing neighbours' rows."""
     case = faults.incident()  # a per-sample model: the failing rows stay all zero whatever their neighbours
     res = bisect(case.model, case.failing, case.passing, case.reference, case.criterion)
@@ -228,7 +226,7 @@ def test_interleaved_composition_is_scored_on_the_failing_rows_only():
     assert e.details["scored_rows"] == e.n_samples // 2 and "passing neighbours" in e.details["scored"]
 
 
-def test_layer_probe_is_named_and_starts_at_the_models_batch_limit(caplog):
+def test_layer_probe_is_named_and_starts_at_the_models_batch_limit(caplog, faults):
     """A model that merges a big call into one row: the probe says whose probe it is and reuses the limit."""
     import logging
 
@@ -245,7 +243,7 @@ def test_layer_probe_is_named_and_starts_at_the_models_batch_limit(caplog):
     assert all(e.error is None for e in res.experiments if e.stage == "layers")
 
 
-def test_the_reference_standing_in_for_the_passing_set_is_named_so():
+def test_the_reference_standing_in_for_the_passing_set_is_named_so(faults):
     """Both splits fail, the reference passes: experiments, interventions and evidence say 'reference'."""
     case = faults.batch_centred_positions()
     res = bisect(case.model, case.failing, case.passing, case.reference, case.criterion)
@@ -275,7 +273,7 @@ def test_the_reference_standing_in_for_the_passing_set_is_named_so():
     assert "drift_failing_vs_passing" in r2.inputs["input_positions"]
 
 
-def test_a_drifted_input_that_is_not_a_cause_is_named_in_the_summary():
+def test_a_drifted_input_that_is_not_a_cause_is_named_in_the_summary(faults):
     """Diffraction x 1/3.125 and absolute positions into a model blind to the input's scale: only the positions
     are a cause, and the summary still says that the diffraction drifted (by its pattern totals)."""
     n = 300
@@ -295,9 +293,7 @@ def test_a_drifted_input_that_is_not_a_cause_is_named_in_the_summary():
     assert "drifted_not_named" not in bisect(inc.model, inc.failing, inc.passing, inc.reference).verdict
 
 
-def test_experiments_that_raise_are_evidence_not_fatal():
-    import keras
-
+def test_experiments_that_raise_are_evidence_not_fatal(faults, keras):
     inp = keras.Input((4,), name="x")
     # fixed weights (all ones): the passing set (+2) gives lit outputs whatever layers were built before
     m = keras.Model(inp, faults.BatchSizeGate(32, name="gate")(keras.layers.Dense(3, activation="relu",
@@ -338,7 +334,7 @@ def test_experiments_that_raise_are_evidence_not_fatal():
     assert dt and dt[0].error
 
 
-def test_drift_on_degenerate_inputs_stays_finite_and_ranked():
+def test_drift_on_degenerate_inputs_stays_finite_and_ranked(faults):
     case = faults.constant_offsets()
     res = bisect(case.model, case.failing, case.passing, case.reference)
     d_off = res.inputs["offsets"]["drift_failing_vs_reference"]
@@ -348,7 +344,7 @@ def test_drift_on_degenerate_inputs_stays_finite_and_ranked():
     assert d_off["drift_score"] > d_gain["drift_score"] >= 1  # the decoy drifts, the offsets drift more
 
 
-def test_incident_partial_and_full_restoration_and_degraded_passing():
+def test_incident_partial_and_full_restoration_and_degraded_passing(faults):
     case = faults.incident()
     res = bisect(case.model, case.failing, case.passing, case.reference)
     top = res.causes[0]
@@ -370,7 +366,7 @@ def test_incident_partial_and_full_restoration_and_degraded_passing():
     assert fig.axes
 
 
-def test_runtime_rescue_when_every_set_fails_is_not_a_model_fault():
+def test_runtime_rescue_when_every_set_fails_is_not_a_model_fault(faults):
     case = faults.batch_size_everywhere()
     res = bisect(case.model, case.failing, case.passing, case.reference)
     assert not res.reproduced
@@ -382,14 +378,14 @@ def test_runtime_rescue_when_every_set_fails_is_not_a_model_fault():
     assert bisect(dead.model, dead.failing, dead.passing, dead.reference).verdict["kind"] == "model"
 
 
-def test_poisoned_sample_found_in_large_set_by_subsampling():
+def test_poisoned_sample_found_in_large_set_by_subsampling(faults):
     case = faults.poisoned_sample(n=200, index=137)
     res = bisect(case.model, case.failing, case.passing, max_samples=100)
     assert res.verdict["kind"] == "samples" and res.verdict["name"] == [137]
     assert res.verdict.get("confirmed_on_whole_set") is True
 
 
-def test_bad_inputs_raise_clear_errors():
+def test_bad_inputs_raise_clear_errors(faults):
     case = faults.shift_one_input(n=20)
     with pytest.raises(PtyAnalysisError, match="model's inputs are"):
         bisect(case.model, {"a": case.failing["a"]}, case.passing)
@@ -412,7 +408,7 @@ def _save_case(tmp_path, case):
     return model, paths
 
 
-def test_cli_bisect_writes_json(tmp_path, capsys):
+def test_cli_bisect_writes_json(tmp_path, capsys, faults):
     case = faults.incident(n=120)
     model, p = _save_case(tmp_path, case)
     out = tmp_path / "out"
@@ -428,7 +424,7 @@ def test_cli_bisect_writes_json(tmp_path, capsys):
     assert d["criterion"]["kind"] == "all-zero"
 
 
-def test_cli_bisect_bad_input_exits_2(tmp_path, capsys):
+def test_cli_bisect_bad_input_exits_2(tmp_path, capsys, faults):
     case = faults.incident(n=20)
     model, p = _save_case(tmp_path, case)
     base = ["bisect", "--model", str(model), "--passing", str(p["passing"]), "--out", str(tmp_path / "o")]
@@ -446,7 +442,7 @@ def test_cli_bisect_bad_input_exits_2(tmp_path, capsys):
     assert main(base + ["--failing", str(p["failing"]), "--criterion", "bogus"]) == 2
 
 
-def test_cli_bisect_mostly_zero_batch_composition_and_no_reference(tmp_path, capsys):
+def test_cli_bisect_mostly_zero_batch_composition_and_no_reference(tmp_path, capsys, faults):
     case = faults.batch_centred_positions(n=150)
     model, p = _save_case(tmp_path, case)
     out = tmp_path / "out"
@@ -470,7 +466,7 @@ def test_cli_bisect_mostly_zero_batch_composition_and_no_reference(tmp_path, cap
     assert d2["health"]["reference_source"].startswith("passing set") and d2["verdict"]["kind"] == "input"
 
 
-def test_a_paired_reference_must_hold_the_failing_samples():
+def test_a_paired_reference_must_hold_the_failing_samples(faults):
     case = faults.paired_two_fault_incident(n=60)
     short = {k: v[:50] for k, v in case.paired.items()}
     with pytest.raises(PtyAnalysisError, match="paired reference: 50 samples but the failing set has 60"):

@@ -6,8 +6,7 @@ tested on its own, on hand-made verdicts.
 
 import json
 
-import faults_conventions
-import faults_more
+import fault_cases
 import numpy as np
 import pytest
 
@@ -15,8 +14,6 @@ from ptyanalysis.diagnosis import health
 from ptyanalysis.diagnosis.bisection import Settings, Verdict, bisect, render
 from ptyanalysis.diagnosis.bisection.stages import pairing
 from ptyanalysis.errors import PtyAnalysisError
-
-pytestmark = pytest.mark.tf
 
 BUDGET = 60
 
@@ -26,7 +23,7 @@ def _run(case, **kw):
                   paired_reference=case.paired, **kw)
 
 
-def test_a_few_dark_frames_are_found_by_per_sample_health_as_one_run():
+def test_a_few_dark_frames_are_found_by_per_sample_health_as_one_run(faults_more):
     case = faults_more.dark_frames()
     res = _run(case)
     v = res.verdict
@@ -43,7 +40,7 @@ def test_a_few_dark_frames_are_found_by_per_sample_health_as_one_run():
     assert res.evaluations <= BUDGET
 
 
-def test_a_reader_that_repeats_one_frame_gets_a_verified_fix_on_the_right_input():
+def test_a_reader_that_repeats_one_frame_gets_a_verified_fix_on_the_right_input(faults_more):
     case = faults_more.frame_zero_reader()
     res = _run(case)
     v, top = res.verdict, res.causes[0]
@@ -57,7 +54,7 @@ def test_a_reader_that_repeats_one_frame_gets_a_verified_fix_on_the_right_input(
     assert res.evaluations <= BUDGET
 
 
-def test_a_criterion_that_does_not_fit_healthy_outputs_is_not_called_a_dead_model():
+def test_a_criterion_that_does_not_fit_healthy_outputs_is_not_called_a_dead_model(faults_more):
     case = faults_more.support_zero_by_design()
     res = _run(case)
     v = res.verdict
@@ -83,7 +80,7 @@ def test_a_criterion_check_suggests_one_that_separates_when_there_is_one():
     assert found["healthy_sets"] == ["reference"] and found["suggested"] == "all-zero"
 
 
-def test_broken_pairing_between_inputs_is_found_with_its_lag():
+def test_broken_pairing_between_inputs_is_found_with_its_lag(faults_more):
     case = faults_more.pulse_energy_lag()
     res = _run(case)
     v, top = res.verdict, res.causes[0]
@@ -105,7 +102,7 @@ def test_pairing_helpers_shift_and_repair_by_rank():
     assert np.array_equal(fixed[:, 0], partner)
 
 
-def test_nan_weights_are_a_model_fault_named_non_finite_not_all_zero():
+def test_nan_weights_are_a_model_fault_named_non_finite_not_all_zero(faults_more):
     case = faults_more.nan_weights()
     res = _run(case)
     v = res.verdict
@@ -115,7 +112,7 @@ def test_nan_weights_are_a_model_fault_named_non_finite_not_all_zero():
     assert "all zero" not in v["summary"] and "non-finite at layer 'dense'" in v["summary"]
 
 
-def test_the_same_seed_gives_the_same_result_and_another_seed_the_same_verdict():
+def test_the_same_seed_gives_the_same_result_and_another_seed_the_same_verdict(faults_more):
     case = faults_more.pulse_energy_lag()
 
     def strip(res):
@@ -140,7 +137,7 @@ def test_settings_draw_every_random_choice_from_one_seed():
         Settings(max_evaluations=1)
 
 
-def test_a_coding_error_inside_an_intervention_surfaces(monkeypatch):
+def test_a_coding_error_inside_an_intervention_surfaces(monkeypatch, faults_more):
     from ptyanalysis.diagnosis.bisection import interventions
 
     case = faults_more.frame_zero_reader()
@@ -183,9 +180,9 @@ def test_render_samples_pairing_criterion_and_notes():
     assert text.endswith("Health: output statistics (no paired reference).")
 
 
-@pytest.mark.parametrize("builder", faults_conventions.CONVENTION_CASES, ids=lambda b: b.__name__)
-def test_each_convention_fault_gets_its_verified_physics_fix(builder):
-    case = builder()
+@pytest.mark.parametrize("case_name", fault_cases.CONVENTION_CASES)
+def test_each_convention_fault_gets_its_verified_physics_fix(faults_conventions, case_name):
+    case = getattr(faults_conventions, case_name)()
     res = _run(case)
     v, top = res.verdict, res.causes[0]
     assert (v["kind"], v["name"], v["verified"]) == ("input", case.expected_name, True), v["summary"]

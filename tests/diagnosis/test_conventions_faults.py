@@ -4,15 +4,13 @@ and passes again once the convention fix that :func:`conventions.applicable` pro
 The full bisection on these cases is run elsewhere; this only proves each case can be solved by its fix.
 """
 
-import faults_conventions
+import fault_cases
 import numpy as np
 import pytest
 
 from ptyanalysis.diagnosis.bisection import conventions
 from ptyanalysis.diagnosis.health import parse_criterion
 from ptyanalysis.inference.streaming import predict
-
-pytestmark = pytest.mark.tf
 
 
 def _lit_share(outputs) -> float:
@@ -21,9 +19,9 @@ def _lit_share(outputs) -> float:
     return float(np.mean(np.any(y.reshape(len(y), -1) != 0, axis=1)))
 
 
-@pytest.mark.parametrize("builder", faults_conventions.CONVENTION_CASES, ids=lambda b: b.__name__)
-def test_convention_case_fails_and_its_fix_restores(builder):
-    case = builder()
+@pytest.mark.parametrize("case_name", fault_cases.CONVENTION_CASES)
+def test_convention_case_fails_and_its_fix_restores(faults_conventions, case_name):
+    case = getattr(faults_conventions, case_name)()
     crit = parse_criterion(case.criterion)
     k, want = case.expected_name, case.notes["convention"]
     assert case.expected_kind == "input" and k in case.failing

@@ -2,7 +2,6 @@
 
 import warnings
 
-import faults
 import numpy as np
 import pytest
 
@@ -11,10 +10,8 @@ from ptyanalysis.errors import PtyAnalysisError
 from ptyanalysis.inference import load_model
 from ptyanalysis.io import DatasetNotice
 
-pytestmark = pytest.mark.tf
 
-
-def test_misnamed_single_array_is_used_with_a_notice(tmp_path):
+def test_misnamed_single_array_is_used_with_a_notice(tmp_path, faults):
     case = faults.dead_model(n=8)
     path = tmp_path / "model.keras"
     case.model.save(path)
@@ -35,7 +32,7 @@ def test_misnamed_single_array_is_used_with_a_notice(tmp_path):
         load_input_sets(loaded, {"failing": two})
 
 
-def test_a_split_file_or_a_folder_given_as_model_inputs_says_what_to_do(tmp_path):
+def test_a_split_file_or_a_folder_given_as_model_inputs_says_what_to_do(tmp_path, faults):
     case = faults.dead_model(n=8)
     path = tmp_path / "model.keras"
     case.model.save(path)

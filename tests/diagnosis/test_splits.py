@@ -2,20 +2,12 @@
 
 import json
 
-import faults
 import numpy as np
 import pytest
 
 from ptyanalysis.cli import main
-from ptyanalysis.diagnosis.splits import (
-    compare_splits,
-    drift_measures,
-    pattern_summary,
-    plot_split_comparison,
-    summary_stats,
-)
-
-pytestmark = pytest.mark.tf
+from ptyanalysis.diagnosis.drift import drift_measures, pattern_summary, summary_stats
+from ptyanalysis.diagnosis.splits import compare_splits, plot_split_comparison
 
 
 def test_drift_measures_flag_a_mean_shift_only():
@@ -42,7 +34,7 @@ def test_pattern_summary_radial_profile():
     np.testing.assert_allclose(ps["radial_profile"], 1.0)
 
 
-def test_incident_splits_flag_positions_and_both_degraded_splits():
+def test_incident_splits_flag_positions_and_both_degraded_splits(faults):
     case = faults.incident(n=300)
     res = compare_splits(case.model, case.passing, case.failing, reference=case.reference)
     assert res.ranking[0] == "input_positions"
@@ -59,13 +51,13 @@ def test_incident_splits_flag_positions_and_both_degraded_splits():
     assert plot_split_comparison(res).axes
 
 
-def test_healthy_splits_not_flagged():
+def test_healthy_splits_not_flagged(faults):
     case = faults.healthy()
     res = compare_splits(case.model, case.passing, case.failing, reference=case.passing)
     assert not res.health["train"]["degraded"] and not res.health["test"]["degraded"]
 
 
-def test_cli_compare_splits(tmp_path):
+def test_cli_compare_splits(tmp_path, faults):
     case = faults.incident(n=100)
     model = tmp_path / "m.keras"
     case.model.save(model)
@@ -85,7 +77,7 @@ def test_cli_compare_splits(tmp_path):
                  str(paths["failing"]), "--out", str(out)]) == 2
 
 
-def test_ground_truth_is_matched_output_by_output():
+def test_ground_truth_is_matched_output_by_output(faults):
     from ptyanalysis.diagnosis.splits import _ground_truth_stats
 
     rng = np.random.default_rng(0)
@@ -106,7 +98,7 @@ def test_ground_truth_is_matched_output_by_output():
     assert res.health["train"]["measured_against"] == "the ground truth of split 'train'"
 
 
-def test_every_split_is_measured_against_the_same_yardstick_as_bisect():
+def test_every_split_is_measured_against_the_same_yardstick_as_bisect(faults):
     """With a usable reference, every split's health is against the reference outputs (as bisect's), and the
     ground truth (here in other units than the model's outputs) is a separate, labelled comparison."""
     from ptyanalysis.diagnosis.bisection import bisect
@@ -138,7 +130,7 @@ def test_every_split_is_measured_against_the_same_yardstick_as_bisect():
     assert "output_health_vs_ground_truth" in res.to_xarray()["hstat"].values
 
 
-def test_a_split_with_one_dead_output_is_degraded():
+def test_a_split_with_one_dead_output_is_degraded(faults):
     case = faults.dead_amplitude_output()
     ref = faults.dead_amplitude_output(seed=5).passing  # inputs drawn like the training inputs
     res = compare_splits(case.model, case.passing, case.failing, reference=ref)
@@ -152,7 +144,7 @@ def test_a_split_with_one_dead_output_is_degraded():
     assert "degraded_outputs" in res.health_table().columns
 
 
-def test_unusable_reference_is_reported_and_not_trusted():
+def test_unusable_reference_is_reported_and_not_trusted(faults):
     case = faults.unusable_reference()
     res = compare_splits(case.model, case.passing, case.failing, reference=case.reference)
     assert res.health["reference"]["usable"] is False and "all zero" in res.health["reference"]["problem"]
@@ -166,7 +158,7 @@ def test_unusable_reference_is_reported_and_not_trusted():
     assert any("ground truth" in f for f in res2.flags if "unusable" in f)
 
 
-def test_drift_on_degenerate_inputs_uses_a_stated_scale():
+def test_drift_on_degenerate_inputs_uses_a_stated_scale(faults):
     zero = np.zeros(1000)
     r = np.random.default_rng(0)
     d = drift_measures(zero, r.uniform(100, 160, 1000))
@@ -181,7 +173,7 @@ def test_drift_on_degenerate_inputs_uses_a_stated_scale():
                for inp in res.drift.values() for dd in inp.values())
 
 
-def test_diagnosis_figures_are_readable():
+def test_diagnosis_figures_are_readable(faults):
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -207,10 +199,10 @@ def test_diagnosis_figures_are_readable():
     assert by["failing"].get_marker() != by["passing"].get_marker()
 
 
-def test_a_scale_error_in_mostly_dark_patterns_is_scored_by_the_pattern_totals():
+def test_a_scale_error_in_mostly_dark_patterns_is_scored_by_the_pattern_totals(faults):
     """Diffraction not multiplied by intensity_scale (x 1/3.125): most pixels are 0 in both sets, so the pixel
     distribution barely moves, while every pattern total is 3.125 x smaller."""
-    from ptyanalysis.diagnosis.splits import input_drift
+    from ptyanalysis.diagnosis.drift import input_drift
 
     ref = faults.sparse_patterns(400, seed=1)
     fed = faults.sparse_patterns(400, seed=2, scale=1 / 3.125)

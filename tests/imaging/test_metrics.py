@@ -280,3 +280,15 @@ def test_score_bad_input():
         mx.ssim(np.ones((5, 5)), np.ones((5, 5)), data_range=1.0)
     with pytest.raises(PtyAnalysisError):
         mx.psnr(np.ones((5, 5)), np.ones((5, 5)))  # constant reference, no data_range
+
+
+def test_metric_units_come_from_one_table():
+    from ptyanalysis.imaging.metrics import metric_unit
+
+    assert metric_unit("frc50", "phase", "ptychopinn") == "ring index"
+    assert metric_unit("frc50", "phase", "ptyanalysis") == "cycles/pixel"
+    assert metric_unit("mae", "phase") == "rad" and metric_unit("mae", "amplitude").startswith("amplitude units")
+    assert metric_unit("ms_ssim", "amplitude") == "1" and metric_unit("psnr", "phase") == "dB"
+    assert metric_unit("no_such_metric") == ""
+    with pytest.raises(PtyAnalysisError, match="convention must be one of"):
+        metric_unit("mae", "phase", "ptychopin")

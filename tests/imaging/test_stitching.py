@@ -262,8 +262,7 @@ def test_array_backend_numpy_reproduces_the_kernel():
     _backend_cases(ArrayBackend("numpy"), exact=True)
 
 
-def test_torch_cpu_backend_matches_the_kernel():
-    torch = pytest.importorskip("torch")
+def test_torch_cpu_backend_matches_the_kernel(torch):
     be = ArrayBackend("torch", "cpu")
     patches, pos = _backend_cases(be, exact=True)  # CPU index_add_ is sequential
     a = stitch(patches, pos, method="bilinear", backend="numpy")
@@ -280,6 +279,7 @@ def test_torch_cpu_backend_matches_the_kernel():
     np.testing.assert_array_equal(st.result().image, a.image)
 
 
+@pytest.mark.tf  # a GPU array backend: CuPy or PyTorch
 @pytest.mark.skipif(gpu_backend() is None, reason="no GPU array backend (CuPy or PyTorch with a GPU)")
 def test_gpu_backend_matches_the_kernel_to_float32_round_off():
     be = gpu_backend()
@@ -298,6 +298,7 @@ def test_auto_without_a_gpu_is_the_cpu_kernel(monkeypatch):
     assert res.backend == "numpy"
 
 
+@pytest.mark.tf  # probes torch and CuPy for a GPU
 def test_gpu_backends_without_a_gpu_say_what_to_do():
     if gpu_backend() is not None:
         pytest.skip("a GPU is usable here")

@@ -59,11 +59,24 @@ def _backends():
     return out + [ArrayBackend("torch", "cpu")]
 
 
-@pytest.mark.fast
+def _cpu_backend(name, request):
+    """The array backend ``name`` on the CPU; PyTorch's comes through the ``torch`` fixture (skipped without it)."""
+    if name == "numpy":
+        return ArrayBackend("numpy")
+    request.getfixturevalue(name)
+    return ArrayBackend(name, "cpu")
+
+
+# the same tests for each CPU array backend: numpy (fast), PyTorch (tf: the backend is a framework)
+CPU_BACKENDS = [pytest.param("numpy", id="numpy (cpu)"),
+                pytest.param("torch", id="torch (cpu)", marks=pytest.mark.tf)]
+
+
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("be", _backends(), ids=lambda b: b.label)
-def test_array_path_equals_the_kernel_in_many_blocks_and_clipped(method, be, monkeypatch):
+@pytest.mark.parametrize("be", CPU_BACKENDS)
+def test_array_path_equals_the_kernel_in_many_blocks_and_clipped(method, be, monkeypatch, request):
     # numpy and PyTorch on the CPU add in patch order: bit-identical to the CPU kernel
+    be = _cpu_backend(be, request)
     monkeypatch.setattr(stitching, "_ARRAY_BLOCK", 7)  # several blocks per chunk, uneven last one
     patches, pos = _case()
     same = _same(method, exact=True)
@@ -89,10 +102,8 @@ def test_array_path_equals_the_kernel_in_many_blocks_and_clipped(method, be, mon
     same(got.image, ref.image)
 
 
-@pytest.mark.fast
 @pytest.mark.parametrize("method", METHODS)
-def test_torch_tensors_and_numpy_patches_give_the_kernel_result(method, monkeypatch):
-    torch = pytest.importorskip("torch")
+def test_torch_tensors_and_numpy_patches_give_the_kernel_result(method, monkeypatch, torch):
     monkeypatch.setattr(stitching, "_ARRAY_BLOCK", 16)
     be = ArrayBackend("torch", "cpu")
     patches, pos = _case(seed=12)
@@ -108,10 +119,8 @@ def test_torch_tensors_and_numpy_patches_give_the_kernel_result(method, monkeypa
         np.testing.assert_array_equal(res.coverage, ref.coverage)
 
 
-@pytest.mark.fast
 @pytest.mark.parametrize("method", METHODS)
-def test_staged_host_path_equals_the_device_path(method, monkeypatch):
-    torch = pytest.importorskip("torch")
+def test_staged_host_path_equals_the_device_path(method, monkeypatch, torch):
     # small blocks and small per-thread copies: several staged blocks, each copied by several threads
     monkeypatch.setattr(stitching, "_ARRAY_BLOCK", 24)
     monkeypatch.setattr(stitching, "_STAGE_BYTES_PER_THREAD", 1024)
@@ -129,9 +138,8 @@ def test_staged_host_path_equals_the_device_path(method, monkeypatch):
         _same(method, exact=True)(host.image, ref.image)
 
 
-@pytest.mark.fast
 @pytest.mark.parametrize("method", ["nearest", "bilinear"])
-def test_the_cuda_staging_pipeline_with_stand_in_streams(method, monkeypatch):
+def test_the_cuda_staging_pipeline_with_stand_in_streams(method, monkeypatch, torch):
     """The page-locked, two-stream path of :class:`_HostStaging`, run on the CPU with stand-in streams/events.
 
     Checks the result and the order of the stream operations: a host buffer is
@@ -139,7 +147,6 @@ def test_the_cuda_staging_pipeline_with_stand_in_streams(method, monkeypatch):
     waits for the arithmetic that last read its buffer, and the arithmetic waits
     for the copy.
     """
-    torch = pytest.importorskip("torch")
     log = []
 
     class Event:
@@ -203,9 +210,7 @@ def test_the_cuda_staging_pipeline_with_stand_in_streams(method, monkeypatch):
     assert log == expected
 
 
-@pytest.mark.fast
-def test_bilinear_corner_scatters_agree_to_round_off(monkeypatch):
-    pytest.importorskip("torch")
+def test_bilinear_corner_scatters_agree_to_round_off(monkeypatch, torch):
     monkeypatch.setattr(stitching, "_BILINEAR_CORNERS", True)
     monkeypatch.setattr(stitching, "_ARRAY_BLOCK", 32)
     patches, pos = _case(seed=15)
@@ -217,9 +222,7 @@ def test_bilinear_corner_scatters_agree_to_round_off(monkeypatch):
             np.testing.assert_array_equal(got.coverage, ref.coverage)
 
 
-@pytest.mark.fast
-def test_host_memory_is_not_device_memory_for_a_gpu_backend():
-    torch = pytest.importorskip("torch")
+def test_host_memory_is_not_device_memory_for_a_gpu_backend(torch):
     t = torch.zeros((2, 4, 4))
     assert ArrayBackend("torch", "cuda").native(t) is None  # a CPU tensor is staged like numpy
     assert ArrayBackend("torch", "cpu").native(t) is t
@@ -238,6 +241,7 @@ def test_block_sizes():
     assert st._block_bytes() * 2000 < stitching._ARRAY_BLOCK_BYTES  # 64 x 64 complex64: thousands per block
 
 
+@pytest.mark.tf  # a GPU array backend: CuPy or PyTorch
 @pytest.mark.skipif(gpu_backend() is None, reason="no GPU array backend (CuPy or PyTorch with a GPU)")
 @pytest.mark.parametrize("method", METHODS)
 def test_gpu_staged_and_device_paths_agree_with_the_kernel(method, monkeypatch):

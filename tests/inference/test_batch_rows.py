@@ -14,46 +14,48 @@ import logging
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
-keras = pytest.importorskip("keras")
-
-from ptyanalysis.errors import PtyAnalysisError  # noqa: E402
-from ptyanalysis.inference import RuntimeConfig, load_model, predict, run_inference  # noqa: E402
-
-pytestmark = pytest.mark.tf
+from ptyanalysis.errors import PtyAnalysisError
+from ptyanalysis.inference import RuntimeConfig, load_model, predict, run_inference
 
 N = 8
 
 
-@keras.saving.register_keras_serializable(package="ptyanalysis_tests")
-class MergeBigBatch(keras.layers.Layer):
-    """Sums each sample's C channels into one patch; a call with batch x C >= ``limit`` patches is summed
-    into ONE row (as PtychoPINN's reassembly of a big batch onto one canvas). No PtychoPINN code."""
+@pytest.fixture(scope="module")
+def merging_model(keras, tensorflow):
+    """``merging_model(C=1, limit=64)``: builds the model below (Keras layers running TensorFlow ops: tier tf)."""
+    tf = tensorflow
 
-    def __init__(self, limit=64, **kwargs):
-        super().__init__(**kwargs)
-        self.limit = int(limit)
+    @keras.saving.register_keras_serializable(package="ptyanalysis_tests")
+    class MergeBigBatch(keras.layers.Layer):
+        """Sums each sample's C channels into one patch; a call with batch x C >= ``limit`` patches is summed
+        into ONE row (as PtychoPINN's reassembly of a big batch onto one canvas). No PtychoPINN code."""
 
-    def call(self, x):
-        per = tf.reduce_sum(x, axis=-1, keepdims=True)
-        patches = tf.shape(x)[0] * x.shape[-1]
-        return tf.cond(patches >= self.limit, lambda: tf.reduce_sum(per, axis=0, keepdims=True), lambda: per)
+        def __init__(self, limit=64, **kwargs):
+            super().__init__(**kwargs)
+            self.limit = int(limit)
 
-    def compute_output_shape(self, input_shape):
-        return (None,) + tuple(input_shape[1:-1]) + (1,)
+        def call(self, x):
+            per = tf.reduce_sum(x, axis=-1, keepdims=True)
+            patches = tf.shape(x)[0] * x.shape[-1]
+            return tf.cond(patches >= self.limit, lambda: tf.reduce_sum(per, axis=0, keepdims=True), lambda: per)
 
-    def get_config(self):
-        return {**super().get_config(), "limit": self.limit}
+        def compute_output_shape(self, input_shape):
+            return (None,) + tuple(input_shape[1:-1]) + (1,)
 
+        def get_config(self):
+            return {**super().get_config(), "limit": self.limit}
 
-def merging_model(C=1, limit=64):
-    """PINN-like inputs (``input`` (N, N, C), ``input_positions`` (1, 2, C)); output (N, N, 1) per sample
-    (x summed over channels + the mean offset), merged into one row for a big call."""
-    img = keras.Input((N, N, C), name="input")
-    pos = keras.Input((1, 2, C), name="input_positions")
-    shift = keras.ops.mean(pos, axis=(1, 2, 3), keepdims=True)
-    out = MergeBigBatch(limit, name="trimmed_obj")(img + shift)
-    return keras.Model([img, pos], out)
+    def build(C=1, limit=64):
+        """PINN-like inputs (``input`` (N, N, C), ``input_positions`` (1, 2, C)); output (N, N, 1) per sample
+        (x summed over channels + the mean offset), merged into one row for a big call."""
+        img = keras.Input((N, N, C), name="input")
+        pos = keras.Input((1, 2, C), name="input_positions")
+        shift = keras.ops.mean(pos, axis=(1, 2, 3), keepdims=True)
+        out = MergeBigBatch(limit, name="trimmed_obj")(img + shift)
+        return keras.Model([img, pos], out)
+
+    return build
+
 
 
 def _inputs(n, C=1, seed=0):
@@ -73,7 +75,8 @@ def _expected(x):
     (1, 63, [256, 128, 64], [(48, True), (56, True), (60, True), (62, True), (63, True)]),
     (4, 15, [256, 128, 64, 32, 16], [(12, True), (14, True), (15, True)]),
 ])
-def test_run_inference_finds_the_largest_batch_with_one_row_per_sample(C, limit_bs, halvings, probes, caplog):
+def test_run_inference_finds_the_largest_batch_with_one_row_per_sample(C, limit_bs, halvings, probes, caplog,
+                                                                       merging_model):
     model, x = merging_model(C), _inputs(300, C)
     with caplog.at_level(logging.WARNING, logger="ptyanalysis.inference"):
         res = run_inference(model, x)  # default batch 256: no option given
@@ -100,7 +103,7 @@ def test_run_inference_finds_the_largest_batch_with_one_row_per_sample(C, limit_
     assert [c["stop"] - c["start"] for c in st.chunks][0] == limit_bs
 
 
-def test_the_limit_is_kept_for_later_runs_on_the_model_and_said_once(caplog):
+def test_the_limit_is_kept_for_later_runs_on_the_model_and_said_once(caplog, merging_model):
     model = merging_model(1)
     x = _inputs(100)
     first_res = run_inference(model, x)
@@ -125,7 +128,7 @@ def test_the_limit_is_kept_for_later_runs_on_the_model_and_said_once(caplog):
     assert small.runtime["batch_sizes"] == [16, 4]
 
 
-def test_an_exact_batch_size_raises_instead_of_adapting():
+def test_an_exact_batch_size_raises_instead_of_adapting(merging_model):
     model, x = merging_model(1), _inputs(100)
     with pytest.raises(PtyAnalysisError, match=r"one row per input sample.*adapt_batch=False"):
         predict(model, x, RuntimeConfig(adapt_batch=False))
@@ -134,7 +137,7 @@ def test_an_exact_batch_size_raises_instead_of_adapting():
                                _expected(x), rtol=1e-5, atol=1e-5)
 
 
-def test_saved_merging_model_runs_from_file_and_without_merge_is_untouched(tmp_path):
+def test_saved_merging_model_runs_from_file_and_without_merge_is_untouched(tmp_path, merging_model):
     model = merging_model(4)
     model.save(tmp_path / "model.keras")
     loaded = load_model(tmp_path / "model.keras")
@@ -149,7 +152,7 @@ def test_saved_merging_model_runs_from_file_and_without_merge_is_untouched(tmp_p
     assert res.row_events == () and res.runtime["batch_size_limit"] is None and res.runtime["batch_sizes"] == [40]
 
 
-def test_compare_arm_stitches_every_patch_at_its_own_position(tmp_path):
+def test_compare_arm_stitches_every_patch_at_its_own_position(tmp_path, merging_model):
     """The comparison job's network arm with a merging model gives the per-sample model's image."""
     from ptyanalysis.io import PtychoData
     from ptyanalysis.pipeline import compare

@@ -11,19 +11,14 @@ import zipfile
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
-keras = pytest.importorskip("keras")
-
-from ptyanalysis import inference as inf  # noqa: E402
-from ptyanalysis.errors import PtyAnalysisError  # noqa: E402
-from ptyanalysis.inference import LoadedModel, RuntimeConfig, describe_model, load_model, predict, run_inference  # noqa: E402
-
-pytestmark = pytest.mark.tf
+from ptyanalysis import inference as inf
+from ptyanalysis.errors import PtyAnalysisError
+from ptyanalysis.inference import LoadedModel, RuntimeConfig, describe_model, load_model, predict, run_inference
 
 N = 8
 
 
-def _two_input_model():
+def _two_input_model(keras):
     """PINN-like: image (N, N, 1) + positions (1, 2, 1) -> two outputs."""
     img = keras.Input((N, N, 1), name="input")
     pos = keras.Input((1, 2, 1), name="input_positions")
@@ -36,9 +31,9 @@ def _two_input_model():
 
 
 @pytest.fixture(scope="module")
-def model():
+def model(keras):
     keras.utils.set_random_seed(0)
-    return _two_input_model()
+    return _two_input_model(keras)
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +92,7 @@ def test_load_savedmodel_dir(tmp_path, model, data):
     np.testing.assert_allclose(out[1], ref[1], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.tf  # the factory builds a Keras model
 def test_factory_string(tmp_path, monkeypatch, data):
     (tmp_path / "fake_factory_mod.py").write_text(
         "import keras\n"
@@ -116,6 +112,7 @@ def test_factory_string(tmp_path, monkeypatch, data):
         load_model("no_such_module_xyz:build")
 
 
+@pytest.mark.tf  # load_model imports Keras before it reads the file
 def test_h5_without_tf_keras(tmp_path, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "tf_keras", None)  # import -> ImportError
     bad = tmp_path / "baseline_model.h5"
@@ -185,7 +182,7 @@ def test_missing_unknown_corrupt(tmp_path):
     ],
     ids=["graph", "jit", "eager", "one-chunk", "f64-cpu-det"],
 )
-def test_streaming_equals_predict(model, data, runtime):
+def test_streaming_equals_predict(model, data, runtime, tensorflow, keras):
     ref = model.predict(data, batch_size=8, verbose=0)
     res = run_inference(model, data, runtime, progress=False)
     assert res.n_samples == 37 and res.output_names == ["amp", "phase"]
@@ -198,22 +195,31 @@ def test_streaming_equals_predict(model, data, runtime):
     assert rt["device"] == "cpu:0" and rt["backend"] == "tensorflow"
     assert rt["mode"] == ("eager" if runtime.run_eagerly else "graph")
     assert rt["jit_compile"] == runtime.jit_compile and rt["dtype"] == runtime.dtype
-    assert rt["tensorflow"] == tf.__version__ and rt["keras"] == keras.__version__
+    assert rt["tensorflow"] == tensorflow.__version__ and rt["keras"] == keras.__version__
     assert rt["samples_per_s"] > 0 and rt["elapsed_s"] > 0
     assert len(res.stats["amp"].chunks) == len(rt["batch_sizes"]) if bs >= 37 else True
     json.dumps(res.to_dict())  # JSON-safe
 
 
 def test_list_inputs_and_predict_cache(model, data):
+    from ptyanalysis import state
+
     xs = [data["input"], data["input_positions"]]
     a = predict(model, xs, RuntimeConfig(batch_size=16))
-    fns = dict(inf.model._RAW_FUNCTIONS[model])
+    fns = dict(state.function_store(model))
+    assert fns and state.describe()["compiled_functions"]["entries"] >= 1
     b = predict(model, data, RuntimeConfig(batch_size=16))
     np.testing.assert_array_equal(a[1], b[1])
-    assert inf.model._RAW_FUNCTIONS[model] == fns  # the compiled function is reused
+    assert state.function_store(model) == fns  # the compiled function is reused
+    with state.caching_disabled("compiled_functions"):  # the store off: nothing kept, results the same
+        assert state.function_store(model) is None and not state.enabled("compiled_functions")
+        np.testing.assert_array_equal(predict(model, data, RuntimeConfig(batch_size=16))[1], b[1])
+    assert state.function_store(model) == fns  # kept for after the block
+    state.clear_caches("compiled_functions")
+    assert state.describe()["compiled_functions"]["entries"] == 0
 
 
-def test_raw_model_cache_does_not_keep_model_alive():
+def test_raw_model_cache_does_not_keep_model_alive(keras):
     x = keras.Input((3,), name="x")
     m = keras.Model(x, keras.layers.Dense(2)(x))
     predict(m, np.ones((4, 3), np.float32))
@@ -240,7 +246,7 @@ def test_input_mismatch_refused(model, data):
         predict(model, data, RuntimeConfig(device="/GPU:7"))
 
 
-def test_output_rows_must_match_samples():
+def test_output_rows_must_match_samples(keras):
     """A model returning one row per group member (or fewer rows) is refused, never misaligned."""
     x = keras.Input((4,), name="x")
     flat = keras.Model(x, keras.ops.reshape(keras.layers.Dense(2)(x), (-1, 1)))  # 2 rows per sample
@@ -285,11 +291,13 @@ class _HalfZero:
         self.half = half
 
     def __call__(self, x, training=False):
+        import tensorflow as tf
+
         y = tf.where(x < self.half, tf.zeros_like(x), x)
         return [y, tf.complex(y, -2.0 * y)]
 
 
-def test_stats_exact():
+def test_stats_exact(tensorflow):  # _HalfZero runs TensorFlow ops
     n, bs = 20, 6
     x = np.repeat(np.arange(n, dtype=np.float32), 16).reshape(n, 4, 4)
     x[15, 0, 0] = np.nan
@@ -331,6 +339,8 @@ class _OOMAbove:
         self.k = k
 
     def __call__(self, x, training=False):
+        import tensorflow as tf
+
         if x.shape[0] > self.k:
             raise tf.errors.ResourceExhaustedError(None, None, f"OOM for batch {x.shape[0]}")
         return x * 2.0
@@ -343,6 +353,8 @@ class _GraphOOMAbove:
         self.k = k
 
     def __call__(self, x, training=False):
+        import tensorflow as tf
+
         # data-dependent (+ 0 * sum) so that grappler cannot constant-fold the Fill
         b = tf.cast(tf.shape(x)[0], tf.int64) + tf.cast(0.0 * tf.reduce_sum(x), tf.int64)
         n = tf.where(b > self.k, b * 2**31, tf.constant(1, tf.int64))
@@ -357,7 +369,7 @@ class _GraphOOMAbove:
      pytest.param(_GraphOOMAbove, False, marks=pytest.mark.slow)],
     ids=["eager-python", "graph-tf"],
 )
-def test_oom_fallback(model_cls, eager):
+def test_oom_fallback(model_cls, eager, tensorflow):
     x = np.arange(50, dtype=np.float32).reshape(50, 1)
     res = run_inference(model_cls(5), [x], RuntimeConfig(batch_size=16, run_eagerly=eager))
     np.testing.assert_array_equal(res.outputs[0], 2 * x)
@@ -367,8 +379,8 @@ def test_oom_fallback(model_cls, eager):
     assert res.runtime["oom_events"] == 2
 
 
-def test_oom_at_batch_one_reraises():
-    with pytest.raises(tf.errors.ResourceExhaustedError):
+def test_oom_at_batch_one_reraises(tensorflow):
+    with pytest.raises(tensorflow.errors.ResourceExhaustedError):
         run_inference(_OOMAbove(0), [np.ones((4, 1), np.float32)],
                       RuntimeConfig(batch_size=4, run_eagerly=True))
 

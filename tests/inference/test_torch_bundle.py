@@ -1,8 +1,8 @@
 """PtychoPINN PyTorch bundles: recognised, rebuilt strictly, fed as trained, run without TensorFlow, diagnosed.
 
-The bundles have the real layout (docs/study-contract.md, section 11); their model is the
+The bundles have the real layout (docs/formats.md#pytorch-bundles); their model is the
 stand-in in tests/support/ptychopinn_torch (PtychoPINN cannot be downloaded at test
-time). The real PtychoPINN bundles were checked by hand (closing note of issue 17).
+time). The real PtychoPINN bundles were checked by hand (docs/formats.md#checked-against-ptychopinn).
 """
 
 import os
@@ -14,9 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-
-from ptyanalysis.errors import PtyAnalysisError  # noqa: E402
+from ptyanalysis.errors import PtyAnalysisError
 
 pytestmark = [pytest.mark.neutral]
 
@@ -25,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def standin():
+def standin(torch):
     sys.path.insert(0, str(STANDIN))
     try:
         import make_bundle
@@ -56,7 +54,7 @@ def test_format_is_recognised_without_a_framework(standin, tmp_path):
 
 
 @pytest.mark.parametrize("gridsize", [1, 2])
-def test_loaded_model_runs_as_ptychopinn_calls_forward_predict(standin, tmp_path, gridsize):
+def test_loaded_model_runs_as_ptychopinn_calls_forward_predict(standin, tmp_path, gridsize, torch):
     from ptyanalysis.inference import load_model, predict
 
     N, C = 16, gridsize * gridsize

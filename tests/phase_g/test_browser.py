@@ -14,8 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.slow
-
 CHROMIUM = Path("/usr/bin/chromium")
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -80,6 +78,7 @@ def report_html(tmp_path_factory):
     return html.render_html(out, hub / "analysis" / "phase_g_report.html")
 
 
+@pytest.mark.slow  # report_html executes the figures notebook
 def test_report_html_is_self_contained(report_html):
     text = report_html.read_text(encoding="utf-8")
     assert "<script src=" not in text and "require.js" not in text and "mathjax" not in text.lower()
@@ -89,6 +88,7 @@ def test_report_html_is_self_contained(report_html):
         assert word in text, word
 
 
+@pytest.mark.slow  # the figures notebook, then chromium
 def test_report_in_chromium(report_html):
     playwright = pytest.importorskip("playwright.sync_api")
     if not CHROMIUM.exists():

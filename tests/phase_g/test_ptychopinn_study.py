@@ -12,9 +12,8 @@ import ptyanalysis.phase_g.collect as R_collect
 import ptyanalysis.phase_g.ptychopinn_study as S
 import ptyanalysis.phase_g.report as R_report
 import ptyanalysis.phase_g.story as R_story
+from ptyanalysis.commands import phase_g as phase_g_command
 from ptyanalysis.errors import PtyAnalysisError
-
-pytestmark = pytest.mark.fast
 
 DATA = Path(__file__).parent / "data"
 _spec = importlib.util.spec_from_file_location("ptychopinn_study_fixture", DATA / "ptychopinn_study_fixture.py")
@@ -147,8 +146,8 @@ def test_phase_g_over_todays_study_outputs(tmp_path, capsys):
                  lightning={"pinn": FALLING})
     F.make_study(root / "dose_1e4", nphotons=1e4, models={"pinn": 0.9, "baseline": 0.4, "pinn_ffno": 0.7})
     parser = argparse.ArgumentParser()
-    R_report.configure_parser(parser)
-    assert R_report.run_cli(parser.parse_args([str(root), "--no-html", "--no-figures"])) == 0
+    phase_g_command.configure_parser(parser)
+    assert phase_g_command.run_cli(parser.parse_args([str(root), "--no-html", "--no-figures"])) == 0
     out = capsys.readouterr().out
     assert "2 study folder(s) read as Phase G jobs" in out and "PtychoPINN = pinn, Baseline = baseline" in out
     assert "accepted loosely, inferred or skipped" in out and "pinn_ffno" in out

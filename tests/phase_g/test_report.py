@@ -195,6 +195,8 @@ def test_dataset_dims_attrs_and_netcdf(built):
         assert json.loads(back.attrs["software_versions"])["numpy"] == np.__version__
         assert json.loads(back.attrs["parameters"])["hub"] == str(hub.resolve())
         assert back["value"].shape == ds["value"].shape
+        assert back["units"].sel(metric="frc50", component="amplitude").item() == "ring index"
+        assert back["units"].sel(metric="computation_time_s", component="value").item() == "s"
     loaded = R_results.load_results(hub)
     assert float(loaded["value"].sel(arm="PtyChi", dose=1000, view="dense", split="train", metric="ms_ssim",
                                      component="phase")) == pytest.approx(v)

@@ -11,8 +11,6 @@ import pytest
 import ptyanalysis.training_history as T
 from ptyanalysis.errors import PtyAnalysisError
 
-pytestmark = pytest.mark.fast
-
 DATA = Path(__file__).parent / "data"
 _spec = importlib.util.spec_from_file_location("ptychopinn_study_fixture", DATA / "ptychopinn_study_fixture.py")
 F = importlib.util.module_from_spec(_spec)

@@ -10,7 +10,7 @@ import xarray as xr
 from ptyanalysis.cli import main
 from ptyanalysis.pipeline import compare as compare
 
-pytestmark = [pytest.mark.tf, pytest.mark.neutral]  # make test runs it again under JAX without TensorFlow
+pytestmark = pytest.mark.neutral  # make test runs it again under JAX without TensorFlow
 
 DOSE = 1e3
 
@@ -51,6 +51,11 @@ def test_dataset_holds_both_conventions_and_provenance(job):
     assert list(back["arm"].values) == ["PtychoPINN", "Baseline", "PtyChi"]
     assert "tensorflow" in back.attrs["software_versions"] and "baseline_positions" in back.attrs["parameters"]
     assert list(back["status"].values) == ["ok", "ok", "ok"]
+    # units per value: FRC50 is a ring index in PtychoPINN's convention and a frequency in ours
+    assert back["units"].sel(convention="ptychopinn", metric="frc50", component="phase").item() == "ring index"
+    assert back["units"].sel(convention="ptyanalysis", metric="frc50", component="phase").item() == "cycles/pixel"
+    assert back["units"].sel(convention="ptyanalysis", metric="mae", component="phase").item() == "rad"
+    assert back["elapsed_s"].attrs["units"] == "s" and back["registration_offset"].attrs["units"] == "pixels"
     # the iterative arm reconstructs the object well; metrics are finite for every arm
     ms = back["metrics"].sel(convention="ptyanalysis", metric="ms_ssim")
     assert float(ms.sel(arm="PtyChi", component="phase")) > 0.5
@@ -108,39 +113,50 @@ def _toy_split(n=60, N=16, seed=0):
     return PtychoData(diffraction=d, xcoords=pos[:, 1], ycoords=pos[:, 0], probe=np.ones((N, N)))
 
 
-@pytest.mark.parametrize("arm,sidecar", [("PtychoPINN", {"gridsize": 2, "intensity_scale": 0.7}),
-                                         ("Baseline", {"gridsize": 1, "intensity_scale": 0.7})])
-def test_chunked_network_inputs_equal_the_whole_splits(arm, sidecar):
-    """Normalisation and grouping belong to the whole split, whatever CompareConfig.chunk is."""
+@pytest.mark.parametrize("sidecar", [{"gridsize": 2, "intensity_scale": 0.7}, {"gridsize": 1, "intensity_scale": 0.7}])
+def test_chunked_network_inputs_equal_the_whole_splits(sidecar):
+    """Normalisation and grouping belong to the whole split, whatever CompareConfig.chunk is: the chunks
+    compare builds are the rows of feeds.split_inputs on the whole split."""
+    from ptyanalysis.inference import feeds
+
     data = _toy_split()
     cfg = compare.CompareConfig(chunk=7)
-    whole, centres = compare.network_inputs(arm, data, sidecar, cfg)
-    plan = compare._network_plan(arm, data, sidecar, cfg)
-    parts = [compare.network_inputs(arm, data, sidecar, cfg, index=slice(s, s + 7), plan=plan)
-             for s in range(0, plan["n_outputs"], 7)]
+    plan = compare.network_plan(data, sidecar, cfg)
+    parts = [compare.network_inputs(data, sidecar, cfg, index=slice(s, s + 7), plan=plan)
+             for s in range(0, plan.n_outputs, 7)]
+    whole, centres, _ = feeds.split_inputs(data, sidecar, plan.mode, gridsize=sidecar["gridsize"], seed=cfg.seed)
+    assert len(parts) > 2
     for key in ("input", "input_positions"):
         np.testing.assert_array_equal(np.concatenate([p[0][key] for p in parts]), whole[key])
     np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), centres)
 
 
-@pytest.mark.parametrize("arm,sidecar,cfg,mode", [
-    ("PtychoPINN", {"gridsize": 2, "intensity_scale": 0.7}, {}, "trained"),
-    ("Baseline", {"gridsize": 1, "intensity_scale": 0.7}, {}, "trained"),
-    ("Baseline", {"gridsize": 1, "intensity_scale": 0.7}, {"baseline_positions": "study"}, "study"),
-    ("PtychoPINN", {"gridsize": 2, "intensity_scale": 3.1, "input_scale": 1.0, "backend": "pytorch"}, {}, "trained"),
-    ("PtychoPINN", {"gridsize": 2, "intensity_scale": 3.1, "input_scale": 1.0, "backend": "pytorch"},
+@pytest.mark.parametrize("sidecar,channels,cfg,mode", [
+    ({"gridsize": 2, "intensity_scale": 0.7}, 4, {}, "trained"),
+    ({"intensity_scale": 0.7}, 4, {}, "trained"),  # no gridsize in the parameters: the input's 4 channels say 2
+    ({"intensity_scale": 0.7}, 1, {}, "trained"),  # ... and 1 channel says 1, whatever the arm is called
+    ({"gridsize": 1, "intensity_scale": 0.7}, 1, {"baseline_positions": "study"}, "study"),
+    ({"gridsize": 2, "intensity_scale": 3.1, "input_scale": 1.0, "backend": "pytorch"}, 4, {}, "trained"),
+    ({"gridsize": 2, "intensity_scale": 3.1, "input_scale": 1.0, "backend": "pytorch"}, 4,
      {"feed": "torch_cli"}, "torch_cli")])
-def test_compare_feeds_a_split_as_the_diagnosis_does(arm, sidecar, cfg, mode):
-    """One feed: compare's inputs are feeds.split_inputs' (what bisect and compare-splits feed), same groups."""
-    from ptyanalysis.inference import feeds
+def test_compare_feeds_a_split_as_the_diagnosis_does(sidecar, channels, cfg, mode):
+    """One feed: compare's inputs are exactly what the diagnosis commands (bisect, compare-splits) feed the
+    same model in the same mode (diagnosis.inputs.feed_split), same gridsize rule, same groups."""
+    from types import SimpleNamespace
+
+    from ptyanalysis.diagnosis.inputs import feed_split
 
     data = _toy_split()
+    shapes = [(None, 16, 16, channels), (None, 1, 2, channels)]
+    loaded = SimpleNamespace(sidecar=sidecar, input_shapes=shapes, input_names=["input", "input_positions"],
+                             source="toy")
     cfg = compare.CompareConfig(**cfg)
-    got, centres = compare.network_inputs(arm, data, sidecar, cfg)
-    want, want_centres, _ = feeds.split_inputs(data, sidecar, mode, gridsize=sidecar["gridsize"], seed=cfg.seed)
+    got, _ = compare.network_inputs(data, sidecar, cfg, input_shapes=shapes)
+    assert compare.network_plan(data, sidecar, cfg, input_shapes=shapes).mode == mode
+    want = feed_split(loaded, data, mode, seed=cfg.seed)
+    assert got["input"].shape[-1] == channels
     for key in ("input", "input_positions"):
         np.testing.assert_array_equal(got[key], want[key])
-    np.testing.assert_array_equal(centres, want_centres)
 
 
 def test_iterative_arm_file_checks(tmp_path):
@@ -158,11 +174,9 @@ def test_iterative_arm_file_checks(tmp_path):
         compare.load_iterative_arm(f, ((0, 0), (20, 20)))
 
 
-def test_network_arm_with_non_finite_outputs_is_nonfinite_not_zero(tmp_path):
+def test_network_arm_with_non_finite_outputs_is_nonfinite_not_zero(tmp_path, keras):
     """NaN is never "nonzero": an all-NaN arm must not be labelled "zero" (non-finite is checked first)."""
     import json
-
-    import keras
 
     from ptyanalysis.conventions import arm_status_text
 
@@ -215,10 +229,9 @@ def test_an_output_far_flatter_than_the_truth_is_flagged():
     assert compare._truth_amplitude_spread(data) is None  # no ground truth: not judged
 
 
-def test_network_arm_records_its_placement_audit_and_a_contradicted_one_is_flagged(tmp_path):
+def test_network_arm_records_its_placement_audit_and_a_contradicted_one_is_flagged(tmp_path, keras):
     """A model that returns its input, fed object patches: as extracted they fit the stitching's placement;
     transposed they do not, and the job's trust check says so from comparison.nc."""
-    import keras
     import xarray as xr
 
     from ptyanalysis.conventions import patch_slices

@@ -1,4 +1,4 @@
-"""A comparison job whose arms are PtychoPINN PyTorch bundles (the layout of docs/study-contract.md, section 11)."""
+"""A comparison job whose arms are PtychoPINN PyTorch bundles (the layout of docs/formats.md#pytorch-bundles)."""
 
 import json
 import os
@@ -8,9 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-
-from ptyanalysis.pipeline import compare  # noqa: E402
+from ptyanalysis.pipeline import compare
 
 pytestmark = [pytest.mark.neutral]
 
@@ -19,7 +17,7 @@ DOSE = 1e3
 
 
 @pytest.fixture(scope="module")
-def torch_hub(ci_hub, tmp_path_factory):
+def torch_hub(ci_hub, torch, tmp_path_factory):
     """The ci study with its dose-1000 Baseline and dense PINN replaced by PyTorch bundles (gs1, gs2)."""
     sys.path.insert(0, str(STANDIN))
     import make_bundle
@@ -102,7 +100,7 @@ def test_the_cli_picks_pytorch_for_a_hub_of_pytorch_bundles(torch_hub, tmp_path)
     assert "Keras backend torch (automatic: " in r.stderr and "PyTorch bundle" in r.stderr
 
 
-def test_the_placement_sample_reads_device_patches_as_host_ones():
+def test_the_placement_sample_reads_device_patches_as_host_ones(torch):
     """Outputs left on the stitching device (a GPU; here PyTorch on the CPU) give the audit the same patches."""
     from ptyanalysis.imaging.stitching import ArrayBackend
 

@@ -10,8 +10,6 @@ from ptyanalysis.errors import PtyAnalysisError
 from ptyanalysis.phase_g import verify as V
 from ptyanalysis.pipeline import grid as G
 
-pytestmark = pytest.mark.slow
-
 NB = Path(__file__).parent / "notebooks"
 OK_NB = NB / "grid_ok.ipynb"
 FAULTY_NB = NB / "grid_faulty.ipynb"
@@ -66,11 +64,11 @@ def test_unknown_parameter_is_an_error_before_anything_runs(tmp_path):
 
 
 def test_parameter_types_checked_loosely(tmp_path):
-    G.validate_parameters(spec(tmp_path, parameters={"scale": 2}))  # int for a float default: fine
+    G.validate_grid_parameters(spec(tmp_path, parameters={"scale": 2}))  # int for a float default: fine
     with pytest.raises(PtyAnalysisError, match=r"'scale' is 'big' \(str\) but grid_ok.ipynb declares scale = 1.0 \(number or None\)"):
-        G.validate_parameters(spec(tmp_path, parameters={"scale": "big"}))
+        G.validate_grid_parameters(spec(tmp_path, parameters={"scale": "big"}))
     with pytest.raises(PtyAnalysisError, match="set by the grid runner"):
-        G.validate_parameters(spec(tmp_path, parameters={"dose": 5}))
+        G.validate_grid_parameters(spec(tmp_path, parameters={"dose": 5}))
 
 
 def test_execute_validates_parameters_like_the_grid(tmp_path):
@@ -82,7 +80,7 @@ def test_execute_validates_parameters_like_the_grid(tmp_path):
     with pytest.raises(PtyAnalysisError, match=r"'scale' is 'big' \(str\) but grid_ok.ipynb declares scale = 1.0"):
         nbk.validate_parameters(OK_NB, {"scale": "big"})
     nbk.validate_parameters(OK_NB, {"scale": None})  # None fits any default (an optional input)
-    G.validate_parameters(spec(tmp_path, parameters={"scale": None}))
+    G.validate_grid_parameters(spec(tmp_path, parameters={"scale": None}))
     with pytest.raises(PtyAnalysisError, match="unknown parameter"):  # refused before a kernel starts
         nbk.execute(OK_NB, tmp_path / "out.ipynb", {"typo": 1})
     assert not (tmp_path / "out.ipynb").exists()
@@ -96,11 +94,11 @@ def test_notebook_must_declare_cell_parameters(tmp_path):
     p = tmp_path / "nb.ipynb"
     nbformat.write(nb, p)
     with pytest.raises(PtyAnalysisError, match="must declare dose, view, split"):
-        G.validate_parameters(spec(tmp_path, notebook=p))
+        G.validate_grid_parameters(spec(tmp_path, notebook=p))
     nb.cells[0].metadata = {}
     nbformat.write(nb, p)
     with pytest.raises(PtyAnalysisError, match="no cell tagged 'parameters'"):
-        G.validate_parameters(spec(tmp_path, notebook=p))
+        G.validate_grid_parameters(spec(tmp_path, notebook=p))
 
 
 def test_expand_grid(tmp_path):
@@ -132,9 +130,10 @@ def test_bad_scheduler_address_is_an_error(tmp_path, capsys):
     assert "--scheduler 'bogus://nowhere:1': cannot connect" in capsys.readouterr().err
 
 
-# --------------------------------------------------------------------------- running (kernels)
+# --------------------------------------------------------------------------- running (kernels: slow)
 
 
+@pytest.mark.slow
 def test_serial_run_resume_force_and_manifest(tmp_path):
     s = spec(tmp_path, parameters={"scale": 2.0}, outputs=["result.json"])
     res = G.run_grid(s, serial=True)
@@ -179,6 +178,7 @@ def test_serial_run_resume_force_and_manifest(tmp_path):
     assert json.loads((cell / "result.json").read_text())["value"] == 3000.0
 
 
+@pytest.mark.slow
 def test_missing_declared_output_is_a_failure(tmp_path):
     res = G.run_grid(spec(tmp_path, views=["dense"], outputs=["never_written.csv"]), serial=True)
     r = res.results[0]
@@ -186,6 +186,7 @@ def test_missing_declared_output_is_a_failure(tmp_path):
     assert not (r.output_dir / "job_done.json").exists()
 
 
+@pytest.mark.slow
 def test_retry_then_success(tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()
@@ -198,6 +199,7 @@ def test_retry_then_success(tmp_path):
     assert "attempt 1 failed: RuntimeError: first attempt fails" in log and "success after 2 attempt(s)" in log
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode, ename", [("exit", "DeadKernelError"), ("kill", "DeadKernelError"), ("raise", "ValueError")])
 def test_failing_cell_recorded_others_kept(tmp_path, mode, ename, capsys):
     from ptyanalysis.cli import main
@@ -220,11 +222,14 @@ def test_failing_cell_recorded_others_kept(tmp_path, mode, ename, capsys):
     assert G.SUCCESS_SENTINEL not in log and "FAILED: 1 cell(s) failed" in log
 
 
+@pytest.mark.slow
 def test_dask_local_cluster_two_workers(tmp_path):
     s = spec(tmp_path, parameters={"label": "dask"}, outputs=["result.json"], retries=1)
     res = G.run_grid(s, workers=2)
     assert res.ok, res.table()
     assert "LocalCluster (2 worker(s) x 1 thread)" in res.backend
+    lanes = [line for line in res.log_path.read_text().splitlines() if "lanes by cost" in line]
+    assert len(lanes) == 1 and lanes[0].count("1 cell(s)") == 2  # each worker's planned load is logged
     for r in res.results:
         got = json.loads((r.output_dir / "result.json").read_text())
         assert got["label"] == "dask" and got["mplbackend"] == "Agg" and got["view"] == r.view
@@ -233,6 +238,7 @@ def test_dask_local_cluster_two_workers(tmp_path):
     assert "dose" in res.table() and "2/2 complete" in res.table()
 
 
+@pytest.mark.slow
 def test_a_worker_runs_its_cells_in_grid_order(tmp_path):
     """Dask runs separately submitted tasks newest first; the grid's priorities keep (dose, view) groups together."""
     s = spec(tmp_path, views=["dense", "sparse"], splits=["train", "test"], outputs=["result.json"])
@@ -243,6 +249,7 @@ def test_a_worker_runs_its_cells_in_grid_order(tmp_path):
                                                      ("sparse", "train"), ("sparse", "test")]
 
 
+@pytest.mark.slow
 def test_end_to_end_grid_phase_g_verify(tmp_path):
     """Grid (stand-in comparison notebook) -> Phase G -> verify: all checks pass."""
     import ptyanalysis.phase_g.report as R_report
@@ -320,6 +327,7 @@ def test_model_cache_reuses_until_files_change(tmp_path):
     assert none.load(m1)[0] is not none.load(m1)[0]
 
 
+@pytest.mark.slow
 def test_kernel_reuse_shares_the_model_cache_across_cells(tmp_path):
     probe = tmp_path / "model.bin"
     probe.write_text("weights")
@@ -337,6 +345,7 @@ def test_kernel_reuse_shares_the_model_cache_across_cells(tmp_path):
     assert m["reuse_kernel"] is False and all(e["peak_rss_bytes"] for e in m["execution_results"])
 
 
+@pytest.mark.slow
 def test_peak_memory_recorded_and_kernel_output_kept_out_of_the_terminal(tmp_path, capfd):
     s = spec(tmp_path, views=["dense"], parameters={"alloc_mb": 300}, outputs=["result.json"])
     res = G.run_grid(s, serial=True)
@@ -349,6 +358,7 @@ def test_peak_memory_recorded_and_kernel_output_kept_out_of_the_terminal(tmp_pat
     assert logs  # the kernels' own stdout/stderr go here
 
 
+@pytest.mark.slow
 def test_partial_rerun_merges_into_the_manifest(tmp_path):
     import ptyanalysis.phase_g.report as R_report
 
@@ -418,6 +428,7 @@ def test_dry_run_checks_doses_views_splits_against_the_hub(tmp_path, capsys):
     assert "notice:" in out and "not checked" in out and "1 of 1 cell(s) would run" in out
 
 
+@pytest.mark.slow
 def test_progress_lines_when_not_a_terminal(tmp_path, capsys):
     res = G.run_grid(spec(tmp_path), serial=True, echo=True)
     assert res.ok
@@ -433,6 +444,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_killed_dask_worker_reruns_no_finished_cell_and_every_attempt_is_recorded(tmp_path):
     """A real `dask scheduler` + 2 `dask worker` processes; one worker is SIGKILLed mid-grid."""
     import signal

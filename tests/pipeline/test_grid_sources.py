@@ -6,11 +6,10 @@ import pytest
 
 from ptyanalysis.pipeline import grid as G
 
-pytestmark = pytest.mark.slow
-
 OK_NB = Path(__file__).parent / "notebooks" / "grid_ok.ipynb"
 
 
+@pytest.mark.slow  # a notebook kernel per cell
 def test_grid_runs_a_jupytext_source(tmp_path):
     import jupytext
 

@@ -7,16 +7,21 @@ import zipfile
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")
+from ptyanalysis.synthetic.training import TRAIN_CONFIGS, config_with
 
-from ptyanalysis.synthetic import networks as nw  # noqa: E402
-from ptyanalysis.synthetic.training import TRAIN_CONFIGS, config_with  # noqa: E402
+pytestmark = pytest.mark.neutral  # make test runs it again under JAX without TensorFlow
 
-pytestmark = [pytest.mark.tf, pytest.mark.neutral]  # make test runs it again under JAX without TensorFlow
+
+@pytest.fixture(scope="module")
+def nw(keras):
+    """``ptyanalysis.synthetic.networks``, which imports Keras (tier tf)."""
+    from ptyanalysis.synthetic import networks
+
+    return networks
 
 
 @pytest.mark.parametrize("shift", [(2.3, -1.6), (-0.5, 0.25), (7.0, 3.0)])
-def test_translate_is_bilinear_with_zero_fill(shift):
+def test_translate_is_bilinear_with_zero_fill(shift, nw):
     from scipy.ndimage import shift as nd_shift
 
     img = np.random.default_rng(1).random((1, 40, 40, 2)).astype(np.float32)
@@ -26,17 +31,17 @@ def test_translate_is_bilinear_with_zero_fill(shift):
         np.testing.assert_allclose(out[0, :, :, c], ref, atol=1e-5)
 
 
-def _baseline(reassembly):
+def _baseline(nw, reassembly):
     return nw.build_models(16, 1, 1.0, filters=(4, 8, 8), reassembly=reassembly)["diffraction_to_obj"]
 
 
-def test_batch_centred_reassembly_depends_on_batch_neighbours():
+def test_batch_centred_reassembly_depends_on_batch_neighbours(nw):
     rng = np.random.default_rng(0)
     x = rng.random((4, 16, 16, 1)).astype(np.float32)
     absolute = np.zeros((4, 1, 2, 1), np.float32)
     absolute[:, 0, 0, 0] = [100.0, 101.0, 140.0, 99.0]  # absolute x positions, as the study fed them
     absolute[:, 0, 1, 0] = 200.0
-    study, centred = _baseline("study"), _baseline("batch_centred")
+    study, centred = _baseline(nw, "study"), _baseline(nw, "batch_centred")
     centred.set_weights(study.get_weights())
     # the study's merge: absolute positions push every patch off the small canvas -> exactly zero
     assert not np.any(np.asarray(study([x, absolute])))
@@ -51,7 +56,7 @@ def test_batch_centred_reassembly_depends_on_batch_neighbours():
     np.testing.assert_allclose(np.asarray(study([x, zeros])), np.asarray(centred([x, zeros])), atol=1e-6)
 
 
-def test_networks_are_convolutional_and_small():
+def test_networks_are_convolutional_and_small(keras, nw):
     counts = {}
     for size, N in (("ci", 32), ("demo", 64), ("study", 128)):
         net = nw.build_patch_network(N, 1.0, TRAIN_CONFIGS[size].filters)
@@ -60,7 +65,7 @@ def test_networks_are_convolutional_and_small():
     assert counts["study"] < 2_000_000, counts  # was 269 M with the dense bottleneck
 
 
-def test_saved_inference_model_has_no_optimizer_and_loads_in_a_fresh_process(tmp_path):
+def test_saved_inference_model_has_no_optimizer_and_loads_in_a_fresh_process(tmp_path, keras, nw):
     from ptyanalysis.synthetic.training import _inference_copy
 
     def build():

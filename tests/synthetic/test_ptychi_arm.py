@@ -114,8 +114,7 @@ def test_ptychi_frame_maps_our_centres_to_ptychi_geometric_centres():
     np.testing.assert_allclose(frac_yx - np.round(frac_yx), np.broadcast_to([0.25, -0.4], pos.shape), atol=1e-12)
 
 
-def test_device_follows_torch_cuda(monkeypatch):
-    torch = pytest.importorskip("torch")
+def test_device_follows_torch_cuda(monkeypatch, torch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert ptychi_arm._resolve_device(None) == "cuda"
     assert ptychi_arm._resolve_device("gpu") == "cuda"
@@ -140,7 +139,7 @@ def _noise_free(n_pix, size, n_pos, shift=(0, 0), seed=1):
 
 
 @pytest.mark.parametrize("n_pix", [32, 33])
-def test_ptychi_forward_model_reproduces_the_study_data(n_pix):
+def test_ptychi_forward_model_reproduces_the_study_data(n_pix, torch):  # pty-chi runs on PyTorch
     """pty-chi's own forward model, fed through this arm's mapping, predicts the study's noise-free data.
 
     This checks the data (intensity, FFT norm, fftshift), position (order, origin, the half pixel of
@@ -164,7 +163,7 @@ def test_ptychi_forward_model_reproduces_the_study_data(n_pix):
 
 
 @pytest.fixture(scope="module")
-def ptychi_rec():
+def ptychi_rec(torch):  # pty-chi runs on PyTorch: tier tf
     pytest.importorskip("ptychi")
     data, obj = _dataset(dose=DOSE)
     rec = arms.run_iterative(data, EPOCHS, engine="ptychi", device="cpu")

@@ -9,7 +9,7 @@ from ptyanalysis import hub
 from ptyanalysis.inference import feeds, loading, streaming
 from ptyanalysis.synthetic import simulate
 
-pytestmark = [pytest.mark.tf, pytest.mark.neutral]  # make test runs it again under JAX without TensorFlow
+pytestmark = pytest.mark.neutral  # make test runs it again under JAX without TensorFlow
 
 DOSE = 1e3
 

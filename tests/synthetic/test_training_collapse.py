@@ -5,7 +5,7 @@ import pytest
 
 from ptyanalysis.synthetic import training
 
-pytestmark = [pytest.mark.fast, pytest.mark.neutral]
+pytestmark = pytest.mark.neutral  # make test runs it again under JAX without TensorFlow
 
 
 class _Net:

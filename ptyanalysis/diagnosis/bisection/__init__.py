@@ -23,14 +23,14 @@ The engine, one concept per module:
   *model* is unhealthy on every input); the stages; the top cause confirmed on the whole failing set;
 * :mod:`.verdict` ranks the causes (verified first, then specificity, then evidence; never input order) and
   builds the :class:`Verdict`; only a verified cause gives a fix sentence; :mod:`.render` puts it in words;
-* :mod:`.output` writes ``bisection.json`` and draws the figure; :mod:`.cli` is ``ptyanalysis bisect``.
+* :mod:`.output` writes ``bisection.json`` and draws the figure. The command line, ``ptyanalysis bisect``, is
+  :mod:`ptyanalysis.commands.bisect`.
 
 CLI: ``ptyanalysis bisect --model PATH --failing F.npz --passing P.npz [--reference R.npz]
 [--criterion all-zero|any-blank|mostly-zero|zero-fraction>=F|...] [--study-inputs] [--max-samples 2000]
 [--seed 0] --out DIR`` writes ``DIR/bisection.json``.
 """
 
-from .cli import configure_parser, run_cli
 from .core import bisect
 from .ddmin import ddmin
 from .interventions import INTERVENTIONS, intervene
@@ -40,5 +40,4 @@ from .records import BisectionResult, Cause, Experiment, StageReport, Verdict
 from .settings import Settings
 
 __all__ = ["bisect", "Settings", "BisectionResult", "Cause", "Experiment", "StageReport", "Verdict", "ddmin",
-           "intervene", "INTERVENTIONS", "layer_probe", "plot_bisection", "write_bisection", "configure_parser",
-           "run_cli"]
+           "intervene", "INTERVENTIONS", "layer_probe", "plot_bisection", "write_bisection"]

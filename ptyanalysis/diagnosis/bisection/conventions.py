@@ -678,7 +678,7 @@ def applicable(name: str, failing: np.ndarray, passing: np.ndarray,
     try:
         failing, passing = np.asarray(failing), np.asarray(passing)
         reference = None if reference is None else np.asarray(reference)
-    except Exception:  # an object the detectors cannot read: no convention applies
+    except (TypeError, ValueError):  # an object numpy cannot read as an array: no convention applies
         return []
     if failing.ndim < 1 or passing.ndim < 1 or failing.shape[0] < 2 or passing.shape[0] < 2:
         return []

@@ -26,6 +26,7 @@ from ..health import (
 )
 from ..inputs import check_input_shapes
 from ..usage import USAGE_SAMPLES, input_usage, unused_text
+from ..yardstick import Candidate, choose_yardstick
 from . import render
 from .context import Context
 from .ddmin import BudgetSpent
@@ -108,27 +109,33 @@ def _reproduce(run: _Run) -> None:
 
 
 def _choose_reference(run: _Run) -> None:
-    """The yardstick of health: the reference when it passes and its outputs are usable, else the passing set."""
+    """The yardstick of health, by the one rule of :func:`ptyanalysis.diagnosis.yardstick.choose_yardstick`
+    (candidates: the reference, then the passing set)."""
     ref_e, ref_st = run.stats.get("reference", (None, None))
     pass_e, pass_st = run.stats["passing"]
     run.ref_problem = reference_problem(ref_st) if ref_st is not None else None
-    pass_problem = reference_problem(pass_st) if pass_st is not None else None
-    run.ref_ok = ref_e is not None and ref_e.fails is False and run.ref_problem is None
-    if run.ref_ok:
-        run.runner.ref_stats, run.ref_source = ref_st, "reference set"
-    elif pass_e.fails is False and pass_problem is None:
-        run.runner.ref_stats = pass_st
+    pass_problem = reference_problem(pass_st) if pass_st is not None else "it has no outputs"
+    candidates = [Candidate("passing", "inputs", pass_problem, pass_e.fails is not False)]  # unknown: fails
+    if ref_st is not None:
+        candidates.insert(0, Candidate("reference", "reference", run.ref_problem, ref_e.fails is not False))
+    y = choose_yardstick(candidates)
+    run.ref_ok = y.label == "reference" and y.trusted
+    run.runner.ref_stats = {"reference": ref_st, "passing": pass_st}.get(y.label)
+    if y.label is None:
+        run.ref_source = "none: absolute checks only (no set has healthy outputs)"
+    elif not y.trusted:
+        run.ref_source = f"{y.label} set (fails itself)"
+    elif y.label == "reference":
+        run.ref_source = "reference set"
+    else:
         run.ref_source = ("passing set (the reference is unusable)" if run.ref_problem else
                           "passing set (the reference fails the criterion)" if ref_e is not None else
                           "passing set (no healthy reference)")
-        if run.ref_problem:
-            run.notes.append({"kind": "reference_unusable", "problem": run.ref_problem})
-    else:
-        run.runner.ref_stats = ref_st if ref_st is not None else pass_st
-        run.ref_source = "reference set (fails itself)" if ref_st is not None else "passing set (fails itself)"
-        problems = {lbl: p for lbl, p in (("reference", run.ref_problem), ("passing", pass_problem)) if p}
-        if problems:
-            run.notes.append({"kind": "no_usable_reference", "problems": problems})
+    if y.label == "passing" and y.trusted and run.ref_problem:
+        run.notes.append({"kind": "reference_unusable", "problem": run.ref_problem})
+    problems = {c.label: c.problem for c in candidates if c.problem}
+    if not y.trusted and problems:
+        run.notes.append({"kind": "no_usable_reference", "problems": problems})
 
 
 def _pair(run: _Run) -> dict:
@@ -168,8 +175,9 @@ def _health(run: _Run, paired_info: dict, ground_truth, out_names: list) -> dict
         else:
             hpo[label], hs[label] = [], np.nan
         runner.experiments[e.id] = replace(e, health=hs[label], details={**e.details, "health_per_output": hpo[label]})
-    if len(out_names) != len(hpo.get("failing") or []):
-        out_names = [f"output_{k}" for k in range(len(hpo.get("failing") or []))]
+    n_out = len(next((st for _, st in run.stats.values() if st is not None), None) or [])
+    if len(out_names) != n_out:  # the model's names, when there is one per output (health may be unmeasured)
+        out_names = [f"output_{k}" for k in range(n_out)]
 
     def deg(label):
         return [out_names[k] for k, h in enumerate(hpo.get(label) or []) if degraded(h)]

@@ -3,46 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import re
-import sys
 import time
 
 import numpy as np
 
+from ...inference.failures import MODEL_ERRORS, error_text, model_errors  # noqa: F401 (re-exported)
 from ...inference.streaming import predict
 from ..health import health_scores, outputs_stats, paired_health_scores, restores
 from .ddmin import BudgetSpent
 from .records import Experiment
 from .sets import ROWS_KEY, n_samples
-
-#: Errors a model call may raise on inputs it cannot take (recorded as evidence): JAX's XlaRuntimeError and
-#: torch's errors derive from these, TensorFlow's from ``tf.errors.OpError`` (:func:`model_errors` adds it
-#: when TensorFlow is loaded). An error in the bisection's own code (a NameError or AttributeError in an
-#: intervention, say) is none of these, and surfaces.
-MODEL_ERRORS = (ValueError, TypeError, RuntimeError, ArithmeticError, MemoryError, IndexError, KeyError,
-                NotImplementedError, OSError)
-
-
-def model_errors() -> tuple:
-    """:data:`MODEL_ERRORS`, with TensorFlow's ``OpError`` when TensorFlow is already imported (never imports it)."""
-    tf = sys.modules.get("tensorflow")
-    op_error = getattr(getattr(tf, "errors", None), "OpError", None)
-    return MODEL_ERRORS + ((op_error,) if isinstance(op_error, type) else ())
-
-
-def error_text(exc) -> str:
-    """An exception as one line of evidence: its type and message (TensorFlow's: the last line, the error)."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    errs = [i for i, ln in enumerate(lines) if re.match(r"^\w+(Error|Exception|Exhausted): ", ln)]
-    if errs:
-        i = errs[-1]
-        msg = lines[i]
-        if "Exception encountered when calling" in msg and i + 1 < len(lines):  # Keras puts the cause next
-            msg += " " + lines[i + 1]
-        return msg[:300]
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
-
 
 #: Input sets whose outputs a bisection keeps for reuse (identical sets are run once).
 MEMO_SETS = 2

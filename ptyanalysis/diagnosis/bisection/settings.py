@@ -23,7 +23,7 @@ RUNTIME_SAMPLES = 128
 PROBE_SAMPLES = 128
 #: Failing samples the input experiments run on.
 SCREEN_SAMPLES = 512
-#: Share of the reference health a fix must restore to count as the whole fix.
+#: Share of the reference health a fix must restore to count as the whole fix (docs/formats.md#bisection-restore-bar).
 RESTORE_BAR = 0.95
 #: When no single change restores this share of the health, changes on several inputs are combined.
 COMBINE_BELOW = RESTORE_BAR

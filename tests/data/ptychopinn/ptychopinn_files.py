@@ -7,7 +7,7 @@ to this file lists every key, shape and dtype they hold, and ``test_io.py`` chec
 written here have the same keys, in the same order, with the same dtypes, shapes (up to n, N and
 the object size) and zip storage.
 
-What is imitated (docs/study-contract.md, sections 2 and 10):
+What is imitated (docs/formats.md#dataset-npz):
 
 * ``patched_{train,test}.npz`` (``split_dataset``; ``np.savez_compressed``): ``xcoords``,
   ``ycoords``, ``xcoords_start``, ``ycoords_start`` (n,) float64, ``diffraction`` (n, N, N)

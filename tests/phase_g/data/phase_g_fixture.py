@@ -4,7 +4,7 @@
 comparison job writes under ``HUB/analysis/dose_<D>/<view>/<split>/``:
 ``comparison_metrics.csv``, ``reconstructions.npz``, ``<arm>_frc_curves.csv``,
 ``comparison_plot.png`` and ``comparison.nc``, with plausible numbers (the
-real dose-1000 dense test figures of the contract at the low end, improving
+real dose-1000 dense test figures (docs/formats.md#metric-conventions) at the low end, improving
 with dose), plus a grid manifest, grid logs and Phase C datasets with
 ``_metadata``. Not a test module (no ``test_`` prefix); tests load it by path.
 """

@@ -1,4 +1,4 @@
-"""Write a PtychoPINN PyTorch ``wts.h5.zip`` with the real layout (docs/study-contract.md, section 11), tests only."""
+"""Write a PtychoPINN PyTorch ``wts.h5.zip`` with the real layout (docs/formats.md#pytorch-bundles), tests only."""
 
 import io
 import pickle

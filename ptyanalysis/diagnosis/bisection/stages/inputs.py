@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...splits import input_drift
+from ...drift import input_drift
 from .. import conventions
 from ..context import Context
 from ..ddmin import BudgetSpent, ddmin

@@ -1,18 +1,19 @@
-"""``ptyanalysis bisect``: the command line of the bisection."""
+"""``ptyanalysis bisect``: why a model fails on one input set and passes on another (:mod:`ptyanalysis.diagnosis.bisection`)."""
 
 from __future__ import annotations
 
-from ...errors import PtyAnalysisError
-from ...fileutil import check_output_dir
-from ...inference.runtime import add_batch_size_argument, runtime_from_args
-from ..health import parse_criterion
-from ..inputs import add_feed_argument, check_feed, cli_input_sets, default_paired_set, split_ground_truth
-from .core import bisect
-from .output import write_bisection
-from .settings import Settings
+import argparse
+
+from ..diagnosis.bisection import Settings, bisect, write_bisection
+from ..diagnosis.health import parse_criterion
+from ..diagnosis.inputs import check_feed, cli_input_sets, default_paired_set, split_ground_truth
+from ..errors import PtyAnalysisError
+from ..fileutil import check_output_dir
+from ..inference.loading import load_model
+from .options import add_batch_size_argument, add_feed_argument, runtime_from_args
 
 
-def configure_parser(parser) -> None:
+def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``bisect`` options to ``parser``.
 
     Parameters
@@ -24,9 +25,9 @@ def configure_parser(parser) -> None:
     parser.add_argument("--passing", required=True, help="NPZ of the passing inputs")
     parser.add_argument("--reference", default=None, help="NPZ of inputs drawn like the training inputs")
     parser.add_argument("--criterion", default="all-zero",
-                        help="all-zero (default), any-blank (some sample's output blank), non-finite, collapsed[:tol], zero-fraction>=F (some output at "
-                             "least the share F zero or non-finite), mostly-zero (= zero-fraction>=0.5) or "
-                             "module:function")
+                        help="all-zero (default), any-blank (some sample's output blank), non-finite, collapsed[:tol], "
+                             "zero-fraction>=F (some output at least the share F zero or non-finite), mostly-zero "
+                             "(= zero-fraction>=0.5) or module:function")
     parser.add_argument("--study-inputs", action="store_true",
                         help="the NPZs are study datasets, fed exactly as the study's comparison script fed them "
                              "(Baseline: diffraction not x intensity_scale, absolute positions; "
@@ -40,21 +41,19 @@ def configure_parser(parser) -> None:
     add_batch_size_argument(parser)
 
 
-def run_cli(args) -> int:
+def run_cli(args: argparse.Namespace) -> int:
     """Run ``ptyanalysis bisect``; return the exit status (0 whatever the verdict).
 
     Parameters
     ----------
     args : argparse.Namespace
-        Parsed options (see :func:`configure_parser`).
+        Parsed options of :func:`configure_parser`.
 
     Returns
     -------
     int
-        0 (bad input raises :class:`PtyAnalysisError`: exit status 2).
+        0 (bad input raises :class:`~ptyanalysis.errors.PtyAnalysisError`: exit status 2).
     """
-    from ...inference.loading import load_model
-
     crit = parse_criterion(args.criterion)
     check_feed(args.feed, args.study_inputs)
     check_output_dir(args.out)
