@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import PtyAnalysisError
-from ..inference.feeds import trained_feed_text
+from ..inference import feeds
+from ..inference.feeds import FEEDS, trained_feed_text
+from ..io import DatasetNotice, ground_truth_patches, ground_truth_source, load_dataset
 
 
 def normalise_input_set(x, names: list, label: str) -> dict | None:
@@ -184,7 +186,6 @@ def load_input_sets(loaded, paths: dict, *, study_inputs: bool = False, allow_no
         if not path.is_file():
             raise PtyAnalysisError(f"{label} file not found: {path}; give an existing .npz")
         if study_inputs:
-            from ..io import load_dataset
 
             data = load_dataset(path, allow_nonfinite=allow_nonfinite)
             datasets[label] = data
@@ -209,7 +210,6 @@ def load_input_sets(loaded, paths: dict, *, study_inputs: bool = False, allow_no
                 if len(names) == 1 and len(arrays) == 1:
                     import warnings
 
-                    from ..io import DatasetNotice
 
                     (given, value), = arrays.items()
                     warnings.warn(f"{label} file {path}: its only array {given!r} is fed as the model's only input "
@@ -270,7 +270,6 @@ def feed_split(loaded, data, mode: str = "study", *, seed: int = 0, label: str =
         The feed needs ``intensity_scale`` and the model's parameters have none,
         or the model's inputs are not ``(input, input_positions)``.
     """
-    from ..inference import feeds
 
     params = loaded.sidecar or {}
     gridsize = feeds.feed_gridsize(params, loaded.input_shapes)
@@ -310,7 +309,6 @@ def split_ground_truth(datasets: dict, names: dict, *, say=None) -> dict | None:
     """
     import logging
 
-    from ..io import ground_truth_patches, ground_truth_source
 
     log = logging.getLogger("ptyanalysis.diagnosis")
     out = {}
@@ -332,7 +330,6 @@ def check_feed(feed: str, study_inputs: bool) -> None:
 
     Cheap: the commands call it before loading anything.
     """
-    from ..inference.feeds import FEEDS
 
     if feed not in FEEDS:
         raise PtyAnalysisError(f"feed must be one of {', '.join(FEEDS)}, got {feed!r}")

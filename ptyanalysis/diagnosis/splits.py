@@ -27,8 +27,15 @@ from ..diagnosis.inputs import (
     normalise_input_set,
     reference_from_sidecar,
 )
+from ..diagnosis.usage import input_usage, unused_text
 from ..errors import PtyAnalysisError
+from ..fileutil import write_json, write_netcdf
 from ..inference.failures import model_errors
+from ..inference.loading import load_model
+from ..inference.runtime import RuntimeConfig
+from ..inference.streaming import predict
+from ..plotting import subplots
+from ..provenance import software_versions, utc_now
 from .drift import (
     KS_THRESHOLD,
     MEASURES,
@@ -195,9 +202,6 @@ def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("tr
     """
     import xarray as xr
 
-    from ..inference.loading import load_model
-    from ..inference.runtime import RuntimeConfig
-    from ..inference.streaming import predict
 
     t0 = time.perf_counter()
     loaded = load_model(model)
@@ -351,7 +355,6 @@ def compare_splits(model, a, b, *, reference=None, ground_truth=None, names=("tr
     if "reference" in health and health["reference"]["degraded"] and not ref_problem:
         flags.append("the reference outputs are themselves unhealthy: the model may be at fault")
     # which inputs the model uses at all, measured on the first split whose outputs are usable
-    from ..diagnosis.usage import input_usage, unused_text
 
     usage = []
     live = [sp for sp in splits if reference_problem(ostats[sp]) is None] or list(splits)
@@ -434,8 +437,6 @@ def write_split_comparison(result: SplitComparison, out_dir) -> dict:
     dict
         ``{"json": path, "netcdf": path or None}``.
     """
-    from ..fileutil import write_json, write_netcdf
-    from ..provenance import software_versions, utc_now
 
     out = Path(out_dir)
     d = result.to_dict()
@@ -461,7 +462,6 @@ def plot_split_comparison(result: SplitComparison):
     -------
     matplotlib.figure.Figure
     """
-    from ..plotting import subplots
 
     extra = list(result.patterns) + list(result.positions)
     ncol = 2 + len(extra)

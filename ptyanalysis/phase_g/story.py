@@ -30,9 +30,15 @@ import numpy as np
 
 from .. import hub as _hub
 from ..conventions import ARMS, arm_status_text, zero_text  # noqa: F401 (re-exported)
+from ..hub import ptychi_path
 from ..imaging.metrics import NEGATIVE_SSIM_CLAMP, metric_unit
+from ..phase_g import trust
 from ..phase_g.collect import JobRecord, collect_jobs
+from ..phase_g.results import load_results
 from ..phase_g.schema import FILES
+from ..phase_g.summary import compute_deltas, summarize_jobs
+from ..provenance import software_versions, utc_now
+from ..training_history import budget_text
 
 #: The metric convention of ``comparison_metrics.csv`` when a job does not record it
 #: (:class:`ptyanalysis.pipeline.compare.CompareConfig` ``csv_convention`` default).
@@ -92,7 +98,6 @@ def _read_nc_attrs(path: Path) -> dict:
 
 
 def _iterative_algorithm_from_npz(hub: Path, job: JobRecord) -> str | None:
-    from ..hub import ptychi_path
 
     p = ptychi_path(hub, job.dose, job.view, job.split)
     if not p.exists():
@@ -243,7 +248,6 @@ def read_diagnosis(hub) -> dict:
 
 def read_trust(hub, jobs) -> list:
     """One line per trust flag of every job (:mod:`ptyanalysis.phase_g.trust`); ``[]`` when nothing is flagged."""
-    from ..phase_g import trust
 
     return [f"{j.label}: {f.arm} {f.check}: {f.message}" for j in jobs for f in trust.trust_flags(j, hub)]
 
@@ -259,7 +263,6 @@ def under_trained(hub, jobs) -> dict:
         flagged models, :attr:`ptyanalysis.training_history.TrainingHistory.budget`; ``drop_fractions``:
         how much of its range each flagged loss still fell over its last epochs); empty when no arm is.
     """
-    from ..phase_g import trust
 
     out: dict = {}
     scored = [j for j in jobs if j.status == "success"]
@@ -291,7 +294,6 @@ def training_budgets(hub, jobs) -> dict:
         ``{arm: [budget, ...]}`` (:attr:`ptyanalysis.training_history.TrainingHistory.budget`); arms whose
         models record none are absent.
     """
-    from ..phase_g import trust
 
     out: dict = {}
     for j in jobs:
@@ -307,7 +309,6 @@ def training_budgets(hub, jobs) -> dict:
 
 def _budget_words(budgets: list) -> str:
     """``"160 optimiser steps (4 epochs, 28 s) per model"`` or a range over several models; ``""`` when unknown."""
-    from ..training_history import budget_text
 
     texts = list(dict.fromkeys(budget_text(b) for b in budgets if b))
     if not texts:
@@ -612,9 +613,6 @@ def build_story(hub, ds=None, jobs=None, deltas=None) -> Story:
     -------
     Story
     """
-    from ..phase_g.results import load_results
-    from ..phase_g.summary import compute_deltas, summarize_jobs
-    from ..provenance import software_versions, utc_now
 
     hub = Path(hub).resolve()
     jobs = collect_jobs(hub) if jobs is None else jobs

@@ -75,8 +75,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import hub as _hub
 from ..conventions import dose_label, positions_from_xy
 from ..errors import PtyAnalysisError
+from ..training_history import find_training_histories, judge_histories
+from .collect import read_reconstruction_file
+from .ptychopinn_study import training_histories
 
 #: An arm is "mostly zero" when at least this fraction of its pixels in the scan region is zero.
 MOSTLY_ZERO_FRACTION = 0.9
@@ -185,7 +189,6 @@ def scan_positions(hub, dose, view: str, split: str):
     note : str
         Where the positions come from, or why there are none.
     """
-    from .. import hub as _hub
 
     path = _hub.dataset_path(hub, dose, split)
     rel = _relative(path, hub)
@@ -351,7 +354,6 @@ def check_reconstructions(job_dir, positions=None, positions_note: str = "scan p
         An unreadable ``reconstructions.npz`` (see
         :func:`ptyanalysis.phase_g.collect.read_reconstruction_file`).
     """
-    from .collect import read_reconstruction_file
 
     job_dir = Path(job_dir)
     path = job_dir / "reconstructions.npz"
@@ -437,9 +439,6 @@ def training_trust(hub, dose, view: str, job_dir) -> tuple[list, dict, list, lis
     sources : list of str
         History files read (hub-relative).
     """
-    from .. import hub as _hub
-    from ..training_history import find_training_histories, judge_histories
-    from .ptychopinn_study import training_histories
 
     hub = Path(hub)
     found: dict = {arm: list(paths) for arm, paths in training_histories(job_dir, hub).items()}
@@ -561,7 +560,6 @@ def job_trust(hub, dose, view: str, split: str, job_dir=None) -> JobTrust:
     -------
     JobTrust
     """
-    from .. import hub as _hub
 
     job_dir = Path(job_dir) if job_dir is not None else _hub.analysis_dir(hub, dose, view, split)
     try:

@@ -44,15 +44,31 @@ from ..conventions import (
     PTYANALYSIS_KEY_PREFIX,
     RECONSTRUCTION_OFFSET_PREFIXES,
     RECONSTRUCTION_PREFIXES,
+    arm_status_text,
     canonical_arm,
     reconstruction_key,
 )
 from ..conventions import METRIC_CONVENTIONS as CONVENTIONS  # conventions scored in every job
+from ..diagnosis.health import COLLAPSE_TOL, FLAT_RATIO, sample_spread
 from ..errors import PtyAnalysisError
 from ..fileutil import atomic_path, write_netcdf, write_npz, write_text
+from ..hub import load_view
+from ..imaging import metrics as _metrics
+from ..imaging import stitching as _stitching
+from ..imaging.align import apply_shift, register, remove_phase_offset
 from ..imaging.metrics import metric_unit
+from ..imaging.placement import MIN_OVERLAP, PlacementAudit, overlap_pairs, placement_audit
+from ..imaging.stitching import ArrayBackend, Stitcher, scan_frame
+from ..inference import feeds
+from ..inference.backends import executor_for
+from ..inference.loading import load_model
+from ..inference.runtime import BATCH_VALUES, RuntimeConfig, auto_batch_size
+from ..inference.streaming import run_inference
+from ..io import ground_truth_patches
+from ..plotting import subplots
 from ..provenance import software_versions, utc_now
 from .grid.job import JobProfile
+from .modelcache import shared_model_cache
 
 #: Metrics written per arm (amplitude and phase).
 PAIR_METRICS = ("mae", "mse", "psnr", "ssim", "ms_ssim", "frc50")
@@ -79,7 +95,6 @@ def arm_batching(gridsize: int, N: int, config: CompareConfig) -> dict:
         ``batch_size``, ``chunk`` (a multiple of the batch size when automatic)
         and ``source`` (how each was chosen, recorded in the job's arm details).
     """
-    from ..inference.runtime import BATCH_VALUES, auto_batch_size
 
     values = int(gridsize) ** 2 * int(N) ** 2
     if config.batch_size is not None:
@@ -209,7 +224,6 @@ class ArmResult:
 
 
 def _frame(data):
-    from ..imaging.stitching import scan_frame
 
     if data.obj is not None:
         return (0, 0), tuple(data.obj.shape)
@@ -244,7 +258,6 @@ def network_plan(data, sidecar: dict, config: CompareConfig, *, input_shapes=Non
     -------
     FeedPlan
     """
-    from ..inference import feeds
 
     gridsize = feeds.feed_gridsize(sidecar, input_shapes)
     return feeds.plan_feed(data, sidecar, feed_mode(config, gridsize), gridsize=gridsize, K=config.K,
@@ -278,7 +291,6 @@ def network_inputs(data, sidecar: dict, config: CompareConfig, *, input_shapes=N
     centres : ndarray, shape (b, 2)
         (row, col) position of each output patch.
     """
-    from ..inference import feeds
 
     plan = plan if plan is not None else network_plan(data, sidecar, config, input_shapes=input_shapes)
     return feeds.plan_inputs(data, sidecar, plan, index)
@@ -300,11 +312,10 @@ def stitch_backend_for(output_device: str | None, stitch_on: str = "auto"):
         The GPU array backend (CuPy or PyTorch, on the outputs' GPU) when the
         outputs are on a GPU and one can use it, else ``"numpy"``.
     """
-    from ..imaging.stitching import ArrayBackend, gpu_backend
 
     if stitch_on == "cpu" or not str(output_device or "").startswith("gpu"):
         return "numpy"
-    be = gpu_backend()
+    be = _stitching.gpu_backend()  # looked up when called (a GPU array library is found at run time)
     if be is None:
         return "numpy"
     index = str(output_device).split(":", 1)[1] if ":" in str(output_device) else "0"
@@ -318,8 +329,6 @@ TRUTH_SPREAD_SAMPLES = 512
 def _truth_amplitude_spread(data, seed: int = 0) -> float | None:
     """Sample spread of the true object's amplitude patches (:func:`ptyanalysis.diagnosis.health.sample_spread`),
     on a seeded subsample of at most :data:`TRUTH_SPREAD_SAMPLES` patterns; None without ground truth."""
-    from ..diagnosis.health import sample_spread
-    from ..io import ground_truth_patches
 
     if data.Y is None and data.obj is None:
         return None
@@ -334,7 +343,6 @@ def _truth_amplitude_spread(data, seed: int = 0) -> float | None:
 def _flat_output(stats: list, truth: float | None) -> dict | None:
     """Whether a network arm's output amplitude varies between samples far less than the truth's
     (:data:`ptyanalysis.diagnosis.health.FLAT_RATIO`); ``{"sample_spread", "truth_spread", "text"}`` or None."""
-    from ..diagnosis.health import FLAT_RATIO
 
     rows = [next(iter(s.values())) for s in stats if s]
     spreads = [r.get("sample_spread") for r in rows]
@@ -360,7 +368,6 @@ def _collapsed_output(stats: list) -> dict | None:
     status stays ``ok``); the reports flag it (the output does not depend on
     the input, e.g. an under-trained model).
     """
-    from ..diagnosis.health import COLLAPSE_TOL
 
     rows = [next(iter(s.values())) for s in stats if s]
     spreads = [r.get("sample_spread") for r in rows]
@@ -395,7 +402,6 @@ class _PlacementSample:
         self.slot = None  # place index -> row of the buffers (-1: not compared)
 
     def _start(self, per_member: bool, channels: int):
-        from ..imaging.placement import overlap_pairs
 
         places = (self.member_pos.reshape(-1, 2) if per_member
                   else np.asarray(self.member_pos, np.float64).mean(axis=1))
@@ -434,7 +440,6 @@ class _PlacementSample:
 
     def result(self) -> dict | None:
         """The audit's record (:meth:`~ptyanalysis.imaging.placement.PlacementAudit.to_dict`); None without outputs."""
-        from ..imaging.placement import MIN_OVERLAP, PlacementAudit, placement_audit
 
         if self.slot is None:
             return None
@@ -476,11 +481,6 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
         ``detail["output_stats"]``), ``"zero"`` when every output value is 0,
         else ``"ok"``.
     """
-    from ..imaging.stitching import Stitcher
-    from ..inference.backends import executor_for
-    from ..inference.loading import load_model
-    from ..inference.runtime import RuntimeConfig
-    from ..inference.streaming import run_inference
 
     model_dir = Path(model_dir)
     if not model_dir.exists():
@@ -770,7 +770,6 @@ def plot_comparison(images: dict, mask=None, title: str = ""):
     -------
     matplotlib.figure.Figure
     """
-    from ..plotting import subplots
 
     names = [k for k in images if k != "GroundTruth"] + ["GroundTruth"]
     fig, axes = subplots(2, len(names), figsize=(3.2 * len(names), 6.2), squeeze=False)
@@ -827,13 +826,9 @@ def compare_job(hub, dose, view: str, split: str, config: CompareConfig = Compar
         parameters, software versions, per-arm details (JSON).
     """
 
-    from ..hub import load_view
-    from ..imaging import metrics as _metrics
-    from ..imaging.align import apply_shift, register, remove_phase_offset
 
     hub = Path(hub)
     if models is None:
-        from .modelcache import shared_model_cache
 
         models = shared_model_cache()
     arms = tuple(canonical_arm(a) for a in config.arms)
@@ -858,7 +853,6 @@ def compare_job(hub, dose, view: str, split: str, config: CompareConfig = Compar
     for r in usable:
         mask &= r.coverage > 0
     if not usable:  # nothing to align to: evaluate on the scanned area
-        from ..imaging.stitching import scan_frame
 
         (o0, o1), (h, w) = scan_frame(data.positions, data.N, crop=config.crop or data.N // 2)
         mask[:] = False
@@ -1053,7 +1047,6 @@ def arm_table(ds, convention: str = "ptychopinn"):
     """
     import pandas as pd
 
-    from ..conventions import arm_status_text
 
     details = json.loads(ds.attrs.get("arm_details", "{}"))
     rows = []

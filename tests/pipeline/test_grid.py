@@ -142,7 +142,7 @@ def test_serial_run_resume_force_and_manifest(tmp_path):
     out = json.loads((cell / "result.json").read_text())  # the notebook also asserted cwd == output_dir
     pid = out.pop("pid")
     assert out == {"dose": 1000, "view": "sparse", "split": "test", "value": 2000.0, "mplbackend": "Agg", "label": "x",
-                   "cache": None}
+                   "cache": None, "notebook_dir": str(cell.resolve())}  # serial runs too: the folder from the start
     # serial run: both cells ran in one kernel (reused, its namespace cleared: the notebook checks it)
     assert json.loads((s.hub / "analysis" / "dose_1000" / "dense" / "test" / "result.json").read_text())["pid"] == pid
     assert (cell / "grid_ok.ipynb").is_file() and (cell / "run.log").is_file()

@@ -69,7 +69,9 @@ def bench_grid(work_s: float = 5.0, n_cells: int = 4, workers: int = 2, kind: st
         t = time.perf_counter()
         again = run_grid(spec, workers=workers, job=GENERIC_JOB)
         resume_s = time.perf_counter() - t
-        assert seq.ok and par.ok and again.n_skipped == n_cells, (seq.table(), par.table(), again.table())
+        if not (seq.ok and par.ok and again.n_skipped == n_cells):
+            raise RuntimeError("the grid benchmark's runs did not all succeed (or the resume re-ran cells); "
+                               f"nothing measured:\n{seq.table()}\n{par.table()}\n{again.table()}")
         over = [r.overhead_s for r in seq.results + par.results]
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         return {"n_cells": n_cells, "work_s": work_s, "kind": kind, "workers": workers, "cpu_count": os.cpu_count(),
