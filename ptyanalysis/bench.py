@@ -33,8 +33,9 @@ Sections
     Model reuse across the ci comparison grid's 12 cells (a reused kernel per
     worker against a fresh kernel per cell: model loads, load time saved, wall
     time); at the study's size, one comparison job's time and peak RSS (target
-    <= 2 GB) and the 12-cell comparison grid on 2 workers (target <= 6 min)
-    (:func:`bench_models`). The study-size hub is prepared once and kept
+    <= 2 GB) and the 12-cell comparison grid on 2 workers (target <= 6 min), with its compute
+    floor: the model FLOPs of its cells (TensorFlow's profiler) over this machine's float32 rate
+    (a matrix product measured in the same run) (:func:`bench_models`). The study-size hub is prepared once and kept
     (``--study-hub``, default :func:`default_study_hub`); each run says what
     preparing it cost.
 """
@@ -520,6 +521,77 @@ def _study_job_child(hub: str, dose: float, view: str, split: str) -> dict:
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
 
 
+def _matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """This machine's float32 rate now: the best of ``repeats`` n x n matrix products (BLAS, every core), GFLOP/s.
+
+    The practical peak a compute-bound float32 workload (a convolutional network's inference) can reach.
+    """
+    rng = np.random.default_rng(0)
+    a, b = rng.random((n, n), dtype=np.float32), rng.random((n, n), dtype=np.float32)
+    a @ b  # warm: threads started, pages touched
+    return 2.0 * n**3 / min(_timed(np.matmul, a, b)[1] for _ in range(repeats)) / 1e9
+
+
+def _op_flops(op) -> float:
+    """FLOPs of a transposed convolution or an einsum, from its static shapes (ops TensorFlow's profiler leaves out)."""
+    if op.type == "Conv2DBackpropInput":  # each value of the gradient input scatters a kh x kw x C_out window
+        kh, kw, c_out, _ = (int(v) for v in op.inputs[1].shape)
+        return 2.0 * float(np.prod([int(v) for v in op.inputs[2].shape])) * kh * kw * c_out
+    lhs = op.get_attr("equation").decode().replace(" ", "").split("->")[0].split(",")
+    dims = {}
+    for letters, t in zip(lhs, op.inputs):
+        dims.update({c: int(v) for c, v in zip(letters, t.shape)})
+    return 2.0 * float(np.prod(list(dims.values())))
+
+
+def _graph_flops(model, input_shapes) -> float:
+    """Floating-point operations of one call of a Keras model on one sample, from its traced TensorFlow graph.
+
+    TensorFlow's profiler counts the operations TensorFlow registers a cost for (convolutions, matrix
+    products, bias adds, pooling); transposed convolutions and einsums, which it leaves out, are counted
+    from their shapes (:func:`_op_flops`). Elementwise work is not counted: a lower bound on the call's work.
+    """
+    import tensorflow as tf
+
+    specs = [tf.TensorSpec((1,) + tuple(int(v) for v in s[1:]), tf.float32) for s in input_shapes]
+    graph = tf.function(lambda *xs: model(list(xs), training=False)).get_concrete_function(*specs).graph
+    opts = tf.compat.v1.profiler.ProfileOptionBuilder(
+        tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()).with_empty_output().build()
+    prof = tf.compat.v1.profiler.profile(graph=graph, cmd="op", options=opts)
+    counted = {c.name for c in prof.children if c.total_float_ops}
+    extra = sum(_op_flops(op) for op in graph.get_operations()
+                if op.type in ("Conv2DBackpropInput", "Einsum") and op.type not in counted)
+    return float(prof.total_float_ops) + extra
+
+
+def _study_floor_child(hub: str, doses, views, splits) -> dict:
+    """The model FLOPs of the study grid's cells and this machine's float32 rate (in a fresh process).
+
+    Each network arm of a cell runs its model on one sample per pattern of the cell's view of the split
+    (a PtychoPINN group is seeded at every pattern; the Baseline takes each pattern); the iterative arm is
+    read from its file.
+    """
+    from . import hub as H
+    from .inference.loading import load_model
+
+    per_model, total, samples = {}, 0.0, {"PtychoPINN": 0, "Baseline": 0}
+    for dose in doses:
+        views_idx = H.load_views(hub, dose)
+        for view in views:
+            for split in splits:
+                n = len(views_idx[view][split])
+                for arm in samples:
+                    path = H.model_dir(hub, dose, arm, view)
+                    if (arm, path) not in per_model:
+                        loaded = load_model(path)
+                        per_model[arm, path] = _graph_flops(loaded.model, loaded.input_shapes)
+                    total += per_model[arm, path] * n
+                    samples[arm] += n
+    per_sample = {arm: max(v for (a, _), v in per_model.items() if a == arm) / 1e9 for arm in samples}
+    return {"flops": total, "samples": samples, "gflop_per_sample": per_sample,
+            "gflops": _matmul_gflops()}
+
+
 #: Where the models section keeps its prepared study-size hub between runs (``--study-hub`` overrides it).
 STUDY_HUB_ENV = "PTYANALYSIS_BENCH_STUDY_HUB"
 #: The record of a prepared study hub: what made it and what preparing it cost.
@@ -631,6 +703,16 @@ def _bench_study(study, steps: int) -> list:
                           f"largest estimate {plan.get('max_cell_bytes', 0) / 1e9:.2f} GB, budget "
                           f"{plan.get('budget_bytes', 0) / 1e9:.1f} GB; largest cell peak RSS "
                           f"{max(peaks) / 1e9:.2f} GB; {loads['loads']} model loads, {loads['hits']} reused"))
+    with ProcessPoolExecutor(1, mp_context=spawn) as ex:
+        fl = ex.submit(_study_floor_child, str(study), doses, ["dense", "sparse"], ["train", "test"]).result()
+    floor_s = fl["flops"] / (fl["gflops"] * 1e9)
+    per = ", ".join(f"{a} {v:.2f} GFLOP per sample x {fl['samples'][a]:,}" for a, v in fl["gflop_per_sample"].items())
+    rows.append(dict(section="models", case="study-size grid: compute floor", n=len(r.results), canvas="",
+                     seconds=floor_s, patches_per_s=float("nan"), peak_extra_mib=float("nan"),
+                     note=f"{fl['flops'] / 1e12:.0f} TFLOP of model inference ({per}; TensorFlow's profiler) at "
+                          f"{fl['gflops']:.0f} GFLOP/s (float32 matrix product, every core, measured now) = "
+                          f"{floor_s / 60:.1f} min: no schedule runs the grid faster; the grid took "
+                          f"{r.wall_s / floor_s:.2f}x the floor"))
     return rows
 
 
@@ -648,7 +730,8 @@ def bench_models(quick: bool = False, hub=None, study_steps: int = 5, study_hub=
        for ``study_steps`` steps and a 3-pass iterative arm; :func:`_bench_study`): one
        comparison job (dose 1000 / dense / test) in a fresh process, its time and peak RSS
        (target <= 2 GB), then the 12-cell comparison grid on 2 workers with its memory plan
-       (target <= 6 minutes on 2 cores). The prepared hub is kept in ``study_hub`` (default
+       (target <= 6 minutes on 2 cores), and the grid's compute floor (its cells' model FLOPs at
+       the float32 rate of a matrix product measured in the same run). The prepared hub is kept in ``study_hub`` (default
        :func:`default_study_hub`) and reused by later runs (:func:`prepare_study_hub`). Skipped with
        ``quick``.
     """

@@ -79,8 +79,11 @@ through the member's local zip header. In every other case (compressed
 member, other dtype, empty array) the member is read into memory normally, so
 ``mmap=True`` is always safe to pass. ``np.load(..., mmap_mode=...)`` cannot do
 this itself: it ignores ``mmap_mode`` for ``.npz`` files. Validation of a
-memory-mapped array scans it in chunks, so it does not need the whole array in
-RAM at once.
+memory-mapped array scans it block by block and gives each block's pages back
+(:mod:`ptyanalysis.memmap`), so it neither needs the whole array in RAM nor
+leaves the file's pages counted in the process's resident size;
+:meth:`PtychoData.subset` of scattered rows reads ``diffraction``'s rows the
+same way and leaves ``Y``'s unread until used.
 """
 
 from __future__ import annotations
@@ -101,6 +104,7 @@ import numpy as np
 from .conventions import POSITION_UNIT, positions_from_xy
 from .errors import PtyAnalysisError
 from .fileutil import atomic_path
+from .memmap import MappedRows, release_pages, row_blocks, take_rows
 
 __all__ = [
     "PtychoData",
@@ -165,10 +169,6 @@ _FIELD_KIND = {
 
 _REGEN = "regenerate the dataset (ptyanalysis simulate, or the study's simulation) or fix it with ptyanalysis.io.save_dataset"
 
-# Elements per chunk when scanning large (possibly memory-mapped) arrays.
-_CHUNK = 1 << 22
-
-
 # --------------------------------------------------------------------------- dtype rules
 
 
@@ -181,6 +181,8 @@ def _coerce(value, fld: str, source: str):
     """
     key = _FIELD_KEY[fld]
     kind = _FIELD_KIND[fld]
+    if isinstance(value, MappedRows):  # unread rows of a field's memory map (PtychoData.subset): canonical already
+        return value
     try:
         arr = np.asanyarray(value)
     except Exception as exc:  # noqa: BLE001 - anything that is not array-like
@@ -252,7 +254,9 @@ class PtychoData:
     obj : ndarray, shape (H, W), complex64, optional
         Ground-truth object (NPZ key ``objectGuess``).
     Y : ndarray, shape (n, N, N), complex64, optional
-        Ground-truth object patches.
+        Ground-truth object patches (a :class:`ptyanalysis.memmap.MappedRows`,
+        read when indexed, in a memory-mapped dataset's subset of scattered
+        rows: index it or ``numpy.asarray`` it).
     scan_index : ndarray, shape (n,), int64, optional
     xcoords_start, ycoords_start : ndarray, shape (n,), float64, optional
         Nominal positions (saved as the coordinates when absent).
@@ -351,7 +355,8 @@ class PtychoData:
         PtychoData
             Rows of ``diffraction``, coordinates, ``Y``, ``scan_index`` and the
             ``*_start`` coordinates (copies, except that a memory-mapped array
-            stays a read-only memory map for consecutive rows); ``probe``,
+            stays a read-only memory map for consecutive rows, and a memory-mapped
+            ``Y`` becomes a :class:`ptyanalysis.memmap.MappedRows` for others); ``probe``,
             ``obj``, ``metadata`` and ``path`` are shared. Nothing is recorded in the metadata (use
             :func:`add_transformation` for that).
 
@@ -384,21 +389,28 @@ class PtychoData:
                 )
 
         # a memory-mapped array (load_dataset(mmap=True)) stays mapped for a run of consecutive rows (a view
-        # of all patterns, say): a read-only view of the file, no copy; anything else is copied
+        # of all patterns, say): a read-only view of the file, no copy. Other rows of a mapped diffraction
+        # stack are read block by block (ptyanalysis.memmap: the file's pages do not pile up in this
+        # process); a mapped Y, needed for a few patches at most by most jobs, becomes MappedRows (read
+        # when indexed). Anything else is copied.
         run = idx.size > 0 and idx[0] >= 0 and bool(np.all(np.diff(idx) == 1))
         rows = slice(int(idx[0]), int(idx[-1]) + 1) if run else idx
 
-        def take(a):
+        def take(a, lazy=False):
             if a is None:
                 return None
-            return a[rows] if run and isinstance(a, np.memmap) else np.asarray(a[idx])
+            if isinstance(a, MappedRows):
+                return a.subset(idx) if lazy else take_rows(a.base, a.index[idx])
+            if isinstance(a, np.memmap):
+                return a[rows] if run else MappedRows(a, idx) if lazy else take_rows(a, idx)
+            return np.asarray(a[idx])
 
         return dataclasses.replace(
             self,
             diffraction=take(self.diffraction),
             xcoords=take(self.xcoords),
             ycoords=take(self.ycoords),
-            Y=take(self.Y),
+            Y=take(self.Y, lazy=True),
             scan_index=take(self.scan_index),
             xcoords_start=take(self.xcoords_start),
             ycoords_start=take(self.ycoords_start),
@@ -413,18 +425,14 @@ class PtychoData:
 
 
 def _nonfinite_report(arr) -> tuple[int, int]:
-    """Return (count of NaN/Inf values, index along axis 0 of the first one or -1); chunked."""
-    a = np.asarray(arr)
-    if a.size == 0:
+    """Return (count of NaN/Inf values, index along axis 0 of the first one or -1); block by block."""
+    if np.size(arr) == 0:
         return 0, -1
-    if a.ndim == 0:
-        bad = int(not np.isfinite(a))
+    if np.ndim(arr) == 0:
+        bad = int(not np.isfinite(arr))
         return bad, (0 if bad else -1)
-    per_row = max(1, int(np.prod(a.shape[1:])))
-    step = max(1, _CHUNK // per_row)
     count, first = 0, -1
-    for start in range(0, a.shape[0], step):
-        block = np.asarray(a[start:start + step])
+    for start, block in row_blocks(arr):
         bad = ~np.isfinite(block)
         c = int(bad.sum())
         if c:
@@ -436,15 +444,11 @@ def _nonfinite_report(arr) -> tuple[int, int]:
 
 
 def _negative_report(arr) -> tuple[int, int, float]:
-    """Return (count of values < 0, first pattern index or -1, minimum value); NaN ignored; chunked."""
-    a = np.asarray(arr)
-    if a.size == 0:
+    """Return (count of values < 0, first pattern index or -1, minimum value); NaN ignored; block by block."""
+    if np.size(arr) == 0:
         return 0, -1, 0.0
-    per_row = max(1, int(np.prod(a.shape[1:])))
-    step = max(1, _CHUNK // per_row)
     count, first, lo = 0, -1, math.inf
-    for start in range(0, a.shape[0], step):
-        block = np.asarray(a[start:start + step])
+    for start, block in row_blocks(arr):
         neg = block < 0
         c = int(neg.sum())
         if c:
@@ -469,15 +473,12 @@ def _nonfinite_phrase(a, fld: str, count: int, first: int) -> str:
 
 
 def _finite_stats(a) -> str:
-    """``min / mean / max`` of the finite values of an array (chunked), for a warning."""
-    x = np.asarray(a)
-    per_row = max(1, int(np.prod(x.shape[1:]))) if x.ndim else 1
-    step = max(1, _CHUNK // per_row)
+    """``min / mean / max`` of the finite values of an array (block by block), for a warning."""
     lo, hi, tot, cnt = math.inf, -math.inf, 0.0, 0
-    blocks = [x] if x.ndim == 0 else (x[i:i + step] for i in range(0, x.shape[0], step))
-    for block in blocks:
-        b = np.asarray(block)
-        b = np.abs(b) if np.iscomplexobj(b) else b
+    blocks = [np.asarray(a)] if np.ndim(a) == 0 else (b for _, b in row_blocks(a))
+    complex_ = np.dtype(a.dtype).kind == "c"
+    for b in blocks:
+        b = np.abs(b) if complex_ else b
         b = b[np.isfinite(b)]
         if b.size:
             lo, hi = min(lo, float(b.min())), max(hi, float(b.max()))
@@ -485,7 +486,7 @@ def _finite_stats(a) -> str:
             cnt += int(b.size)
     if not cnt:
         return "no finite values"
-    mod = "|.| " if np.iscomplexobj(x) else ""
+    mod = "|.| " if complex_ else ""
     return f"finite values {mod}min {lo:.6g}, mean {tot / cnt:.6g}, max {hi:.6g} over {cnt}"
 
 
@@ -1508,9 +1509,8 @@ class DoseEstimate:
 
 def _amplitude_blocks(d):
     """Float64 row blocks of a (possibly memory-mapped) diffraction stack."""
-    step = max(1, _CHUNK // max(1, int(np.prod(d.shape[1:]))))
-    for start in range(0, d.shape[0], step):
-        yield np.asarray(d[start:start + step], dtype=np.float64)
+    for _, block in row_blocks(d):
+        yield block.astype(np.float64)
 
 
 def estimate_dose(data: PtychoData, *, nphotons: float | None = None,

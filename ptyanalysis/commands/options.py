@@ -9,7 +9,7 @@ import numpy as np
 from ..errors import PtyAnalysisError
 from ..inference.backends import ENV as BACKEND_ENV
 from ..inference.feeds import FEEDS
-from ..inference.runtime import BATCH_VALUES, DEFAULT_BATCH_SIZE, RuntimeConfig
+from ..inference.runtime import BATCH_VALUES, CPU_BATCH_VALUES, DEFAULT_BATCH_SIZE, RuntimeConfig
 
 _BATCH_SIZE_HELP = (
     "samples per model call (default {default}). Halved automatically when a batch runs out of "
@@ -48,7 +48,8 @@ def add_batch_size_argument(parser: argparse.ArgumentParser, default: int | None
     """
     shown = default if default is not None else (
         f"automatic: at most {DEFAULT_BATCH_SIZE} samples and {BATCH_VALUES / 2**20:.0f} Mi input values "
-        "per call, e.g. 64 gridsize-2 groups of 128 x 128 patterns")
+        f"per call on a GPU ({CPU_BATCH_VALUES / 2**20:g} Mi on a CPU), e.g. 64 (8) gridsize-2 groups of "
+        "128 x 128 patterns")
     parser.add_argument("--batch-size", type=int, default=default, help=_BATCH_SIZE_HELP.format(default=shown))
 
 

@@ -503,20 +503,46 @@ def _check_threads(threads) -> int:
     return int(threads)
 
 
-def _row_bands(H: int, n_patches: int, threads: int) -> tuple:
-    """Disjoint row bands covering ``0 .. H`` and the number of threads to run them on.
+def _row_bands(H: int, tops, rows: int, threads: int) -> tuple:
+    """Disjoint row bands covering ``0 .. H``, cut so each holds about the same work, and the threads to use.
+
+    The work of a canvas row is the number of patch rows added to it, so a chunk of patches that
+    covers only part of the canvas (a raster scan's chunk covers a strip) is still shared by every
+    thread: cutting the whole canvas into equal bands would leave the threads whose bands the
+    strip misses idle.
+
+    Parameters
+    ----------
+    H : int
+        Canvas rows.
+    tops : ndarray of int, shape (B,)
+        Top canvas row of each patch's placed window (may lie off the canvas).
+    rows : int
+        Rows of a placed window (``M``, or ``M + 1`` for a bilinear split).
+    threads : int
+        Threads available.
 
     Returns
     -------
     bands : list of (int, int)
-        ``[(r0, r1), ...]``, in order, ``_BANDS_PER_THREAD`` per thread used.
+        ``[(r0, r1), ...]``, in order, about ``_BANDS_PER_THREAD`` per thread used (equal work).
     workers : int
-        Threads used (1: run in the calling thread).
+        Threads used (1: run in the calling thread, one band).
     """
-    workers = max(1, min(threads, n_patches // _MIN_PATCHES_PER_THREAD, H // _MIN_BAND_ROWS))
-    nb = 1 if workers == 1 else max(1, min(workers * _BANDS_PER_THREAD, H // _MIN_BAND_ROWS))
-    edges = np.linspace(0, H, nb + 1).round().astype(int)
-    return [(int(edges[i]), int(edges[i + 1])) for i in range(nb)], workers
+    tops = np.asarray(tops, np.int64).reshape(-1)
+    starts = np.clip(tops, 0, H)
+    ends = np.clip(tops + int(rows), 0, H)
+    # patch rows per canvas row: +1 where a window starts, -1 where it ends, summed down the canvas
+    cover = np.cumsum(np.bincount(starts, minlength=H + 1)[:H] - np.bincount(ends, minlength=H + 1)[:H])
+    busy = int(np.count_nonzero(cover))
+    workers = max(1, min(threads, len(tops) // _MIN_PATCHES_PER_THREAD, busy // _MIN_BAND_ROWS))
+    if workers == 1:
+        return [(0, H)], 1
+    nb = max(1, min(workers * _BANDS_PER_THREAD, busy // _MIN_BAND_ROWS))
+    work = np.cumsum(cover)
+    cuts = np.searchsorted(work, work[-1] * np.arange(1, nb) / nb, side="right")
+    edges = np.unique(np.concatenate(([0], np.clip(cuts, 1, H - 1), [H])))
+    return [(int(edges[i]), int(edges[i + 1])) for i in range(len(edges) - 1)], workers
 
 
 # --------------------------------------------------------------------------- #
@@ -1109,7 +1135,7 @@ class Stitcher:
         w = _bilinear_weights(frac, self._rdtype) if bil else np.zeros((len(tl), 4), self._rdtype)
         tl = np.ascontiguousarray(tl, dtype=np.int64)
         place = _kernel()
-        bands, workers = _row_bands(self.canvas_shape[0], len(tl), self.threads)
+        bands, workers = _row_bands(self.canvas_shape[0], tl[:, 0], M + 1 if bil else M, self.threads)
         if workers == 1:
             place(self._accv, view, a, M, k, tl, w, bil, 0, self.canvas_shape[0])
             return

@@ -45,6 +45,7 @@ import numpy as np
 
 from ..conventions import global_positions_from_offsets, ptychopinn_offsets, xy_from_positions
 from ..errors import PtyAnalysisError
+from ..memmap import BLOCK_BYTES, release_pages, row_blocks
 
 
 def pattern_totals(diffraction, *, source=None) -> np.ndarray:
@@ -59,11 +60,10 @@ def pattern_totals(diffraction, *, source=None) -> np.ndarray:
         raise PtyAnalysisError(f"diffraction must be (n, N, N), got shape {d.shape}")
     d3 = d if len(d.shape) == 3 else np.reshape(np.asarray(d), (-1,) + tuple(d.shape[-2:]))
     n = d3.shape[0]
-    step = max(1, (1 << 22) // max(1, d3.shape[1] * d3.shape[2]))
     totals = np.empty(n, np.float64)
     bad, first = 0, -1
-    for s0 in range(0, n, step):
-        block = np.asarray(d3[s0:s0 + step], dtype=np.float64)
+    for s0, block in row_blocks(d3):
+        block = block.astype(np.float64)
         sums = np.sum(block ** 2, axis=(-2, -1))
         if not np.isfinite(sums).all():  # only then look for the NaN/Inf values
             fin = np.isfinite(block)
@@ -71,7 +71,7 @@ def pattern_totals(diffraction, *, source=None) -> np.ndarray:
                 first = s0 + int(np.argmax(~fin.reshape(len(block), -1).all(axis=1)))
             bad += int(fin.size - np.count_nonzero(fin))
             sums = np.sum(np.where(fin, block, 0.0) ** 2, axis=(-2, -1))
-        totals[s0:s0 + step] = sums
+        totals[s0:s0 + len(block)] = sums
     mean = float(np.mean(totals)) if n else float("nan")  # for the notice
     if bad:
         import warnings
@@ -174,7 +174,7 @@ def scale_diffraction(diffraction, intensity_scale: float, *, mean_total: float 
     ndarray, float32, same shape as ``diffraction``
     """
     d = np.asarray(diffraction, dtype=np.float32)
-    return (d * np.float32(_normalisation(d, mean_total) * intensity_scale)).astype(np.float32)
+    return (d * np.float32(_normalisation(d, mean_total) * intensity_scale)).astype(np.float32, copy=False)
 
 
 def intensity_scale_for(nphotons: float, N: int) -> float:
@@ -266,11 +266,30 @@ def group_inputs(data, gridsize: int, intensity_scale: float, K: int = 7, seed: 
                 f"{members.shape} dtype {members.dtype}")
     if mean_total is None:
         mean_total = mean_total_intensity(data.diffraction, source=data.path, members=members)
-    x = scale_diffraction(np.asarray(data.diffraction)[members], intensity_scale, mean_total=mean_total)
-    x = np.transpose(x, (0, 2, 3, 1))
+    x = _grouped_stack(data.diffraction, members,
+                       np.float32(_normalisation(data.diffraction, mean_total) * intensity_scale))
     glob, local = ptychopinn_offsets(data.positions[members])
     centres = global_positions_from_offsets(glob)
-    return {"input": np.ascontiguousarray(x), "input_positions": local}, centres, members
+    return {"input": x, "input_positions": local}, centres, members
+
+
+def _grouped_stack(diffraction, members, scale) -> np.ndarray:
+    """``diffraction[members] * scale`` with the members last, ``(b, N, N, C)`` float32, built block by block.
+
+    One pass over the output (gather, scale and move the member axis in one multiply per block): the
+    same values as :func:`scale_diffraction` of the gathered stack, without its three full-size
+    temporaries; a memory-mapped stack's pages are given back after each block (:mod:`ptyanalysis.memmap`).
+    """
+    members = np.asarray(members)
+    b, C = members.shape
+    N = diffraction.shape[-1]
+    out = np.empty((b, N, N, C), np.float32)
+    step = max(1, BLOCK_BYTES // (C * N * N * 4))
+    for s in range(0, b, step):
+        block = np.asarray(diffraction[members[s:s + step]], dtype=np.float32)
+        np.multiply(block.transpose(0, 2, 3, 1), np.float32(scale), out=out[s:s + step])
+        release_pages(diffraction)
+    return out
 
 
 def _intensity_scale(params: dict | None, what: str) -> float:

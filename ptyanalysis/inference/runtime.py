@@ -99,10 +99,19 @@ class RuntimeConfig:
 #: Default samples per model call (:attr:`RuntimeConfig.batch_size`).
 DEFAULT_BATCH_SIZE = RuntimeConfig.__dataclass_fields__["batch_size"].default
 
-#: Input values per model call an automatic batch size allows (:func:`auto_batch_size`): the default
-#: batch of gridsize-2 groups of 64 x 64 patterns, 256 x 4 x 64 x 64. A network's activations grow with
-#: the pixels it is fed, so at the study's 128 x 128 patterns the same budget is 64 groups per call.
+#: Input values per model call an automatic batch size allows on a GPU (:func:`auto_batch_size`): the
+#: default batch of gridsize-2 groups of 64 x 64 patterns, 256 x 4 x 64 x 64. A network's activations grow
+#: with the pixels it is fed, so at the study's 128 x 128 patterns the same budget is 64 groups per call.
 BATCH_VALUES = DEFAULT_BATCH_SIZE * 4 * 64 * 64
+#: The same on a CPU: 8 gridsize-2 groups of 128 x 128 patterns (32 at 64 x 64). A CPU gains nothing from
+#: larger calls, which only hold more activations: the study-size comparison job (python -m ptyanalysis.bench
+#: --only models; 2 cores) ran as fast at 8 groups per call as at 64, at 1.7 instead of 2.7 GiB peak.
+CPU_BATCH_VALUES = 8 * 4 * 128 * 128
+
+
+def batch_values(on_gpu: bool) -> int:
+    """The input values per call :func:`auto_batch_size` allows on a GPU or a CPU."""
+    return BATCH_VALUES if on_gpu else CPU_BATCH_VALUES
 
 
 def auto_batch_size(values_per_sample: int, *, budget: int = BATCH_VALUES, cap: int = DEFAULT_BATCH_SIZE) -> int:
@@ -126,6 +135,8 @@ def auto_batch_size(values_per_sample: int, *, budget: int = BATCH_VALUES, cap: 
     --------
     >>> auto_batch_size(4 * 64 * 64), auto_batch_size(4 * 128 * 128), auto_batch_size(128 * 128)
     (256, 64, 256)
+    >>> auto_batch_size(4 * 128 * 128, budget=CPU_BATCH_VALUES)
+    8
     """
     values_per_sample = max(int(values_per_sample), 1)
     bs = 1

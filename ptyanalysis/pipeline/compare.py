@@ -62,7 +62,7 @@ from ..imaging.stitching import ArrayBackend, Stitcher, scan_frame
 from ..inference import feeds
 from ..inference.backends import executor_for
 from ..inference.loading import load_model
-from ..inference.runtime import BATCH_VALUES, RuntimeConfig, auto_batch_size
+from ..inference.runtime import RuntimeConfig, auto_batch_size, batch_values
 from ..inference.streaming import run_inference
 from ..io import ground_truth_patches
 from ..plotting import subplots
@@ -74,11 +74,15 @@ from .modelcache import shared_model_cache
 PAIR_METRICS = ("mae", "mse", "psnr", "ssim", "ms_ssim", "frc50")
 
 #: Model input (float32 diffraction) prepared at a time by a network arm when
-#: :attr:`CompareConfig.chunk` is None: 4,096 gridsize-2 groups at N = 64, 1,024 at N = 128.
-CHUNK_BYTES = 256 * 2**20
+#: :attr:`CompareConfig.chunk` is None (at least :data:`CHUNK_BATCHES` batches): 64 gridsize-2 groups at
+#: N = 128. Blocks below glibc's 32 MiB mmap threshold are reused from the heap instead of being mapped
+#: (and page-faulted) afresh each time: 256 MiB chunks made the study-size job slower (94 s against 80 s).
+CHUNK_BYTES = 16 * 2**20
+#: Batches per chunk at least, so the device is fed without a pause per call.
+CHUNK_BATCHES = 4
 
 
-def arm_batching(gridsize: int, N: int, config: CompareConfig) -> dict:
+def arm_batching(gridsize: int, N: int, config: CompareConfig, *, on_gpu: bool = False) -> dict:
     """Batch size and chunk length of a network arm: the config's, else sized by memory.
 
     Parameters
@@ -88,6 +92,11 @@ def arm_batching(gridsize: int, N: int, config: CompareConfig) -> dict:
     N : int
         Pattern side.
     config : CompareConfig
+    on_gpu : bool
+        The model runs on a GPU: the automatic batch allows
+        :data:`~ptyanalysis.inference.runtime.BATCH_VALUES` input values per call, else (a CPU)
+        :data:`~ptyanalysis.inference.runtime.CPU_BATCH_VALUES`
+        (:func:`~ptyanalysis.inference.runtime.batch_values`).
 
     Returns
     -------
@@ -100,13 +109,15 @@ def arm_batching(gridsize: int, N: int, config: CompareConfig) -> dict:
     if config.batch_size is not None:
         bs, src = int(config.batch_size), "batch_size requested"
     else:
-        bs = auto_batch_size(values)
-        src = f"batch_size automatic (at most {BATCH_VALUES / 2**20:.0f} Mi input values per call)"
+        budget = batch_values(on_gpu)
+        bs = auto_batch_size(values, budget=budget)
+        src = (f"batch_size automatic (at most {budget / 2**20:g} Mi input values per call on a "
+               f"{'GPU' if on_gpu else 'CPU'})")
     if config.chunk is not None:
         chunk, src = int(config.chunk), src + "; chunk requested"
     else:
-        chunk = max(bs, CHUNK_BYTES // (4 * values) // bs * bs)
-        src += f"; chunk automatic ({CHUNK_BYTES / 2**20:.0f} MiB of input)"
+        chunk = max(CHUNK_BATCHES * bs, CHUNK_BYTES // (4 * values) // bs * bs)
+        src += f"; chunk automatic ({CHUNK_BYTES / 2**20:.0f} MiB of input, at least {CHUNK_BATCHES} batches)"
     return {"batch_size": bs, "chunk": chunk, "source": src}
 
 
@@ -164,12 +175,13 @@ class CompareConfig:
         runtime record, when a batch runs out of memory or the model's outputs
         do not have one row per sample, e.g. a PtychoPINN bundle). ``None``
         (default): per arm, :func:`ptyanalysis.inference.runtime.auto_batch_size`
-        of its samples' input size (256 at N = 64; 64 gridsize-2 groups at the
-        study's N = 128, where 256 groups per call made a 5.9 GB job).
+        of its samples' input size and the device (:func:`arm_batching`; on a GPU
+        256 at N = 64 and 64 gridsize-2 groups at the study's N = 128, where 256
+        groups per call made a 5.9 GB job; on a CPU 32 and 8).
     chunk : int or None
         Samples (groups or patterns) prepared and streamed at a time, which
         bounds the job's memory. ``None`` (default): as many as fit
-        :data:`CHUNK_BYTES` of model input, at least one batch.
+        :data:`CHUNK_BYTES` of model input, at least :data:`CHUNK_BATCHES` batches.
     K : int or None
         Neighbours a PtychoPINN group is drawn from (None: the model's
         ``K_inference``, else 7 as the study's comparison did).
@@ -500,9 +512,10 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
     stitcher = {}  # made at the first chunk, where the outputs are (stitch_backend_for)
     stats, runtimes = [], []
     plan = network_plan(data, sidecar, config, input_shapes=loaded.input_shapes)
-    batching = arm_batching(plan.gridsize, data.N, config)
-    chunk = batching["chunk"]
     executor = executor_for(loaded)
+    batching = arm_batching(plan.gridsize, data.N, config,
+                            on_gpu=any(d.startswith("gpu") for d in executor.devices()))
+    chunk = batching["chunk"]
     # one patch per output channel: a model without an in-model merge (a PtychoPINN PyTorch bundle) returns
     # each group member's patch, placed at that member's scan position; a one-channel output (the
     # TensorFlow PINN's merged group, a gridsize-1 model) at the output's centre
@@ -1078,7 +1091,8 @@ def _grid_split(hub, dose, view: str, split: str) -> tuple:
 #: The comparison job, as the grid runner sees it (:class:`~ptyanalysis.pipeline.grid.job.JobProfile`, the
 #: default of :func:`~ptyanalysis.pipeline.grid.run_grid`): it loads both network arms' models (shared by the
 #: cells of a dose and view; about 4 bytes of memory per byte of model file: the weights plus the framework's
-#: copies while loading) and its split (3 bytes per byte: the diffraction, its normalised copy and the chunk
-#: being fed), and its time grows with the scan positions of its view.
+#: copies while loading) and its split (at most 1 byte per byte of the file: the view's diffraction rows are
+#: read into memory, ``Y`` is read only where used and the inputs are fed in 16 MiB chunks; the study-size
+#: job peaked at 1.8 GB with a 1.0 GB split file), and its time grows with the scan positions of its view.
 COMPARISON_JOB = JobProfile(name="comparison", shared_inputs=_grid_models, cell_inputs=_grid_split,
-                            work=_hub.view_positions, shared_memory_factor=4, cell_memory_factor=3)
+                            work=_hub.view_positions, shared_memory_factor=4, cell_memory_factor=1)

@@ -43,7 +43,7 @@ view: str = "dense"  # dense | sparse
 split: str = "test"  # train | test
 baseline_positions: str = "trained"  # trained (as the model was trained) | study (as the study's script fed it)
 register: str = "ptychi"  # ptychi (the study default) | all | none
-batch_size: Optional[int] = None  # inference batch size of the network arms (None: sized by memory, 256 at N 64)
+batch_size: Optional[int] = None  # inference batch size of the network arms (None: sized by memory and device)
 output_dir: Optional[Path] = None  # default: HUB/analysis/dose_<D>/<view>/<split>
 ensure_synthetic: Optional[str] = None  # e.g. "ci": simulate and train this synthetic study if the hub has none
 

@@ -200,12 +200,29 @@ def test_threaded_equals_serial(method):
 
 
 def test_row_bands_partition_the_canvas():
+    rng = np.random.default_rng(0)
     for H, n, t in ((533, 4096, 2), (533, 4096, 16), (5, 4096, 8), (1000, 20, 8), (64, 4096, 1)):
-        bands, workers = _row_bands(H, n, t)
+        bands, workers = _row_bands(H, rng.integers(-40, H, n), 33, t)
         assert 1 <= workers <= t and (len(bands) == 1) == (workers == 1)
         assert bands[0][0] == 0 and bands[-1][1] == H
         assert all(b[1] == c[0] for b, c in itertools.pairwise(bands))
         assert all(r1 > r0 for r0, r1 in bands)
+
+
+def test_row_bands_share_a_strip_between_threads():
+    # a raster chunk covers a strip of the canvas (rows 600-712 of 1000): equal row bands of the whole
+    # canvas would give it to one thread; bands cut by work give each thread about half of it
+    H, rows = 1000, 65
+    tops = np.repeat(np.arange(600, 648, 3), 256)
+    bands, workers = _row_bands(H, tops, rows, 2)
+    assert workers == 2
+    cover = np.zeros(H)
+    for t in tops:
+        cover[t:t + rows] += 1
+    work = [cover[r0:r1].sum() for r0, r1 in bands]
+    assert max(work) <= 1.5 * cover.sum() / len(bands)
+    half = len(bands) // 2  # the bands are taken from a queue; the first and second halves hold equal work
+    assert abs(sum(work[:half]) - sum(work[half:])) <= 0.2 * cover.sum()
 
 
 def test_nearest_equals_the_plain_slice_add_loop():

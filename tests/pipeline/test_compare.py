@@ -64,9 +64,11 @@ def test_dataset_holds_both_conventions_and_provenance(job):
     assert np.all(np.abs(back["registration_offset"].sel(arm="PtyChi").values) < 2)
     # each network arm records the batch and chunk it was run with, and why (sized by memory by default)
     details = json.loads(back.attrs["arm_details"])
-    for arm in ("PtychoPINN", "Baseline"):
+    for arm, gridsize in (("PtychoPINN", 2), ("Baseline", 1)):  # on this machine's CPU
         b = details[arm]["batching"]
-        assert b["batch_size"] == details[arm]["runtime"]["batch_size"] == 256 and "automatic" in b["source"]
+        want = compare.arm_batching(gridsize, details[arm]["sidecar"]["N"], compare.CompareConfig())
+        assert b["batch_size"] == details[arm]["runtime"]["batch_size"] == want["batch_size"]
+        assert (b["chunk"], b["source"]) == (want["chunk"], want["source"]) and "CPU" in b["source"]
 
 
 def test_the_study_feeding_gives_an_empty_baseline_not_a_dropped_one(ci_hub, tmp_path):
