@@ -104,7 +104,7 @@ import numpy as np
 from .conventions import POSITION_UNIT, positions_from_xy
 from .errors import PtyAnalysisError
 from .fileutil import atomic_path
-from .memmap import MappedRows, release_pages, row_blocks, take_rows
+from .memmap import MappedRows, row_blocks, take_rows
 
 __all__ = [
     "PtychoData",
