@@ -72,6 +72,7 @@ their 32 x 32 centres).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -112,8 +113,6 @@ TOLERANCE = 0.05
 Z_SCORE = 3.0
 #: Relative variance below which a patch region has no contrast (scores 0).
 _FLAT = 1e-10
-#: Pixels of gathered patch data per block (bounds the temporary memory: ~16 bytes each, a few arrays).
-_BLOCK_PIXELS = 1 << 21
 
 
 @dataclass(frozen=True)
@@ -348,12 +347,17 @@ def pair_agreement(a, b, mask=None) -> np.ndarray:
         b = np.where(m, b, 0)
     a = a.reshape(k, -1)
     b = b.reshape(k, -1)
-    nn = np.maximum(n, 1.0)
     sa, sb = a.sum(axis=1), b.sum(axis=1)
     bc = np.conj(b) if cplx else b
     sab = np.einsum("ki,ki->k", a, bc)
     saa = np.einsum("ki,ki->k", a, np.conj(a) if cplx else a).real
     sbb = np.einsum("ki,ki->k", b, bc).real
+    return _agreement(n, sa, sb, sab, saa, sbb, cplx)
+
+
+def _agreement(n, sa, sb, sab, saa, sbb, cplx: bool) -> np.ndarray:
+    """:func:`pair_agreement` from each pair's pixel count and sums (of a, b, a conj(b), |a|^2, |b|^2)."""
+    nn = np.maximum(n, 1.0)
     cov = sab - sa * np.conj(sb) / nn
     va = saa - np.abs(sa) ** 2 / nn
     vb = sbb - np.abs(sb) ** 2 / nn
@@ -363,22 +367,53 @@ def pair_agreement(a, b, mask=None) -> np.ndarray:
     return np.where(ok, np.clip(r, -1.0, 1.0), 0.0)
 
 
+@functools.cache
+def _moments_kernel():
+    """The compiled sums of :func:`_aligned_scores` (built, or read from numba's cache, on first use)."""
+    import numba
+
+    @numba.njit(nogil=True, cache=True)
+    def moments(P, i, j, d, n, sa, sb, sab, saa, sbb):  # pragma: no cover - compiled
+        # pair p: pixel (u, v) of P[i[p]] against pixel (u - d0, v - d1) of P[j[p]], over the rectangle
+        # where both exist; one pass, nothing gathered
+        H, W = P.shape[1], P.shape[2]
+        for p in range(i.shape[0]):
+            d0, d1 = d[p, 0], d[p, 1]
+            r0, r1 = max(0, d0), min(H, H + d0)
+            c0, c1 = max(0, d1), min(W, W + d1)
+            A, B = P[i[p]], P[j[p]]
+            za, zb, zab = sa[p], sb[p], sab[p]
+            qa, qb = 0.0, 0.0
+            for u in range(r0, r1):
+                for v in range(c0, c1):
+                    x = A[u, v]
+                    y = B[u - d0, v - d1]
+                    yc = np.conj(y)
+                    za += x
+                    zb += y
+                    zab += x * yc
+                    qa += (x * np.conj(x)).real
+                    qb += (y * yc).real
+            n[p] = max(r1 - r0, 0) * max(c1 - c0, 0)
+            sa[p], sb[p], sab[p], saa[p], sbb[p] = za, zb, zab, qa, qb
+
+    return moments
+
+
 def _aligned_scores(P: np.ndarray, i: np.ndarray, j: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """Agreement of patches ``P[i]`` and ``P[j]`` at integer shifts ``d`` (pixel u of i = pixel u - d of j)."""
-    k, M = len(i), P.shape[1]
-    out = np.zeros(k, np.float64)
-    block = max(1, _BLOCK_PIXELS // (M * M))
-    u = np.arange(M)
-    for s in range(0, k, block):
-        e = min(k, s + block)
-        rr = u[None, :] - d[s:e, 0, None]
-        cc = u[None, :] - d[s:e, 1, None]
-        vr = (rr >= 0) & (rr < M)
-        vc = (cc >= 0) & (cc < M)
-        A = P[i[s:e]]
-        B = P[j[s:e, None, None], np.clip(rr, 0, M - 1)[:, :, None], np.clip(cc, 0, M - 1)[:, None, :]]
-        out[s:e] = pair_agreement(A, B, vr[:, :, None] & vc[:, None, :])
-    return out
+    """Agreement of patches ``P[i]`` and ``P[j]`` at integer shifts ``d`` (pixel u of i = pixel u - d of j).
+
+    :func:`pair_agreement` of the two patches over the pixels both cover, with the sums taken in one
+    compiled pass over the patch stack (``P`` float64 or complex128), nothing gathered.
+    """
+    k = len(i)
+    P = np.ascontiguousarray(P)
+    n = np.zeros(k, np.float64)
+    sa, sb, sab = (np.zeros(k, P.dtype) for _ in range(3))
+    saa, sbb = np.zeros(k, np.float64), np.zeros(k, np.float64)
+    _moments_kernel()(P, np.asarray(i, np.int64), np.asarray(j, np.int64), np.ascontiguousarray(d, np.int64),
+                      n, sa, sb, sab, saa, sbb)
+    return _agreement(n, sa, sb, sab, saa, sbb, np.iscomplexobj(P))
 
 
 # --------------------------------------------------------------------------- the audit

@@ -31,6 +31,7 @@ every table with empty values and a status, never dropped.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -467,7 +468,8 @@ class _PlacementSample:
                                seed=self.seed).to_dict()
 
 
-def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, models=None) -> ArmResult:
+def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, models=None, *,
+                    truth_spread=None) -> ArmResult:
     """Stream a network arm's inference into a stitcher on ``frame``.
 
     Parameters
@@ -483,6 +485,10 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
     models : ModelCache, optional
         Where the model is loaded from or reused
         (:class:`ptyanalysis.pipeline.modelcache.ModelCache`; default: load it afresh).
+    truth_spread : float or callable, optional
+        How much the true object's amplitude varies between samples, which a flat output is judged
+        against (:func:`_truth_amplitude_spread` of ``data``, computed when needed if not given; a
+        callable is called only when needed: :func:`compare_job` computes it once for both arms).
 
     Returns
     -------
@@ -566,7 +572,8 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
     status = "nonfinite" if total["nan"] + total["inf"] else "zero" if total["nonzero"] == 0 else "ok"
     collapsed = _collapsed_output(stats) if status == "ok" else None
     if status == "ok" and collapsed is None:
-        collapsed = _flat_output(stats, _truth_amplitude_spread(data, config.seed))
+        truth = truth_spread if truth_spread is not None else lambda: _truth_amplitude_spread(data, config.seed)
+        collapsed = _flat_output(stats, truth() if callable(truth) else truth)
     return ArmResult(arm, status, out.image, out.coverage, time.perf_counter() - t0,
                      {"model": str(model_dir), "output_stats": total, "runtime": runtimes[-1] if runtimes else {},
                       "crop": M, "baseline_positions": config.baseline_positions if arm == "Baseline" else None,
@@ -854,12 +861,14 @@ def compare_job(hub, dose, view: str, split: str, config: CompareConfig = Compar
                                "is needed to score the arms")
     frame = _frame(data)
     results = {}
+    # the true object's spread, which flat network outputs are judged against: read once, if an arm needs it
+    truth_spread = functools.cache(lambda: _truth_amplitude_spread(data, config.seed))
     for arm in arms:
         if arm == "PtyChi":
             results[arm] = load_iterative_arm(_hub.ptychi_path(hub, dose, view, split), frame)
         else:
             results[arm] = run_network_arm(arm, _hub.model_dir(hub, dose, arm, view), data, frame, config,
-                                           models=models)
+                                           models=models, truth_spread=truth_spread)
     gt_full = np.asarray(data.obj, np.complex64)
     usable = [r for r in results.values() if r.status == "ok"]
     mask = np.ones(gt_full.shape, bool)

@@ -10,6 +10,7 @@ from ptyanalysis.errors import PtyAnalysisError
 from ptyanalysis.imaging.placement import (
     PLACEMENTS,
     PlacementAudit,
+    _aligned_scores,
     equivalent,
     overlap_pairs,
     pair_agreement,
@@ -267,3 +268,22 @@ def test_text_in_physics_words():
     assert "the placement is consistent" in t and "agreement 0.95" in t
     assert placement_text(_audit("undetermined", None, reason="every patch compared is 0")) == \
         "placement undetermined: every patch compared is 0"
+
+
+@pytest.mark.parametrize("cplx", [True, False])
+def test_aligned_scores_are_pair_agreement_over_the_shared_pixels(cplx):
+    # the compiled one-pass sums against pair_agreement of gathered, masked patches (shifts past the edge too)
+    rng = np.random.default_rng(0)
+    M = 24
+    P = rng.standard_normal((60, M, M)) + (1j * rng.standard_normal((60, M, M)) if cplx else 0)
+    i, j = rng.integers(0, 60, 200), rng.integers(0, 60, 200)
+    d = rng.integers(-M - 3, M + 3, (200, 2))
+    d[:5] = 0
+    u = np.arange(M)
+    rr, cc = u[None, :] - d[:, 0, None], u[None, :] - d[:, 1, None]
+    mask = ((rr >= 0) & (rr < M))[:, :, None] & ((cc >= 0) & (cc < M))[:, None, :]
+    B = P[j[:, None, None], np.clip(rr, 0, M - 1)[:, :, None], np.clip(cc, 0, M - 1)[:, None, :]]
+    want = pair_agreement(P[i], B, mask)
+    got = _aligned_scores(P, i, j, d)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    assert (got == 0).sum() == (want == 0).sum() > 0  # no shared pixels (or one): no agreement
