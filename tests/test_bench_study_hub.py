@@ -3,6 +3,7 @@
 import json
 import subprocess
 
+import numpy as np
 import pytest
 
 from ptyanalysis import __version__, bench
@@ -45,3 +46,20 @@ def test_the_default_study_hub_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv(bench.STUDY_HUB_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "c"))
     assert bench.default_study_hub() == tmp_path / "c" / "ptyanalysis" / "bench_study_hub"
+
+
+def test_the_compute_floor_counts_every_convolution(tensorflow, keras):
+    # a conv (counted by TensorFlow's profiler), a transposed conv and an einsum (counted from their shapes):
+    # conv 3x3, 1 -> 4 channels, stride 2 on 16 x 16: 8*8 outputs x 4 x 9 x 1 multiply-adds;
+    # transposed conv 3x3 stride 2, 4 -> 2 channels: each of the 8*8*4 input values scatters 9 x 2
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the floor traces a TensorFlow graph")
+    x = keras.Input((16, 16, 1))
+    y = keras.layers.Conv2D(4, 3, strides=2, padding="same", use_bias=False)(x)
+    y = keras.layers.Conv2DTranspose(2, 3, strides=2, padding="same", use_bias=False)(y)
+    mix = np.ones((2, 3), np.float32)
+    y = keras.layers.Lambda(lambda t: keras.ops.einsum("bhwc,cd->bhwd", t, mix))(y)  # an einsum: 16*16*2*3
+    model = keras.Model(x, y)
+    want = 2 * (8 * 8 * 4 * 9 * 1) + 2 * (8 * 8 * 4 * 9 * 2) + 2 * (16 * 16 * 2 * 3)
+    assert bench._graph_flops(model, [(None, 16, 16, 1)]) == pytest.approx(want, rel=0.01)
+    assert bench._matmul_gflops(n=256, repeats=1) > 0
