@@ -174,7 +174,12 @@ def scale_diffraction(diffraction, intensity_scale: float, *, mean_total: float 
     ndarray, float32, same shape as ``diffraction``
     """
     d = np.asarray(diffraction, dtype=np.float32)
-    return (d * np.float32(_normalisation(d, mean_total) * intensity_scale)).astype(np.float32, copy=False)
+    return (d * _input_factor(d, mean_total, intensity_scale)).astype(np.float32, copy=False)
+
+
+def _input_factor(d, mean_total: float | None, intensity_scale: float) -> np.float32:
+    """The one float32 factor :func:`scale_diffraction` multiplies the amplitudes by."""
+    return np.float32(_normalisation(d, mean_total) * intensity_scale)
 
 
 def intensity_scale_for(nphotons: float, N: int) -> float:
@@ -266,8 +271,7 @@ def group_inputs(data, gridsize: int, intensity_scale: float, K: int = 7, seed: 
                 f"{members.shape} dtype {members.dtype}")
     if mean_total is None:
         mean_total = mean_total_intensity(data.diffraction, source=data.path, members=members)
-    x = _grouped_stack(data.diffraction, members,
-                       np.float32(_normalisation(data.diffraction, mean_total) * intensity_scale))
+    x = _grouped_stack(data.diffraction, members, _input_factor(data.diffraction, mean_total, intensity_scale))
     glob, local = ptychopinn_offsets(data.positions[members])
     centres = global_positions_from_offsets(glob)
     return {"input": x, "input_positions": local}, centres, members
@@ -287,7 +291,7 @@ def _grouped_stack(diffraction, members, scale) -> np.ndarray:
     step = max(1, BLOCK_BYTES // (C * N * N * 4))
     for s in range(0, b, step):
         block = np.asarray(diffraction[members[s:s + step]], dtype=np.float32)
-        np.multiply(block.transpose(0, 2, 3, 1), np.float32(scale), out=out[s:s + step])
+        np.multiply(block.transpose(0, 2, 3, 1), scale, out=out[s:s + step])
         release_pages(diffraction)
     return out
 

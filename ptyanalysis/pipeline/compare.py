@@ -485,10 +485,10 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
     models : ModelCache, optional
         Where the model is loaded from or reused
         (:class:`ptyanalysis.pipeline.modelcache.ModelCache`; default: load it afresh).
-    truth_spread : float or callable, optional
-        How much the true object's amplitude varies between samples, which a flat output is judged
-        against (:func:`_truth_amplitude_spread` of ``data``, computed when needed if not given; a
-        callable is called only when needed: :func:`compare_job` computes it once for both arms).
+    truth_spread : callable, optional
+        Returns how much the true object's amplitude varies between samples, which a flat output is
+        judged against; called only when needed (default: :func:`_truth_amplitude_spread` of ``data``;
+        :func:`compare_job` passes one that reads it once for both arms).
 
     Returns
     -------
@@ -572,8 +572,8 @@ def run_network_arm(arm: str, model_dir, data, frame, config: CompareConfig, mod
     status = "nonfinite" if total["nan"] + total["inf"] else "zero" if total["nonzero"] == 0 else "ok"
     collapsed = _collapsed_output(stats) if status == "ok" else None
     if status == "ok" and collapsed is None:
-        truth = truth_spread if truth_spread is not None else lambda: _truth_amplitude_spread(data, config.seed)
-        collapsed = _flat_output(stats, truth() if callable(truth) else truth)
+        truth = truth_spread or (lambda: _truth_amplitude_spread(data, config.seed))
+        collapsed = _flat_output(stats, truth())
     return ArmResult(arm, status, out.image, out.coverage, time.perf_counter() - t0,
                      {"model": str(model_dir), "output_stats": total, "runtime": runtimes[-1] if runtimes else {},
                       "crop": M, "baseline_positions": config.baseline_positions if arm == "Baseline" else None,
